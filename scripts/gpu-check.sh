@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One command for a GPU machine (the lent H100): build, run every test including the GPU ones,
+# compute-sanitizer on small GPU cases, the benchmarks, and the tool's own GPU check; prints a
+# short summary table last. Logs and JSON go to $OUT (default: ./out).
+#
+#   scripts/gpu-check.sh [--no-bench] [--no-sanitizer]
+#
+# Needs the staged headers in .deps/ (scripts/setup.sh --deps-only puts them there; carry the
+# folder to a machine without a package registry).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+run_bench=1; run_sanitizer=1
+for a in "$@"; do
+  case "$a" in
+    --no-bench) run_bench=0 ;;
+    --no-sanitizer) run_sanitizer=0 ;;
+    *) echo "gpu-check: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+[[ -x /usr/local/cuda/bin/nvcc ]] && export PATH=/usr/local/cuda/bin:$PATH
+
+declare -a summary
+record() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+nvcc --version | tail -1 | tee -a "$OUT/gpu.txt"
+
+t0=$(date +%s)
+if cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > "$OUT/configure.log" 2>&1 &&
+   cmake --build build -j"$(nproc)" > "$OUT/build.log" 2>&1; then
+  record "build" "ok ($(( $(date +%s) - t0 )) s)"
+else
+  tail -40 "$OUT/build.log"; record "build" "FAILED (see build.log)"
+  printf '%s\n' "${summary[@]}"; exit 1
+fi
+
+ctest --test-dir build -j8 --output-on-failure > "$OUT/ctest.log" 2>&1
+rc=$?
+record "ctest (all, incl. GPU)" "$(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) rc=$rc"
+grep -E '^\s+[0-9]+ - .*\((Failed|SEGFAULT|Timeout|Subprocess)' "$OUT/ctest.log" | head -20
+
+if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
+  # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers.
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 1 build/tests/nvfp4moe_gpu_tests \
+      --gtest_filter='*Small*' > "$OUT/sanitizer-$tool.log" 2>&1
+    record "compute-sanitizer $tool" "$(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$?"
+  done
+fi
+
+if [[ -x build/nvfp4-moe ]]; then
+  build/nvfp4-moe run --verify > "$OUT/tool-run.log" 2>&1
+  record "nvfp4-moe run --verify" "$(grep -E 'Passed|Failed' "$OUT/tool-run.log" | tail -1) rc=$?"
+fi
+
+if ((run_bench)); then
+  for b in build/bench/nvfp4moe_bench_*; do
+    [[ -x "$b" ]] || continue
+    name=$(basename "$b")
+    "$b" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
+    record "$name" "rc=$? (table in $name.txt)"
+  done
+fi
+
+echo
+for f in "$OUT"/nvfp4moe_bench_*.txt; do [[ -f "$f" ]] && { echo "== $(basename "$f")"; tail -n 40 "$f"; }; done
+echo
+echo "== summary ($(cat "$OUT/gpu.txt" | head -1))"
+printf '%s\n' "${summary[@]}"
