@@ -13,6 +13,18 @@
 // unfused weight). The products are exact in float; the reference sums them in float64 and
 // rounds once to float32, so a GPU result differs only by its float32 summation order.
 // Outputs are float32; round with round_to_act() for the bf16/fp16 output of the kernels.
+//
+// Exact order of operations (the GPU epilogue does the same float multiply):
+//   acc        = sum over k = 0, 1, ..., K-1 of double(a_k) * double(b_k)   (each product exact)
+//   out[m, n]  = float(acc) * alpha(n)                                      (two float roundings)
+// where a_k, b_k are the dequantized element values without the global scales
+// (e2m1 * e4m3 block scale; for W4A16 a_k is the bf16/fp16 value). With small-integer data
+// and power-of-two scales every partial sum is exact, so any summation order gives these bits.
+//
+// Validation (nvfp4moe::Error naming the argument, before anything is written): K > 0 and
+// K % 16 == 0, N > 0, span sizes match the shapes, alpha finite, off[0] = 0, off non-decreasing,
+// expert weights all [N, K]. Work is split over threads by output rows and columns; every
+// output element is computed by one thread in the fixed k order, so results are deterministic.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +64,16 @@ void grouped_gemm_w4a4(std::span<const uint8_t> a_codes, std::span<const uint8_t
 void grouped_gemm_w4a16(std::span<const uint16_t> a, ActDType dtype, int64_t k,
                         std::span<const int32_t> off, std::span<const Nvfp4View> b,
                         std::span<const HalfAlpha> alpha, std::span<float> out);
+
+// Plain float32 GEMM for the unquantized reference layer: a [M, K], b [N, K] (row-major,
+// K contiguous), out[m, n] = float(sum_k double(a[m,k]) * double(b[n,k])), k ascending.
+// Any K >= 0 (K = 0 gives zeros).
+void gemm_f32(std::span<const float> a, int64_t m, std::span<const float> b, int64_t n, int64_t k,
+              std::span<float> out);
+
+// Dequantize an NVFP4 weight without its global scale: out[n, k] = e2m1(B[n,k]) * sB[n,k/16]
+// (exact in float). Multiply by 1/g to get the weight values. out: [rows, k] float32.
+void dequantize_unscaled(const Nvfp4View& b, std::span<float> out);
 
 // Round float32 values to the activation dtype (bits), elementwise.
 void round_to_act(std::span<const float> in, ActDType dtype, std::span<uint16_t> out);

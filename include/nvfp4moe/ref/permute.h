@@ -24,7 +24,9 @@ struct Permutation {
 Permutation permute(std::span<const int32_t> ids, int64_t tokens, int top_k, int num_experts);
 
 // out[t, :] = sum_{j=0..k-1} weights[t, j] * rows[pair_to_sorted[t*k + j], :]  (+ shared[t, :])
-// accumulated in float32 in that order (j ascending, the shared term last).
+// accumulated in float32 in that order (j ascending, the shared term last):
+//   acc = 0.0f; acc = acc + w_j * row_j (a float multiply, then a float add: no FMA); acc += shared.
+// Errors: sizes, pair_to_sorted entries outside [0, M).
 // rows: [M, hidden] float32; shared: [T, hidden] or empty; out: [T, hidden] float32.
 void combine(std::span<const float> rows, std::span<const float> weights,
              std::span<const int32_t> pair_to_sorted, int64_t tokens, int top_k, int64_t hidden,

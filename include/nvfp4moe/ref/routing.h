@@ -37,6 +37,14 @@ namespace ref {
 //   keep the topk_group best groups (ties to the lower group index); among their experts
 //   pick the k largest c; w = s of the picked experts; renormalized: w / (sum(w) + 1e-20)
 //   when cfg.renormalize; w *= routed_scaling_factor.
+//
+// Arithmetic, all float32: softmax p_i = exp(l_i - max_l) / S with S summed over i ascending;
+// sigmoid s_i = 1 / (1 + exp(-l_i)); the renormalizing sum runs over the slots j ascending
+// (the picked order). Ranking: larger first, equal to the lower index, NaN below every number
+// (a NaN logit never yields an out-of-range id; its token's weights may come out NaN).
+// Errors: correction_bias given with softmax scoring, or with a non-finite entry; sizes.
+// (The reference calls std::exp; a GPU expf may differ by an ulp, so compare weights with a
+// small tolerance, ids exactly except where scores are within that tolerance.)
 void route(std::span<const float> logits, std::span<const float> correction_bias, int64_t tokens,
            const RoutingConfig& cfg, std::span<int32_t> ids, std::span<float> weights);
 
