@@ -1,6 +1,9 @@
 // bf16 and fp16 <-> float32, bit level, round-to-nearest-even; host and device.
 // The activation dtypes travel as raw uint16_t bits through the CPU model so that it needs
 // no CUDA header; the GPU kernels use the native types and must agree bit for bit.
+// NaN handling follows CUDA (cvt.rn.{bf16,f16}.f32 and the host functions of cuda_bf16.h /
+// cuda_fp16.h): float -> bf16/fp16 gives the canonical NaN 0x7FFF whatever the sign and
+// payload; fp16 -> float gives the canonical float NaN 0x7FFFFFFF; bf16 -> float is a shift.
 #pragma once
 
 #include "nvfp4moe/common/host_device.h"
@@ -13,10 +16,12 @@ inline const char* to_string(ActDType t) { return t == ActDType::kBF16 ? "bf16" 
 
 NVFP4MOE_HD float bf16_to_float(uint16_t b) { return float_from_bits(uint32_t(b) << 16); }
 
-// float -> bf16, round to nearest even; NaN stays a (quiet) NaN with its sign.
+inline constexpr uint16_t kCanonicalNaN16 = 0x7fff;  // what CUDA's conversions produce
+
+// float -> bf16, round to nearest even (overflow rounds to Inf); NaN -> 0x7FFF.
 NVFP4MOE_HD uint16_t bf16_from_float(float x) {
   uint32_t u = float_bits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return kCanonicalNaN16;
   uint32_t rounding_bias = 0x7fffu + ((u >> 16) & 1u);
   return uint16_t((u + rounding_bias) >> 16);
 }
@@ -25,7 +30,7 @@ NVFP4MOE_HD float fp16_to_float(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
-  if (exp == 0x1f) return float_from_bits(sign | 0x7f800000u | (mant << 13));  // inf/nan
+  if (exp == 0x1f) return float_from_bits(mant ? 0x7fffffffu : (sign | 0x7f800000u));  // nan/inf
   if (exp == 0) {
     // zero or subnormal: value = mant * 2^-24, exact in float
     float v = float(mant) * 5.9604644775390625e-08f;
@@ -34,12 +39,12 @@ NVFP4MOE_HD float fp16_to_float(uint16_t h) {
   return float_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-// float -> fp16, round to nearest even, overflow to inf (IEEE), NaN stays NaN.
+// float -> fp16, round to nearest even, overflow to inf (IEEE); NaN -> 0x7FFF.
 NVFP4MOE_HD uint16_t fp16_from_float(float x) {
   uint32_t u = float_bits(x);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+  if (a > 0x7f800000u) return kCanonicalNaN16;
   if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf
   if (a < 0x38800000u) {
     // below the smallest fp16 normal (2^-14): subnormal, unit 2^-24
