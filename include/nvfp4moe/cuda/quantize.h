@@ -1,0 +1,89 @@
+// Launchers of the Hopper NVFP4 quantization kernels (kernels/*_sm90.cuh). Every function
+// enqueues on the caller's stream, never synchronizes and never reads device memory on the
+// host, so all of them can be captured in a CUDA graph. Arguments are validated first: a bad
+// shape, a misaligned pointer or a too-small buffer throws nvfp4moe::Error before any launch.
+//
+// Numerics: bit-exact with the CPU golden model (ref/quantize.h) for quantize,
+// quantize_runtime_scale, quantize_experts and dequantize. silu_and_mul uses CUDA's expf, so
+// it can differ from the host model in the last bit of a product; the fused
+// silu_and_mul_quantize_experts equals silu_and_mul followed by quantize_experts exactly.
+//
+// Device-side validation of device data. The expert offsets off[E+1] and the gather map live
+// on the device, so they are checked by the kernels: when off is not {off[0] = 0,
+// non-decreasing, off[E] <= rows_out}, every output is written as zero and
+// kQuantErrorBadOffsets is ORed into *error_flags; a gather entry outside [0, rows_in) makes
+// that row quantize as zeros and sets kQuantErrorBadGather. No kernel reads or writes out of
+// bounds whatever these hold. error_flags (may be null) is the caller's zeroed device word.
+// The per-expert global scales g[e] are expected finite and > 0 (not checked on the device).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "nvfp4moe/format/halfs.h"
+
+namespace nvfp4moe::cuda {
+
+inline constexpr uint32_t kQuantErrorBadOffsets = 1u;  // off malformed: outputs zeroed
+inline constexpr uint32_t kQuantErrorBadGather = 2u;   // a gather entry out of range
+inline constexpr int kQuantMaxExperts = 1024;
+
+// Alignment every data pointer needs (16-byte vector loads and stores).
+inline constexpr size_t kQuantAlignment = 16;
+
+// (1) Quantize x [rows, k] (k % 16 == 0) with the encode global scale *g (device float).
+//   codes:  [rows, k/2] packed e2m1;  scales: swizzled_scale_bytes(rows, k) bytes, padding 0.
+void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const float* g,
+              uint8_t* codes, uint8_t* scales, cudaStream_t stream);
+
+// amax(|x|) of numel activations (numel % 8 == 0), NaN ignored, into *amax (device float).
+// Two stream-ordered operations: cudaMemsetAsync(amax, 0) and one reduction kernel.
+void amax_abs(const void* x, ActDType dtype, int64_t numel, float* amax, cudaStream_t stream);
+
+// (2) Runtime global scale: *amax = amax(|x|), *g = global_scale_from_amax(*amax),
+// *g_inv = 1 / *g (correctly rounded; the GEMM's alpha factor), then quantize with g.
+// amax is a device workspace float; g and g_inv may be null. Memset + 2 kernels, no host sync.
+void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t k,
+                            uint8_t* codes, uint8_t* scales, float* amax, float* g,
+                            float* g_inv, cudaStream_t stream);
+
+// (3) Per-expert quantization (semantics of ref::quantize_experts). Expert e (E = num_experts,
+// 1..kQuantMaxExperts) owns output rows [off[e], off[e+1]) and uses g[e]; output row i reads
+// input row gather[i] when gather is given, else row i (then rows_in >= rows_out is required).
+//   off [E+1], g [E], gather [rows_out]: device arrays.
+//   codes [rows_out, k/2]: rows in [off[E], rows_out) are written as zero.
+//   scales: scale_rows * padded_scale_cols(k) bytes, every byte written; expert e's swizzled
+//   matrix starts at scale row sf_off[e] (computed on the device). Since off[E] is not known
+//   on the host, scale_rows must be >= expert_scale_rows_capacity(rows_out, E) (bound for
+//   any split) and a multiple of 128.
+// Grids are sized from rows_out and scale_rows (capacities); each block finds its expert.
+void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
+                      const int32_t* off, int num_experts, const float* g,
+                      const int32_t* gather, int64_t rows_out, uint8_t* codes,
+                      uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
+                      cudaStream_t stream);
+
+// (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
+// inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
+void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter,
+                  std::optional<float> limit, void* out, cudaStream_t stream);
+
+// (4b) Fused: silu_and_mul of x [rows, 2*inter] rounded to dtype, then quantize_experts
+// (no gather) of the [rows, inter] product, in one pass with no intermediate buffer.
+// inter % 16 == 0; rows plays rows_out (capacity); other arguments as quantize_experts.
+void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, int64_t inter,
+                                   std::optional<float> limit, const int32_t* off,
+                                   int num_experts, const float* g, uint8_t* codes,
+                                   uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
+                                   cudaStream_t stream);
+
+// (5) Dequantize codes [rows, k/2] + swizzled scales with global scale *g (device) to
+// float32 or bf16 (out [rows, k]): e2m1 * e4m3 / g, bf16 rounded to nearest even.
+void dequantize(const uint8_t* codes, const uint8_t* scales, int64_t rows, int64_t k,
+                const float* g, float* out, cudaStream_t stream);
+void dequantize_bf16(const uint8_t* codes, const uint8_t* scales, int64_t rows, int64_t k,
+                     const float* g, void* out, cudaStream_t stream);
+
+}  // namespace nvfp4moe::cuda

@@ -1,0 +1,172 @@
+// NVFP4 quantization kernel for Hopper (sm_90a): bf16/fp16 [rows, K] -> packed e2m1 codes
+// [rows, K/2] + swizzled e4m3 scales (128x4 tiles, padding zeroed), in one pass with no
+// sm_100 instruction. One kernel serves four operations (launchers in src/cuda/quantize.cu):
+//   * one matrix, global scale g read from device memory;
+//   * one matrix, runtime scale: g = global_scale_from_amax(*amax) (amax_sm90.cuh ran before);
+//   * per-expert matrices over device offsets off[E+1], g[e] per expert, optional row gather;
+//   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh).
+//
+// Work split. grid.x = scale tiles (scale_rows / 128) [+ code-zeroing blocks, experts only],
+// grid.y = slabs of kSlabGroups column groups (one group = 4 scale columns = 64 elements):
+//
+//              K ->  | slab 0 (8 groups = 512 elem) | slab 1 | ...
+//   scale tile t     | chunk = 4 rows {a, a+32, a+64, a+96} x 1 group, one warp each,
+//   (128 rows)       | a = 0..31; the 4 scale words a warp writes are 16 contiguous bytes
+//
+// so a block writes whole 512-byte scale tiles and each warp reads 4 full 128-byte lines.
+// Each lane loads 16 bytes (8 elements), kUnroll chunks ahead (bytes in flight), and writes
+// 4 bytes of codes. Tiles with no data rows (padding, empty experts) are only zero-filled.
+#pragma once
+
+#include <cstdint>
+
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
+#include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/silu_mul_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kSlabGroups = 8;           // column groups (of 64 elements) per block
+inline constexpr int kZeroBytesPerBlock = 16384;  // code bytes one zeroing block clears
+
+struct QuantizeParams {
+  const void* x;          // activations, 16-byte aligned
+  int64_t x_row_stride;   // elements between input rows: k, or 2k for the SiLU input
+  int32_t rows_in;        // rows of x (bound of gather entries)
+  int32_t k;              // quantized width, multiple of 16
+  uint8_t* codes;         // [rows_out, k/2]
+  uint8_t* scales;        // scale_rows * padded_scale_cols(k) bytes
+  int32_t rows_out;
+  int32_t scale_rows;     // multiple of 128
+  const float* g;         // [E] or [1] encode global scales (unused when amax != nullptr)
+  const float* amax;      // runtime scale: g = global_scale_from_amax(*amax)
+  float* g_out;           // runtime scale: receives g and 1/g (may be null)
+  float* g_inv_out;
+  const int32_t* off;     // [E+1] expert offsets; nullptr: one matrix of rows_out rows
+  int32_t num_experts;
+  const int32_t* gather;  // [>= off[E]] input row of each output row, or nullptr
+  uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
+  float limit;            // SwiGLU clamp (kSilu and has_limit only)
+  int32_t has_limit;
+  int32_t scale_tiles;    // scale_rows / 128 (blocks with blockIdx.x >= it zero code rows)
+};
+
+// Zeroes code bytes [total_rows * k/2, rows_out * k/2) that fall in this block's 16 KB window.
+__device__ __forceinline__ void zero_code_window(const QuantizeParams& p, int32_t total_rows, int64_t window) {
+  const int64_t row_bytes = p.k / 2;  // multiple of 8
+  const int64_t begin = max(window * kZeroBytesPerBlock, int64_t(total_rows) * row_bytes);
+  const int64_t end = min((window + 1) * kZeroBytesPerBlock, int64_t(p.rows_out) * row_bytes);
+  for (int64_t b = begin + 8 * int64_t(threadIdx.x); b < end; b += 8 * kQuantThreads) {
+    *reinterpret_cast<uint2*>(p.codes + b) = make_uint2(0u, 0u);
+  }
+}
+
+template <typename T, bool kSilu, int kUnroll>
+__global__ void __launch_bounds__(kQuantThreads, 4) quantize_nvfp4_kernel(QuantizeParams p) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const bool experts = p.off != nullptr;
+
+  ExpertTile tile;
+  if (experts) {
+    const int32_t t = blockIdx.x < uint32_t(p.scale_tiles) ? int32_t(blockIdx.x) : -1;
+    tile = locate_expert_tile(p.off, p.num_experts, p.rows_out, t, p.error_flags);
+    if (blockIdx.x >= uint32_t(p.scale_tiles)) {  // code-zeroing block
+      if (blockIdx.y == 0) zero_code_window(p, tile.total_rows, int64_t(blockIdx.x) - p.scale_tiles);
+      return;
+    }
+  } else {
+    const int32_t r0 = int32_t(blockIdx.x) * 128;
+    tile = ExpertTile{0, r0, max(0, min(p.rows_out - r0, 128)), p.rows_out};
+  }
+
+  const int32_t padded_cols = int32_t(padded_scale_cols(p.k));
+  const int32_t col_groups = padded_cols / 4;
+  const int32_t q0 = int32_t(blockIdx.y) * kSlabGroups;
+  const int32_t nq = min(kSlabGroups, col_groups - q0);
+  uint8_t* tile_scales = p.scales + (int64_t(blockIdx.x) * col_groups + q0) * kScaleTileBytes;
+
+  // Global scale (runtime scale: every block derives the same g from the finished amax).
+  float g = 1.0f;
+  if (p.amax != nullptr) {
+    g = global_scale_from_amax(*p.amax);
+    if (blockIdx.x == 0 && blockIdx.y == 0 && tid == 0) {
+      if (p.g_out != nullptr) *p.g_out = g;
+      if (p.g_inv_out != nullptr) *p.g_inv_out = reciprocal_rn(g);
+    }
+  }
+  if (tile.n_valid == 0) {  // no data rows: the slab's scale bytes are all padding
+    for (int i = tid; i < nq * 32; i += kQuantThreads) {
+      reinterpret_cast<uint4*>(tile_scales)[i] = make_uint4(0u, 0u, 0u, 0u);
+    }
+    return;
+  }
+  if (p.amax == nullptr) g = __ldg(p.g + tile.expert);
+  const float inv_g = reciprocal_rn(g);
+
+  const int b = lane >> 3;       // row of the chunk: a + 32 b
+  const int l = lane & 7;        // 8-element piece of the group: block l/2, half l&1
+  const int32_t n_scale_cols = p.k / 16;
+  const int64_t code_row_bytes = p.k / 2;
+  const T* x = static_cast<const T*>(p.x);
+  const int n_chunks = nq * 32;
+
+  for (int c0 = warp; c0 < n_chunks; c0 += 8 * kUnroll) {
+    // Issue every load of kUnroll chunks first.
+    uint4 in0[kUnroll], in1[kUnroll];
+    int32_t out_row[kUnroll];
+    bool active[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 8 * u;  // warp-uniform
+      const int q = q0 + c / 32, a = c % 32;
+      const int row_local = a + 32 * b;
+      const int32_t j = 4 * q + (l >> 1);
+      out_row[u] = tile.first_row + row_local;
+      active[u] = c < n_chunks && row_local < tile.n_valid && j < n_scale_cols;
+      in0[u] = in1[u] = make_uint4(0u, 0u, 0u, 0u);
+      if (active[u]) {
+        int32_t src = out_row[u];
+        if (p.gather != nullptr) {
+          src = __ldg(p.gather + out_row[u]);
+          if (src < 0 || src >= p.rows_in) {
+            if (p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
+            src = -1;
+          }
+        }
+        if (src >= 0) {
+          const T* ptr = x + int64_t(src) * p.x_row_stride + 16 * j + 8 * (l & 1);
+          in0[u] = load_16b_stream(ptr);
+          if constexpr (kSilu) in1[u] = load_16b_stream(ptr + p.k);  // up half
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 8 * u;
+      if (c >= n_chunks) break;  // warp-uniform
+      const int q = q0 + c / 32, a = c % 32;
+      uint32_t scale_word = 0;
+      if (a < tile.n_valid) {  // warp-uniform: some row of the chunk holds data
+        uint4 w = in0[u];
+        if constexpr (kSilu) {
+          if (active[u]) w = silu_mul_pack8<T>(in0[u], in1[u], p.has_limit != 0, p.limit);
+        }
+        float v[8];
+        unpack8<T>(w, v);
+        uint8_t s;
+        const uint32_t codes = quantize_half_block(v, any_nan8<T>(w), g, inv_g, &s);
+        scale_word = scale_word_of_group(s, lane);
+        if (active[u]) {
+          const int32_t j = 4 * q + (l >> 1);
+          *reinterpret_cast<uint32_t*>(p.codes + int64_t(out_row[u]) * code_row_bytes + 8 * j + 4 * (l & 1)) = codes;
+        }
+      }
+      if (l == 0) {  // lanes 0, 8, 16, 24: 16 contiguous bytes (rows a, a+32, a+64, a+96)
+        *reinterpret_cast<uint32_t*>(tile_scales + (q - q0) * kScaleTileBytes + a * 16 + b * 4) = scale_word;
+      }
+    }
+  }
+}
+
+}  // namespace nvfp4moe::kernels
