@@ -33,8 +33,6 @@ bool is_known_dtype(ActDType t) { return t == ActDType::kBF16 || t == ActDType::
 // rows * cols stays within kMaxElements (rows, cols >= 0).
 bool fits(int64_t rows, int64_t cols) { return cols == 0 || rows <= kMaxElements / cols; }
 
-bool is_valid_global_scale(float g) { return std::isfinite(g) && g > 0.0f; }
-
 // Quantizes one row of k activations (k % 16 == 0) into a packed code row [k/2] and writes its
 // k/16 scale bytes into row r of a swizzled scale matrix with padded_cols columns.
 void quantize_row(const uint16_t* src, ActDType dtype, int64_t k, float g, uint8_t* codes_row,
@@ -67,8 +65,8 @@ void check_expert_layout(const char* fn, std::span<const int32_t> off, std::span
   NVFP4MOE_CHECK(total <= rows, fn, ": off[E]: expected <= ", rows_name, " = ", rows, ", got ",
                  total);
   for (int64_t e = 0; e < num_experts; ++e) {
-    NVFP4MOE_CHECK(is_valid_global_scale(g[e]), fn, ": g[", e,
-                   "]: expected a finite global scale > 0, got ", g[e]);
+    NVFP4MOE_CHECK(is_usable_global_scale(g[e]), fn, ": g[", e,
+                   "]: expected a finite global scale in (0, 2^118], got ", g[e]);
   }
   const int64_t capacity = expert_scale_rows_capacity(total, num_experts);
   NVFP4MOE_CHECK(capacity <= std::numeric_limits<int32_t>::max(), fn,
@@ -173,7 +171,8 @@ void quantize(std::span<const uint16_t> x, ActDType dtype, int64_t rows, int64_t
   check_shape(__func__, "rows", rows, "k", k);
   NVFP4MOE_CHECK(int64_t(x.size()) == rows * k, "x: expected rows * k = ", rows * k,
                  " elements, got ", x.size());
-  NVFP4MOE_CHECK(is_valid_global_scale(g), "g: expected a finite global scale > 0, got ", g);
+  NVFP4MOE_CHECK(is_usable_global_scale(g),
+                 "g: expected a finite global scale in (0, 2^118], got ", g);
   NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2, "codes: expected rows * k / 2 = ",
                  rows * k / 2, " bytes, got ", codes.size());
   NVFP4MOE_CHECK(int64_t(scales.size()) == swizzled_scale_bytes(rows, k),
@@ -252,7 +251,8 @@ void silu_and_mul_quantize_experts(std::span<const uint16_t> x, ActDType dtype, 
 void dequantize(std::span<const uint8_t> codes, std::span<const uint8_t> scales, int64_t rows,
                 int64_t k, float g, std::span<float> out) {
   check_shape(__func__, "rows", rows, "k", k);
-  NVFP4MOE_CHECK(is_valid_global_scale(g), "g: expected a finite global scale > 0, got ", g);
+  NVFP4MOE_CHECK(is_usable_global_scale(g),
+                 "g: expected a finite global scale in (0, 2^118], got ", g);
   NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2, "codes: expected rows * k / 2 = ",
                  rows * k / 2, " bytes, got ", codes.size());
   NVFP4MOE_CHECK(int64_t(scales.size()) == swizzled_scale_bytes(rows, k),

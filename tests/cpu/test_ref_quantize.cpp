@@ -264,6 +264,25 @@ TEST(RefQuantize, AmaxIgnoresNanAndSeesInf) {
   EXPECT_EQ(global_scale_from_amax(0.0f), 1.0f);
   EXPECT_EQ(global_scale_from_amax(1e-38f), 1.0f);  // 2688 / 1e-38 overflows
   EXPECT_EQ(global_scale_from_amax(2688.0f), 1.0f);
+  EXPECT_EQ(global_scale_from_amax(1e-32f), 2688.0f / 1e-32f);  // <= 2^118: usable
+  EXPECT_EQ(global_scale_from_amax(1e-33f), 1.0f);              // > 2^118: treated as zero
+}
+
+// A bf16 tensor with amax 1e-34 would get g = 2.7e37 > 2^118, and then a block with scale
+// 2^-8 a multiplier of +Inf (0 * Inf = NaN -> +6 for its zero elements). It is treated like an
+// all-zero tensor instead: g = 1, every scale zero, every code +-0.
+TEST(RefQuantize, TinyTensorBelowTheGlobalScaleLimitQuantizesToZero) {
+  std::vector<float> v(32, 0.0f);
+  v[0] = 1e-34f;
+  v[16] = 1e-39f;  // a block whose scale would be 2^-8
+  v[17] = -1e-39f;
+  const ActDType t = ActDType::kBF16;
+  Quantized q{std::vector<uint8_t>(16, 0xab), std::vector<uint8_t>(512, 0xab)};
+  EXPECT_EQ(quantize_runtime_scale(to_act(v, t), t, 1, 32, q.codes, q.scales), 1.0f);
+  std::vector<uint8_t> want_codes(16, 0);
+  want_codes[8] = 0x80;  // -1e-39 * 0 = -0: code 8
+  expect_same_bytes(q.codes, want_codes, "codes");
+  expect_same_bytes(q.scales, std::vector<uint8_t>(512, 0), "scales");
 }
 
 TEST(RefQuantize, AllZeroTensorGetsUnitScaleAndZeroCodes) {
@@ -686,7 +705,7 @@ TEST(RefQuantizeArgs, QuantizeAndDequantizeRejectBadArguments) {
   expect_error_naming("x:", [&] { q(std::span(x).first(95), t, 3, 32, 1.0f, codes, scales); });
   expect_error_naming("codes:", [&] { q(x, t, 3, 32, 1.0f, std::span(codes).first(47), scales); });
   expect_error_naming("scales:", [&] { q(x, t, 3, 32, 1.0f, codes, std::span(scales).first(511)); });
-  for (float g : {0.0f, -1.0f, kNaN, kInf}) {
+  for (float g : {0.0f, -1.0f, kNaN, kInf, 1e36f}) {
     expect_error_naming("g:", [&] { q(x, t, 3, 32, g, codes, scales); });
   }
   expect_error_naming("dtype", [&] { q(x, static_cast<ActDType>(7), 3, 32, 1.0f, codes, scales); });

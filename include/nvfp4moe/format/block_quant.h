@@ -37,11 +37,21 @@ NVFP4MOE_HD float abs_max_ignore_nan(float a, float x) {
   return (ax > a) ? ax : a;  // a comparison with NaN is false: NaN is skipped
 }
 
-// Global encode scale from a tensor's amax: 448 * 6 / amax; 1 when that is not a finite
-// positive number (all-zero tensor, amax Inf, amax so small the quotient overflows).
+// Largest usable global scale. With g <= 2^118, s * (1/g) >= 2^-9 * 2^-118 = 2^-127 for every
+// nonzero scale s, so the multiplier 1 / (s * (1/g)) stays finite. A larger g would make it
+// +Inf for small blocks, and 0 * Inf turns a zero element into NaN -> code 7 (+6).
+inline constexpr float kMaxGlobalScale = 0x1p118f;  // 3.3e35: amax below ~8.1e-33
+
+NVFP4MOE_HD bool is_usable_global_scale(float g) {
+  return is_finite_f32(g) && g > 0.0f && g <= kMaxGlobalScale;
+}
+
+// Global encode scale from a tensor's amax: 448 * 6 / amax; 1 when that is not usable
+// (all-zero tensor, amax Inf or NaN, amax so small -- below ~8.1e-33, only reachable in bf16 --
+// that g would exceed kMaxGlobalScale). With g = 1 such a tiny tensor quantizes to zero codes.
 NVFP4MOE_HD float global_scale_from_amax(float amax) {
   float g = (kE4M3Max * kE2M1Max) / amax;
-  return (is_finite_f32(g) && g > 0.0f) ? g : 1.0f;
+  return is_usable_global_scale(g) ? g : 1.0f;
 }
 
 // e4m3 block-scale byte from the block's amax (NaN ignored) and whether it held a NaN.
