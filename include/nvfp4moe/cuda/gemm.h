@@ -1,0 +1,73 @@
+// NVFP4 GEMMs on Hopper (sm_90a): weights NVFP4 (prepared by cuda/weights.h), activations
+// bf16 (W4A16) or NVFP4 (W4A4), output bf16 or fp32. Single (one weight) and grouped (E experts,
+// rows grouped by device offsets). Semantics: docs/GEMM.md and ref/gemm.h (the CPU model):
+//
+//   out[m, n] = float(sum_k a[m,k] * w[n,k]) * alpha(n),  alpha(n) = alpha[2e] (n < N/2) or
+//   alpha[2e+1] (n >= N/2) for the expert e owning row m; the weight values are e2m1 * e4m3
+//   (no global scale), the activations bf16 (W4A16) or e2m1 * e4m3 (W4A4, no global scale).
+//   Pass alpha = 1/gB (W4A16) or 1/(gA*gB) (W4A4), the same value twice for an unfused weight.
+//
+// All pointers are device pointers; nothing is read back to the host, nothing is allocated, so
+// every call is CUDA-graph capturable (grouped calls for any routing). Requirements (checked,
+// Error naming the argument): K % 16 == 0, pointers 16-byte aligned, rows, N, K < 2^31,
+// E <= 1024, workspace as large as *_workspace_bytes says. The workspace must be zeroed once
+// after allocation (split-K counters reset themselves) and not be shared by concurrent calls.
+// Grouped offsets off [E+1] (int32, device) are read on the device and clamped to [0, rows];
+// rows >= off[E] of out are not written.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "nvfp4moe/cuda/weights.h"
+
+namespace nvfp4moe::cuda {
+
+enum class OutDType : int { kBF16 = 0, kFP32 = 1 };
+
+// NVFP4 activations as the quantization kernels write them: codes [rows, K/2]; scales
+// swizzled (format/swizzle.h), for grouped calls per expert from scale row sf_off[e]
+// (scale_rows rows in all, >= expert_scale_rows_capacity(rows, E)).
+struct Nvfp4Act {
+  const uint8_t* codes = nullptr;
+  const uint8_t* scales = nullptr;
+  int64_t scale_rows = 0;  // grouped only
+};
+
+// ---- single GEMM: a [m, K], weight w (num_experts must be 1), out [m, N] ----
+size_t gemm_w4a16_workspace_bytes(int64_t m, int64_t n, int64_t k);
+void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, const float* alpha,
+                void* out, OutDType out_dtype, void* workspace, size_t workspace_bytes,
+                cudaStream_t stream);
+
+size_t gemm_w4a4_workspace_bytes(int64_t m, int64_t n, int64_t k);
+void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
+               void* out, OutDType out_dtype, void* workspace, size_t workspace_bytes,
+               cudaStream_t stream);
+
+// ---- grouped GEMM: rows [off[e], off[e+1]) of a (rows allocated) use expert e ----
+size_t grouped_gemm_w4a16_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
+void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
+                        const PreparedWeights& w, const float* alpha, void* out,
+                        OutDType out_dtype, void* workspace, size_t workspace_bytes,
+                        cudaStream_t stream);
+
+size_t grouped_gemm_w4a4_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
+void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
+                       const PreparedWeights& w, const float* alpha, void* out,
+                       OutDType out_dtype, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream);
+
+// The tile shape the heuristics pick (for benchmarks and docs): token tile and K splits.
+struct GemmPlan {
+  int tok_tile = 0;
+  int splits = 1;
+  int grid = 0;
+};
+GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
+GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
+
+}  // namespace nvfp4moe::cuda

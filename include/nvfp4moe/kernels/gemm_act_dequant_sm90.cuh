@@ -1,0 +1,74 @@
+// W4A4 front end: NVFP4 activations (codes [rows, K/2] + swizzled e4m3 scales) -> bf16
+// [rows, K] with out = e2m1(code) * e4m3(scale), WITHOUT the global scale 1/gA (that goes
+// into the GEMM's alpha = 1/(gA*gB)). e2m1 x e4m3 has at most 5 significant bits and lies in
+// [2^-10, 2688], so the bf16 values are exact and the W4A16 GEMM on them computes exactly the
+// W4A4 products: the result equals a native block-scaled W4A4 GEMM up to fp32 summation order.
+//
+// Grouped (off != nullptr): row r of expert e (off[e] <= r < off[e+1]) reads scale row
+// sf_off[e] + (r - off[e]), sf_off[e+1] = sf_off[e] + roundup(rows_e, 128) (format/swizzle.h);
+// rows >= off[E] are not written. One thread per 16-element block (8 code bytes, 1 scale).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/format/e2m1.h"
+#include "nvfp4moe/format/e4m3.h"
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kActDequantThreads = 256;
+
+__global__ void __launch_bounds__(kActDequantThreads)
+    act_dequant_bf16_sm90_kernel(const uint8_t* codes, const uint8_t* scales, int rows, int k,
+                                 const int32_t* off, int num_experts, int scale_rows,
+                                 __nv_bfloat16* out) {
+  __shared__ int s_off[kMaxExperts + 1];
+  __shared__ int s_sf[kMaxExperts + 1];
+  const bool grouped = off != nullptr;
+  if (grouped) {
+    load_offsets(off, num_experts, rows, s_off);
+    for (int e = threadIdx.x; e < num_experts; e += blockDim.x) {
+      s_sf[e] = int(round_up(max(0, s_off[e + 1] - s_off[e]), kScaleTileRows));
+    }
+    __syncthreads();
+    block_exclusive_scan(s_sf, num_experts);
+  }
+  const int blocks_per_row = k / kBlockSize;
+  const int64_t pc = padded_scale_cols(k);
+  const int64_t total = int64_t(rows) * blocks_per_row;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int r = int(i / blocks_per_row), c = int(i % blocks_per_row);
+    int srow = r;
+    if (grouped) {
+      if (r >= s_off[num_experts]) continue;
+      int lo = 0, hi = num_experts - 1;  // expert e with off[e] <= r < off[e+1]
+      while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (s_off[mid] <= r) lo = mid; else hi = mid - 1;
+      }
+      srow = s_sf[lo] + (r - s_off[lo]);
+      if (srow >= scale_rows) continue;  // cannot happen with a buffer sized as documented
+    }
+    const float s = e4m3_to_float(scales[swizzled_scale_offset(srow, c, pc)]);
+    const uint2 q = *reinterpret_cast<const uint2*>(codes + (int64_t(r) * k + int64_t(c) * kBlockSize) / 2);
+    uint32_t packed[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      uint32_t word = j < 4 ? q.x : q.y;
+      uint32_t byte = (word >> (8 * (j % 4))) & 0xffu;
+      __nv_bfloat16 lo_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte & 0xfu)) * s);
+      __nv_bfloat16 hi_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte >> 4)) * s);
+      packed[j] = uint32_t(__bfloat16_as_ushort(lo_v)) | (uint32_t(__bfloat16_as_ushort(hi_v)) << 16);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(out + int64_t(r) * k + int64_t(c) * kBlockSize);
+    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+  }
+}
+
+}  // namespace nvfp4moe::kernels

@@ -1,0 +1,104 @@
+// Tile scheduling of the NVFP4 GEMM: which (expert, 128-row weight block, token tile, K split)
+// a CTA computes. Single GEMMs enumerate a fixed grid; grouped GEMMs discover the work on the
+// device from the expert offsets (no host read), so a launch is graph-capturable for any
+// routing:
+//
+//   tiles of expert e = n_blocks * ceil(rows_e / kTok)      (0 for an empty expert)
+//   prefix[e] = sum of the tiles of experts < e             (built per CTA in shared memory)
+//   tile t -> e = last expert with prefix[e] <= t, then token tile fastest, weight block next,
+//   so consecutive CTAs share a weight block (L2 reuse); CTAs stride over t (persistent).
+#pragma once
+
+#include <cstdint>
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kMaxExperts = 1024;
+
+struct GemmTile {
+  int expert;
+  int n_block;     // 128-row weight block
+  int tok_tile;    // token tile within the expert
+  int split;       // K split (single GEMMs only)
+  int row0;        // first activation/output row of the tile
+  int rows_valid;  // rows of the tile that exist (<= kTok)
+};
+
+// Exclusive prefix sum of v[0..n) into v[0..n] by warp 0 (v[n] = total). Called by all threads
+// of the block; ends with a barrier.
+__device__ __forceinline__ void block_exclusive_scan(int* v, int n) {
+  if (threadIdx.x < 32) {
+    int lane = threadIdx.x, carry = 0;
+    for (int base = 0; base < n; base += 32) {
+      int x = base + lane < n ? v[base + lane] : 0, incl = x;
+      for (int d = 1; d < 32; d <<= 1) {
+        int y = __shfl_up_sync(0xffffffffu, incl, d);
+        if (lane >= d) incl += y;
+      }
+      if (base + lane < n) v[base + lane] = carry + incl - x;
+      carry += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    if (lane == 0) v[n] = carry;
+  }
+  __syncthreads();
+}
+
+// Expert offsets clamped to [0, rows], so malformed offsets can never address rows outside
+// the buffers (an expert whose end is before its start is empty). s_off: E+1 entries. Ends
+// with a barrier.
+__device__ __forceinline__ void load_offsets(const int32_t* off, int num_experts, int rows, int* s_off) {
+  for (int e = threadIdx.x; e <= num_experts; e += blockDim.x) s_off[e] = min(max(off[e], 0), rows);
+  __syncthreads();
+}
+
+// Rows of expert e from clamped offsets.
+__device__ __forceinline__ int expert_rows(const int* s_off, int e) { return max(0, s_off[e + 1] - s_off[e]); }
+
+// Tiles per expert (into s_prefix[0..E)), then their exclusive prefix (s_prefix[E] = total).
+template <int kTok>
+__device__ __forceinline__ int build_tile_prefix(const int* s_off, int num_experts, int n_blocks,
+                                                 int* s_prefix) {
+  for (int e = threadIdx.x; e < num_experts; e += blockDim.x) {
+    int rows_e = expert_rows(s_off, e);
+    s_prefix[e] = n_blocks * ((rows_e + kTok - 1) / kTok);
+  }
+  __syncthreads();
+  block_exclusive_scan(s_prefix, num_experts);
+  return s_prefix[num_experts];
+}
+
+template <int kTok>
+__device__ __forceinline__ GemmTile grouped_tile(int t, const int* s_off, const int* s_prefix,
+                                                 int num_experts) {
+  int lo = 0, hi = num_experts - 1;  // last e with prefix[e] <= t
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (s_prefix[mid] <= t) lo = mid; else hi = mid - 1;
+  }
+  GemmTile g;
+  g.expert = lo;
+  int rows_e = expert_rows(s_off, lo);
+  int tok_tiles = (rows_e + kTok - 1) / kTok;
+  int rem = t - s_prefix[lo];
+  g.tok_tile = rem % tok_tiles;
+  g.n_block = rem / tok_tiles;
+  g.split = 0;
+  g.row0 = s_off[lo] + g.tok_tile * kTok;
+  g.rows_valid = min(kTok, rows_e - g.tok_tile * kTok);
+  return g;
+}
+
+template <int kTok>
+__device__ __forceinline__ GemmTile single_tile(int t, int rows, int n_blocks) {
+  int tok_tiles = (rows + kTok - 1) / kTok;
+  GemmTile g;
+  g.expert = 0;
+  g.tok_tile = t % tok_tiles;
+  g.n_block = (t / tok_tiles) % n_blocks;
+  g.split = t / (tok_tiles * n_blocks);
+  g.row0 = g.tok_tile * kTok;
+  g.rows_valid = min(kTok, rows - g.row0);
+  return g;
+}
+
+}  // namespace nvfp4moe::kernels

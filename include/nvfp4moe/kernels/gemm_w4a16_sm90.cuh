@@ -1,0 +1,216 @@
+// NVFP4-weight x bf16-activation GEMM on Hopper (sm_90a): out = alpha(n) * A [M, K] x W^T,
+// W [N, K] NVFP4 in the prepared layout (gemm_layout_sm90.cuh). Single or expert-grouped.
+//
+// Swap AB: the kernel computes out^T = W x A^T so that weight rows fill wgmma's M side (64 per
+// warpgroup) and the few tokens of decode sit on its N side (kTok = 8..128):
+//
+//   CTA = 2 warpgroups = 128 weight rows x kTok tokens; stage = 128 of K
+//     weights  (2 x 2 atoms, 9216 B) --cp.async--> smem --ld.shared--> registers
+//              --dequant (exact, bf16)--> wgmma A fragments (RS form)
+//     tokens   (kTok x 128 bf16)    --cp.async--> smem, 128-byte swizzle --> wgmma B (desc)
+//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async pipeline over K.
+//
+// Epilogue: v = acc * 2^7 (undoes the dequant scaling, exact), out = v * alpha(n), rounded to
+// bf16 or stored as fp32. Split-K (single GEMMs, decode): each split writes v to an fp32
+// workspace; the last CTA of an output tile to arrive (atomic counter) sums the splits in
+// split order 0, 1, ... (deterministic whoever arrives last), applies alpha, stores, and
+// resets the counter to 0 for the next launch.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/kernels/gemm_dequant_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/wgmma_rs_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/wgmma_sync_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+struct GemmW4A16Params {
+  const __nv_bfloat16* a;  // [rows, k] bf16, row stride k
+  const uint8_t* w;        // prepared weights, expert e at w + e * w_expert_bytes
+  int64_t w_expert_bytes;
+  const float* alpha;      // [E][2]: alpha(n) = alpha[2e] for n < n/2, alpha[2e+1] otherwise
+  void* out;               // [rows, n] bf16 or fp32
+  int out_f32;
+  const int32_t* off;      // grouped: [E+1] device offsets; single: nullptr
+  int num_experts;
+  int rows;                // single: M; grouped: rows of a/out (offsets are clamped to it)
+  int n, k;
+  int k_stages;            // Kp / 128
+  int n_blocks;            // Np / 128
+  int splits;              // single only; > 1 needs partial + counters
+  float* partial;          // [splits][rows][n]
+  int* counters;           // [n_blocks * tok_tiles], zero before the first launch
+};
+
+template <int kTok>
+struct GemmW4A16Config {
+  static_assert(kTok % 8 == 0 && kTok >= 8 && kTok <= 256, "wgmma n must be 8..256, multiple of 8");
+  static constexpr int kWarpGroups = 2;
+  static constexpr int kThreads = 128 * kWarpGroups;
+  static constexpr int kBlockN = 64 * kWarpGroups;
+  static_assert(kBlockN == kWeightRowPad, "prepared rows are padded to one CTA block");
+  static constexpr int kAtomsK = kWeightKPad / kAtomK;                  // 2 atoms per stage
+  static constexpr int kActSubBytes = kTok * 128;                       // kTok x 64 bf16
+  static constexpr int kActBytes = kAtomsK * kActSubBytes;
+  static constexpr int kWeightBytes = kWarpGroups * kAtomsK * kAtomBytes;  // 9216
+  static constexpr int kStageBytes = kActBytes + kWeightBytes;
+  static_assert(kActSubBytes % 1024 == 0 && kStageBytes % 1024 == 0, "128B-swizzle tiles need 1 KiB alignment");
+  static constexpr int kStages = kTok <= 32 ? 8 : (kTok <= 64 ? 6 : 4);
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+};
+
+template <int kTok>
+__global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, 1)
+    gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
+  using Cfg = GemmW4A16Config<kTok>;
+  constexpr int kStages = Cfg::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ int s_off[kMaxExperts + 1];
+  __shared__ int s_prefix[kMaxExperts + 1];
+  __shared__ int s_is_last;
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  const int tid = threadIdx.x, wg = tid / 128, tid_wg = tid % 128;
+  const int warp_wg = tid_wg / 32, lane = tid % 32;
+  const bool grouped = p.off != nullptr;
+  const int tok_tiles_single = (p.rows + kTok - 1) / kTok;
+  int total_tiles;
+  if (grouped) {
+    load_offsets(p.off, p.num_experts, p.rows, s_off);
+    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, p.n_blocks, s_prefix);
+  } else {
+    total_tiles = p.n_blocks * tok_tiles_single * p.splits;
+  }
+  const int k_atoms = p.k_stages * Cfg::kAtomsK;
+
+  for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+    const GemmTile tile = grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts)
+                                  : single_tile<kTok>(t, p.rows, p.n_blocks);
+    const int per_split = (p.k_stages + p.splits - 1) / p.splits;
+    const int ks_begin = grouped ? 0 : tile.split * per_split;
+    const int ks_end = grouped ? p.k_stages : min(p.k_stages, ks_begin + per_split);
+    // Weight rows of this CTA: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
+    const uint8_t* w_blk = p.w + tile.expert * p.w_expert_bytes +
+                           int64_t(tile.n_block) * Cfg::kWarpGroups * k_atoms * kAtomBytes;
+    const __nv_bfloat16* a_tile = p.a + int64_t(tile.row0) * p.k;
+
+    // Stage ks -> slot: kTok x 128 tokens (two swizzled 64-wide halves), then 2 x 2 atoms.
+    auto load_stage = [&](int slot, int ks) {
+      uint8_t* st = smem + slot * Cfg::kStageBytes;
+      for (int c = tid; c < kTok * 16; c += Cfg::kThreads) {
+        int row = c / 16, ch = c % 16, half = ch / 8, c8 = ch % 8;
+        uint32_t dst = ptx::smem_addr(st + half * Cfg::kActSubBytes + row * 128 + ((c8 ^ (row & 7)) << 4));
+        int kcol = ks * kWeightKPad + ch * 8;
+        bool ok = row < tile.rows_valid && kcol < p.k;
+        ptx::cp_async_16(dst, ok ? a_tile + int64_t(row) * p.k + kcol : p.a, ok ? 16 : 0);
+      }
+      uint8_t* wst = st + Cfg::kActBytes;
+      constexpr int kChunksPerWg = Cfg::kAtomsK * kAtomBytes / 16;  // 288
+      for (int c = tid; c < Cfg::kWarpGroups * kChunksPerWg; c += Cfg::kThreads) {
+        int g = c / kChunksPerWg, cc = c % kChunksPerWg;
+        const uint8_t* src = w_blk + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes + cc * 16;
+        ptx::cp_async_16(ptx::smem_addr(wst + g * Cfg::kAtomsK * kAtomBytes + cc * 16), src, 16);
+      }
+    };
+
+    float acc[kTok / 2];
+#pragma unroll
+    for (int i = 0; i < kTok / 2; ++i) acc[i] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (ks_begin + s < ks_end) load_stage(s, ks_begin + s);
+      ptx::cp_async_commit();
+    }
+    for (int ks = ks_begin; ks < ks_end; ++ks) {
+      const int i = ks - ks_begin;
+      ptx::cp_async_wait<kStages - 2>();
+      ptx::fence_proxy_async_smem();
+      __syncthreads();  // stage i landed for all threads; slot (i-1) % kStages is free
+      if (ks + kStages - 1 < ks_end) load_stage((i + kStages - 1) % kStages, ks + kStages - 1);
+      ptx::cp_async_commit();
+
+      const uint8_t* st = smem + (i % kStages) * Cfg::kStageBytes;
+      const uint8_t* wsm = st + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
+      uint32_t frag[Cfg::kAtomsK][4][4];
+#pragma unroll
+      for (int at = 0; at < Cfg::kAtomsK; ++at) {
+        const uint4 codes = *reinterpret_cast<const uint4*>(wsm + at * kAtomBytes + tid_wg * 16);
+        const uint2 sc = *reinterpret_cast<const uint2*>(wsm + at * kAtomBytes + kAtomCodeBytes +
+                                                         (warp_wg * 8 + lane / 4) * 8);
+        dequant_a_frag(codes.x, scale_to_bf16x2<0>(sc.x), scale_to_bf16x2<1>(sc.x), frag[at][0]);
+        dequant_a_frag(codes.y, scale_to_bf16x2<2>(sc.x), scale_to_bf16x2<3>(sc.x), frag[at][1]);
+        dequant_a_frag(codes.z, scale_to_bf16x2<0>(sc.y), scale_to_bf16x2<1>(sc.y), frag[at][2]);
+        dequant_a_frag(codes.w, scale_to_bf16x2<2>(sc.y), scale_to_bf16x2<3>(sc.y), frag[at][3]);
+      }
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int at = 0; at < Cfg::kAtomsK; ++at) {
+        const uint32_t act = ptx::smem_addr(st + at * Cfg::kActSubBytes);
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          ptx::WgmmaRS<kTok>::mma(acc, frag[at][s], ptx::smem_desc_k128b(act + s * 32), 1);
+        }
+      }
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+    }
+    ptx::cp_async_wait<0>();
+
+    // Epilogue. Thread holds rows n0, n0+8 x tokens 8j + 2q + {0,1}.
+    const int n0 = tile.n_block * Cfg::kBlockN + wg * 64 + warp_wg * 16 + lane / 4;
+    const int q = lane % 4, half_n = p.n / 2;
+    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+    auto store = [&](int64_t m, int n, float v) {
+      float r = v * (n < half_n ? a_lo : a_hi);
+      if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
+      else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
+    };
+    if (p.splits == 1) {
+#pragma unroll
+      for (int i = 0; i < kTok / 2; ++i) {
+        int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
+        if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, acc[i] * kDequantRescale);
+      }
+    } else {
+      float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
+#pragma unroll
+      for (int i = 0; i < kTok / 2; ++i) {
+        int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
+        if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = acc[i] * kDequantRescale;
+      }
+      __threadfence();
+      __syncthreads();
+      int* counter = p.counters + tile.n_block * tok_tiles_single + tile.tok_tile;
+      if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
+      __syncthreads();
+      if (s_is_last) {
+        __threadfence();
+#pragma unroll
+        for (int i = 0; i < kTok / 2; ++i) {
+          int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
+          if (tok < tile.rows_valid && n < p.n) {
+            int64_t idx = int64_t(tile.row0 + tok) * p.n + n;
+            float sum = 0.0f;
+            for (int s = 0; s < p.splits; ++s) sum += __ldcg(p.partial + int64_t(s) * p.rows * p.n + idx);
+            store(tile.row0 + tok, n, sum);
+          }
+        }
+        if (tid == 0) *counter = 0;
+      }
+    }
+    __syncthreads();  // shared memory is reused by the next tile
+  }
+}
+
+}  // namespace nvfp4moe::kernels

@@ -1,0 +1,35 @@
+// cp.async (16-byte global -> shared copies that bypass registers) and the fences the GEMM
+// mainloop needs around them. One instruction per function.
+#pragma once
+
+#include <cstdint>
+
+namespace nvfp4moe::kernels::ptx {
+
+// Shared-memory address of a generic pointer (the 32-bit form PTX shared instructions take).
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Copy 16 bytes global -> shared, bypassing L1; src_bytes = 0 writes 16 zero bytes and reads
+// nothing (used for rows/columns past the end of the operand).
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+
+// Close the group of cp.async issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Wait until at most N committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Make this thread's generic-proxy shared-memory writes visible to the async proxy (wgmma).
+__device__ __forceinline__ void fence_proxy_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+}  // namespace nvfp4moe::kernels::ptx

@@ -1,0 +1,415 @@
+// NVFP4 GEMMs on Hopper (cuda/gemm.h) against the CPU golden model (ref/gemm.h) on the same
+// quantized inputs: a tolerance mode (random data, fp32 output, global relative error <= 1e-5:
+// only the fp32 summation order differs) and an exact mode (small-integer activations,
+// power-of-two scales, every partial sum exact) that must match bit for bit in bf16 and fp32.
+// Shapes sweep M over {0,1,2,3,16,19,127,128,1000,4096,16384}, N and K on and off the 128
+// tile edges, grouped with 1/8/128/256 experts, empty experts, one expert taking every row.
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gpu/gpu_test_util.h"
+#include "nvfp4moe/cuda/gemm.h"
+#include "nvfp4moe/cuda/weights.h"
+#include "nvfp4moe/format/e4m3.h"
+#include "nvfp4moe/format/halfs.h"
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/ref/gemm.h"
+
+namespace nvfp4moe::test {
+namespace {
+
+using cuda::OutDType;
+
+enum class Mode { kRandom, kExact };
+
+// A block-scale byte: exact mode -> powers of two 2^-2..2^1; random -> mostly normal values
+// around 1 with some zeros and subnormals.
+uint8_t random_scale(std::mt19937& rng, Mode mode) {
+  if (mode == Mode::kExact) return uint8_t((5 + rng() % 4) << 3);  // 2^-2 .. 2^1
+  uint32_t r = rng() % 64;
+  if (r == 0) return 0;
+  if (r == 1) return uint8_t(1 + rng() % 7);  // subnormal
+  return uint8_t(0x28 + rng() % 0x28);        // 2^-2 .. ~2^3
+}
+
+uint16_t random_act(std::mt19937& rng, Mode mode) {
+  if (mode == Mode::kExact) return bf16_from_float(float(int(rng() % 9) - 4));
+  return bf16_from_float(std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng));
+}
+
+// One expert's weight in the checkpoint layout plus its swizzled copy for the golden model.
+struct HostWeight {
+  std::vector<uint8_t> codes, scales_rm, scales_sw;
+};
+
+HostWeight make_weight(std::mt19937& rng, int64_t n, int64_t k, Mode mode) {
+  HostWeight w;
+  w.codes.resize(size_t(n * k / 2));
+  for (auto& b : w.codes) b = uint8_t(rng());
+  w.scales_rm.resize(size_t(n * k / 16));
+  for (auto& s : w.scales_rm) s = random_scale(rng, mode);
+  w.scales_sw.assign(size_t(swizzled_scale_bytes(n, k)), 0);
+  int64_t pc = padded_scale_cols(k);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k / 16; ++c)
+      w.scales_sw[size_t(swizzled_scale_offset(r, c, pc))] = w.scales_rm[size_t(r * (k / 16) + c)];
+  return w;
+}
+
+// Everything one case needs on the host and device.
+struct Case {
+  bool w4a4 = false, grouped = false;
+  int64_t rows = 0, n = 0, k = 0;
+  int experts = 1;
+  std::vector<int32_t> off;  // grouped
+  Mode mode = Mode::kRandom;
+  OutDType out_dtype = OutDType::kFP32;
+  uint32_t seed = 1;
+};
+
+std::string describe(const Case& c) {
+  return detail::concat(c.w4a4 ? "W4A4" : "W4A16", c.grouped ? " grouped" : " single", " rows=", c.rows,
+                        " N=", c.n, " K=", c.k, " E=", c.experts,
+                        c.mode == Mode::kExact ? " exact" : " random",
+                        c.out_dtype == OutDType::kFP32 ? " fp32" : " bf16", " seed=", c.seed);
+}
+
+struct Prepared {
+  std::vector<float> want;            // golden, [off[E] or rows, N] float32
+  int64_t valid_rows = 0;
+  DeviceBuffer<uint16_t> a;           // W4A16 activations
+  DeviceBuffer<uint8_t> a_codes, a_scales;
+  int64_t scale_rows = 0;
+  DeviceBuffer<uint8_t> w;
+  DeviceBuffer<float> alpha;
+  DeviceBuffer<int32_t> off;
+  cuda::PreparedWeights pw;
+};
+
+Prepared prepare(const Case& c) {
+  std::mt19937 rng(c.seed);
+  Prepared p;
+  const int64_t n = c.n, k = c.k, e_count = c.experts;
+  std::vector<HostWeight> hw;
+  std::vector<uint8_t> wbytes;
+  int64_t wb = cuda::prepared_weight_bytes(n, k);
+  wbytes.resize(size_t(wb * e_count));
+  for (int64_t e = 0; e < e_count; ++e) {
+    hw.push_back(make_weight(rng, n, k, c.mode));
+    cuda::prepare_weight(hw.back().codes, hw.back().scales_rm, n, k,
+                         std::span<uint8_t>(wbytes.data() + e * wb, size_t(wb)));
+  }
+  p.w = DeviceBuffer<uint8_t>(wbytes);
+  p.pw = cuda::PreparedWeights{p.w.get(), n, k, int(e_count)};
+  std::vector<ref::Nvfp4View> views;
+  for (auto& h : hw) views.push_back(ref::Nvfp4View{h.codes, h.scales_sw, n, k});
+  std::vector<ref::HalfAlpha> alphas;
+  std::vector<float> alpha_flat;
+  for (int64_t e = 0; e < e_count; ++e) {
+    ref::HalfAlpha a;
+    if (c.mode == Mode::kExact) { a.lo = e % 2 ? 0.5f : 2.0f; a.hi = e % 2 ? 4.0f : 0.25f; }
+    else { a.lo = 0.37f + 0.01f * float(e); a.hi = 1.7f - 0.003f * float(e); }
+    alphas.push_back(a);
+    alpha_flat.push_back(a.lo);
+    alpha_flat.push_back(a.hi);
+  }
+  p.alpha = DeviceBuffer<float>(alpha_flat);
+  std::vector<int32_t> off = c.grouped ? c.off : std::vector<int32_t>{0, int32_t(c.rows)};
+  if (c.grouped) p.off = DeviceBuffer<int32_t>(off);
+  p.valid_rows = off.back();
+  p.want.assign(size_t(p.valid_rows * n), 0.0f);
+  if (!c.w4a4) {
+    std::vector<uint16_t> a(size_t(c.rows * k));
+    for (auto& v : a) v = random_act(rng, c.mode);
+    p.a = DeviceBuffer<uint16_t>(a);
+    if (p.valid_rows > 0) {
+      if (c.grouped) ref::grouped_gemm_w4a16(a, ActDType::kBF16, k, off, views, alphas, p.want);
+      else ref::gemm_w4a16(a, ActDType::kBF16, c.rows, views[0], alphas[0], p.want);
+    }
+  } else {
+    std::vector<uint8_t> codes(size_t(c.rows * k / 2));
+    for (auto& b : codes) b = uint8_t(rng());
+    int64_t pc = padded_scale_cols(k);
+    p.scale_rows = c.grouped ? expert_scale_rows_capacity(c.rows, e_count) : padded_scale_rows(c.rows);
+    std::vector<uint8_t> scales(size_t(p.scale_rows * pc), 0);
+    std::vector<int32_t> sf(size_t(off.size()));
+    expert_scale_offsets(off.data(), int(off.size() - 1), sf.data());
+    for (size_t e = 0; e + 1 < off.size(); ++e)
+      for (int64_t r = off[e]; r < off[e + 1]; ++r)
+        for (int64_t cc = 0; cc < k / 16; ++cc)
+          scales[size_t(swizzled_scale_offset(sf[e] + (r - off[e]), cc, pc))] = random_scale(rng, c.mode);
+    p.a_codes = DeviceBuffer<uint8_t>(codes);
+    p.a_scales = DeviceBuffer<uint8_t>(scales);
+    if (p.valid_rows > 0) {
+      if (c.grouped) {
+        ref::grouped_gemm_w4a4(codes, scales, p.scale_rows, k, off, views, alphas, p.want);
+      } else {
+        ref::Nvfp4View av{codes, std::span<const uint8_t>(scales.data(), size_t(swizzled_scale_bytes(c.rows, k))),
+                          c.rows, k};
+        ref::gemm_w4a4(av, views[0], alphas[0], p.want);
+      }
+    }
+  }
+  return p;
+}
+
+size_t workspace_for(const Case& c) {
+  if (c.grouped) {
+    return c.w4a4 ? cuda::grouped_gemm_w4a4_workspace_bytes(c.rows, c.n, c.k, c.experts)
+                  : cuda::grouped_gemm_w4a16_workspace_bytes(c.rows, c.n, c.k, c.experts);
+  }
+  return c.w4a4 ? cuda::gemm_w4a4_workspace_bytes(c.rows, c.n, c.k)
+                : cuda::gemm_w4a16_workspace_bytes(c.rows, c.n, c.k);
+}
+
+void launch(const Case& c, Prepared& p, void* out, void* ws, size_t ws_bytes, cudaStream_t s) {
+  const auto* a = reinterpret_cast<const __nv_bfloat16*>(p.a.get());
+  cuda::Nvfp4Act act{p.a_codes.get(), p.a_scales.get(), p.scale_rows};
+  if (c.grouped) {
+    if (c.w4a4) cuda::grouped_gemm_w4a4(act, c.rows, p.off.get(), p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
+    else cuda::grouped_gemm_w4a16(a, c.rows, p.off.get(), p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
+  } else {
+    if (c.w4a4) cuda::gemm_w4a4(act, c.rows, p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
+    else cuda::gemm_w4a16(a, c.rows, p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
+  }
+}
+
+// Output as float (from bf16 or fp32 bytes).
+std::vector<float> to_float(const std::vector<uint8_t>& bytes, OutDType t) {
+  size_t n = t == OutDType::kFP32 ? bytes.size() / 4 : bytes.size() / 2;
+  std::vector<float> f(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t == OutDType::kFP32) std::memcpy(&f[i], bytes.data() + 4 * i, 4);
+    else { uint16_t b; std::memcpy(&b, bytes.data() + 2 * i, 2); f[i] = bf16_to_float(b); }
+  }
+  return f;
+}
+
+::testing::AssertionResult check(const Case& c, const Prepared& p, const std::vector<uint8_t>& got_bytes) {
+  const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
+  const size_t valid = size_t(p.valid_rows * c.n);
+  // Rows past off[E] must be untouched (poisoned with 0xff).
+  for (size_t i = valid * esz; i < got_bytes.size(); ++i) {
+    if (got_bytes[i] != 0xff)
+      return ::testing::AssertionFailure() << describe(c) << ": wrote row " << i / esz / c.n << " past off[E]";
+  }
+  std::vector<uint8_t> head(got_bytes.begin(), got_bytes.begin() + valid * esz);
+  std::vector<float> got = to_float(head, c.out_dtype);
+  if (c.mode == Mode::kExact) {
+    if (c.out_dtype == OutDType::kFP32) return bytes_equal(got, p.want, describe(c));
+    std::vector<uint16_t> want16(p.want.size()), got16(got.size());
+    ref::round_to_act(p.want, ActDType::kBF16, want16);
+    for (size_t i = 0; i < got.size(); ++i) got16[i] = bf16_from_float(got[i]);
+    return bytes_equal(got16, want16, describe(c));
+  }
+  double max_ref = 0, max_err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(double(p.want[i])));
+    double tol_bf16 = c.out_dtype == OutDType::kBF16 ? std::ldexp(std::fabs(double(p.want[i])), -8) : 0.0;
+    double err = std::max(0.0, std::fabs(double(got[i]) - double(p.want[i])) - tol_bf16);
+    if (!(err <= max_err)) { max_err = std::isnan(err) ? INFINITY : err; worst = i; }
+  }
+  if (max_err <= 1e-5 * max_ref) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << describe(c) << ": relative error " << max_err / max_ref
+                                       << " > 1e-5 at (" << worst / c.n << ", " << worst % c.n << "): got "
+                                       << got[worst] << ", want " << p.want[worst];
+}
+
+::testing::AssertionResult run_case(const Case& c) {
+  Prepared p = prepare(c);
+  const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
+  DeviceBuffer<uint8_t> out(std::max<size_t>(1, size_t(c.rows * c.n) * esz));
+  out.fill_bytes(0xff);
+  size_t ws_bytes = workspace_for(c);
+  DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
+  ws.fill_bytes(0);
+  launch(c, p, out.get(), ws.get(), ws_bytes, nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint8_t> got = out.download();
+  got.resize(size_t(c.rows * c.n) * esz);
+  return check(c, p, got);
+}
+
+// Offsets over E experts for `rows` rows: balanced-random, with some experts empty.
+std::vector<int32_t> random_offsets(std::mt19937& rng, int64_t rows, int experts, int empty_every) {
+  std::vector<int64_t> cnt(size_t(experts), 0);
+  std::vector<int> live;
+  for (int e = 0; e < experts; ++e) if (empty_every == 0 || e % empty_every != 1) live.push_back(e);
+  for (int64_t r = 0; r < rows; ++r) cnt[size_t(live[rng() % live.size()])]++;
+  std::vector<int32_t> off(size_t(experts + 1), 0);
+  for (int e = 0; e < experts; ++e) off[size_t(e + 1)] = off[size_t(e)] + int32_t(cnt[size_t(e)]);
+  return off;
+}
+
+TEST(GemmSm90, SingleW4A16Sweep) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 100;
+  for (int64_t m : {0, 1, 2, 3, 16, 19, 127, 128, 1000}) {
+    for (auto nk : {std::pair<int64_t, int64_t>{128, 128}, {200, 144}, {256, 2048}, {1, 16}}) {
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        for (OutDType od : {OutDType::kFP32, OutDType::kBF16}) {
+          Case c{false, false, m, nk.first, nk.second, 1, {}, mode, od, seed++};
+          EXPECT_TRUE(run_case(c));
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmSm90, SingleW4A16LargeM) {
+  NVFP4MOE_REQUIRE_GPU();
+  EXPECT_TRUE(run_case(Case{false, false, 4096, 384, 256, 1, {}, Mode::kRandom, OutDType::kFP32, 7}));
+  EXPECT_TRUE(run_case(Case{false, false, 16384, 136, 128, 1, {}, Mode::kExact, OutDType::kBF16, 8}));
+}
+
+TEST(GemmSm90, SingleW4A16SplitKDecodeShapes) {
+  NVFP4MOE_REQUIRE_GPU();
+  // Few weight blocks and long K: the heuristic splits K across CTAs.
+  for (int64_t m : {1, 3, 16}) {
+    cuda::GemmPlan plan = cuda::plan_gemm(m, 512, 7168);
+    EXPECT_GT(plan.splits, 1) << "expected split-K for M=" << m;
+    EXPECT_TRUE(run_case(Case{false, false, m, 512, 7168, 1, {}, Mode::kRandom, OutDType::kFP32, uint32_t(20 + m)}));
+    EXPECT_TRUE(run_case(Case{false, false, m, 520, 4112, 1, {}, Mode::kExact, OutDType::kBF16, uint32_t(30 + m)}));
+  }
+}
+
+TEST(GemmSm90, SingleW4A4Sweep) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 300;
+  for (int64_t m : {0, 1, 3, 19, 128, 1000}) {
+    for (auto nk : {std::pair<int64_t, int64_t>{128, 128}, {200, 144}, {384, 2048}}) {
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        Case c{true, false, m, nk.first, nk.second, 1, {}, mode,
+               mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++};
+        EXPECT_TRUE(run_case(c));
+      }
+    }
+  }
+}
+
+TEST(GemmSm90, GroupedSweep) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 500;
+  struct G { int experts; int64_t rows; int empty_every; };
+  for (G g : {G{1, 19, 0}, G{8, 0, 0}, G{8, 3, 0}, G{8, 300, 3}, G{128, 1000, 5}, G{256, 16, 0},
+              G{256, 4096, 7}}) {
+    for (bool w4a4 : {false, true}) {
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        std::mt19937 rng(seed);
+        Case c{w4a4, true, g.rows + 5, 136, 256, g.experts, random_offsets(rng, g.rows, g.experts, g.empty_every),
+               mode, mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++};
+        EXPECT_TRUE(run_case(c));  // rows + 5 allocated: the last 5 rows must stay untouched
+      }
+    }
+  }
+}
+
+TEST(GemmSm90, GroupedOneExpertTakesAll) {
+  NVFP4MOE_REQUIRE_GPU();
+  for (int experts : {8, 256}) {
+    for (bool w4a4 : {false, true}) {
+      std::vector<int32_t> off(size_t(experts + 1), 0);
+      for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 700;  // expert E/2 owns all
+      EXPECT_TRUE(run_case(Case{w4a4, true, 700, 256, 512, experts, off, Mode::kExact, OutDType::kBF16,
+                                uint32_t(600 + experts)}));
+      EXPECT_TRUE(run_case(Case{w4a4, true, 700, 256, 512, experts, off, Mode::kRandom, OutDType::kFP32,
+                                uint32_t(700 + experts)}));
+    }
+  }
+}
+
+// Captured launches replay to the same bits as eager ones, and split-K is deterministic.
+TEST(GemmSm90, GraphCaptureEqualsEagerAndDeterministic) {
+  NVFP4MOE_REQUIRE_GPU();
+  std::mt19937 rng(900);
+  std::vector<Case> cases = {
+      Case{false, false, 2, 512, 7168, 1, {}, Mode::kRandom, OutDType::kBF16, 901},       // split-K
+      Case{true, false, 19, 256, 2048, 1, {}, Mode::kRandom, OutDType::kFP32, 902},
+      Case{false, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3), Mode::kRandom, OutDType::kBF16, 903},
+      Case{true, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3), Mode::kRandom, OutDType::kFP32, 904}};
+  for (const Case& c : cases) {
+    Prepared p = prepare(c);
+    size_t bytes = size_t(c.rows * c.n) * (c.out_dtype == OutDType::kFP32 ? 4 : 2);
+    DeviceBuffer<uint8_t> eager(bytes), graph_out(bytes);
+    size_t ws_bytes = workspace_for(c);
+    DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
+    ws.fill_bytes(0);
+    eager.fill_bytes(0xff);
+    graph_out.fill_bytes(0xff);
+    cudaStream_t s;
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreate(&s));
+    launch(c, p, eager.get(), ws.get(), ws_bytes, s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    std::vector<uint8_t> first = eager.download();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    launch(c, p, graph_out.get(), ws.get(), ws_bytes, s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int rep = 0; rep < 3; ++rep) {
+      NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      EXPECT_TRUE(bytes_equal(graph_out.download(), first, describe(c) + " graph replay"));
+    }
+    launch(c, p, eager.get(), ws.get(), ws_bytes, s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    EXPECT_TRUE(bytes_equal(eager.download(), first, describe(c) + " second eager run"));
+    std::vector<uint8_t> head(first.begin(), first.begin() + ptrdiff_t(p.valid_rows * c.n *
+                                                     (c.out_dtype == OutDType::kFP32 ? 4 : 2)));
+    std::vector<uint8_t> full = first;
+    EXPECT_TRUE(check(c, p, full));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(s);
+  }
+}
+
+TEST(GemmSm90, BadArgumentsThrowBeforeLaunch) {
+  NVFP4MOE_REQUIRE_GPU();
+  std::mt19937 rng(1000);
+  HostWeight h = make_weight(rng, 128, 128, Mode::kRandom);
+  std::vector<uint8_t> prepped(size_t(cuda::prepared_weight_bytes(128, 128)));
+  EXPECT_THROW(cuda::prepared_weight_bytes(128, 100), Error);
+  EXPECT_THROW(cuda::prepare_weight(h.codes, h.scales_rm, 128, 128, std::span<uint8_t>(prepped.data(), 10)), Error);
+  auto bad = h.scales_rm;
+  bad[37] = 0x7f;
+  EXPECT_THROW(cuda::prepare_weight(h.codes, bad, 128, 128, prepped), Error);
+  bad[37] = 0xb8;  // -1.0
+  EXPECT_THROW(cuda::prepare_weight(h.codes, bad, 128, 128, prepped), Error);
+
+  DeviceBuffer<uint8_t> w(prepped.size()), out(4096 * 4), ws(1 << 20);
+  DeviceBuffer<uint16_t> a(128 * 128);
+  DeviceBuffer<float> alpha(std::vector<float>{1.0f, 1.0f});
+  const auto* ap = reinterpret_cast<const __nv_bfloat16*>(a.get());
+  cuda::PreparedWeights pw{w.get(), 128, 128, 1};
+  cuda::PreparedWeights bad_k{w.get(), 128, 120, 1};
+  EXPECT_THROW(cuda::gemm_w4a16(ap, 4, bad_k, alpha.get(), out.get(), OutDType::kBF16, ws.get(), ws.size(), nullptr), Error);
+  EXPECT_THROW(cuda::gemm_w4a16(ap + 1, 4, pw, alpha.get(), out.get(), OutDType::kBF16, ws.get(), ws.size(), nullptr), Error);
+  EXPECT_THROW(cuda::gemm_w4a16(ap, 4, pw, alpha.get(), out.get() + 2, OutDType::kBF16, ws.get(), ws.size(), nullptr), Error);
+  EXPECT_THROW(cuda::gemm_w4a16(ap, -1, pw, alpha.get(), out.get(), OutDType::kBF16, ws.get(), ws.size(), nullptr), Error);
+  EXPECT_THROW(cuda::gemm_w4a16(ap, 1, cuda::PreparedWeights{w.get(), 128, 128, 2}, alpha.get(), out.get(),
+                                OutDType::kBF16, ws.get(), ws.size(), nullptr), Error);
+  size_t need = cuda::gemm_w4a16_workspace_bytes(1, 128, 7168);
+  cuda::PreparedWeights long_k{w.get(), 128, 7168, 1};
+  if (need > 0) {
+    EXPECT_THROW(cuda::gemm_w4a16(ap, 1, long_k, alpha.get(), out.get(), OutDType::kBF16, ws.get(), need - 1, nullptr), Error);
+  }
+  DeviceBuffer<int32_t> off(std::vector<int32_t>{0, 4});
+  EXPECT_THROW(cuda::grouped_gemm_w4a16(ap, 4, off.get(), cuda::PreparedWeights{w.get(), 128, 128, 2000},
+                                        alpha.get(), out.get(), OutDType::kBF16, nullptr, 0, nullptr), Error);
+  cuda::Nvfp4Act act{w.get(), w.get(), 0};
+  EXPECT_THROW(cuda::grouped_gemm_w4a4(act, 4, off.get(), pw, alpha.get(), out.get(), OutDType::kBF16, ws.get(),
+                                       ws.size(), nullptr), Error);  // scale_rows too small
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+}  // namespace
+}  // namespace nvfp4moe::test
