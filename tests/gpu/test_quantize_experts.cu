@@ -1,0 +1,336 @@
+// GPU per-expert NVFP4 quantization (device offsets, optional row gather), the fused
+// SiLU*Mul + per-expert quantization, device-side validation of offsets and gather entries,
+// and CUDA graph capture. Reference: the CPU golden model (ref/quantize.h).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>  // gpu_test_util.h uses std::memcmp
+#include <optional>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "nvfp4moe/cuda/quantize.h"
+#include "nvfp4moe/ref/quantize.h"
+#include "test_quantize_util.h"
+
+namespace nvfp4moe::test {
+namespace {
+
+struct ExpertCase {
+  int32_t rows;   // off[E]
+  int32_t extra;  // rows_out - off[E] (rows written as zero)
+  int64_t k;
+  int experts;
+  const char* split;  // "random", "one", "skewed"
+};
+
+const ExpertCase kSmallCases[] = {
+    {0, 0, 16, 1, "random"},   {0, 5, 48, 4, "random"},   {1, 0, 16, 1, "one"},
+    {3, 2, 48, 4, "random"},   {19, 3, 16, 8, "one"},     {19, 0, 48, 8, "random"},
+    {129, 7, 48, 3, "skewed"}, {129, 0, 16, 256, "random"}, {19, 1, 7168, 4, "random"},
+    {3, 0, 7168, 256, "one"},
+};
+const ExpertCase kLargeCases[] = {
+    {1000, 24, 2048, 256, "skewed"}, {129, 0, 7168, 256, "random"}, {700, 0, 7168, 8, "one"},
+};
+
+std::vector<float> expert_global_scales(int experts, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.05f, 3000.0f);
+  std::vector<float> g(static_cast<size_t>(experts));
+  for (auto& v : g) v = u(rng);
+  g[0] = 1.0f;  // exact ties hit with g = 1
+  return g;
+}
+
+std::string label(const ExpertCase& c, ActDType dt, uint32_t seed, bool gather) {
+  return std::string(to_string(dt)) + " rows=" + std::to_string(c.rows) + "+" + std::to_string(c.extra) +
+         " k=" + std::to_string(c.k) + " E=" + std::to_string(c.experts) + " split=" + c.split +
+         (gather ? " gather" : "") + " seed=" + std::to_string(seed);
+}
+
+void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gather) {
+  const int32_t rows_out = c.rows + c.extra;
+  const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
+  const auto g = expert_global_scales(c.experts, seed + 1);
+  const int64_t scale_rows = expert_scale_rows_capacity(rows_out, c.experts);
+  // With a gather map the input has a different row count, rows repeat, and output rows
+  // past off[E] still hold valid (unused) entries.
+  const int32_t rows_in = use_gather ? rows_out / 2 + 3 : rows_out;
+  std::vector<int32_t> gather;
+  if (use_gather) {
+    std::mt19937 rng(seed + 2);
+    std::uniform_int_distribution<int32_t> pick(0, rows_in - 1);
+    gather.resize(size_t(rows_out));
+    for (auto& v : gather) v = pick(rng);
+  }
+  const auto x = random_activations(rows_in, c.k, dt, seed);
+  std::vector<uint8_t> want_codes(size_t(rows_out * c.k / 2)), want_scales(size_t(scale_rows * padded_scale_cols(c.k)));
+  ref::quantize_experts(x, dt, rows_in, c.k, off, g, gather, rows_out, want_codes, want_scales, scale_rows);
+
+  DeviceBuffer<uint16_t> dx(x);
+  DeviceBuffer<int32_t> doff(off), dgather(gather);
+  DeviceBuffer<float> dg(g);
+  DeviceBuffer<uint8_t> dcodes(want_codes.size()), dscales(want_scales.size());
+  DeviceBuffer<uint32_t> derr(1);
+  dcodes.fill_bytes(0xab);
+  dscales.fill_bytes(0xab);
+  derr.fill_bytes(0);
+  cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
+                         use_gather ? dgather.get() : nullptr, rows_out, dcodes.get(), dscales.get(), scale_rows,
+                         derr.get(), nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::string what = label(c, dt, seed, use_gather);
+  EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags";
+  EXPECT_TRUE(codes_equal(dcodes.download(), want_codes, c.k, what + " codes"));
+  EXPECT_TRUE(scales_equal(dscales.download(), want_scales, c.k, what + " scales"));
+}
+
+TEST(QuantizeExpertsSm90, MatchesReferenceSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1000;
+  for (ActDType dt : {ActDType::kBF16, ActDType::kFP16}) {
+    for (const ExpertCase& c : kSmallCases) {
+      check_experts(c, dt, test_seed(++salt), false);
+      check_experts(c, dt, test_seed(++salt), true);
+    }
+  }
+}
+
+TEST(QuantizeExpertsSm90, MatchesReferenceLarge) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1100;
+  for (ActDType dt : {ActDType::kBF16, ActDType::kFP16}) {
+    for (const ExpertCase& c : kLargeCases) {
+      check_experts(c, dt, test_seed(++salt), false);
+      check_experts(c, dt, test_seed(++salt), true);
+    }
+  }
+}
+
+// Malformed device offsets / gather entries: flags set, nothing out of bounds, outputs zero
+// (offsets) or the bad row quantized as zeros (gather).
+TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  const int64_t k = 48;
+  const int32_t rows_out = 19;
+  const int experts = 4;
+  const int64_t scale_rows = expert_scale_rows_capacity(rows_out, experts);
+  const auto x = random_activations(rows_out, k, ActDType::kBF16, test_seed(1200), false);
+  DeviceBuffer<uint16_t> dx(x);
+  DeviceBuffer<float> dg(std::vector<float>(experts, 1.0f));
+  const std::vector<std::vector<int32_t>> bad_offsets = {
+      {0, 5, 3, 10, 19},      // non-monotone
+      {1, 5, 8, 10, 19},      // off[0] != 0
+      {0, 5, 8, 10, 20},      // off[E] > rows_out
+      {0, 5, 8, 10, -7},      // negative
+      {0, 2000000000, 2000000000, 2000000000, 2000000000},  // huge
+  };
+  for (const auto& off : bad_offsets) {
+    DeviceBuffer<int32_t> doff(off);
+    DeviceBuffer<uint8_t> dcodes(size_t(rows_out * k / 2)), dscales(size_t(scale_rows * padded_scale_cols(k)));
+    DeviceBuffer<uint32_t> derr(1);
+    dcodes.fill_bytes(0xab);
+    dscales.fill_bytes(0xab);
+    derr.fill_bytes(0);
+    cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_out, k, doff.get(), experts, dg.get(), nullptr, rows_out,
+                           dcodes.get(), dscales.get(), scale_rows, derr.get(), nullptr);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(derr.download()[0], cuda::kQuantErrorBadOffsets) << "off[1]=" << off[1];
+    EXPECT_TRUE(bytes_equal(dcodes.download(), std::vector<uint8_t>(dcodes.size(), 0), "codes zeroed"));
+    EXPECT_TRUE(bytes_equal(dscales.download(), std::vector<uint8_t>(dscales.size(), 0), "scales zeroed"));
+  }
+  // A gather entry out of range: flag, that row's codes and scales are zero, others correct.
+  const std::vector<int32_t> off = {0, 5, 8, 10, 19};
+  std::vector<int32_t> gather(static_cast<size_t>(rows_out));
+  for (int32_t i = 0; i < rows_out; ++i) gather[size_t(i)] = (i * 7) % rows_out;
+  gather[6] = rows_out;  // out of range
+  // The reference sees the bad entry as a pointer to an appended all-zero input row.
+  std::vector<int32_t> gather_ok = gather;
+  std::vector<uint16_t> x_ext = x;
+  x_ext.resize(x.size() + size_t(k), 0);
+  gather_ok[6] = rows_out;
+  const std::vector<float> g(experts, 1.0f);
+  std::vector<uint8_t> want_codes(size_t(rows_out * k / 2)), want_scales(size_t(scale_rows * padded_scale_cols(k)));
+  ref::quantize_experts(x_ext, ActDType::kBF16, rows_out + 1, k, off, g, gather_ok, rows_out, want_codes,
+                        want_scales, scale_rows);
+  DeviceBuffer<int32_t> doff(off), dgather(gather);
+  DeviceBuffer<uint8_t> dcodes(want_codes.size()), dscales(want_scales.size());
+  DeviceBuffer<uint32_t> derr(1);
+  derr.fill_bytes(0);
+  cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_out, k, doff.get(), experts, dg.get(), dgather.get(),
+                         rows_out, dcodes.get(), dscales.get(), scale_rows, derr.get(), nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(derr.download()[0], cuda::kQuantErrorBadGather);
+  EXPECT_TRUE(codes_equal(dcodes.download(), want_codes, k, "bad gather codes"));
+  EXPECT_TRUE(scales_equal(dscales.download(), want_scales, k, "bad gather scales"));
+}
+
+// SiLU*Mul: GPU vs CPU within 1 ulp of the dtype (rate reported); fused == unfused GPU bit
+// for bit; fused == CPU quantize_experts of the GPU's own product bit for bit; fused vs the
+// CPU fused model: mismatch rate reported (differences only where the products differ).
+void check_silu(int32_t rows, int64_t inter, int experts, const char* split, ActDType dt, std::optional<float> limit,
+                uint32_t seed, bool print) {
+  const auto off = offsets_from_counts(split_rows(rows, experts, split, seed));
+  const auto g = expert_global_scales(experts, seed + 1);
+  const int64_t scale_rows = expert_scale_rows_capacity(rows, experts);
+  const auto x = random_silu_inputs(rows, 2 * inter, dt, seed);
+  const size_t code_bytes = size_t(rows * inter / 2), scale_bytes = size_t(scale_rows * padded_scale_cols(inter));
+  const std::string what = std::string(to_string(dt)) + " rows=" + std::to_string(rows) + " inter=" +
+                           std::to_string(inter) + " E=" + std::to_string(experts) + " limit=" +
+                           (limit ? std::to_string(*limit) : "none") + " seed=" + std::to_string(seed);
+
+  DeviceBuffer<uint16_t> dx(x), dact(size_t(rows * inter));
+  DeviceBuffer<int32_t> doff(off);
+  DeviceBuffer<float> dg(g);
+  DeviceBuffer<uint8_t> fused_codes(code_bytes), fused_scales(scale_bytes), codes(code_bytes), scales(scale_bytes);
+  DeviceBuffer<uint32_t> derr(1);
+  fused_codes.fill_bytes(0xab);
+  fused_scales.fill_bytes(0xab);
+  derr.fill_bytes(0);
+  cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
+                                      fused_codes.get(), fused_scales.get(), scale_rows, derr.get(), nullptr);
+  cuda::silu_and_mul(dx.get(), dt, rows, inter, limit, dact.get(), nullptr);
+  cuda::quantize_experts(dact.get(), dt, rows, inter, doff.get(), experts, dg.get(), nullptr, rows, codes.get(),
+                         scales.get(), scale_rows, derr.get(), nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(derr.download()[0], 0u) << what;
+  const auto fc = fused_codes.download(), fs = fused_scales.download();
+  EXPECT_TRUE(codes_equal(fc, codes.download(), inter, what + " fused vs unfused codes"));
+  EXPECT_TRUE(scales_equal(fs, scales.download(), inter, what + " fused vs unfused scales"));
+
+  // Products: GPU vs CPU.
+  const auto act = dact.download();
+  std::vector<uint16_t> want_act(act.size());
+  ref::silu_and_mul(x, dt, rows, inter, limit, want_act);
+  int64_t act_diff = 0, act_far = 0;
+  for (size_t i = 0; i < act.size(); ++i) {
+    if (act[i] == want_act[i]) continue;
+    ++act_diff;
+    const int d = int(act[i]) - int(want_act[i]);
+    const bool same_sign = (act[i] >> 15) == (want_act[i] >> 15);
+    act_far += !(same_sign && (d == 1 || d == -1));
+  }
+  EXPECT_EQ(act_far, 0) << what << ": products differing from the CPU model by more than 1 ulp";
+
+  // Fused codes against the CPU model fed with the GPU's own products: exact.
+  std::vector<uint8_t> want_codes(code_bytes), want_scales(scale_bytes);
+  ref::quantize_experts(act, dt, rows, inter, off, g, {}, rows, want_codes, want_scales, scale_rows);
+  EXPECT_TRUE(codes_equal(fc, want_codes, inter, what + " fused vs CPU quantize of GPU products"));
+  EXPECT_TRUE(scales_equal(fs, want_scales, inter, what + " fused vs CPU quantize of GPU products"));
+
+  // Fused against the CPU fused model: report the rate (tolerance: < 1% of codes).
+  std::vector<uint8_t> cpu_codes(code_bytes), cpu_scales(scale_bytes);
+  ref::silu_and_mul_quantize_experts(x, dt, rows, inter, limit, off, g, cpu_codes, cpu_scales, scale_rows);
+  int64_t code_diff = 0, scale_diff = 0;
+  for (size_t i = 0; i < code_bytes; ++i) {
+    code_diff += ((fc[i] & 0xf) != (cpu_codes[i] & 0xf)) + ((fc[i] >> 4) != (cpu_codes[i] >> 4));
+  }
+  for (size_t i = 0; i < scale_bytes; ++i) scale_diff += fs[i] != cpu_scales[i];
+  const double n = double(rows * inter);
+  if (print) {
+    std::printf("[silu vs CPU] %s: products %lld/%lld differ by 1 ulp (%.3g%%); fused codes %lld (%.3g%%), "
+                "scales %lld differ\n", what.c_str(), (long long)act_diff, (long long)act.size(),
+                n ? 100.0 * double(act_diff) / n : 0.0, (long long)code_diff, n ? 100.0 * double(code_diff) / n : 0.0,
+                (long long)scale_diff);
+  }
+  EXPECT_LE(double(code_diff), 0.01 * n) << what;
+}
+
+TEST(QuantizeSiluSm90, FusedEqualsUnfusedSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1300;
+  for (ActDType dt : {ActDType::kBF16, ActDType::kFP16}) {
+    for (std::optional<float> limit : {std::optional<float>(), std::optional<float>(7.0f)}) {
+      check_silu(0, 16, 2, "random", dt, limit, test_seed(++salt), false);
+      check_silu(1, 16, 1, "one", dt, limit, test_seed(++salt), false);
+      check_silu(19, 48, 8, "random", dt, limit, test_seed(++salt), false);
+      check_silu(129, 16, 256, "skewed", dt, limit, test_seed(++salt), false);
+      check_silu(3, 7168, 4, "one", dt, limit, test_seed(++salt), false);
+    }
+  }
+}
+
+TEST(QuantizeSiluSm90, FusedEqualsUnfusedLarge) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1400;
+  for (ActDType dt : {ActDType::kBF16, ActDType::kFP16}) {
+    for (std::optional<float> limit : {std::optional<float>(), std::optional<float>(7.0f)}) {
+      check_silu(1024, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);
+    }
+  }
+}
+
+// Graph capture of the whole quantization family; two replays give the eager bytes.
+TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  const int32_t rows = 129, experts = 8;
+  const int64_t k = 48, inter = 48;
+  const uint32_t seed = test_seed(1500);
+  const auto x = random_activations(rows, k, ActDType::kBF16, seed);
+  const auto xs = random_silu_inputs(rows, 2 * inter, ActDType::kBF16, seed + 1);
+  const auto off = offsets_from_counts(split_rows(rows, experts, "random", seed));
+  const auto g = expert_global_scales(experts, seed);
+  const int64_t scale_rows = expert_scale_rows_capacity(rows, experts);
+  DeviceBuffer<uint16_t> dx(x), dxs(xs), dact(size_t(rows * inter));
+  DeviceBuffer<int32_t> doff(off);
+  DeviceBuffer<float> dg(g), dfloats(3);
+  DeviceBuffer<uint32_t> derr(1);
+  const size_t plain_scales = size_t(swizzled_scale_bytes(rows, k)), ex_scales = size_t(scale_rows * padded_scale_cols(k));
+  DeviceBuffer<uint8_t> c1(size_t(rows * k / 2)), s1(plain_scales), c2(size_t(rows * k / 2)), s2(ex_scales),
+      c3(size_t(rows * inter / 2)), s3(ex_scales);
+  cudaStream_t stream;
+  NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto enqueue = [&] {
+    cuda::quantize_runtime_scale(dx.get(), ActDType::kBF16, rows, k, c1.get(), s1.get(), dfloats.get(),
+                                 dfloats.get() + 1, dfloats.get() + 2, stream);
+    cuda::quantize_experts(dx.get(), ActDType::kBF16, rows, k, doff.get(), experts, dg.get(), nullptr, rows, c2.get(),
+                           s2.get(), scale_rows, derr.get(), stream);
+    cuda::silu_and_mul(dxs.get(), ActDType::kBF16, rows, inter, 7.0f, dact.get(), stream);
+    cuda::silu_and_mul_quantize_experts(dxs.get(), ActDType::kBF16, rows, inter, 7.0f, doff.get(), experts, dg.get(),
+                                        c3.get(), s3.get(), scale_rows, derr.get(), stream);
+  };
+  auto snapshot = [&] {
+    std::vector<std::vector<uint8_t>> v = {c1.download(), s1.download(), c2.download(), s2.download(), c3.download(),
+                                           s3.download()};
+    const auto f = dfloats.download();
+    const auto a = dact.download();
+    v.emplace_back(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data() + f.size()));
+    v.emplace_back(reinterpret_cast<const uint8_t*>(a.data()), reinterpret_cast<const uint8_t*>(a.data() + a.size()));
+    return v;
+  };
+  auto poison = [&] {
+    for (auto* b : {&c1, &s1, &c2, &s2, &c3, &s3}) b->fill_bytes(0xab);
+    dfloats.fill_bytes(0xab);
+    dact.fill_bytes(0xab);
+    derr.fill_bytes(0);
+  };
+  poison();
+  enqueue();
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const auto eager = snapshot();
+
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  enqueue();
+  NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 2; ++replay) {
+    poison();
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const auto got = snapshot();
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(bytes_equal(got[i], eager[i], "graph replay " + std::to_string(replay) + " buffer " + std::to_string(i)));
+    }
+    EXPECT_EQ(derr.download()[0], 0u);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace nvfp4moe::test
