@@ -54,8 +54,9 @@ void check_expert_layout(const char* fn, std::span<const int32_t> off, std::span
                          std::span<const uint8_t> scales, int64_t scale_rows) {
   NVFP4MOE_CHECK(!g.empty(), fn, ": g: expected one global scale per expert (E >= 1), got 0");
   const int64_t num_experts = int64_t(g.size());
-  NVFP4MOE_CHECK(int64_t(off.size()) == num_experts + 1, fn, ": off: expected E + 1 = ",
-                 num_experts + 1, " entries (E = g.size()), got ", off.size());
+  NVFP4MOE_CHECK(int64_t(off.size()) == num_experts + 1, fn,
+                 ": off: expected E + 1 = ", num_experts + 1, " entries (E = g.size()), got ",
+                 off.size());
   NVFP4MOE_CHECK(off[0] == 0, fn, ": off[0]: expected 0, got ", off[0]);
   for (int64_t e = 0; e < num_experts; ++e) {
     NVFP4MOE_CHECK(off[e + 1] >= off[e], fn, ": off: expected non-decreasing, got off[", e,
@@ -69,8 +70,8 @@ void check_expert_layout(const char* fn, std::span<const int32_t> off, std::span
                    "]: expected a finite global scale in (0, 2^118], got ", g[e]);
   }
   const int64_t capacity = expert_scale_rows_capacity(total, num_experts);
-  NVFP4MOE_CHECK(capacity <= std::numeric_limits<int32_t>::max(), fn,
-                 ": off: scale rows needed (", capacity, ") exceed the int32 range of sf_off");
+  NVFP4MOE_CHECK(capacity <= std::numeric_limits<int32_t>::max(), fn, ": off: scale rows needed (",
+                 capacity, ") exceed the int32 range of sf_off");
   NVFP4MOE_CHECK(scale_rows % kScaleTileRows == 0, fn,
                  ": scale_rows: expected a multiple of 128, got ", scale_rows);
   NVFP4MOE_CHECK(scale_rows >= capacity && fits(scale_rows, padded_scale_cols(k)), fn,
@@ -148,8 +149,9 @@ void check_silu_args(const char* fn, std::span<const uint16_t> x, ActDType dtype
   NVFP4MOE_CHECK(inter > 0, fn, ": inter: expected > 0, got ", inter);
   NVFP4MOE_CHECK(rows >= 0 && fits(rows, 2 * inter), fn,
                  ": rows: expected 0 <= rows with rows * 2 * inter <= 2^48, got ", rows);
-  NVFP4MOE_CHECK(int64_t(x.size()) == rows * 2 * inter, fn, ": x: expected rows * 2 * inter = ",
-                 rows * 2 * inter, " elements, got ", x.size());
+  NVFP4MOE_CHECK(int64_t(x.size()) == rows * 2 * inter, fn,
+                 ": x: expected rows * 2 * inter = ", rows * 2 * inter, " elements, got ",
+                 x.size());
   if (limit) {
     NVFP4MOE_CHECK(std::isfinite(*limit) && *limit > 0.0f, fn,
                    ": limit: expected a finite value > 0, got ", *limit);
@@ -171,10 +173,10 @@ void quantize(std::span<const uint16_t> x, ActDType dtype, int64_t rows, int64_t
   check_shape(__func__, "rows", rows, "k", k);
   NVFP4MOE_CHECK(int64_t(x.size()) == rows * k, "x: expected rows * k = ", rows * k,
                  " elements, got ", x.size());
-  NVFP4MOE_CHECK(is_usable_global_scale(g),
-                 "g: expected a finite global scale in (0, 2^118], got ", g);
-  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2, "codes: expected rows * k / 2 = ",
-                 rows * k / 2, " bytes, got ", codes.size());
+  NVFP4MOE_CHECK(is_usable_global_scale(g), "g: expected a finite global scale in (0, 2^118], got ",
+                 g);
+  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2,
+                 "codes: expected rows * k / 2 = ", rows * k / 2, " bytes, got ", codes.size());
   NVFP4MOE_CHECK(int64_t(scales.size()) == swizzled_scale_bytes(rows, k),
                  "scales: expected swizzled_scale_bytes(rows, k) = ", swizzled_scale_bytes(rows, k),
                  " bytes, got ", scales.size());
@@ -198,15 +200,16 @@ float quantize_runtime_scale(std::span<const uint16_t> x, ActDType dtype, int64_
 
 void quantize_experts(std::span<const uint16_t> x, ActDType dtype, int64_t rows_in, int64_t k,
                       std::span<const int32_t> off, std::span<const float> g,
-                      std::span<const int32_t> gather, int64_t rows_out,
-                      std::span<uint8_t> codes, std::span<uint8_t> scales, int64_t scale_rows) {
+                      std::span<const int32_t> gather, int64_t rows_out, std::span<uint8_t> codes,
+                      std::span<uint8_t> scales, int64_t scale_rows) {
   check_dtype(__func__, dtype);
   check_shape(__func__, "rows_in", rows_in, "k", k);
   check_shape(__func__, "rows_out", rows_out, "k", k);
   NVFP4MOE_CHECK(int64_t(x.size()) == rows_in * k, "x: expected rows_in * k = ", rows_in * k,
                  " elements, got ", x.size());
-  NVFP4MOE_CHECK(int64_t(codes.size()) == rows_out * k / 2, "codes: expected rows_out * k / 2 = ",
-                 rows_out * k / 2, " bytes, got ", codes.size());
+  NVFP4MOE_CHECK(int64_t(codes.size()) == rows_out * k / 2,
+                 "codes: expected rows_out * k / 2 = ", rows_out * k / 2, " bytes, got ",
+                 codes.size());
   check_expert_layout(__func__, off, g, "rows_out", rows_out, k, scales, scale_rows);
   const int64_t total = off[g.size()];
   if (gather.empty()) {
@@ -226,8 +229,8 @@ void quantize_experts(std::span<const uint16_t> x, ActDType dtype, int64_t rows_
 void silu_and_mul(std::span<const uint16_t> x, ActDType dtype, int64_t rows, int64_t inter,
                   std::optional<float> limit, std::span<uint16_t> out) {
   check_silu_args(__func__, x, dtype, rows, inter, limit);
-  NVFP4MOE_CHECK(int64_t(out.size()) == rows * inter, "out: expected rows * inter = ",
-                 rows * inter, " elements, got ", out.size());
+  NVFP4MOE_CHECK(int64_t(out.size()) == rows * inter, "out: expected rows * inter = ", rows * inter,
+                 " elements, got ", out.size());
   silu_and_mul_unchecked(x, dtype, rows, inter, limit, out);
 }
 
@@ -237,9 +240,11 @@ void silu_and_mul_quantize_experts(std::span<const uint16_t> x, ActDType dtype, 
                                    std::span<uint8_t> codes, std::span<uint8_t> scales,
                                    int64_t scale_rows) {
   check_silu_args(__func__, x, dtype, rows, inter, limit);
-  check_shape(__func__, "rows", rows, "inter", inter);  // inter is the quantized k: a multiple of 16
-  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * inter / 2, "codes: expected rows * inter / 2 = ",
-                 rows * inter / 2, " bytes, got ", codes.size());
+  check_shape(__func__, "rows", rows, "inter",
+              inter);  // inter is the quantized k: a multiple of 16
+  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * inter / 2,
+                 "codes: expected rows * inter / 2 = ", rows * inter / 2, " bytes, got ",
+                 codes.size());
   check_expert_layout(__func__, off, g, "rows", rows, inter, scales, scale_rows);
 
   // The intermediate is rounded to dtype, exactly as the unfused path stores it.
@@ -251,10 +256,10 @@ void silu_and_mul_quantize_experts(std::span<const uint16_t> x, ActDType dtype, 
 void dequantize(std::span<const uint8_t> codes, std::span<const uint8_t> scales, int64_t rows,
                 int64_t k, float g, std::span<float> out) {
   check_shape(__func__, "rows", rows, "k", k);
-  NVFP4MOE_CHECK(is_usable_global_scale(g),
-                 "g: expected a finite global scale in (0, 2^118], got ", g);
-  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2, "codes: expected rows * k / 2 = ",
-                 rows * k / 2, " bytes, got ", codes.size());
+  NVFP4MOE_CHECK(is_usable_global_scale(g), "g: expected a finite global scale in (0, 2^118], got ",
+                 g);
+  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2,
+                 "codes: expected rows * k / 2 = ", rows * k / 2, " bytes, got ", codes.size());
   NVFP4MOE_CHECK(int64_t(scales.size()) == swizzled_scale_bytes(rows, k),
                  "scales: expected swizzled_scale_bytes(rows, k) = ", swizzled_scale_bytes(rows, k),
                  " bytes, got ", scales.size());
@@ -265,7 +270,8 @@ void dequantize(std::span<const uint8_t> codes, std::span<const uint8_t> scales,
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < k; ++c) {
       const uint8_t s = scales[size_t(swizzled_scale_offset(r, c / kBlockSize, padded_cols))];
-      out[size_t(r * k + c)] = dequantize_element(e2m1_code_at(codes.data() + r * (k / 2), c), s, g);
+      out[size_t(r * k + c)] =
+          dequantize_element(e2m1_code_at(codes.data() + r * (k / 2), c), s, g);
     }
   }
 }
@@ -274,8 +280,8 @@ void dequantize_experts(std::span<const uint8_t> codes, std::span<const uint8_t>
                         int64_t rows, int64_t k, std::span<const int32_t> off,
                         std::span<const float> g, int64_t scale_rows, std::span<float> out) {
   check_shape(__func__, "rows", rows, "k", k);
-  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2, "codes: expected rows * k / 2 = ",
-                 rows * k / 2, " bytes, got ", codes.size());
+  NVFP4MOE_CHECK(int64_t(codes.size()) == rows * k / 2,
+                 "codes: expected rows * k / 2 = ", rows * k / 2, " bytes, got ", codes.size());
   NVFP4MOE_CHECK(int64_t(out.size()) == rows * k, "out: expected rows * k = ", rows * k,
                  " elements, got ", out.size());
   check_expert_layout(__func__, off, g, "rows", rows, k, scales, scale_rows);

@@ -51,8 +51,8 @@ TEST(FormatE4M3, DecodesAll256Codes) {
       EXPECT_TRUE(std::isnan(ours)) << "code 0x" << std::hex << c;
       EXPECT_TRUE(std::isnan(cuda)) << "code 0x" << std::hex << c;
     } else {
-      EXPECT_EQ(float_bits(ours), float_bits(cuda)) << "code 0x" << std::hex << c << ": " << ours
-                                                    << " vs CUDA " << cuda;
+      EXPECT_EQ(float_bits(ours), float_bits(cuda))
+          << "code 0x" << std::hex << c << ": " << ours << " vs CUDA " << cuda;
     }
   }
   // Hand values: zero, subnormals (unit 2^-9), smallest normal, one, the maximum.
@@ -99,9 +99,9 @@ TEST(FormatE4M3, RoundsMidpointsToEvenAndNeighboursToNearest) {
 TEST(FormatE4M3, SaturatesTo448) {
   const float inf = std::numeric_limits<float>::infinity();
   // 464 is the midpoint between 448 and the NaN code's would-be value 480: still 448.
-  for (float x : {448.0f, std::nextafter(448.0f, 500.0f), 460.0f, 464.0f,
-                  std::nextafter(464.0f, 500.0f), 480.0f, 1e6f, std::numeric_limits<float>::max(),
-                  inf}) {
+  for (float x :
+       {448.0f, std::nextafter(448.0f, 500.0f), 460.0f, 464.0f, std::nextafter(464.0f, 500.0f),
+        480.0f, 1e6f, std::numeric_limits<float>::max(), inf}) {
     EXPECT_EQ(e4m3_from_float(x), 0x7e) << "x = " << x;
     EXPECT_EQ(e4m3_from_float(-x), 0xfe) << "x = " << -x;
     EXPECT_EQ(e4m3_from_float(x), oracle_e4m3(x)) << "x = " << x;
@@ -116,16 +116,16 @@ TEST(FormatE4M3, RoundsSubnormalsWithUnitTwoToTheMinusNine) {
     uint8_t code;
   };
   const Case cases[] = {
-      {2 * u, 0x01},                          // 2^-9, the smallest subnormal
-      {u, 0x00},                              // 2^-10: tie between 0 and 2^-9 -> 0
-      {std::nextafter(u, 1.0f), 0x01},        // just above the tie
-      {std::nextafter(u, 0.0f), 0x00},        // just below
-      {3 * u, 0x02},                          // tie 1 | 2 -> 2 (2^-8)
-      {5 * u, 0x02},                          // tie 2 | 3 -> 2
-      {7 * u, 0x04},                          // tie 3 | 4 -> 4
-      {15 * u, 0x08},                         // tie 7 | 2^-6 (smallest normal, code 8) -> 8
-      {std::nextafter(15 * u, 0.0f), 0x07},   // just below -> largest subnormal
-      {1e-30f, 0x00},                         // far below: zero
+      {2 * u, 0x01},                         // 2^-9, the smallest subnormal
+      {u, 0x00},                             // 2^-10: tie between 0 and 2^-9 -> 0
+      {std::nextafter(u, 1.0f), 0x01},       // just above the tie
+      {std::nextafter(u, 0.0f), 0x00},       // just below
+      {3 * u, 0x02},                         // tie 1 | 2 -> 2 (2^-8)
+      {5 * u, 0x02},                         // tie 2 | 3 -> 2
+      {7 * u, 0x04},                         // tie 3 | 4 -> 4
+      {15 * u, 0x08},                        // tie 7 | 2^-6 (smallest normal, code 8) -> 8
+      {std::nextafter(15 * u, 0.0f), 0x07},  // just below -> largest subnormal
+      {1e-30f, 0x00},                        // far below: zero
       {std::numeric_limits<float>::denorm_min(), 0x00},
   };
   for (const Case& c : cases) {

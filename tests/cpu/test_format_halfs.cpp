@@ -79,8 +79,8 @@ TEST(FormatHalfs, HandValues) {
   const float inf = std::numeric_limits<float>::infinity();
   // bf16: ties to even on the 16 dropped bits, overflow rounds to Inf.
   EXPECT_EQ(bf16_from_float(1.0f), 0x3f80);
-  EXPECT_EQ(bf16_from_float(1.0f + std::ldexp(1.0f, -8)), 0x3f80);       // tie -> even
-  EXPECT_EQ(bf16_from_float(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);   // tie -> even (up)
+  EXPECT_EQ(bf16_from_float(1.0f + std::ldexp(1.0f, -8)), 0x3f80);      // tie -> even
+  EXPECT_EQ(bf16_from_float(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);  // tie -> even (up)
   EXPECT_EQ(bf16_from_float(std::nextafter(1.0f + std::ldexp(1.0f, -8), 2.0f)), 0x3f81);
   EXPECT_EQ(bf16_from_float(std::numeric_limits<float>::max()), 0x7f80);
   EXPECT_EQ(bf16_from_float(-inf), 0xff80);
@@ -97,8 +97,8 @@ TEST(FormatHalfs, HandValues) {
   EXPECT_EQ(fp16_from_float(std::nextafter(std::ldexp(1.0f, -25), 1.0f)), 0x0001);
   EXPECT_EQ(fp16_from_float(-std::ldexp(1.0f, -25)), 0x8000);
   EXPECT_EQ(fp16_from_float(3 * std::ldexp(1.0f, -25)), 0x0002);  // tie 1 | 2 -> 2
-  EXPECT_EQ(fp16_from_float(std::ldexp(1.0f, -14)), 0x0400);       // smallest normal
-  EXPECT_EQ(fp16_from_float(std::ldexp(1023.5f, -24)), 0x0400);    // tie 0x3ff | 0x400 -> even
+  EXPECT_EQ(fp16_from_float(std::ldexp(1.0f, -14)), 0x0400);      // smallest normal
+  EXPECT_EQ(fp16_from_float(std::ldexp(1023.5f, -24)), 0x0400);   // tie 0x3ff | 0x400 -> even
   // NaN of any sign/payload -> canonical 0x7FFF, as CUDA's conversions give.
   for (uint32_t bits : {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xffffffffu}) {
     EXPECT_EQ(bf16_from_float(float_from_bits(bits)), kCanonicalNaN16);
@@ -125,7 +125,8 @@ TEST(FormatHalfs, FloatToFp16MatchesCudaOnStridedBitPatterns) {
 // Densely where fp16 rounding is special: the subnormal range and below ([2^-26, 2^-13]) and the
 // overflow edge ([60000, 70000]), both signs; plus bf16 around 1.0 (every float in [1, 2)).
 TEST(FormatHalfs, MatchesCudaDenselyAtTheEdges) {
-  const uint32_t sub_lo = float_bits(std::ldexp(1.0f, -26)), sub_hi = float_bits(std::ldexp(1.0f, -13));
+  const uint32_t sub_lo = float_bits(std::ldexp(1.0f, -26)),
+                 sub_hi = float_bits(std::ldexp(1.0f, -13));
   const uint32_t ovf_lo = float_bits(60000.0f), ovf_hi = float_bits(70000.0f);
   for (uint32_t sign : {0u, 0x80000000u}) {
     expect_matches_oracle("fp16 subnormal", fp16_from_float, oracle_fp16, sub_lo | sign,

@@ -18,18 +18,19 @@ TEST(FormatSwizzle, HandComputedOffsets) {
   EXPECT_EQ(swizzled_scale_offset(0, 0, 4), 0);
   EXPECT_EQ(swizzled_scale_offset(0, 1, 4), 1);
   EXPECT_EQ(swizzled_scale_offset(0, 3, 4), 3);
-  EXPECT_EQ(swizzled_scale_offset(1, 0, 4), 16);    // next row: next 16-byte group
+  EXPECT_EQ(swizzled_scale_offset(1, 0, 4), 16);  // next row: next 16-byte group
   EXPECT_EQ(swizzled_scale_offset(31, 0, 4), 496);
-  EXPECT_EQ(swizzled_scale_offset(32, 0, 4), 4);    // row 32 shares row 0's group, bytes 4..7
+  EXPECT_EQ(swizzled_scale_offset(32, 0, 4), 4);  // row 32 shares row 0's group, bytes 4..7
   EXPECT_EQ(swizzled_scale_offset(64, 2, 4), 10);
   EXPECT_EQ(swizzled_scale_offset(96, 3, 4), 15);
   EXPECT_EQ(swizzled_scale_offset(127, 3, 4), 31 * 16 + 3 * 4 + 3);  // 511: last byte of tile 0
-  EXPECT_EQ(swizzled_scale_offset(128, 0, 4), 512);  // second row of tiles
+  EXPECT_EQ(swizzled_scale_offset(128, 0, 4), 512);                  // second row of tiles
   // C' = 8: two tiles per 128 rows, tiles row-major.
   EXPECT_EQ(swizzled_scale_offset(0, 4, 8), 512);
   EXPECT_EQ(swizzled_scale_offset(128, 0, 8), 1024);
   EXPECT_EQ(swizzled_scale_offset(129, 5, 8), 3 * 512 + 16 + 1);
-  EXPECT_EQ(swizzled_scale_offset(200, 6, 8), 3 * 512 + (200 % 32) * 16 + ((200 % 128) / 32) * 4 + 2);
+  EXPECT_EQ(swizzled_scale_offset(200, 6, 8),
+            3 * 512 + (200 % 32) * 16 + ((200 % 128) / 32) * 4 + 2);
 }
 
 TEST(FormatSwizzle, PaddingHelpers) {
@@ -63,7 +64,7 @@ TEST(FormatSwizzle, GroupOfSixteenHoldsFourRowsApart) {
 // For awkward (rows, k): every (r, c) of the padded matrix maps into [0, R' * C'), no two to
 // the same byte, and swizzled_scale_coord inverts the map.
 TEST(FormatSwizzle, IsABijectionOntoThePaddedBufferAndInverts) {
-  const int64_t shapes[][2] = {{1, 16},   {3, 80},    {19, 112}, {128, 64},  {129, 144},
+  const int64_t shapes[][2] = {{1, 16},   {3, 80},     {19, 112}, {128, 64},  {129, 144},
                                {257, 48}, {300, 1024}, {1, 7168}, {513, 2048}};
   for (const auto& shape : shapes) {
     const int64_t rows = shape[0], k = shape[1];

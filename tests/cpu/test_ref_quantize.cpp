@@ -102,7 +102,8 @@ Quantized spec_quantize(const std::vector<uint16_t>& x, ActDType t, int64_t rows
         nan = nan || std::isnan(v);
         if (!std::isnan(v)) amax = std::max(amax, std::fabs(v));
       }
-      const uint8_t s = nan ? 0x7f : uint8_t(__nv_cvt_float_to_fp8(g * (amax * r6), __NV_SATFINITE, __NV_E4M3));
+      const uint8_t s =
+          nan ? 0x7f : uint8_t(__nv_cvt_float_to_fp8(g * (amax * r6), __NV_SATFINITE, __NV_E4M3));
       const float sf = e4m3_to_float(s);
       const float m = (sf == 0.0f) ? 0.0f : 1.0f / (sf * (1.0f / g));
       for (int64_t i = 0; i < 16; ++i) {
@@ -126,10 +127,12 @@ Quantized spec_quantize(const std::vector<uint16_t>& x, ActDType t, int64_t rows
 //  row 1, block 0 (amax 1.5): s = 56 = 0x66, m = 4
 //  row 1, block 1 (zeros):    s = 0, m = 0, codes 0
 // Scales sit at swizzled offsets (0,0)->0, (0,1)->1, (1,0)->16, (1,1)->17.
-const std::vector<float> kBlockA = {0,      0.25f,  0.5f,   0.75f, 1,     1.25f, 1.5f,   2,
-                                    2.5f,   3,      -0.125f, -0.375f, -0.625f, -1.75f, 0.875f, -3};
-const std::vector<float> kBlockB = {12, -12, 1,    0.5f, 7,  -7, 0.75f, 3,
-                                    5,  -2.5f, 11, 9,    0,  -0.0f, 6, 2};
+// clang-format off
+const std::vector<float> kBlockA = {0,    0.25f, 0.5f,   0.75f,   1,       1.25f,  1.5f,   2,
+                                    2.5f, 3,     -0.125f, -0.375f, -0.625f, -1.75f, 0.875f, -3};
+const std::vector<float> kBlockB = {12,   -12,   1,      0.5f,    7,       -7,     0.75f,  3,
+                                    5,    -2.5f, 11,     9,       0,       -0.0f,  6,      2};
+// clang-format on
 
 std::vector<float> hand_tensor() {
   std::vector<float> v = kBlockA;
@@ -143,12 +146,14 @@ std::vector<float> hand_tensor() {
 //   codes       0 1  2 3   4 4   5 6 | 6 7  8    A    A     E    4    F   (ties to even code)
 // B * m = B/2:  6 -6 .5 .25 3.5 -3.5 .375 1.5 | 2.5 -1.25 5.5 4.5 0 -0 3 1
 //   codes       7 F  1  0   6   E    1    3   | 4   A     7   6   0 8  5 2
+// clang-format off
 const std::vector<uint8_t> kHandCodes = {
     0x10, 0x32, 0x44, 0x65, 0x76, 0xa8, 0xea, 0xf4,  // row 0, block 0
     0xf7, 0x01, 0xe6, 0x31, 0xa4, 0x67, 0x80, 0x25,  // row 0, block 1
     0x10, 0x32, 0x44, 0x65, 0x76, 0xa8, 0xea, 0xf4,  // row 1, block 0: (A/2) * 4 = 2A again
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // row 1, block 1: zeros
 };
+// clang-format on
 
 std::vector<uint8_t> hand_scales() {
   std::vector<uint8_t> s(512, 0);  // R' = 128, C' = 4
@@ -176,9 +181,12 @@ TEST(RefQuantize, HandComputedBlocks) {
     // Decode: e2m1 * s / g, so block A comes back as round(2A) / 2.
     std::vector<float> deq(64);
     dequantize(q.codes, q.scales, 2, 32, 224.0f, deq);
-    const float want_row0[32] = {0,   0.25f, 0.5f, 0.75f, 1, 1,     1.5f, 2, 2, 3,  -0.0f,
-                                 -0.5f, -0.5f, -2, 1,    -3, 12, -12,  1, 0, 8,  -8,
-                                 1,   3,     4,    -2,    12, 8,     0,    -0.0f, 6, 2};
+    // clang-format off
+    const float want_row0[32] = {0,  0.25f, 0.5f, 0.75f, 1,  1,  1.5f,  2,    // block A: round(2A)/2
+                                 2,  3,     -0.0f, -0.5f, -0.5f, -2, 1,  -3,
+                                 12, -12,   1,    0,     8,  -8, 1,     3,    // block B: 2 round(B/2)
+                                 4,  -2,    12,   8,     0,  -0.0f, 6,  2};
+    // clang-format on
     for (int i = 0; i < 32; ++i) EXPECT_EQ(deq[size_t(i)], want_row0[i]) << "element " << i;
     for (int i = 0; i < 16; ++i) EXPECT_EQ(deq[size_t(32 + i)], want_row0[i] / 2) << "row 1, " << i;
     for (int i = 48; i < 64; ++i) EXPECT_EQ(deq[size_t(i)], 0.0f);
@@ -192,8 +200,8 @@ TEST(RefQuantize, MatchesTheSpecRecipeWrittenWithCudaConversions) {
   for (ActDType t : kDTypes) {
     for (const auto& shape : shapes) {
       const int64_t rows = shape[0], k = shape[1];
-      SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << to_string(t) << " rows "
-                                        << rows << " k " << k);
+      SCOPED_TRACE(::testing::Message()
+                   << "seed " << seed << " " << to_string(t) << " rows " << rows << " k " << k);
       for (const std::vector<uint16_t>& x :
            {random_act(rng, rows, k, t), structured_act(rng, rows, k, t)}) {
         for (float g : {global_scale_from_amax(amax_abs(x, t)), 1.0f, 37.5f, 2688.0f}) {
@@ -247,7 +255,8 @@ TEST(RefQuantize, RuntimeScaleEqualsQuantizeWithGlobalScaleFromAmax) {
     const std::vector<uint16_t> x = random_act(rng, 37, 160, t);
     const float g_want = global_scale_from_amax(amax_abs(x, t));
     Quantized want = run_quantize(x, t, 37, 160, g_want);
-    Quantized got{std::vector<uint8_t>(want.codes.size()), std::vector<uint8_t>(want.scales.size())};
+    Quantized got{std::vector<uint8_t>(want.codes.size()),
+                  std::vector<uint8_t>(want.scales.size())};
     EXPECT_EQ(quantize_runtime_scale(x, t, 37, 160, got.codes, got.scales), g_want);
     expect_same_bytes(got.codes, want.codes, "codes");
     expect_same_bytes(got.scales, want.scales, "scales");
@@ -335,8 +344,8 @@ TEST(RefQuantize, InfSaturatesTheScaleTo448AndItsCodeToSix) {
 // codes at 6 instead of overflowing.
 TEST(RefQuantize, StaticScaleExceededSaturates) {
   std::vector<float> v(16, 0.0f);
-  v[0] = 100.0f;   // 100 * r6 * 224 = 3733 -> s = 448, m = 0.5: 100 * 0.5 = 50 -> 6
-  v[1] = -10.0f;   // -5 -> -4 (tie 4 | 6 at 5 goes to 4)
+  v[0] = 100.0f;  // 100 * r6 * 224 = 3733 -> s = 448, m = 0.5: 100 * 0.5 = 50 -> 6
+  v[1] = -10.0f;  // -5 -> -4 (tie 4 | 6 at 5 goes to 4)
   Quantized q = run_quantize(to_act(v, ActDType::kBF16), ActDType::kBF16, 1, 16, 224.0f);
   EXPECT_EQ(q.scales[0], 0x7e);
   EXPECT_EQ(q.codes[0], 0xe7);
@@ -366,7 +375,8 @@ TEST(RefQuantize, DequantizationErrorWithinTheDerivedBound) {
         float amax_b = 0;
         for (int i = 0; i < 16; ++i)
           amax_b = std::max(amax_b, std::fabs(act_to_float(x[size_t(r * k + c * 16 + i)], t)));
-        const float s = e4m3_to_float(q.scales[size_t(swizzled_scale_offset(r, c, 4 * ((k / 16 + 3) / 4)))]);
+        const float s =
+            e4m3_to_float(q.scales[size_t(swizzled_scale_offset(r, c, 4 * ((k / 16 + 3) / 4)))]);
         const double u = double(s) / g, ideal = double(g) * amax_b / 6;
         const bool normal_scale = ideal >= std::ldexp(1.0, -6) && ideal <= 448;
         for (int i = 0; i < 16; ++i) {
@@ -387,7 +397,9 @@ TEST(RefQuantize, DequantizationErrorWithinTheDerivedBound) {
             }
           }
           if (err > bound + slack) {
-            if (violations++ == 0) ADD_FAILURE() << "row " << r << " col " << c * 16 + i << ": x " << xv << " deq " << d << " scale " << s;
+            if (violations++ == 0)
+              ADD_FAILURE() << "row " << r << " col " << c * 16 + i << ": x " << xv << " deq " << d
+                            << " scale " << s;
           }
           if (normal_scale) {
             ++checked_normal;
@@ -408,8 +420,8 @@ struct ExpertCase {
   int64_t rows_in, k, rows_out;
   std::vector<int32_t> off;
   std::vector<float> g;
-  std::vector<int32_t> gather;  // empty: identity
-  int64_t extra_scale_rows = 0; // beyond the capacity bound
+  std::vector<int32_t> gather;   // empty: identity
+  int64_t extra_scale_rows = 0;  // beyond the capacity bound
 };
 
 int64_t scale_rows_of(const ExpertCase& c) {
@@ -428,8 +440,8 @@ Quantized run_experts(const std::vector<uint16_t>& x, ActDType t, const ExpertCa
 
 // Each expert's codes and its scale block at sf_off[e] equal quantize() of that expert's
 // (gathered) rows with its g; every other byte is zero.
-void expect_experts_match_quantize(const std::vector<uint16_t>& x, ActDType t,
-                                   const ExpertCase& c, const Quantized& q) {
+void expect_experts_match_quantize(const std::vector<uint16_t>& x, ActDType t, const ExpertCase& c,
+                                   const Quantized& q) {
   const int64_t num_experts = int64_t(c.g.size()), k = c.k, pc = padded_scale_cols(k);
   std::vector<int32_t> sf_off(size_t(num_experts + 1));
   expert_scale_offsets(c.off.data(), int(num_experts), sf_off.data());
@@ -444,7 +456,8 @@ void expect_experts_match_quantize(const std::vector<uint16_t>& x, ActDType t,
     Quantized alone = run_quantize(rows, t, count, k, c.g[size_t(e)]);
     std::copy(alone.codes.begin(), alone.codes.end(), want_codes.begin() + begin * k / 2);
     ASSERT_EQ(int64_t(alone.scales.size()), (sf_off[size_t(e + 1)] - sf_off[size_t(e)]) * pc);
-    std::copy(alone.scales.begin(), alone.scales.end(), want_scales.begin() + sf_off[size_t(e)] * pc);
+    std::copy(alone.scales.begin(), alone.scales.end(),
+              want_scales.begin() + sf_off[size_t(e)] * pc);
   }
   expect_same_bytes(q.codes, want_codes, "codes");
   expect_same_bytes(q.scales, want_scales, "scales");
@@ -476,7 +489,8 @@ TEST(RefQuantizeExperts, RandomSplitsWithEmptyExperts) {
   std::mt19937 rng(seed);
   for (ActDType t : kDTypes) {
     for (int trial = 0; trial < 4; ++trial) {
-      SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << to_string(t) << " trial " << trial);
+      SCOPED_TRACE(::testing::Message()
+                   << "seed " << seed << " " << to_string(t) << " trial " << trial);
       ExpertCase c;
       c.k = 16 * (1 + trial * 3);  // 16, 64, 112, 160: padded columns 4, 4, 8, 12
       c.rows_in = 150 + trial * 40;
@@ -498,7 +512,8 @@ TEST(RefQuantizeExperts, OneExpertTakesEveryRow) {
   std::mt19937 rng(seed);
   for (ActDType t : kDTypes) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << to_string(t));
-    ExpertCase c{300, 48, 300, {0, 0, 0, 0, 300, 300, 300, 300, 300}, random_global_scales(rng, 8), {}, 0};
+    ExpertCase c{300, 48, 300, {0, 0, 0, 0, 300, 300, 300, 300, 300}, random_global_scales(rng, 8),
+                 {},  0};
     const std::vector<uint16_t> x = random_act(rng, c.rows_in, c.k, t);
     Quantized q = run_experts(x, t, c);
     expect_experts_match_quantize(x, t, c, q);
@@ -568,7 +583,8 @@ TEST(RefQuantizeExperts, DequantizeExpertsInvertsTheLayout) {
   const uint32_t seed = 5150;
   std::mt19937 rng(seed);
   const ActDType t = ActDType::kBF16;
-  ExpertCase c{140, 64, 150, random_offsets(rng, 5, 140, 70), random_global_scales(rng, 5), {}, 128};
+  ExpertCase c{140, 64, 150, random_offsets(rng, 5, 140, 70), random_global_scales(rng, 5),
+               {},  128};
   const std::vector<uint16_t> x = random_act(rng, c.rows_in, c.k, t);
   Quantized q = run_experts(x, t, c);
   std::vector<float> got(size_t(c.rows_out * c.k), -1.0f);
@@ -646,8 +662,8 @@ TEST(RefSiluAndMul, FusedQuantizeEqualsSiluThenQuantizeExperts) {
   std::mt19937 rng(seed);
   for (ActDType t : kDTypes) {
     for (std::optional<float> limit : {std::optional<float>(), std::optional<float>(7.0f)}) {
-      SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << to_string(t)
-                                        << (limit ? " limit 7" : " no limit"));
+      SCOPED_TRACE(::testing::Message()
+                   << "seed " << seed << " " << to_string(t) << (limit ? " limit 7" : " no limit"));
       const int64_t rows = 133, inter = 96;
       const std::vector<uint16_t> x = random_act(rng, rows, 2 * inter, t);
       const std::vector<int32_t> off = random_offsets(rng, 6, 120, 50);  // rows past 120 idle
@@ -704,22 +720,25 @@ TEST(RefQuantizeArgs, QuantizeAndDequantizeRejectBadArguments) {
   expect_error_naming("rows:", [&] { q(x, t, -1, 32, 1.0f, codes, scales); });
   expect_error_naming("x:", [&] { q(std::span(x).first(95), t, 3, 32, 1.0f, codes, scales); });
   expect_error_naming("codes:", [&] { q(x, t, 3, 32, 1.0f, std::span(codes).first(47), scales); });
-  expect_error_naming("scales:", [&] { q(x, t, 3, 32, 1.0f, codes, std::span(scales).first(511)); });
+  expect_error_naming("scales:",
+                      [&] { q(x, t, 3, 32, 1.0f, codes, std::span(scales).first(511)); });
   for (float g : {0.0f, -1.0f, kNaN, kInf, 1e36f}) {
     expect_error_naming("g:", [&] { q(x, t, 3, 32, g, codes, scales); });
   }
   expect_error_naming("dtype", [&] { q(x, static_cast<ActDType>(7), 3, 32, 1.0f, codes, scales); });
-  expect_error_naming("x:", [&] {
-    quantize_runtime_scale(std::span(x).first(90), t, 3, 32, codes, scales);
-  });
+  expect_error_naming(
+      "x:", [&] { quantize_runtime_scale(std::span(x).first(90), t, 3, 32, codes, scales); });
   expect_error_naming("dtype", [&] { amax_abs(x, static_cast<ActDType>(2)); });
   expect_untouched(codes, uint8_t(0xcd), "codes");
   expect_untouched(scales, uint8_t(0xcd), "scales");
 
   expect_error_naming("g:", [&] { dequantize(codes, scales, 3, 32, 0.0f, out); });
-  expect_error_naming("out:", [&] { dequantize(codes, scales, 3, 32, 1.0f, std::span(out).first(95)); });
-  expect_error_naming("codes:", [&] { dequantize(std::span(codes).first(40), scales, 3, 32, 1.0f, out); });
-  expect_error_naming("scales:", [&] { dequantize(codes, std::span(scales).first(500), 3, 32, 1.0f, out); });
+  expect_error_naming("out:",
+                      [&] { dequantize(codes, scales, 3, 32, 1.0f, std::span(out).first(95)); });
+  expect_error_naming("codes:",
+                      [&] { dequantize(std::span(codes).first(40), scales, 3, 32, 1.0f, out); });
+  expect_error_naming("scales:",
+                      [&] { dequantize(codes, std::span(scales).first(500), 3, 32, 1.0f, out); });
   expect_error_naming("k:", [&] { dequantize(codes, scales, 6, 17, 1.0f, out); });
   expect_untouched(out, -7.0f, "out");
 }
@@ -748,19 +767,20 @@ TEST(RefQuantizeArgs, QuantizeExpertsRejectsBadArguments) {
   // Sanity: the baseline itself is accepted (on copies of the outputs).
   {
     std::vector<uint8_t> c2 = codes, s2 = scales;
-    EXPECT_NO_THROW(quantize_experts(x, t, rows_in, k, off, g, gather, rows_out, c2, s2, scale_rows));
+    EXPECT_NO_THROW(
+        quantize_experts(x, t, rows_in, k, off, g, gather, rows_out, c2, s2, scale_rows));
   }
   using V16 = std::vector<uint16_t>;
   using VI = std::vector<int32_t>;
   using VF = std::vector<float>;
   using SI = std::span<const int32_t>;
   using SB = std::span<uint8_t>;
-#define MUTATE(body)                                                                             \
-  [&](V16 & x2, VI & off2, VF & g2, SI & gather2, int64_t & rows_in2, int64_t & rows_out2,       \
-      int64_t & scale_rows2, int64_t & k2, SB & codes2, SB & scales2) {                          \
-    (void)x2, (void)off2, (void)g2, (void)gather2, (void)rows_in2, (void)rows_out2;             \
-    (void)scale_rows2, (void)k2, (void)codes2, (void)scales2;                                    \
-    body;                                                                                        \
+#define MUTATE(body)                                                                 \
+  [&](V16& x2, VI& off2, VF& g2, SI& gather2, int64_t& rows_in2, int64_t& rows_out2, \
+      int64_t& scale_rows2, int64_t& k2, SB& codes2, SB& scales2) {                  \
+    (void)x2, (void)off2, (void)g2, (void)gather2, (void)rows_in2, (void)rows_out2;  \
+    (void)scale_rows2, (void)k2, (void)codes2, (void)scales2;                        \
+    body;                                                                            \
   }
   expect_error_naming("off[0]", [&] { run(MUTATE(off2[0] = 1)); });
   expect_error_naming("non-decreasing", [&] { run(MUTATE(off2[2] = 3)); });
@@ -783,9 +803,11 @@ TEST(RefQuantizeArgs, QuantizeExpertsRejectsBadArguments) {
     bad[0] = -1;
     run(MUTATE(gather2 = bad));
   });
-  expect_error_naming("rows_in", [&] { run(MUTATE(gather2 = SI(); rows_in2 = 8; x2.resize(8 * 32))); });
+  expect_error_naming("rows_in",
+                      [&] { run(MUTATE(gather2 = SI(); rows_in2 = 8; x2.resize(8 * 32))); });
   expect_error_naming("scale_rows", [&] { run(MUTATE(scale_rows2 = 500)); });
-  expect_error_naming("scale_rows", [&] { run(MUTATE(scale_rows2 = 384; scales2 = scales2.first(384 * 4))); });
+  expect_error_naming("scale_rows",
+                      [&] { run(MUTATE(scale_rows2 = 384; scales2 = scales2.first(384 * 4))); });
   expect_error_naming("scales:", [&] { run(MUTATE(scales2 = scales2.first(2047))); });
   expect_error_naming("codes:", [&] { run(MUTATE(codes2 = codes2.first(100))); });
   expect_error_naming("x:", [&] { run(MUTATE(x2.pop_back())); });
@@ -802,8 +824,10 @@ TEST(RefQuantizeArgs, SiluAndDequantizeExpertsRejectBadArguments) {
   std::vector<uint16_t> x(size_t(rows * 2 * inter), act_from_float(1.0f, t));
   std::vector<uint16_t> out(size_t(rows * inter), 0xcdcd);
   expect_error_naming("inter", [&] { silu_and_mul(x, t, rows, 0, std::nullopt, out); });
-  expect_error_naming("x:", [&] { silu_and_mul(std::span(x).first(100), t, rows, inter, std::nullopt, out); });
-  expect_error_naming("out:", [&] { silu_and_mul(x, t, rows, inter, std::nullopt, std::span(out).first(10)); });
+  expect_error_naming(
+      "x:", [&] { silu_and_mul(std::span(x).first(100), t, rows, inter, std::nullopt, out); });
+  expect_error_naming(
+      "out:", [&] { silu_and_mul(x, t, rows, inter, std::nullopt, std::span(out).first(10)); });
   for (float limit : {kNaN, -1.0f, 0.0f, kInf}) {
     expect_error_naming("limit", [&] { silu_and_mul(x, t, rows, inter, limit, out); });
   }
@@ -820,14 +844,17 @@ TEST(RefQuantizeArgs, SiluAndDequantizeExpertsRejectBadArguments) {
   std::vector<uint16_t> x24(size_t(rows * 2 * 24), 0);
   expect_error_naming("inter", [&] { fused(24, x24, off, std::nullopt, scale_rows); });
   expect_error_naming("limit", [&] { fused(inter, x, off, -3.0f, scale_rows); });
-  expect_error_naming("off[E]", [&] { fused(inter, x, std::vector<int32_t>{0, 2, 6}, std::nullopt, scale_rows); });
+  expect_error_naming("off[E]", [&] {
+    fused(inter, x, std::vector<int32_t>{0, 2, 6}, std::nullopt, scale_rows);
+  });
   expect_error_naming("scale_rows", [&] { fused(inter, x, off, std::nullopt, 128); });
   expect_untouched(codes, uint8_t(0xcd), "codes");
   expect_untouched(scales, uint8_t(0xcd), "scales");
 
   std::vector<float> deq(size_t(rows * inter), -7.0f);
   expect_error_naming("off[0]", [&] {
-    dequantize_experts(codes, scales, rows, inter, std::vector<int32_t>{1, 2, 5}, g, scale_rows, deq);
+    dequantize_experts(codes, scales, rows, inter, std::vector<int32_t>{1, 2, 5}, g, scale_rows,
+                       deq);
   });
   expect_error_naming("out:", [&] {
     dequantize_experts(codes, scales, rows, inter, off, g, scale_rows, std::span(deq).first(3));
