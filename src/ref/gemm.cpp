@@ -8,43 +8,27 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/block_quant.h"
 #include "nvfp4moe/format/swizzle.h"
+#include "parallel_for.h"
 
 namespace nvfp4moe::ref {
 namespace {
 
-// Run fn(begin, end) over [0, n) in contiguous chunks of at least min_chunk items, one chunk a
-// thread. Each item is computed by exactly one thread, so the split never changes the result.
-template <typename Fn>
-void parallel_for(int64_t n, int64_t min_chunk, const Fn& fn) {
-  if (n <= 0) return;
-  int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  int64_t chunks = std::min<int64_t>(hw, (n + min_chunk - 1) / std::max<int64_t>(1, min_chunk));
-  if (chunks <= 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  int64_t per = (n + chunks - 1) / chunks;
-  std::vector<std::thread> threads;
-  threads.reserve(size_t(chunks - 1));
-  for (int64_t c = 1; c < chunks; ++c) {
-    int64_t begin = c * per, end = std::min(n, begin + per);
-    if (begin < end) threads.emplace_back([&fn, begin, end] { fn(begin, end); });
-  }
-  fn(int64_t{0}, std::min(n, per));
-  for (auto& t : threads) t.join();
-}
+using detail::parallel_for;
 
-// Sum of exact products in float64, k ascending (the documented order).
-inline double dot_f64(const float* a, const float* b, int64_t k) {
-  double acc = 0.0;
-  for (int64_t i = 0; i < k; ++i) acc += double(a[i]) * double(b[i]);
-  return acc;
+// Sums of exact products in float64, k ascending (the documented order), for kCols output
+// columns at once: independent accumulation chains, each in the same order as a lone dot.
+template <int kCols>
+inline void dot_f64_cols(const float* a, const float* b, int64_t k, double* acc) {
+  for (int j = 0; j < kCols; ++j) acc[j] = 0.0;
+  for (int64_t i = 0; i < k; ++i) {
+    const double ai = double(a[i]);
+    for (int j = 0; j < kCols; ++j) acc[j] += ai * double(b[j * k + i]);
+  }
 }
 
 // out[r * ldo + c] = float(dot(a[r], b[c])) * alpha(c) for r < m, c < n, where
@@ -53,20 +37,31 @@ inline double dot_f64(const float* a, const float* b, int64_t k) {
 void matmul_rows(const float* a, int64_t m, const float* b, int64_t n, int64_t k, bool apply_alpha,
                  HalfAlpha alpha, float* out, int64_t ldo) {
   constexpr int64_t kColChunk = 64;
-  int64_t col_chunks = (n + kColChunk - 1) / kColChunk;
-  int64_t items = m * col_chunks;
-  int64_t macs_per_item = std::max<int64_t>(1, kColChunk * k);
-  int64_t min_items = std::max<int64_t>(1, (int64_t{1} << 18) / macs_per_item);
-  int64_t half = n / 2;
+  constexpr int kCols = 8;
+  const int64_t col_chunks = (n + kColChunk - 1) / kColChunk;
+  const int64_t items = m * col_chunks;
+  const int64_t macs_per_item = std::max<int64_t>(1, kColChunk * k);
+  const int64_t min_items = std::max<int64_t>(1, (int64_t{1} << 18) / macs_per_item);
+  const int64_t half = n / 2;
+  auto store = [&](int64_t r, int64_t c, double acc) {
+    float s = float(acc);
+    if (apply_alpha) s = s * (c < half ? alpha.lo : alpha.hi);
+    out[r * ldo + c] = s;
+  };
   parallel_for(items, min_items, [&](int64_t begin, int64_t end) {
+    double acc[kCols];
     for (int64_t it = begin; it < end; ++it) {
-      int64_t r = it / col_chunks;
-      int64_t c0 = (it % col_chunks) * kColChunk, c1 = std::min(n, c0 + kColChunk);
+      const int64_t r = it / col_chunks;
+      const int64_t c0 = (it % col_chunks) * kColChunk, c1 = std::min(n, c0 + kColChunk);
       const float* arow = a + r * k;
-      for (int64_t c = c0; c < c1; ++c) {
-        float s = float(dot_f64(arow, b + c * k, k));
-        if (apply_alpha) s = s * (c < half ? alpha.lo : alpha.hi);
-        out[r * ldo + c] = s;
+      int64_t c = c0;
+      for (; c + kCols <= c1; c += kCols) {
+        dot_f64_cols<kCols>(arow, b + c * k, k, acc);
+        for (int j = 0; j < kCols; ++j) store(r, c + j, acc[j]);
+      }
+      for (; c < c1; ++c) {
+        dot_f64_cols<1>(arow, b + c * k, k, acc);
+        store(r, c, acc[0]);
       }
     }
   });
@@ -94,14 +89,19 @@ void check_dtype(ActDType dtype) {
 }
 
 void dequantize_unscaled_unchecked(const Nvfp4View& v, float* out) {
-  int64_t pc = padded_scale_cols(v.k), sc = scale_cols(v.k);
+  float e2m1_value[16];
+  for (int c = 0; c < 16; ++c) e2m1_value[c] = e2m1_to_float(uint8_t(c));
+  const int64_t pc = padded_scale_cols(v.k), sc = scale_cols(v.k);
   parallel_for(v.rows, std::max<int64_t>(1, 65536 / v.k), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = v.codes.data() + r * (v.k / 2);
+      float* dst = out + r * v.k;
       for (int64_t c = 0; c < sc; ++c) {
-        float s = e4m3_to_float(v.scales[size_t(swizzled_scale_offset(r, c, pc))]);
-        for (int64_t i = c * kBlockSize; i < (c + 1) * kBlockSize; ++i) {
-          out[r * v.k + i] = e2m1_to_float(e2m1_code_at(row, i)) * s;
+        const float s = e4m3_to_float(v.scales[size_t(swizzled_scale_offset(r, c, pc))]);
+        for (int64_t i = c * kBlockSize; i < (c + 1) * kBlockSize; i += 2) {
+          const uint8_t byte = row[i / 2];
+          dst[i] = e2m1_value[unpack_e2m1_low(byte)] * s;
+          dst[i + 1] = e2m1_value[unpack_e2m1_high(byte)] * s;
         }
       }
     }

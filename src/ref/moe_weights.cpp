@@ -9,6 +9,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/ref/moe.h"
 #include "nvfp4moe/ref/quantize.h"
+#include "parallel_for.h"
 
 namespace nvfp4moe::ref {
 namespace detail {
@@ -111,13 +112,15 @@ Nvfp4Weight quantize_weight(std::span<const float> w, int64_t rows, int64_t k, b
   q.codes.assign(size_t(rows * k / 2), 0);
   q.scales.assign(size_t(swizzled_scale_bytes(rows, k)), 0);
   const int64_t pc = padded_scale_cols(k);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float g = r < rows / 2 ? q.g_lo : q.g_hi;
-    for (int64_t j = 0; j < k / kBlockSize; ++j) {
-      quantize_block16(w.data() + r * k + j * kBlockSize, g, q.codes.data() + r * k / 2 + j * 8,
-                       q.scales.data() + swizzled_scale_offset(r, j, pc));
+  detail::parallel_for(rows, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float g = r < rows / 2 ? q.g_lo : q.g_hi;
+      for (int64_t j = 0; j < k / kBlockSize; ++j) {
+        quantize_block16(w.data() + r * k + j * kBlockSize, g, q.codes.data() + r * k / 2 + j * 8,
+                         q.scales.data() + swizzled_scale_offset(r, j, pc));
+      }
     }
-  }
+  });
   return q;
 }
 
@@ -127,13 +130,15 @@ std::vector<float> dequantize_weight(const Nvfp4Weight& w) {
   detail::check_nvfp4_weight(w, w.rows, w.k, false, "w", 0);
   std::vector<float> out(size_t(w.rows * w.k));
   const int64_t pc = padded_scale_cols(w.k);
-  for (int64_t r = 0; r < w.rows; ++r) {
-    const float g = r < w.rows / 2 ? w.g_lo : w.g_hi;
-    for (int64_t c = 0; c < w.k; ++c) {
-      const uint8_t s = w.scales[size_t(swizzled_scale_offset(r, c / kBlockSize, pc))];
-      out[size_t(r * w.k + c)] = dequantize_element(e2m1_code_at(w.codes.data() + r * w.k / 2, c), s, g);
+  detail::parallel_for(w.rows, std::max<int64_t>(1, 16384 / w.k), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float g = r < w.rows / 2 ? w.g_lo : w.g_hi;
+      for (int64_t c = 0; c < w.k; ++c) {
+        const uint8_t s = w.scales[size_t(swizzled_scale_offset(r, c / kBlockSize, pc))];
+        out[size_t(r * w.k + c)] = dequantize_element(e2m1_code_at(w.codes.data() + r * w.k / 2, c), s, g);
+      }
     }
-  }
+  });
   return out;
 }
 
