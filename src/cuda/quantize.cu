@@ -57,31 +57,32 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
   NVFP4MOE_CHECK(is_aligned(p, align), name, ": expected ", align, "-byte alignment, got ", p);
 }
 
-// Scale tiles and slabs of the quantize kernel; the kernel wants whole warps everywhere.
-dim3 quantize_grid(int64_t scale_rows, int64_t k, int64_t zero_blocks) {
+// Grid of the quantize kernel: grid.y = slabs of column groups; grid.x = scale tiles, or for
+// the per-expert kernel fewer blocks (~8 per SM in all) that each visit several tiles so the
+// per-block expert scan is amortized.
+dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts) {
   const int64_t col_groups = padded_scale_cols(k) / 4;
   const int64_t slabs = (col_groups + k::kSlabGroups - 1) / k::kSlabGroups;
   NVFP4MOE_CHECK(slabs <= 65535, "k: too wide for the grid (", k, ")");
-  return dim3(unsigned(scale_rows / 128 + zero_blocks), unsigned(slabs));
+  int64_t x = scale_rows / 128;
+  if (experts) x = std::min(x, std::max<int64_t>(1, (8 * int64_t(sm_count()) + slabs - 1) / slabs));
+  return dim3(unsigned(x), unsigned(slabs));
 }
 
 template <typename T, bool kSilu>
-void launch_quantize(const k::QuantizeParams& p, int64_t zero_blocks, cudaStream_t stream) {
-  const dim3 grid = quantize_grid(p.scale_rows, p.k, zero_blocks);
+void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
+  const dim3 grid = quantize_grid(p.scale_rows, p.k, p.off != nullptr);
   if (grid.x == 0) return;
   constexpr int kUnroll = kSilu ? kSiluUnroll : kQuantUnroll;
   k::quantize_nvfp4_kernel<T, kSilu, kUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
-void launch_quantize_dtype(ActDType dtype, bool silu, const k::QuantizeParams& p, int64_t zero_blocks,
-                           cudaStream_t stream) {
+void launch_quantize_dtype(ActDType dtype, bool silu, const k::QuantizeParams& p, cudaStream_t stream) {
   if (dtype == ActDType::kBF16) {
-    silu ? launch_quantize<__nv_bfloat16, true>(p, zero_blocks, stream)
-         : launch_quantize<__nv_bfloat16, false>(p, zero_blocks, stream);
+    silu ? launch_quantize<__nv_bfloat16, true>(p, stream) : launch_quantize<__nv_bfloat16, false>(p, stream);
   } else {
-    silu ? launch_quantize<__half, true>(p, zero_blocks, stream)
-         : launch_quantize<__half, false>(p, zero_blocks, stream);
+    silu ? launch_quantize<__half, true>(p, stream) : launch_quantize<__half, false>(p, stream);
   }
 }
 
@@ -135,10 +136,6 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
   return p;
 }
 
-int64_t zero_blocks_for(int64_t rows_out, int64_t k) {
-  return (rows_out * (k / 2) + k::kZeroBytesPerBlock - 1) / k::kZeroBytesPerBlock;
-}
-
 }  // namespace
 
 void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const float* g, uint8_t* codes,
@@ -153,7 +150,7 @@ void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const floa
   check_ptr(g, "g", 4);
   k::QuantizeParams p = plain_params(x, rows, k, codes, scales);
   p.g = g;
-  launch_quantize_dtype(dtype, false, p, 0, stream);
+  launch_quantize_dtype(dtype, false, p, stream);
 }
 
 void amax_abs(const void* x, ActDType dtype, int64_t numel, float* amax, cudaStream_t stream) {
@@ -196,7 +193,7 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
   p.amax = amax;
   p.g_out = g;
   p.g_inv_out = g_inv;
-  launch_quantize_dtype(dtype, false, p, 0, stream);
+  launch_quantize_dtype(dtype, false, p, stream);
 }
 
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k, const int32_t* off,
@@ -214,7 +211,7 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
   k::QuantizeParams p =
       expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags);
   p.gather = gather;
-  launch_quantize_dtype(dtype, false, p, zero_blocks_for(rows_out, k), stream);
+  launch_quantize_dtype(dtype, false, p, stream);
 }
 
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, std::optional<float> limit,
@@ -254,7 +251,7 @@ void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, 
   p.x_row_stride = 2 * inter;
   p.has_limit = limit ? 1 : 0;
   p.limit = limit ? *limit : 0.0f;
-  launch_quantize_dtype(dtype, true, p, zero_blocks_for(rows, inter), stream);
+  launch_quantize_dtype(dtype, true, p, stream);
 }
 
 namespace {

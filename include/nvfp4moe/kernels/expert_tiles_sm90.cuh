@@ -7,8 +7,8 @@
 //
 //   scale tiles:  | e0: 2 tiles | e1: 0 | e2: 1 tile | ... | unused up to scale_rows/128 |
 //
-// Each block rebuilds the tile prefix of its own (one coalesced read of off, a block scan);
-// it also validates off (off[0] == 0, non-decreasing, off[E] <= rows_out). Invalid offsets
+// Each block rebuilds the tile prefix of its own (one coalesced read of off, a block scan,
+// amortized over the several tiles a block visits); it also validates off (off[0] == 0, non-decreasing, off[E] <= rows_out). Invalid offsets
 // cannot be reported before the launch (they live on the device): the kernels then treat
 // every expert as empty (all outputs zero), set kQuantErrorOffsets in the caller's error
 // word, and never index memory with the bad values.
@@ -52,64 +52,85 @@ __device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_war
   return before + inc - v;
 }
 
-// Finds the expert of scale tile t (all threads of the block must call; result is uniform).
+// Per-block view of the expert split: construct once (reads and validates off, scans the tile
+// counts), then find(t) for each scale tile the block handles. All threads of the block must
+// take part in both (they synchronize); results are block-uniform.
 // off: [E+1] device offsets, 1 <= E <= kQuantMaxExperts.
-__device__ __forceinline__ ExpertTile locate_expert_tile(const int32_t* off, int num_experts,
-                                                         int32_t rows_out, int32_t t,
-                                                         uint32_t* error_flags) {
-  constexpr int kPerThread = kQuantMaxExperts / kQuantThreads;
-  __shared__ int32_t s_warp[8];
-  __shared__ ExpertTile s_tile;
-  const int tid = threadIdx.x;
-  const int e0 = tid * kPerThread;
+class ExpertTileFinder {
+ public:
+  static constexpr int kPerThread = kQuantMaxExperts / kQuantThreads;
 
-  // This thread's experts: e0 .. e0 + kPerThread - 1 (those < E).
-  int32_t lo[kPerThread], hi[kPerThread];
-  bool bad = false;
-  int64_t my_tiles = 0;
+  __device__ __forceinline__ ExpertTileFinder(const int32_t* off, int num_experts, int32_t rows_out,
+                                              uint32_t* error_flags, int32_t* s_warp /*[8]*/,
+                                              ExpertTile* s_tile, int32_t* s_off /*[kQuantMaxExperts+1]*/)
+      : num_experts_(num_experts), s_tile_(s_tile), s_off_(s_off) {
+    const int e0 = int(threadIdx.x) * kPerThread;
+    bool bad = false;
+    int64_t my_tiles = 0;
 #pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
-    const int e = e0 + i;
-    lo[i] = hi[i] = 0;
-    if (e < num_experts) {
-      lo[i] = __ldg(off + e);
-      hi[i] = __ldg(off + e + 1);
-      bad |= hi[i] < lo[i];
-      if (e == 0) bad |= lo[i] != 0;
-      if (e == num_experts - 1) bad |= hi[i] > rows_out;
-      my_tiles += (int64_t(hi[i]) - int64_t(lo[i]) + 127) / 128;
-    }
-  }
-  if (tid == 0) s_tile = ExpertTile{-1, 0, 0, 0};
-  bad = __syncthreads_or(bad);
-  if (bad) {
-    if (error_flags != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && tid == 0) {
-      atomicOr(error_flags, kErrorBadOffsets);
-    }
-    return ExpertTile{-1, 0, 0, 0};  // s_tile not needed: uniform early exit
-  }
-  // Valid offsets: every count <= rows_out < 2^31, tile sums fit in int32.
-  int32_t first_tile = block_exclusive_sum(int32_t(my_tiles), s_warp);
-#pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
-    const int e = e0 + i;
-    if (e < num_experts) {
-      const int32_t cnt = hi[i] - lo[i];
-      const int32_t tiles = (cnt + 127) / 128;
-      if (t >= first_tile && t < first_tile + tiles) {
-        const int32_t r0 = (t - first_tile) * 128;
-        s_tile.expert = e;
-        s_tile.first_row = lo[i] + r0;
-        s_tile.n_valid = min(cnt - r0, 128);
+    for (int i = 0; i < kPerThread; ++i) {
+      const int e = e0 + i;
+      if (e < num_experts) {
+        const int32_t lo = __ldg(off + e), hi = __ldg(off + e + 1);
+        bad |= hi < lo;
+        if (e == 0) bad |= lo != 0;
+        if (e == num_experts - 1) bad |= hi > rows_out;
+        my_tiles += (int64_t(hi) - int64_t(lo) + 127) / 128;
+        s_off[e + 1] = hi;  // s_off[0] = 0 is written below (valid offsets only)
       }
-      first_tile += tiles;
     }
-    if (e == num_experts - 1) s_tile.total_rows = hi[i];
+    bad_ = __syncthreads_or(bad);
+    if (bad_) {
+      // Invalid offsets: every expert empty (outputs all zero), flag once.
+      if (error_flags != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
+        atomicOr(error_flags, kErrorBadOffsets);
+      }
+      total_rows_ = 0;
+      return;
+    }
+    // Valid offsets: every count <= rows_out < 2^31 and the tile sums fit in int32.
+    if (threadIdx.x == 0) s_off[0] = 0;
+    first_tile_ = block_exclusive_sum(int32_t(my_tiles), s_warp);  // synchronizes: s_off ready
+    total_rows_ = s_off[num_experts];
   }
-  __syncthreads();
-  ExpertTile r = s_tile;
-  return r;
-}
+
+  __device__ __forceinline__ int32_t total_rows() const { return total_rows_; }
+
+  __device__ __forceinline__ ExpertTile find(int32_t t) {
+    if (bad_) return ExpertTile{-1, 0, 0, 0};
+    if (threadIdx.x == 0) *s_tile_ = ExpertTile{-1, 0, 0, total_rows_};
+    __syncthreads();
+    int32_t first = first_tile_;
+    const int e0 = int(threadIdx.x) * kPerThread;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      if (e0 + i < num_experts_) {
+        const int32_t lo = s_off_[e0 + i];
+        const int32_t cnt = s_off_[e0 + i + 1] - lo;
+        const int32_t tiles = (cnt + 127) / 128;
+        if (t >= first && t < first + tiles) {  // at most one thread matches
+          const int32_t r0 = (t - first) * 128;
+          s_tile_->expert = e0 + i;
+          s_tile_->first_row = lo + r0;
+          s_tile_->n_valid = min(cnt - r0, 128);
+        }
+        first += tiles;
+      }
+    }
+    __syncthreads();
+    const ExpertTile r = *s_tile_;
+    __syncthreads();  // s_tile_ is rewritten by the next find
+    return r;
+  }
+
+ private:
+  int32_t first_tile_ = 0;
+  int32_t total_rows_ = 0;
+  int num_experts_;
+  bool bad_ = false;
+  ExpertTile* s_tile_;
+  const int32_t* s_off_;
+};
 
 #endif  // __CUDACC__
 

@@ -6,7 +6,7 @@
 //   * per-expert matrices over device offsets off[E+1], g[e] per expert, optional row gather;
 //   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh).
 //
-// Work split. grid.x = scale tiles (scale_rows / 128) [+ code-zeroing blocks, experts only],
+// Work split. grid.x = scale tiles (scale_rows / 128; per expert: ~8 blocks/SM, each visiting several),
 // grid.y = slabs of kSlabGroups column groups (one group = 4 scale columns = 64 elements):
 //
 //              K ->  | slab 0 (8 groups = 512 elem) | slab 1 | ...
@@ -28,7 +28,6 @@
 namespace nvfp4moe::kernels {
 
 inline constexpr int kSlabGroups = 8;           // column groups (of 64 elements) per block
-inline constexpr int kZeroBytesPerBlock = 16384;  // code bytes one zeroing block clears
 
 struct QuantizeParams {
   const void* x;          // activations, 16-byte aligned
@@ -49,59 +48,38 @@ struct QuantizeParams {
   uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
   float limit;            // SwiGLU clamp (kSilu and has_limit only)
   int32_t has_limit;
-  int32_t scale_tiles;    // scale_rows / 128 (blocks with blockIdx.x >= it zero code rows)
+  int32_t scale_tiles;    // scale_rows / 128
 };
 
-// Zeroes code bytes [total_rows * k/2, rows_out * k/2) that fall in this block's 16 KB window.
-__device__ __forceinline__ void zero_code_window(const QuantizeParams& p, int32_t total_rows, int64_t window) {
-  const int64_t row_bytes = p.k / 2;  // multiple of 8
-  const int64_t begin = max(window * kZeroBytesPerBlock, int64_t(total_rows) * row_bytes);
-  const int64_t end = min((window + 1) * kZeroBytesPerBlock, int64_t(p.rows_out) * row_bytes);
-  for (int64_t b = begin + 8 * int64_t(threadIdx.x); b < end; b += 8 * kQuantThreads) {
+// Zeroes code bytes [total_rows * k/2, rows_out * k/2) (rows past off[E]): zeroing block
+// `index` of `count` takes every count-th 2 KB stripe (8-byte stores; k/2 % 8 == 0).
+__device__ __forceinline__ void zero_code_rows(const QuantizeParams& p, int32_t total_rows, int64_t index,
+                                               int64_t count) {
+  const int64_t row_bytes = p.k / 2;
+  const int64_t end = int64_t(p.rows_out) * row_bytes;
+  for (int64_t b = int64_t(total_rows) * row_bytes + 8 * (index * kQuantThreads + threadIdx.x); b < end;
+       b += 8 * kQuantThreads * count) {
     *reinterpret_cast<uint2*>(p.codes + b) = make_uint2(0u, 0u);
   }
 }
 
+// Quantizes scale tile t (128 scale rows x the block's slab of column groups): loads, codes
+// and scale words of its data rows; zero scale words for its padding rows and columns.
 template <typename T, bool kSilu, int kUnroll>
-__global__ void __launch_bounds__(kQuantThreads, 4) quantize_nvfp4_kernel(QuantizeParams p) {
+__device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const ExpertTile& tile, int32_t t, float g_runtime) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const bool experts = p.off != nullptr;
-
-  ExpertTile tile;
-  if (experts) {
-    const int32_t t = blockIdx.x < uint32_t(p.scale_tiles) ? int32_t(blockIdx.x) : -1;
-    tile = locate_expert_tile(p.off, p.num_experts, p.rows_out, t, p.error_flags);
-    if (blockIdx.x >= uint32_t(p.scale_tiles)) {  // code-zeroing block
-      if (blockIdx.y == 0) zero_code_window(p, tile.total_rows, int64_t(blockIdx.x) - p.scale_tiles);
-      return;
-    }
-  } else {
-    const int32_t r0 = int32_t(blockIdx.x) * 128;
-    tile = ExpertTile{0, r0, max(0, min(p.rows_out - r0, 128)), p.rows_out};
-  }
-
   const int32_t padded_cols = int32_t(padded_scale_cols(p.k));
   const int32_t col_groups = padded_cols / 4;
   const int32_t q0 = int32_t(blockIdx.y) * kSlabGroups;
   const int32_t nq = min(kSlabGroups, col_groups - q0);
-  uint8_t* tile_scales = p.scales + (int64_t(blockIdx.x) * col_groups + q0) * kScaleTileBytes;
-
-  // Global scale (runtime scale: every block derives the same g from the finished amax).
-  float g = 1.0f;
-  if (p.amax != nullptr) {
-    g = global_scale_from_amax(*p.amax);
-    if (blockIdx.x == 0 && blockIdx.y == 0 && tid == 0) {
-      if (p.g_out != nullptr) *p.g_out = g;
-      if (p.g_inv_out != nullptr) *p.g_inv_out = reciprocal_rn(g);
-    }
-  }
+  uint8_t* tile_scales = p.scales + (int64_t(t) * col_groups + q0) * kScaleTileBytes;
   if (tile.n_valid == 0) {  // no data rows: the slab's scale bytes are all padding
     for (int i = tid; i < nq * 32; i += kQuantThreads) {
       reinterpret_cast<uint4*>(tile_scales)[i] = make_uint4(0u, 0u, 0u, 0u);
     }
     return;
   }
-  if (p.amax == nullptr) g = __ldg(p.g + tile.expert);
+  const float g = p.amax != nullptr ? g_runtime : __ldg(p.g + tile.expert);
   const float inv_g = reciprocal_rn(g);
 
   const int b = lane >> 3;       // row of the chunk: a + 32 b
@@ -165,6 +143,38 @@ __global__ void __launch_bounds__(kQuantThreads, 4) quantize_nvfp4_kernel(Quanti
       if (l == 0) {  // lanes 0, 8, 16, 24: 16 contiguous bytes (rows a, a+32, a+64, a+96)
         *reinterpret_cast<uint32_t*>(tile_scales + (q - q0) * kScaleTileBytes + a * 16 + b * 4) = scale_word;
       }
+    }
+  }
+}
+
+template <typename T, bool kSilu, int kUnroll>
+__global__ void __launch_bounds__(kQuantThreads, 4) quantize_nvfp4_kernel(QuantizeParams p) {
+  __shared__ int32_t s_warp[8];
+  __shared__ ExpertTile s_tile;
+  __shared__ int32_t s_off[kQuantMaxExperts + 1];
+  // Runtime scale: every block derives the same g from the finished amax.
+  float g_runtime = 1.0f;
+  if (p.amax != nullptr) {
+    g_runtime = global_scale_from_amax(*p.amax);
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
+      if (p.g_out != nullptr) *p.g_out = g_runtime;
+      if (p.g_inv_out != nullptr) *p.g_inv_out = reciprocal_rn(g_runtime);
+    }
+  }
+  if (p.off != nullptr) {
+    // Per expert: the block visits tiles blockIdx.x, + gridDim.x, ... (prologue amortized),
+    // then takes its share of zeroing the code rows past off[E].
+    ExpertTileFinder finder(p.off, p.num_experts, p.rows_out, p.error_flags, s_warp, &s_tile, s_off);
+    for (int32_t t = blockIdx.x; t < p.scale_tiles; t += gridDim.x) {
+      quantize_tile<T, kSilu, kUnroll>(p, finder.find(t), t, g_runtime);
+    }
+    zero_code_rows(p, finder.total_rows(), int64_t(blockIdx.x) * gridDim.y + blockIdx.y,
+                   int64_t(gridDim.x) * gridDim.y);
+  } else {
+    for (int32_t t = blockIdx.x; t < p.scale_tiles; t += gridDim.x) {
+      const int32_t r0 = t * 128;
+      const ExpertTile tile{0, r0, max(0, min(p.rows_out - r0, 128)), p.rows_out};
+      quantize_tile<T, kSilu, kUnroll>(p, tile, t, g_runtime);
     }
   }
 }
