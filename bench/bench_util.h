@@ -132,7 +132,7 @@ Timing time_median_us(cudaStream_t stream, Fn&& fn, int warmup = 10, int iters =
 // Iterations for a call that moves `bytes`: many for small calls, fewer (>= 20) for the
 // multi-GB ones so a benchmark row stays well under a second of device time.
 inline int iterations_for_bytes(double bytes, int max_iters = 200, int min_iters = 20) {
-  double est_us = bytes / 3.0e3;  // ~3 TB/s
+  double est_us = bytes / 3.0e6;  // ~3 TB/s = 3e6 bytes per us
   int n = int(200'000.0 / std::max(est_us, 1.0));  // ~0.2 s of device time
   return std::clamp(n, min_iters, max_iters);
 }
