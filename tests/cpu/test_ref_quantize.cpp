@@ -294,6 +294,20 @@ TEST(RefQuantize, TinyTensorBelowTheGlobalScaleLimitQuantizesToZero) {
   expect_same_bytes(q.scales, std::vector<uint8_t>(512, 0), "scales");
 }
 
+TEST(RefQuantize, ZeroRowsIsValid) {
+  std::vector<uint8_t> none;
+  std::vector<float> out;
+  EXPECT_NO_THROW(quantize({}, ActDType::kBF16, 0, 64, 1.0f, none, none));
+  EXPECT_EQ(quantize_runtime_scale({}, ActDType::kFP16, 0, 64, none, none), 1.0f);
+  EXPECT_NO_THROW(dequantize(none, none, 0, 64, 1.0f, out));
+  std::vector<uint8_t> scales(size_t(expert_scale_rows_capacity(0, 2) * 4), 0xab);
+  const std::vector<int32_t> off = {0, 0, 0};
+  const std::vector<float> g = {1, 1};
+  EXPECT_NO_THROW(quantize_experts({}, ActDType::kBF16, 0, 64, off, g, {}, 0, none, scales,
+                                   expert_scale_rows_capacity(0, 2)));
+  expect_same_bytes(scales, std::vector<uint8_t>(scales.size(), 0), "scales");
+}
+
 TEST(RefQuantize, AllZeroTensorGetsUnitScaleAndZeroCodes) {
   for (ActDType t : kDTypes) {
     std::vector<uint16_t> x(3 * 64, act_from_float(0.0f, t));
