@@ -46,9 +46,9 @@ void quantize_row(const uint16_t* src, ActDType dtype, int64_t k, float g, uint8
 }
 
 // Checks the per-expert layout shared by quantize_experts, its fused variant and
-// dequantize_experts: off [E+1] (off[0] = 0, non-decreasing, off[E] <= rows), g [E] (finite,
-// > 0), and a scale buffer of scale_rows rows that holds every expert's padded block.
-// `fn` names the public function in the message.
+// dequantize_experts: off [E+1] (off[0] = 0, non-decreasing, off[E] <= rows), g [E] (usable:
+// finite, in (0, 2^118]), and a scale buffer of scale_rows rows that holds every expert's padded
+// block. `fn` names the public function in the message.
 void check_expert_layout(const char* fn, std::span<const int32_t> off, std::span<const float> g,
                          const char* rows_name, int64_t rows, int64_t k,
                          std::span<const uint8_t> scales, int64_t scale_rows) {
@@ -146,7 +146,8 @@ void silu_and_mul_unchecked(std::span<const uint16_t> x, ActDType dtype, int64_t
 void check_silu_args(const char* fn, std::span<const uint16_t> x, ActDType dtype, int64_t rows,
                      int64_t inter, std::optional<float> limit) {
   check_dtype(fn, dtype);
-  NVFP4MOE_CHECK(inter > 0, fn, ": inter: expected > 0, got ", inter);
+  NVFP4MOE_CHECK(inter > 0 && inter <= kMaxElements, fn, ": inter: expected in (0, 2^48], got ",
+                 inter);
   NVFP4MOE_CHECK(rows >= 0 && fits(rows, 2 * inter), fn,
                  ": rows: expected 0 <= rows with rows * 2 * inter <= 2^48, got ", rows);
   NVFP4MOE_CHECK(int64_t(x.size()) == rows * 2 * inter, fn,
@@ -240,8 +241,8 @@ void silu_and_mul_quantize_experts(std::span<const uint16_t> x, ActDType dtype, 
                                    std::span<uint8_t> codes, std::span<uint8_t> scales,
                                    int64_t scale_rows) {
   check_silu_args(__func__, x, dtype, rows, inter, limit);
-  check_shape(__func__, "rows", rows, "inter",
-              inter);  // inter is the quantized k: a multiple of 16
+  // inter is the k of the quantized output: a multiple of 16.
+  check_shape(__func__, "rows", rows, "inter", inter);
   NVFP4MOE_CHECK(int64_t(codes.size()) == rows * inter / 2,
                  "codes: expected rows * inter / 2 = ", rows * inter / 2, " bytes, got ",
                  codes.size());
