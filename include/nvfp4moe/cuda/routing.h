@@ -1,0 +1,64 @@
+// GPU launchers of the MoE layer's routing, permutation and combine (kernels in
+// nvfp4moe/kernels/{routing,permute,combine}_sm90.cuh). Each validates its arguments and throws
+// nvfp4moe::Error naming the bad one before anything is launched; none reads device data on
+// the host or synchronizes, so all three can be captured in a CUDA graph. The token count is a
+// host argument (the batch size); device buffers are sized by the caller from the maximum
+// token count (capacity) and reused for any tokens <= capacity.
+//
+// Results are bit-identical to the CPU model (ref/routing.h, ref/permute.h) and deterministic.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "nvfp4moe/format/halfs.h"
+#include "nvfp4moe/ref/routing.h"
+
+namespace nvfp4moe::cuda {
+
+enum class LogitsDType : int { kFloat32 = 0, kBF16 = 1 };
+
+// Route `tokens` tokens: logits [tokens, E] (float32, or bf16 widened exactly to float) ->
+// ids [tokens, k] int32 and weights [tokens, k] float32, as ref::route with the same cfg
+// (validate(cfg) applies). correction_bias: [E] float32 or nullptr (sigmoid scoring only; its
+// values must be finite, which the host cannot check on the device). One warp per token.
+void route(const void* logits, LogitsDType logits_dtype, const float* correction_bias, int64_t tokens,
+           const RoutingConfig& cfg, int32_t* ids, float* weights, cudaStream_t stream);
+
+// Device outputs of permute, E = num_experts, M = tokens * top_k; each map sized for the
+// capacity (capacity_tokens * top_k entries), of which [0, M) are written.
+struct PermuteOutputs {
+  int32_t* counts = nullptr;           // [E]   rows per expert
+  int32_t* off = nullptr;              // [E+1] expert row offsets, off[E] = M
+  int32_t* sf_off = nullptr;           // [E+1] scale-row offsets (format/swizzle.h)
+  int32_t* sorted_to_pair = nullptr;   // [M]   sorted row -> t * k + j
+  int32_t* pair_to_sorted = nullptr;   // [M]   t * k + j -> sorted row
+  int32_t* sorted_to_token = nullptr;  // [M]   sorted row -> t (the quantizer's gather map)
+};
+
+// Workspace bytes permute needs for any tokens <= capacity_tokens (0 when a single CTA
+// handles every such size; then workspace may be nullptr).
+size_t permute_workspace_bytes(int64_t capacity_tokens, int top_k, int num_experts);
+
+// ids [tokens, k] in [0, E) -> the expert-sorted layout, identical to ref::permute: rows of
+// an expert in (token, slot) order. An id outside [0, E) (device data, unchecked on the host)
+// makes the kernel trap: a launch failure at the next synchronizing call, never a wrong layout.
+// Requires 0 <= tokens <= capacity_tokens and workspace_bytes >= permute_workspace_bytes(
+// capacity_tokens, top_k, num_experts); workspace 16-byte aligned.
+void permute(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int64_t capacity_tokens,
+             const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+enum class CombineOutDType : int { kBF16 = 0, kFP16 = 1, kFloat32 = 2 };
+
+// out[t, :] = sum_j weights[t, j] * rows[pair_to_sorted[t * k + j], :] (+ shared[t, :]) in
+// float32 in that order (ref::combine), rounded to out_dtype. rows: [tokens * k, hidden] and
+// shared: [tokens, hidden] or nullptr, both of rows_dtype; out: [tokens, hidden].
+// hidden % 8 == 0; rows, shared and out 16-byte aligned. A pair_to_sorted entry outside
+// [0, tokens * k) makes the kernel trap.
+void combine(const void* rows, ActDType rows_dtype, const float* weights, const int32_t* pair_to_sorted,
+             int64_t tokens, int top_k, int64_t hidden, const void* shared, void* out,
+             CombineOutDType out_dtype, cudaStream_t stream);
+
+}  // namespace nvfp4moe::cuda

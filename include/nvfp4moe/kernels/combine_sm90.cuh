@@ -1,0 +1,135 @@
+// Combine kernel (sm_90): the weighted sum of each token's k expert rows, back in token order.
+//
+//   out[t, :] = sum_{j = 0..k-1} w[t, j] * rows[pair_to_sorted[t * k + j], :]  (+ shared[t, :])
+//
+// in float32, acc = 0 then acc = acc + w * x for j ascending, the shared term last, each step a
+// separately rounded multiply and add (__fmul_rn / __fadd_rn: no FMA), exactly ref::combine;
+// then rounded once to the output dtype. rows/shared: bf16 or fp16 [M, H] / [T, H];
+// out: bf16, fp16 or float32 [T, H].
+//
+// Work split: blockIdx.x = token t, blockIdx.y = a slice of kCombineThreads 16-byte vectors
+// (8 elements) of the row; thread i of slice s handles columns [8 (s * kCombineThreads + i), +8).
+// A thread issues its k row loads (16 B each) before any math: memory-bound, k loads in flight.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kCombineThreads = 128;
+inline constexpr int kCombineVec = 8;  // 16-bit elements per 16-byte load
+inline constexpr int kCombineMaxTopK = 16;
+
+// 8 packed 16-bit values -> 8 floats (exact).
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]);
+template <>
+__device__ __forceinline__ void unpack8<__nv_bfloat16>(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+template <>
+__device__ __forceinline__ void unpack8<__half>(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
+}
+
+// 8 floats -> out[0..8) (round to nearest even for the 16-bit types).
+template <typename OutT>
+__device__ __forceinline__ void store8(OutT* out, const float (&f)[8]);
+template <>
+__device__ __forceinline__ void store8<float>(float* out, const float (&f)[8]) {
+  reinterpret_cast<float4*>(out)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(out)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+template <>
+__device__ __forceinline__ void store8<__nv_bfloat16>(__nv_bfloat16* out, const float (&f)[8]) {
+  uint4 v;
+  uint32_t* w = &v.x;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    w[i] = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  *reinterpret_cast<uint4*>(out) = v;
+}
+template <>
+__device__ __forceinline__ void store8<__half>(__half* out, const float (&f)[8]) {
+  uint4 v;
+  uint32_t* w = &v.x;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __half2 h = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+    w[i] = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  *reinterpret_cast<uint4*>(out) = v;
+}
+
+// Streaming 16-byte load (each expert row is read once): skip L1.
+__device__ __forceinline__ uint4 ld_stream_v4(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+template <typename RowT, typename OutT, bool kHasShared>
+__global__ void __launch_bounds__(kCombineThreads)
+    combine_sm90(const RowT* __restrict__ rows, const float* __restrict__ weights,
+                 const int32_t* __restrict__ pair_to_sorted, int m, int top_k, int hidden,
+                 const RowT* __restrict__ shared, OutT* __restrict__ out) {
+  __shared__ int s_row[kCombineMaxTopK];
+  __shared__ float s_w[kCombineMaxTopK];
+  const int64_t t = blockIdx.x;
+  if (int(threadIdx.x) < top_k) {
+    const int64_t p = t * top_k + threadIdx.x;
+    const int r = pair_to_sorted[p];
+    if (unsigned(r) >= unsigned(m)) __trap();  // a corrupt map: fail loudly, never read out of bounds
+    s_row[threadIdx.x] = r;
+    s_w[threadIdx.x] = weights[p];
+  }
+  __syncthreads();
+  const int col = (int(blockIdx.y) * kCombineThreads + int(threadIdx.x)) * kCombineVec;
+  if (col >= hidden) return;
+
+  uint4 x[kCombineMaxTopK];
+#pragma unroll
+  for (int j = 0; j < kCombineMaxTopK; ++j) {
+    if (j < top_k) x[j] = ld_stream_v4(rows + int64_t(s_row[j]) * hidden + col);
+  }
+  float acc[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCombineMaxTopK; ++j) {
+    if (j < top_k) {
+      float f[8];
+      unpack8<RowT>(x[j], f);
+      const float w = s_w[j];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, f[i]));
+    }
+  }
+  if constexpr (kHasShared) {
+    float f[8];
+    unpack8<RowT>(ld_stream_v4(shared + t * hidden + col), f);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], f[i]);
+  }
+  store8<OutT>(out + t * hidden + col, acc);
+}
+
+}  // namespace nvfp4moe::kernels
