@@ -1,0 +1,166 @@
+// End-to-end tests of the nvfp4-moe tool and the model layer: generate -> quantize (with and
+// without calibration) -> load -> run, the built-in default, and errors for bad input.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "nvfp4moe/common/error.h"
+#include "nvfp4moe/model/builtin_model.h"
+#include "nvfp4moe/model/moe_layer_loader.h"
+#include "nvfp4moe/ref/moe.h"
+
+namespace fs = std::filesystem;
+using namespace nvfp4moe;
+
+namespace {
+
+struct Result {
+  int rc;
+  std::string out;  // stdout and stderr
+};
+
+Result run_tool(const std::string& args) {
+  std::string cmd = std::string(NVFP4MOE_TOOL_PATH) + " " + args + " 2>&1";
+  Result r{-1, {}};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  while (fgets(buf.data(), int(buf.size()), p)) r.out += buf.data();
+  int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "nvfp4moe-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string line_with(const std::string& text, const std::string& key) {
+  size_t p = text.find(key);
+  if (p == std::string::npos) return {};
+  return text.substr(p, text.find('\n', p) - p);
+}
+
+}  // namespace
+
+TEST(Tool, RunBuiltinDefaultPrintsBackendChecksumErrorAndTime) {
+  Result r = run_tool("run --tokens 16");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("backend:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksum:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rel L2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("time:"), std::string::npos) << r.out;
+  // Deterministic: the same seed gives the same checksum, another seed another one.
+  Result again = run_tool("run --tokens 16 --cpu");
+  EXPECT_EQ(line_with(r.out, "checksum:"), line_with(again.out, "checksum:"));
+  Result other = run_tool("run --tokens 16 --cpu --seed 2");
+  EXPECT_NE(line_with(r.out, "checksum:"), line_with(other.out, "checksum:"));
+}
+
+TEST(Tool, BadArgumentsGiveAClearErrorAndNonZeroExit) {
+  Result r = run_tool("run --tokens -3");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--tokens"), std::string::npos) << r.out;
+  r = run_tool("run --mode w8a8");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--mode"), std::string::npos) << r.out;
+  r = run_tool("run --checkpoint /nonexistent/dir");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("/nonexistent/dir"), std::string::npos) << r.out;
+  r = run_tool("frobnicate");
+  EXPECT_NE(r.rc, 0);
+}
+
+TEST(Tool, GenerateQuantizeRunRoundTrip) {
+  TempDir dir;
+  Result g = run_tool("generate -o " + dir.path());
+  ASSERT_EQ(g.rc, 0) << g.out;
+  Result q = run_tool("quantize -i " + dir.path() + "/bf16 -o " + dir.path() + "/nvfp4 --calibration " +
+                      dir.path() + "/calibration.safetensors");
+  ASSERT_EQ(q.rc, 0) << q.out;
+  EXPECT_NE(q.out.find("99 linears (99 with input_scale)"), std::string::npos) << q.out;
+  Result info = run_tool("info " + dir.path() + "/nvfp4");
+  ASSERT_EQ(info.rc, 0) << info.out;
+  EXPECT_NE(info.out.find("NVFP4"), std::string::npos) << info.out;
+  Result r = run_tool("run --tokens 8 --checkpoint " + dir.path() + "/nvfp4");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out.find("calibrated"), std::string::npos) << "input_scale should come from the checkpoint\n" << r.out;
+  // A bf16 checkpoint is not NVFP4: the loader names the tensor.
+  Result bad = run_tool("run --checkpoint " + dir.path() + "/bf16");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.out.find("gate_proj.weight"), std::string::npos) << bad.out;
+}
+
+TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
+  TempDir dir;
+  model::BuiltinModelSpec spec;
+  spec.hidden = 64;
+  spec.intermediate = 32;
+  spec.num_experts = 8;
+  spec.top_k = 2;
+  spec.n_group = 4;
+  spec.topk_group = 2;
+  model::FloatMoeLayer layer = model::make_builtin_layer(spec);
+  model::write_hf_checkpoint(layer, dir.path() + "/bf16");
+  Result q = run_tool("quantize -i " + dir.path() + "/bf16 -o " + dir.path() + "/nvfp4");
+  ASSERT_EQ(q.rc, 0) << q.out;
+
+  model::LoadedMoeLayer loaded = model::load_moe_layer(dir.path() + "/nvfp4", std::nullopt, ActDType::kBF16, MoeMode::kW4A16);
+  EXPECT_EQ(loaded.layer, 0);
+  EXPECT_FALSE(loaded.has_activation_scales);
+  EXPECT_EQ(loaded.cfg.hidden, 64);
+  EXPECT_EQ(loaded.cfg.intermediate, 32);
+  EXPECT_EQ(loaded.cfg.routing.num_experts, 8);
+  EXPECT_EQ(loaded.cfg.n_shared_experts, 1);
+  EXPECT_EQ(loaded.router, layer.router);
+  EXPECT_EQ(loaded.weights.e_score_correction_bias, layer.weights.e_score_correction_bias);
+
+  MoeWeights direct = ref::quantize_weights(layer.cfg, layer.weights);
+  for (int e = 0; e < spec.num_experts; ++e) {
+    const auto& a = loaded.weights.w13[size_t(e)];
+    const auto& b = direct.w13[size_t(e)];
+    EXPECT_EQ(a.codes, b.codes) << "expert " << e;
+    EXPECT_EQ(a.scales, b.scales) << "expert " << e;
+    // The checkpoint stores 1/g; reading it back inverts once more (within 1 ulp).
+    EXPECT_NEAR(a.g_lo, b.g_lo, b.g_lo * 1.2e-7f) << "expert " << e;
+    EXPECT_NEAR(a.g_hi, b.g_hi, b.g_hi * 1.2e-7f) << "expert " << e;
+    EXPECT_EQ(loaded.weights.w2[size_t(e)].codes, direct.w2[size_t(e)].codes) << "expert " << e;
+    EXPECT_EQ(loaded.weights.w2[size_t(e)].scales, direct.w2[size_t(e)].scales) << "expert " << e;
+  }
+  ASSERT_TRUE(loaded.weights.shared.has_value());
+  EXPECT_EQ(loaded.weights.shared->w13.codes, direct.shared->w13.codes);
+  EXPECT_EQ(loaded.weights.shared->w2.scales, direct.shared->w2.scales);
+
+  EXPECT_THROW(model::load_moe_layer(dir.path() + "/nvfp4", 3, ActDType::kBF16, MoeMode::kW4A16), Error);
+}
+
+TEST(BuiltinModel, IsDeterministicAndBf16Valued) {
+  model::BuiltinModelSpec spec;
+  spec.hidden = 32;
+  spec.intermediate = 16;
+  spec.num_experts = 8;
+  spec.top_k = 2;
+  spec.n_group = 2;
+  spec.topk_group = 1;
+  model::FloatMoeLayer a = model::make_builtin_layer(spec), b = model::make_builtin_layer(spec);
+  EXPECT_EQ(a.weights.w13, b.weights.w13);
+  EXPECT_EQ(a.router, b.router);
+  for (float v : a.weights.w2[0]) EXPECT_EQ(v, bf16_to_float(bf16_from_float(v)));
+  spec.seed += 1;
+  model::FloatMoeLayer c = model::make_builtin_layer(spec);
+  EXPECT_NE(a.weights.w13, c.weights.w13);
+  spec.hidden = 40;
+  EXPECT_THROW(model::make_builtin_layer(spec), Error);
+}
