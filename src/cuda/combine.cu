@@ -1,11 +1,13 @@
 // Launcher of the combine kernel (include/nvfp4moe/kernels/combine_sm90.cuh).
+#include "nvfp4moe/cuda/routing.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
 #include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
-#include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/kernels/combine_sm90.cuh"
 
 namespace nvfp4moe::cuda {

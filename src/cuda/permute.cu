@@ -1,8 +1,10 @@
 // Launcher of the permutation kernels (include/nvfp4moe/kernels/permute_sm90.cuh).
+#include "nvfp4moe/cuda/routing.h"
+
+#include <cstdint>
 #include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
-#include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/permute_sm90.cuh"
 

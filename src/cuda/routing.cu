@@ -3,6 +3,7 @@
 
 #include <cuda_bf16.h>
 
+#include <cstdint>
 #include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
