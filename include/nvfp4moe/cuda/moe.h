@@ -1,0 +1,126 @@
+// The NVFP4 MoE layer on the GPU: one forward from hidden states and router logits to the
+// layer output, all on the device (docs/FORMAT.md "The MoE layer"; CPU model ref/moe.h).
+//
+//   W4A4:  route -> permute -> gather + per-expert quantize (one kernel) -> grouped GEMM1
+//          (gate|up, per-half alpha) -> fused SiLU*Mul(+clamp) + per-expert quantize ->
+//          grouped GEMM2 -> combine in fp32 with the shared expert added in the same pass.
+//   W4A16: the same with bf16 activations: gather -> GEMM1 -> silu_and_mul -> GEMM2 -> combine.
+//   The shared expert (if any) runs on a second stream, forked from and joined back to the
+//   caller's stream, concurrently with the routed experts.
+//
+// Nothing in moe_forward allocates or reads device memory on the host: with the weights and a
+// workspace made once (sized from the maximum token count), a forward can be captured in a
+// CUDA graph and replayed for any routing. Deterministic: the same inputs give the same bits.
+// Activations are bf16 (the GEMM's input type); fp16 layers run on the CPU model only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/cuda/device_memory.h"
+#include "nvfp4moe/cuda/weights.h"
+#include "nvfp4moe/ref/moe.h"
+
+namespace nvfp4moe::cuda {
+
+// Device weights of one layer in the GEMM's prepared layout, with the per-expert alphas and
+// activation scales; made once at load (upload) and read-only afterwards.
+class MoeLayerWeights {
+ public:
+  // Validates cfg and w (validate(cfg, w)), prepares every weight (cuda/weights.h) and copies
+  // it to the device. Throws nvfp4moe::Error for bf16-incompatible configs (act must be bf16).
+  static MoeLayerWeights upload(const MoeConfig& cfg, const MoeWeights& w);
+
+  const MoeConfig& config() const { return cfg_; }
+  PreparedWeights w13() const;         // E x [2I, H]
+  PreparedWeights w2() const;          // E x [H, I]
+  PreparedWeights shared_w13() const;  // [2 Is, H] (num_experts 1); data null without shared
+  PreparedWeights shared_w2() const;   // [H, Is]
+  const float* alpha1() const;         // [2E]: per expert, gate half then up half
+  const float* alpha2() const;         // [2E]
+  const float* gA1() const;            // [E] encode scales of the GEMM1 inputs (W4A4)
+  const float* gA2() const;            // [E]
+  const float* shared_alpha1() const;  // [2]
+  const float* shared_alpha2() const;  // [2]
+  const float* shared_gA1() const;     // [1]
+  const float* shared_gA2() const;     // [1]
+  const float* correction_bias() const;  // [E] or null
+  int64_t device_bytes() const { return weights_.bytes() + scalars_.bytes(); }
+
+ private:
+  MoeConfig cfg_;
+  DeviceMemory weights_;   // w13 | w2 | shared_w13 | shared_w2, prepared
+  DeviceMemory scalars_;   // alphas, gA, bias (float32)
+  int64_t w13_bytes_ = 0, w2_bytes_ = 0, shared_w13_bytes_ = 0;
+  int64_t shared_inter_ = 0;
+  bool has_bias_ = false;
+};
+
+// Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
+// and events for the shared-expert branch. Not to be used by two forwards at the same time.
+class MoeWorkspace {
+ public:
+  MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens);
+  ~MoeWorkspace();
+  MoeWorkspace(const MoeWorkspace&) = delete;
+  MoeWorkspace& operator=(const MoeWorkspace&) = delete;
+
+  int64_t max_tokens() const { return max_tokens_; }
+  int64_t device_bytes() const { return mem_.bytes(); }
+  // Device-side validation word of the quantization kernels (cuda/quantize.h flags), ORed by
+  // every forward; zeroed at creation. A caller that wants to check it reads it after a sync.
+  const uint32_t* error_flags() const;
+
+  // Intermediates of the last forward (device pointers, for tests and debugging).
+  struct Views {
+    int32_t* ids; float* weights;                  // [T, k]
+    int32_t* counts;                               // [E]
+    int32_t* off; int32_t* sf_off;                 // [E+1]
+    int32_t* sorted_to_pair; int32_t* sorted_to_token; int32_t* pair_to_sorted;  // [T k]
+    uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input
+    void* a1_bf16;                                 // W4A16 GEMM1 input [T k, H]
+    void* gemm1;                                   // [T k, 2I] bf16
+    uint8_t* a2_codes; uint8_t* a2_scales;         // W4A4 GEMM2 input
+    void* a2_bf16;                                 // W4A16 GEMM2 input [T k, I]
+    void* gemm2;                                   // [T k, H] bf16
+    void* shared_out;                              // [T, H] bf16 or null
+    int64_t scale_rows;                            // rows of a1/a2 scale buffers
+  };
+  const Views& views() const { return v_; }
+
+ private:
+  friend void moe_forward(const MoeLayerWeights&, MoeWorkspace&, const void*, const float*, int64_t,
+                          void*, cudaStream_t);
+  MoeConfig cfg_;
+  int64_t max_tokens_ = 0;
+  DeviceMemory mem_;
+  Views v_{};
+  uint32_t* error_flags_ = nullptr;
+  int32_t* shared_off_ = nullptr;   // {0, T} for the shared expert's one-expert quantization
+  void* permute_ws_ = nullptr;
+  size_t permute_ws_bytes_ = 0;
+  void* gemm_ws_ = nullptr;         // routed GEMMs
+  void* shared_gemm_ws_ = nullptr;  // shared-expert GEMMs (concurrent with the routed ones)
+  size_t gemm_ws_bytes_ = 0, shared_gemm_ws_bytes_ = 0;
+  uint8_t* shared_a1_codes_ = nullptr; uint8_t* shared_a1_scales_ = nullptr;
+  uint8_t* shared_a2_codes_ = nullptr; uint8_t* shared_a2_scales_ = nullptr;
+  void* shared_a2_bf16_ = nullptr;
+  void* shared_gemm1_ = nullptr;
+  cudaStream_t side_stream_ = nullptr;
+  cudaEvent_t fork_ = nullptr, join_ = nullptr;
+};
+
+// One forward. hidden: [tokens, H] bf16; router_logits: [tokens, E] float32; out: [tokens, H]
+// bf16; all device pointers, 16-byte aligned; 0 <= tokens <= ws.max_tokens(). Enqueued on
+// `stream`; no host synchronization, no allocation. Throws nvfp4moe::Error (before any launch)
+// on bad arguments.
+void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden, const float* router_logits,
+                 int64_t tokens, void* out, cudaStream_t stream);
+
+// Gather rows: out[i, :] = x[index[i], :] for i < rows (bf16/fp16 rows of `hidden` elements,
+// hidden % 8 == 0, 16-byte aligned). An index outside [0, rows_in) writes a zero row.
+void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
+                 cudaStream_t stream);
+
+}  // namespace nvfp4moe::cuda

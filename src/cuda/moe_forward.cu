@@ -1,0 +1,219 @@
+// The GPU MoE forward and its workspace (cuda/moe.h).
+#include <algorithm>
+
+#include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/cuda/gemm.h"
+#include "nvfp4moe/cuda/moe.h"
+#include "nvfp4moe/cuda/quantize.h"
+#include "nvfp4moe/cuda/routing.h"
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/moe_glue_sm90.cuh"
+
+namespace nvfp4moe::cuda {
+namespace {
+
+constexpr size_t kAlign = 256;
+
+// Carves one allocation into aligned sub-buffers: a first pass (base null) only measures.
+class Carver {
+ public:
+  explicit Carver(char* base) : base_(base) {}
+  template <typename T = void>
+  T* take(size_t bytes) {
+    offset_ = (offset_ + kAlign - 1) / kAlign * kAlign;
+    T* p = base_ ? reinterpret_cast<T*>(base_ + offset_) : nullptr;
+    offset_ += bytes;
+    return p;
+  }
+  size_t used() const { return (offset_ + kAlign - 1) / kAlign * kAlign; }
+
+ private:
+  char* base_;
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
+void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
+                 cudaStream_t stream) {
+  NVFP4MOE_CHECK(hidden > 0 && hidden % 8 == 0, "hidden: expected a positive multiple of 8, got ", hidden);
+  NVFP4MOE_CHECK(rows >= 0 && rows_in >= 0, "rows: expected >= 0");
+  if (rows == 0) return;
+  NVFP4MOE_CHECK(x && index && out, "x/index/out: null pointer");
+  NVFP4MOE_CHECK(is_aligned(x, 16) && is_aligned(out, 16), "x/out: 16-byte alignment expected");
+  const int64_t vec = hidden * 2 / 16;
+  dim3 block(32, 8);
+  dim3 grid(unsigned((rows + 7) / 8));
+  kernels::gather_rows_kernel<<<grid, block, 0, stream>>>(static_cast<const uint4*>(x), rows_in, vec, index, rows,
+                                                          static_cast<uint4*>(out));
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+}
+
+MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg), max_tokens_(max_tokens) {
+  validate(cfg);
+  NVFP4MOE_CHECK(max_tokens >= 1, "max_tokens: expected >= 1, got ", max_tokens);
+  const int64_t e = cfg.routing.num_experts, k = cfg.routing.top_k, h = cfg.hidden, inter = cfg.intermediate;
+  const int64_t m = max_tokens * k, t = max_tokens;
+  const int64_t is = int64_t(cfg.n_shared_experts) * inter;
+  const bool w4a4 = cfg.mode == MoeMode::kW4A4;
+  v_.scale_rows = expert_scale_rows_capacity(m, e);
+  const int64_t shared_scale_rows = expert_scale_rows_capacity(t, 1);
+  permute_ws_bytes_ = permute_workspace_bytes(t, int(k), int(e));
+  if (w4a4) {
+    gemm_ws_bytes_ = std::max(grouped_gemm_w4a4_workspace_bytes(m, 2 * inter, h, int(e)),
+                              grouped_gemm_w4a4_workspace_bytes(m, h, inter, int(e)));
+    if (is) shared_gemm_ws_bytes_ = std::max(gemm_w4a4_workspace_bytes(t, 2 * is, h), gemm_w4a4_workspace_bytes(t, h, is));
+  } else {
+    gemm_ws_bytes_ = std::max(grouped_gemm_w4a16_workspace_bytes(m, 2 * inter, h, int(e)),
+                              grouped_gemm_w4a16_workspace_bytes(m, h, inter, int(e)));
+    if (is) shared_gemm_ws_bytes_ = std::max(gemm_w4a16_workspace_bytes(t, 2 * is, h), gemm_w4a16_workspace_bytes(t, h, is));
+  }
+
+  auto layout = [&](Carver& c) {
+    v_.ids = c.take<int32_t>(size_t(m) * 4);
+    v_.weights = c.take<float>(size_t(m) * 4);
+    v_.counts = c.take<int32_t>(size_t(e) * 4);
+    v_.off = c.take<int32_t>(size_t(e + 1) * 4);
+    v_.sf_off = c.take<int32_t>(size_t(e + 1) * 4);
+    v_.sorted_to_pair = c.take<int32_t>(size_t(m) * 4);
+    v_.pair_to_sorted = c.take<int32_t>(size_t(m) * 4);
+    v_.sorted_to_token = c.take<int32_t>(size_t(m) * 4);
+    permute_ws_ = c.take(permute_ws_bytes_);
+    error_flags_ = c.take<uint32_t>(4);
+    shared_off_ = c.take<int32_t>(8);
+    gemm_ws_ = c.take(gemm_ws_bytes_);
+    v_.gemm1 = c.take(size_t(m * 2 * inter) * 2);
+    v_.gemm2 = c.take(size_t(m * h) * 2);
+    v_.a1_codes = v_.a1_scales = v_.a2_codes = v_.a2_scales = nullptr;
+    v_.a1_bf16 = v_.a2_bf16 = nullptr;
+    if (w4a4) {
+      v_.a1_codes = c.take<uint8_t>(size_t(m * h / 2));
+      v_.a1_scales = c.take<uint8_t>(size_t(v_.scale_rows * padded_scale_cols(h)));
+      v_.a2_codes = c.take<uint8_t>(size_t(m * inter / 2));
+      v_.a2_scales = c.take<uint8_t>(size_t(v_.scale_rows * padded_scale_cols(inter)));
+    } else {
+      v_.a1_bf16 = c.take(size_t(m * h) * 2);
+      v_.a2_bf16 = c.take(size_t(m * inter) * 2);
+    }
+    v_.shared_out = nullptr;
+    if (is) {
+      shared_gemm_ws_ = c.take(shared_gemm_ws_bytes_);
+      shared_gemm1_ = c.take(size_t(t * 2 * is) * 2);
+      v_.shared_out = c.take(size_t(t * h) * 2);
+      if (w4a4) {
+        shared_a1_codes_ = c.take<uint8_t>(size_t(t * h / 2));
+        shared_a1_scales_ = c.take<uint8_t>(size_t(swizzled_scale_bytes(t, h)));
+        shared_a2_codes_ = c.take<uint8_t>(size_t(t * is / 2));
+        shared_a2_scales_ = c.take<uint8_t>(size_t(shared_scale_rows * padded_scale_cols(is)));
+      } else {
+        shared_a2_bf16_ = c.take(size_t(t * is) * 2);
+      }
+    }
+  };
+  Carver measure(nullptr);
+  layout(measure);
+  mem_ = DeviceMemory(measure.used());
+  Carver carve(mem_.as<char>());
+  layout(carve);
+  // Zeroed once: the GEMMs' split-K counters and the error word start at zero.
+  NVFP4MOE_CUDA_CHECK(cudaMemset(mem_.get(), 0, mem_.bytes()));
+  if (is) {
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
+    NVFP4MOE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+    NVFP4MOE_CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+  }
+}
+
+MoeWorkspace::~MoeWorkspace() {
+  if (fork_) cudaEventDestroy(fork_);
+  if (join_) cudaEventDestroy(join_);
+  if (side_stream_) cudaStreamDestroy(side_stream_);
+}
+
+const uint32_t* MoeWorkspace::error_flags() const { return error_flags_; }
+
+void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden, const float* router_logits,
+                 int64_t tokens, void* out, cudaStream_t stream) {
+  const MoeConfig& cfg = w.config();
+  const MoeConfig& wcfg = ws.cfg_;
+  NVFP4MOE_CHECK(cfg.hidden == wcfg.hidden && cfg.intermediate == wcfg.intermediate &&
+                     cfg.routing.num_experts == wcfg.routing.num_experts && cfg.routing.top_k == wcfg.routing.top_k &&
+                     cfg.n_shared_experts == wcfg.n_shared_experts && cfg.mode == wcfg.mode,
+                 "ws: the workspace was made for another layer configuration");
+  NVFP4MOE_CHECK(tokens >= 0 && tokens <= ws.max_tokens_, "tokens: expected 0..", ws.max_tokens_,
+                 " (the workspace's max_tokens), got ", tokens);
+  if (tokens == 0) return;
+  NVFP4MOE_CHECK(hidden && router_logits && out, "hidden/router_logits/out: null pointer");
+  NVFP4MOE_CHECK(is_aligned(hidden, 16) && is_aligned(out, 16) && is_aligned(router_logits, 16),
+                 "hidden/router_logits/out: 16-byte alignment expected");
+
+  const auto& v = ws.v_;
+  const int e = cfg.routing.num_experts, k = cfg.routing.top_k;
+  const int64_t h = cfg.hidden, inter = cfg.intermediate, t = tokens, m = tokens * k;
+  const bool w4a4 = cfg.mode == MoeMode::kW4A4;
+  const bool has_shared = cfg.n_shared_experts > 0;
+  const int64_t is = int64_t(cfg.n_shared_experts) * inter;
+
+  // 1-2. Routing and permutation.
+  route(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, v.ids, v.weights, stream);
+  PermuteOutputs po;
+  po.counts = v.counts;
+  po.off = v.off;
+  po.sf_off = v.sf_off;
+  po.sorted_to_pair = v.sorted_to_pair;
+  po.pair_to_sorted = v.pair_to_sorted;
+  po.sorted_to_token = v.sorted_to_token;
+  permute(v.ids, t, k, e, ws.max_tokens_, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
+
+  // Shared expert on the side stream, concurrent with the routed experts.
+  if (has_shared) {
+    cudaStream_t side = ws.side_stream_;
+    NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.fork_, stream));
+    NVFP4MOE_CUDA_CHECK(cudaStreamWaitEvent(side, ws.fork_, 0));
+    if (w4a4) {
+      quantize(hidden, ActDType::kBF16, t, h, w.shared_gA1(), ws.shared_a1_codes_, ws.shared_a1_scales_, side);
+      gemm_w4a4(Nvfp4Act{ws.shared_a1_codes_, ws.shared_a1_scales_, 0}, t, w.shared_w13(), w.shared_alpha1(),
+                ws.shared_gemm1_, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+      kernels::write_single_expert_offsets_kernel<<<1, 1, 0, side>>>(ws.shared_off_, int32_t(t));
+      NVFP4MOE_CUDA_CHECK_LAUNCH();
+      silu_and_mul_quantize_experts(ws.shared_gemm1_, ActDType::kBF16, t, is, cfg.swiglu_limit, ws.shared_off_, 1,
+                                    w.shared_gA2(), ws.shared_a2_codes_, ws.shared_a2_scales_,
+                                    expert_scale_rows_capacity(ws.max_tokens_, 1), ws.error_flags_, side);
+      gemm_w4a4(Nvfp4Act{ws.shared_a2_codes_, ws.shared_a2_scales_, 0}, t, w.shared_w2(), w.shared_alpha2(),
+                v.shared_out, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+    } else {
+      gemm_w4a16(static_cast<const __nv_bfloat16*>(hidden), t, w.shared_w13(), w.shared_alpha1(), ws.shared_gemm1_,
+                 OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+      silu_and_mul(ws.shared_gemm1_, ActDType::kBF16, t, is, cfg.swiglu_limit, ws.shared_a2_bf16_, side);
+      gemm_w4a16(static_cast<const __nv_bfloat16*>(ws.shared_a2_bf16_), t, w.shared_w2(), w.shared_alpha2(),
+                 v.shared_out, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+    }
+    NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.join_, side));
+  }
+
+  // 3-6. Routed experts.
+  if (w4a4) {
+    quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m, v.a1_codes, v.a1_scales,
+                     v.scale_rows, ws.error_flags_, stream);
+    grouped_gemm_w4a4(Nvfp4Act{v.a1_codes, v.a1_scales, v.scale_rows}, m, v.off, w.w13(), w.alpha1(), v.gemm1,
+                      OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(), v.a2_codes,
+                                  v.a2_scales, v.scale_rows, ws.error_flags_, stream);
+    grouped_gemm_w4a4(Nvfp4Act{v.a2_codes, v.a2_scales, v.scale_rows}, m, v.off, w.w2(), w.alpha2(), v.gemm2,
+                      OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+  } else {
+    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
+    grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
+                       OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream);
+    grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
+                       OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+  }
+
+  // 7. Combine, the shared expert's output added in the same pass.
+  if (has_shared) NVFP4MOE_CUDA_CHECK(cudaStreamWaitEvent(stream, ws.join_, 0));
+  combine(v.gemm2, ActDType::kBF16, v.weights, v.pair_to_sorted, t, k, h, has_shared ? v.shared_out : nullptr, out,
+          CombineOutDType::kBF16, stream);
+}
+
+}  // namespace nvfp4moe::cuda
