@@ -4,7 +4,8 @@
 // weight GB/s, fraction of copy bandwidth (weight + activation + output bytes), fraction of
 // the cuBLAS TFLOP/s, speed-up over cuBLAS. --json FILE writes the same rows.
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
-// median of many calls (bench_util.h).
+// median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
+// single GEMM, for profilers), --json FILE.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -254,6 +255,12 @@ int main(int argc, char** argv) {
   cx.copy_gbs = nb::measure_copy_bandwidth_gbs(cx.s);
   std::printf("%s\ncopy bandwidth (read+write): %.0f GB/s\n", nb::describe(cx.dev).c_str(), cx.copy_gbs);
   const bool quick = nb::has_flag(argc, argv, "--quick");
+  // --single M,N,K: only that single GEMM (for profilers).
+  const char* single = nb::arg_value(argc, argv, "--single");
+  long long sm = 0, sn = 0, sk = 0;
+  if (single && std::sscanf(single, "%lld,%lld,%lld", &sm, &sn, &sk) == 3) {
+    bench_single(cx, "single", sm, sn, sk);
+  } else {
 
   struct Shape { const char* name; int64_t n, k; };
   const Shape shapes[] = {{"DSV3 w13", 4096, 7168}, {"DSV3 w2", 7168, 2048}, {"Qwen3 w13", 1536, 2048},
@@ -282,6 +289,8 @@ int main(int argc, char** argv) {
       bench_grouped(cx, g, "E256 DSV3 w13", rows, true);
     }
   }
+
+  }  // not --single
 
   nb::Table table({"shape", "kind", "M/rows", "N", "K", "tok", "split", "us", "TFLOP/s", "wGB/s", "%copy",
                    "cuBLAS us", "cuBLAS TF", "%cuBLAS TF", "x cuBLAS"});

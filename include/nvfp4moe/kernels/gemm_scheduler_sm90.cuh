@@ -7,6 +7,8 @@
 //   prefix[e] = sum of the tiles of experts < e             (built per CTA in shared memory)
 //   tile t -> e = last expert with prefix[e] <= t, then token tile fastest, weight block next,
 //   so consecutive CTAs share a weight block (L2 reuse); CTAs stride over t (persistent).
+//   Single GEMMs order weight blocks fastest instead (a wave then reads a few token tiles
+//   and all weights, which fit in L2), splits slowest.
 #pragma once
 
 #include <cstdint>
@@ -93,8 +95,8 @@ __device__ __forceinline__ GemmTile single_tile(int t, int rows, int n_blocks) {
   int tok_tiles = (rows + kTok - 1) / kTok;
   GemmTile g;
   g.expert = 0;
-  g.tok_tile = t % tok_tiles;
-  g.n_block = (t / tok_tiles) % n_blocks;
+  g.n_block = t % n_blocks;  // weight blocks fastest: a wave shares few token tiles (L2)
+  g.tok_tile = (t / n_blocks) % tok_tiles;
   g.split = t / (tok_tiles * n_blocks);
   g.row0 = g.tok_tile * kTok;
   g.rows_valid = min(kTok, rows - g.row0);

@@ -8,7 +8,8 @@
 //     weights  (2 x 2 atoms, 9216 B) --cp.async--> smem --ld.shared--> registers
 //              --dequant (exact, bf16)--> wgmma A fragments (RS form)
 //     tokens   (kTok x 128 bf16)    --cp.async--> smem, 128-byte swizzle --> wgmma B (desc)
-//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async pipeline over K.
+//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async pipeline over K,
+//              loads kStages-2 ahead; the wgmma of one stage overlaps the dequant of the next.
 //
 // Epilogue: v = acc * 2^7 (undoes the dequant scaling, exact), out = v * alpha(n), rounded to
 // bf16 or stored as fp32. Split-K (single GEMMs, decode): each split writes v to an fp32
@@ -61,12 +62,13 @@ struct GemmW4A16Config {
   static constexpr int kWeightBytes = kWarpGroups * kAtomsK * kAtomBytes;  // 9216
   static constexpr int kStageBytes = kActBytes + kWeightBytes;
   static_assert(kActSubBytes % 1024 == 0 && kStageBytes % 1024 == 0, "128B-swizzle tiles need 1 KiB alignment");
-  static constexpr int kStages = kTok <= 32 ? 8 : (kTok <= 64 ? 6 : 4);
+  static constexpr int kStages = kTok == 8 ? 5 : (kTok <= 32 ? 8 : (kTok <= 64 ? 6 : 5));  // kTok 8: 3 CTAs/SM
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+  static constexpr int kMinCtasPerSm = kTok == 8 ? 3 : (kTok <= 32 ? 2 : 1);  // register budget
 };
 
 template <int kTok>
-__global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, 1)
+__global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Config<kTok>::kMinCtasPerSm)
     gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
   using Cfg = GemmW4A16Config<kTok>;
   constexpr int kStages = Cfg::kStages;
@@ -101,21 +103,35 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, 1)
     const __nv_bfloat16* a_tile = p.a + int64_t(tile.row0) * p.k;
 
     // Stage ks -> slot: kTok x 128 tokens (two swizzled 64-wide halves), then 2 x 2 atoms.
+    // Per-thread constant parts of the stage copies. Activations: chunk (row, ch) of 16 bytes,
+    // ch = tid % 16 fixed, rows tid/16 + 16*it; weights: 16-byte chunks tid + 256*it.
+    const int act_ch = tid % 16, act_half = act_ch / 8;
+    const int act_row0 = tid / 16;
+    const uint32_t act_dst0 = uint32_t(act_half * Cfg::kActSubBytes + act_row0 * 128 +
+                                       (((act_ch % 8) ^ (act_row0 & 7)) << 4));
     auto load_stage = [&](int slot, int ks) {
-      uint8_t* st = smem + slot * Cfg::kStageBytes;
-      for (int c = tid; c < kTok * 16; c += Cfg::kThreads) {
-        int row = c / 16, ch = c % 16, half = ch / 8, c8 = ch % 8;
-        uint32_t dst = ptx::smem_addr(st + half * Cfg::kActSubBytes + row * 128 + ((c8 ^ (row & 7)) << 4));
-        int kcol = ks * kWeightKPad + ch * 8;
-        bool ok = row < tile.rows_valid && kcol < p.k;
-        ptx::cp_async_16(dst, ok ? a_tile + int64_t(row) * p.k + kcol : p.a, ok ? 16 : 0);
+      const uint32_t st = ptx::smem_addr(smem + slot * Cfg::kStageBytes);
+      const int kcol = ks * kWeightKPad + act_ch * 8;
+      const __nv_bfloat16* src0 = a_tile + int64_t(act_row0) * p.k + kcol;
+#pragma unroll
+      for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
+        const int row = act_row0 + it * (Cfg::kThreads / 16);
+        if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
+          const bool ok = row < tile.rows_valid && kcol < p.k;
+          ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
+                           ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k : p.a, ok ? 16 : 0);
+        }
       }
-      uint8_t* wst = st + Cfg::kActBytes;
+      const uint32_t wst = st + Cfg::kActBytes;
       constexpr int kChunksPerWg = Cfg::kAtomsK * kAtomBytes / 16;  // 288
-      for (int c = tid; c < Cfg::kWarpGroups * kChunksPerWg; c += Cfg::kThreads) {
-        int g = c / kChunksPerWg, cc = c % kChunksPerWg;
-        const uint8_t* src = w_blk + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes + cc * 16;
-        ptx::cp_async_16(ptx::smem_addr(wst + g * Cfg::kAtomsK * kAtomBytes + cc * 16), src, 16);
+      const uint8_t* wsrc = w_blk + int64_t(ks) * Cfg::kAtomsK * kAtomBytes;
+#pragma unroll
+      for (int it = 0; it < (Cfg::kWarpGroups * kChunksPerWg + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
+        const int c = tid + it * Cfg::kThreads;
+        if (c < Cfg::kWarpGroups * kChunksPerWg) {
+          const int g = c / kChunksPerWg, cc = c - g * kChunksPerWg;
+          ptx::cp_async_16(wst + c * 16, wsrc + int64_t(g) * k_atoms * kAtomBytes + cc * 16, 16);
+        }
       }
     };
 
@@ -123,48 +139,54 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < kTok / 2; ++i) acc[i] = 0.0f;
 
+    // Pipeline: stage ks lands in slot (ks - ks_begin) % kStages, loaded kDist stages ahead.
+    // Inside a stage the 8 k16 steps (2 atoms x 4) are dequantized one ahead of the wgmma:
+    // step j is written into buf[j % 2] while wgmma j-1 runs; wait<1> after each wgmma
+    // retires j-1, so the buffer written next is never one an in-flight wgmma reads. At most
+    // the last wgmma of stage i-1 is in flight when stage i starts, so the slot of stage i-2
+    // is the first free one (kDist = kStages - 2).
+    constexpr int kDist = kStages - 2;
 #pragma unroll
-    for (int s = 0; s < kStages - 1; ++s) {
+    for (int s = 0; s < kDist; ++s) {
       if (ks_begin + s < ks_end) load_stage(s, ks_begin + s);
       ptx::cp_async_commit();
     }
+    uint32_t buf[2][4] = {{0u, 0u, 0u, 0u}, {0u, 0u, 0u, 0u}};
+#pragma unroll
+    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
     for (int ks = ks_begin; ks < ks_end; ++ks) {
       const int i = ks - ks_begin;
-      ptx::cp_async_wait<kStages - 2>();
+      ptx::cp_async_wait<kDist - 1>();
       ptx::fence_proxy_async_smem();
-      __syncthreads();  // stage i landed for all threads; slot (i-1) % kStages is free
-      if (ks + kStages - 1 < ks_end) load_stage((i + kStages - 1) % kStages, ks + kStages - 1);
+      __syncthreads();  // stage i visible to all; every warpgroup finished the wgmma of stage i-2
+      if (ks + kDist < ks_end) load_stage((i + kDist) % kStages, ks + kDist);
       ptx::cp_async_commit();
 
       const uint8_t* st = smem + (i % kStages) * Cfg::kStageBytes;
       const uint8_t* wsm = st + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
-      uint32_t frag[Cfg::kAtomsK][4][4];
+      const uint32_t act = ptx::smem_addr(st);
 #pragma unroll
       for (int at = 0; at < Cfg::kAtomsK; ++at) {
         const uint4 codes = *reinterpret_cast<const uint4*>(wsm + at * kAtomBytes + tid_wg * 16);
         const uint2 sc = *reinterpret_cast<const uint2*>(wsm + at * kAtomBytes + kAtomCodeBytes +
                                                          (warp_wg * 8 + lane / 4) * 8);
-        dequant_a_frag(codes.x, scale_to_bf16x2<0>(sc.x), scale_to_bf16x2<1>(sc.x), frag[at][0]);
-        dequant_a_frag(codes.y, scale_to_bf16x2<2>(sc.x), scale_to_bf16x2<3>(sc.x), frag[at][1]);
-        dequant_a_frag(codes.z, scale_to_bf16x2<0>(sc.y), scale_to_bf16x2<1>(sc.y), frag[at][2]);
-        dequant_a_frag(codes.w, scale_to_bf16x2<2>(sc.y), scale_to_bf16x2<3>(sc.y), frag[at][3]);
-      }
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
-      ptx::wgmma_fence();
-#pragma unroll
-      for (int at = 0; at < Cfg::kAtomsK; ++at) {
-        const uint32_t act = ptx::smem_addr(st + at * Cfg::kActSubBytes);
+        const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
-          ptx::WgmmaRS<kTok>::mma(acc, frag[at][s], ptx::smem_desc_k128b(act + s * 32), 1);
+          uint32_t(&a)[4] = buf[s % 2];
+          const uint32_t sw = s < 2 ? sc.x : sc.y;
+          if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
+          else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
+          ptx::wgmma_fence();
+          ptx::WgmmaRS<kTok>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
+          ptx::wgmma_commit();
+          ptx::wgmma_wait<1>();
         }
       }
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
     }
+    ptx::wgmma_wait<0>();
+#pragma unroll
+    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
     ptx::cp_async_wait<0>();
 
     // Epilogue. Thread holds rows n0, n0+8 x tokens 8j + 2q + {0,1}.
@@ -196,15 +218,23 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, 1)
       __syncthreads();
       if (s_is_last) {
         __threadfence();
+        // Sum the splits in split order; all loads of one split are independent of the
+        // stores (which could otherwise alias them and serialize every element).
+        float sum[kTok / 2];
+#pragma unroll
+        for (int i = 0; i < kTok / 2; ++i) sum[i] = 0.0f;
+        for (int s = 0; s < p.splits; ++s) {
+          const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
+#pragma unroll
+          for (int i = 0; i < kTok / 2; ++i) {
+            int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
+            if (tok < tile.rows_valid && n < p.n) sum[i] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
+          }
+        }
 #pragma unroll
         for (int i = 0; i < kTok / 2; ++i) {
           int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
-          if (tok < tile.rows_valid && n < p.n) {
-            int64_t idx = int64_t(tile.row0 + tok) * p.n + n;
-            float sum = 0.0f;
-            for (int s = 0; s < p.splits; ++s) sum += __ldcg(p.partial + int64_t(s) * p.rows * p.n + idx);
-            store(tile.row0 + tok, n, sum);
-          }
+          if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, sum[i]);
         }
         if (tid == 0) *counter = 0;
       }
