@@ -22,8 +22,8 @@ namespace {
 namespace k = ::nvfp4moe::kernels;
 
 constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();
-constexpr int kQuantUnroll = 4;  // chunks in flight per warp (plain input)
-constexpr int kSiluUnroll = 2;   // two 16-byte loads per chunk already
+constexpr int kQuantUnroll = 2;  // chunks in flight per warp: 2 x 32 bytes per lane (plain input)
+constexpr int kSiluUnroll = 1;   // 64 bytes per lane per chunk already (gate and up)
 
 int sm_count() {
   int dev = 0, n = 0;
@@ -57,21 +57,27 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
   NVFP4MOE_CHECK(is_aligned(p, align), name, ": expected ", align, "-byte alignment, got ", p);
 }
 
-// Grid of the quantize kernel: grid.y = slabs of column groups; grid.x = scale tiles, or for
-// the per-expert kernel fewer blocks (~8 per SM in all) that each visit several tiles so the
-// per-block expert scan is amortized.
-dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts) {
+// Grid of the quantize kernel: grid.y = slabs of 2 * slab_pairs column groups, 4 pairs (512
+// elements) unless that leaves fewer than ~2 blocks per SM (then 2 or 1 pairs); grid.x =
+// scale tiles, or for the per-expert kernel fewer blocks (~8 per SM in all) that each visit
+// several tiles so the per-block expert scan is amortized.
+dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts, int32_t* slab_pairs) {
   const int64_t col_groups = padded_scale_cols(k) / 4;
-  const int64_t slabs = (col_groups + k::kSlabGroups - 1) / k::kSlabGroups;
+  const int64_t tiles = scale_rows / 128;
+  const int64_t want_blocks = 2 * int64_t(sm_count());
+  int64_t pairs = k::kMaxSlabPairs;
+  while (pairs > 1 && tiles * ((col_groups + 2 * pairs - 1) / (2 * pairs)) < want_blocks) pairs /= 2;
+  const int64_t slabs = (col_groups + 2 * pairs - 1) / (2 * pairs);
   NVFP4MOE_CHECK(slabs <= 65535, "k: too wide for the grid (", k, ")");
-  int64_t x = scale_rows / 128;
+  int64_t x = tiles;
   if (experts) x = std::min(x, std::max<int64_t>(1, (8 * int64_t(sm_count()) + slabs - 1) / slabs));
+  *slab_pairs = int32_t(pairs);
   return dim3(unsigned(x), unsigned(slabs));
 }
 
 template <typename T, bool kSilu>
-void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
-  const dim3 grid = quantize_grid(p.scale_rows, p.k, p.off != nullptr);
+void launch_quantize(k::QuantizeParams p, cudaStream_t stream) {
+  const dim3 grid = quantize_grid(p.scale_rows, p.k, p.off != nullptr, &p.slab_pairs);
   if (grid.x == 0) return;
   constexpr int kUnroll = kSilu ? kSiluUnroll : kQuantUnroll;
   k::quantize_nvfp4_kernel<T, kSilu, kUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);

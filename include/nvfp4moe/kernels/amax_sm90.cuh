@@ -20,12 +20,23 @@ template <typename T>
 __global__ void __launch_bounds__(kQuantThreads) amax_abs_kernel(const uint4* __restrict__ x, int64_t n16,
                                                                   float* amax) {
   __shared__ float s_warp[kQuantThreads / 32];
+  constexpr int kUnroll = 4;  // independent 16-byte loads in flight per thread
   float m = 0.0f;
-  for (int64_t i = blockIdx.x * int64_t(kQuantThreads) + threadIdx.x; i < n16; i += int64_t(gridDim.x) * kQuantThreads) {
-    float v[8];
-    unpack8<T>(load_16b_stream(x + i), v);
+  const int64_t stride = int64_t(gridDim.x) * kQuantThreads;
+  for (int64_t i0 = blockIdx.x * int64_t(kQuantThreads) + threadIdx.x; i0 < n16; i0 += kUnroll * stride) {
+    uint4 w[kUnroll];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) m = fmaxf(m, fabsf(v[k]));  // fmaxf skips NaN
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = i0 + u * stride;
+      w[u] = i < n16 ? load_16b_stream(x + i) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float v[8];
+      unpack8<T>(w[u], v);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) m = fmaxf(m, fabsf(v[k]));  // fmaxf skips NaN
+    }
   }
 #pragma unroll
   for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, d));

@@ -1,17 +1,18 @@
 // Register-level building blocks of the NVFP4 quantization kernels: 16-byte activation loads,
 // a bit-exact fast float -> e2m1 conversion, and the quantization of one 16-element block held
-// by two neighbouring lanes (8 elements each).
+// by one lane (two 16-byte words).
 //
-// Work split inside a warp (one "chunk" = 4 scale rows x one scale-column group of 4 blocks):
+// Work split inside a warp (one "chunk" = 4 scale rows x 2 scale-column groups of 4 blocks):
 //
-//   lane:   0 1 | 2 3 | 4 5 | 6 7 || 8 ... 15 || 16 ... 23 || 24 ... 31
-//   block:  j0  | j1  | j2  | j3  ||  row b=1  ||  row b=2  ||  row b=3
-//   each lane: 8 elements (one 16-byte load), 4 bytes of codes; the lane pair (xor 1) shares
-//   the block amax; the 8-lane group (xor 2, 4) assembles one 4-byte swizzled scale word.
+//   lane = 16 h + 4 b + c:  h = column group of the pair, b = row (a + 32 b), c = block in group
+//   each lane: 16 elements (two 16-byte loads), 8 bytes of codes, one scale byte; the 4 lanes
+//   c = 0..3 assemble one little-endian 4-byte swizzled scale word (shuffles xor 1, 2), and the
+//   4 words of rows a, a+32, a+64, a+96 are 16 contiguous bytes of a 512-byte scale tile.
 //
 // Every arithmetic step is the one of format/block_quant.h (the CPU golden model), so GPU and
 // CPU agree bit for bit; e2m1_code_fast is a cheaper but equal form of e2m1_from_float for
-// non-NaN inputs (tests check all 2^32 floats).
+// non-NaN inputs, and the block amax uses a packed max that gives the same value (tests check
+// all 2^32 floats for the former, and every kernel against the golden model).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -25,18 +26,19 @@
 namespace nvfp4moe::kernels {
 
 // float -> e2m1 code, equal to e2m1_from_float(y) for every non-NaN y (NaN gives 7 | sign,
-// callers route NaN-producing blocks to e2m1_from_float). Why it works: a = min(|y|, 6) has
-// ulp-of-grid 0.5 below 2, 1 in [2, 4), 2 in [4, 6]; adding 2^22, 2^23 or 2^24 (whose float
-// ulp is that grid step) rounds a to the grid with ties to even in one IEEE add, and the low
-// mantissa bits of the sum count grid steps; code = steps + 2 * (binade above 1).
+// callers route NaN-producing blocks to e2m1_from_float). Why it works: a = min(|y|, 6) lies on
+// a grid of step 0.5 below 2, 1 in [2, 4) and 2 in [4, 6]; adding M = 2^22, 2^23 + 2 or
+// 2^24 + 8 (whose float ulp is that step, and whose mantissa already counts the code offset
+// 0, 2, 4 in steps, an even count) rounds a to the grid with ties to even in one IEEE add, and
+// the low 3 mantissa bits of the sum are the magnitude code. M's bits are one multiply-add of
+// the binade e = max(exponent(a), 127): e * (2^23 + 2) + 22 * 2^23 - 254.
 NVFP4MOE_HD uint32_t e2m1_code_fast(float y) {
   const uint32_t u = float_bits(y);
   const float a = fminf(float_from_bits(u & 0x7fffffffu), 6.0f);
-  const uint32_t ea = float_bits(a) >> 23;              // biased exponent of a (<= 129)
-  const uint32_t e = ea < 127u ? 127u : ea;             // 127, 128 or 129
-  const float magic = float_from_bits((e + 22u) << 23);  // 2^22, 2^23, 2^24
-  const uint32_t steps = float_bits(a + magic) & 7u;     // at most 4
-  return (steps + 2u * (e - 127u)) | ((u >> 28) & 8u);
+  const uint32_t ea = float_bits(a) >> 23;  // biased exponent of a (<= 129)
+  const uint32_t e = ea < 127u ? 127u : ea;  // 127, 128 or 129
+  const float magic = float_from_bits(e * 0x800002u + (0xB000000u - 254u));
+  return (float_bits(a + magic) & 7u) | ((u >> 28) & 8u);
 }
 
 #if defined(__CUDACC__)
@@ -54,6 +56,11 @@ struct ActTraits<__nv_bfloat16> {
     __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
     return *reinterpret_cast<uint32_t*>(&v);
   }
+  // Lane-wise max of two packed pairs (magnitudes), NaN propagating.
+  __device__ __forceinline__ static uint32_t max_nan(uint32_t a, uint32_t b) {
+    __nv_bfloat162 r = __hmax2_nan(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
 };
 template <>
 struct ActTraits<__half> {
@@ -67,6 +74,10 @@ struct ActTraits<__half> {
   __device__ __forceinline__ static uint32_t pack(float a, float b) {
     __half2 v = __floats2half2_rn(a, b);
     return *reinterpret_cast<uint32_t*>(&v);
+  }
+  __device__ __forceinline__ static uint32_t max_nan(uint32_t a, uint32_t b) {
+    __half2 r = __hmax2_nan(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
   }
 };
 
@@ -89,14 +100,6 @@ __device__ __forceinline__ void unpack8(const uint4& w, float (&v)[8]) {
   v[6] = Tr::lo(w.w); v[7] = Tr::hi(w.w);
 }
 
-// True when any of the 8 packed activations is NaN (integer carry test, no conversions).
-template <typename T>
-__device__ __forceinline__ bool any_nan8(const uint4& w) {
-  constexpr uint32_t kMag = 0x7fff7fffu, kC = ActTraits<T>::kNaNCarry;
-  uint32_t c = ((w.x & kMag) + kC) | ((w.y & kMag) + kC) | ((w.z & kMag) + kC) | ((w.w & kMag) + kC);
-  return (c & 0x80008000u) != 0;
-}
-
 // block_multiplier(s, g) with reciprocal_rn(g) computed once by the caller: the same two
 // correctly rounded steps, m = (s == 0) ? 0 : 1 / (float(s) * (1 / g)).
 __device__ __forceinline__ float block_multiplier_inv_g(uint8_t scale_code, float inv_g) {
@@ -105,39 +108,69 @@ __device__ __forceinline__ float block_multiplier_inv_g(uint8_t scale_code, floa
   return reciprocal_rn(s * inv_g);
 }
 
-// Quantizes this lane's 8 elements as half of a 16-element block whose other half is held by
-// lane ^ 1. All 32 lanes must call it together. Returns the 8 codes packed in a word
-// (element 2i in the low nibble of byte i); *scale_code receives the block's e4m3 scale.
-__device__ __forceinline__ uint32_t quantize_half_block(const float (&v)[8], bool has_nan, float g,
-                                                        float inv_g, uint8_t* scale_code) {
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // == abs_max_ignore_nan
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-  has_nan = __shfl_xor_sync(0xffffffffu, int(has_nan), 1) | int(has_nan);
+// 16-byte read-only load through L1 (the two halves of a lane's block share 32-byte sectors).
+__device__ __forceinline__ uint4 load_16b(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// amax(|x|) of a 16-element block given as two packed words, and whether it holds a NaN: one
+// NaN-propagating packed max tree over the magnitudes. Without NaN the result is the exact
+// amax (the same value abs_max_ignore_nan gives); with a NaN the amax is not used.
+template <typename T>
+__device__ __forceinline__ float block_amax16(const uint4& w0, const uint4& w1, bool* has_nan) {
+  using Tr = ActTraits<T>;
+  constexpr uint32_t kMag = 0x7fff7fffu;
+  const uint32_t m01 = Tr::max_nan(w0.x & kMag, w0.y & kMag), m23 = Tr::max_nan(w0.z & kMag, w0.w & kMag);
+  const uint32_t m45 = Tr::max_nan(w1.x & kMag, w1.y & kMag), m67 = Tr::max_nan(w1.z & kMag, w1.w & kMag);
+  const uint32_t m = Tr::max_nan(Tr::max_nan(m01, m23), Tr::max_nan(m45, m67));
+  *has_nan = ((((m & kMag) + Tr::kNaNCarry) & 0x80008000u) != 0);
+  return fmaxf(Tr::lo(m), Tr::hi(m));
+}
+
+// Quantizes this lane's 16-element block (w0: elements 0..7, w1: 8..15) with global scale g
+// (inv_g = reciprocal_rn(g)). Returns the 8 code bytes (element 2i in the low nibble of byte i)
+// as two words; *scale_code receives the block's e4m3 scale. No shuffles: lanes independent.
+template <typename T>
+__device__ __forceinline__ uint2 quantize_block16_lane(const uint4& w0, const uint4& w1, float g, float inv_g,
+                                                       uint8_t* scale_code) {
+  bool has_nan;
+  const float amax = block_amax16<T>(w0, w1, &has_nan);
   const uint8_t s = block_scale_code(amax, has_nan, g);
   const float m = block_multiplier_inv_g(s, inv_g);
   *scale_code = s;
+  float v[16];
+  unpack8<T>(w0, *reinterpret_cast<float(*)[8]>(&v[0]));
+  unpack8<T>(w1, *reinterpret_cast<float(*)[8]>(&v[8]));
   // x * m is never NaN when the block holds no NaN, m is finite and not (m == 0 with an Inf
   // in the block): then the fast conversion applies; otherwise use the reference one.
   const bool fast = !has_nan && is_finite_f32(m) && (m != 0.0f || is_finite_f32(amax));
-  uint32_t word = 0;
+  uint32_t lo = 0, hi = 0;
   if (fast) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) word |= e2m1_code_fast(v[i] * m) << (4 * i);
+    for (int i = 7; i >= 0; --i) {  // word = word * 16 + code: one multiply-add per element
+      lo = lo * 16u + e2m1_code_fast(v[i] * m);
+      hi = hi * 16u + e2m1_code_fast(v[8 + i] * m);
+    }
   } else {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) word |= uint32_t(e2m1_from_float(v[i] * m)) << (4 * i);
+    for (int i = 7; i >= 0; --i) {
+      lo = lo * 16u + e2m1_from_float(v[i] * m);
+      hi = hi * 16u + e2m1_from_float(v[8 + i] * m);
+    }
   }
-  return word;
+  return make_uint2(lo, hi);
 }
 
-// Assembles the 4 scale bytes of an 8-lane group (lanes 8b + 2c hold block c's scale) into
-// one little-endian word, valid in lane 8b. All 32 lanes must call it together.
+// Assembles the scale bytes of lanes 4k .. 4k+3 (blocks c = 0..3 of one group) into one
+// little-endian word, valid in all four lanes. All 32 lanes must call it together.
 __device__ __forceinline__ uint32_t scale_word_of_group(uint8_t scale_code, int lane) {
-  uint32_t w = (lane & 1) ? 0u : uint32_t(scale_code) << (8 * ((lane >> 1) & 3));
+  uint32_t w = uint32_t(scale_code) << (8 * (lane & 3));
+  w |= __shfl_xor_sync(0xffffffffu, w, 1);
   w |= __shfl_xor_sync(0xffffffffu, w, 2);
-  w |= __shfl_xor_sync(0xffffffffu, w, 4);
   return w;
 }
 

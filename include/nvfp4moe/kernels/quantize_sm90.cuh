@@ -6,16 +6,17 @@
 //   * per-expert matrices over device offsets off[E+1], g[e] per expert, optional row gather;
 //   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh).
 //
-// Work split. grid.x = scale tiles (scale_rows / 128; per expert: ~8 blocks/SM, each visiting several),
-// grid.y = slabs of kSlabGroups column groups (one group = 4 scale columns = 64 elements):
+// Work split. grid.x = scale tiles (scale_rows / 128; per expert ~8 blocks per SM, each
+// visiting several tiles), grid.y = slabs of 2 * slab_pairs column groups (a group = 4 scale
+// columns = 64 elements; slabs narrow when there are few tiles, to fill the machine):
 //
-//              K ->  | slab 0 (8 groups = 512 elem) | slab 1 | ...
-//   scale tile t     | chunk = 4 rows {a, a+32, a+64, a+96} x 1 group, one warp each,
-//   (128 rows)       | a = 0..31; the 4 scale words a warp writes are 16 contiguous bytes
+//              K ->  | slab 0 (up to 8 groups = 512 elem) | slab 1 | ...
+//   scale tile t     | chunk = 4 rows {a, a+32, a+64, a+96} x 2 groups, one warp;
+//   (128 rows)       | warp w takes a = w, w+8, w+16, w+24, each with all pairs of the slab
 //
-// so a block writes whole 512-byte scale tiles and each warp reads 4 full 128-byte lines.
-// Each lane loads 16 bytes (8 elements), kUnroll chunks ahead (bytes in flight), and writes
-// 4 bytes of codes. Tiles with no data rows (padding, empty experts) are only zero-filled.
+// Each lane owns one 16-element block (two 16-byte loads, kUnroll chunks ahead), writes 8 code
+// bytes; each group of 4 lanes writes one 4-byte scale word, and the 4 rows of a chunk fill 16
+// contiguous bytes of a 512-byte scale tile. Tiles with no data rows are only zero-filled.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,7 @@
 
 namespace nvfp4moe::kernels {
 
-inline constexpr int kSlabGroups = 8;           // column groups (of 64 elements) per block
+inline constexpr int kMaxSlabPairs = 4;  // a block covers up to 4 pairs of column groups (512 elements)
 
 struct QuantizeParams {
   const void* x;          // activations, 16-byte aligned
@@ -49,6 +50,7 @@ struct QuantizeParams {
   float limit;            // SwiGLU clamp (kSilu and has_limit only)
   int32_t has_limit;
   int32_t scale_tiles;    // scale_rows / 128
+  int32_t slab_pairs;     // column-group pairs per block (grid.y slabs): 1, 2 or 4
 };
 
 // Zeroes code bytes [total_rows * k/2, rows_out * k/2) (rows past off[E]): zeroing block
@@ -65,13 +67,15 @@ __device__ __forceinline__ void zero_code_rows(const QuantizeParams& p, int32_t 
 
 // Quantizes scale tile t (128 scale rows x the block's slab of column groups): loads, codes
 // and scale words of its data rows; zero scale words for its padding rows and columns.
+// Warp w takes rows a = w, w + 8, w + 16, w + 24 (a-major) and for each every column-group
+// pair of the slab, so a tile with few data rows still spreads its loads over the warps.
 template <typename T, bool kSilu, int kUnroll>
-__device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const ExpertTile& tile, int32_t t, float g_runtime) {
+__device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const ExpertTile& tile, int32_t t,
+                                              float g_runtime) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int32_t padded_cols = int32_t(padded_scale_cols(p.k));
-  const int32_t col_groups = padded_cols / 4;
-  const int32_t q0 = int32_t(blockIdx.y) * kSlabGroups;
-  const int32_t nq = min(kSlabGroups, col_groups - q0);
+  const int32_t col_groups = int32_t(padded_scale_cols(p.k)) / 4;
+  const int32_t q0 = int32_t(blockIdx.y) * 2 * p.slab_pairs;
+  const int32_t nq = min(2 * p.slab_pairs, col_groups - q0);
   uint8_t* tile_scales = p.scales + (int64_t(t) * col_groups + q0) * kScaleTileBytes;
   if (tile.n_valid == 0) {  // no data rows: the slab's scale bytes are all padding
     for (int i = tid; i < nq * 32; i += kQuantThreads) {
@@ -82,27 +86,31 @@ __device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const Exp
   const float g = p.amax != nullptr ? g_runtime : __ldg(p.g + tile.expert);
   const float inv_g = reciprocal_rn(g);
 
-  const int b = lane >> 3;       // row of the chunk: a + 32 b
-  const int l = lane & 7;        // 8-element piece of the group: block l/2, half l&1
+  const int c = lane & 3;         // block of the group
+  const int b = (lane >> 2) & 3;  // row of the chunk: a + 32 b
+  const int h = lane >> 4;        // group of the pair
   const int32_t n_scale_cols = p.k / 16;
   const int64_t code_row_bytes = p.k / 2;
   const T* x = static_cast<const T*>(p.x);
-  const int n_chunks = nq * 32;
+  const int log_pairs = __ffs(p.slab_pairs) - 1;  // slab_pairs is a power of two
+  const int n_chunks = 4 * p.slab_pairs;          // this warp's chunks: 4 rows a x pairs
 
-  for (int c0 = warp; c0 < n_chunks; c0 += 8 * kUnroll) {
-    // Issue every load of kUnroll chunks first.
-    uint4 in0[kUnroll], in1[kUnroll];
+  for (int k0 = 0; k0 < n_chunks; k0 += kUnroll) {
+    // Issue every load of kUnroll chunks first (2 words per lane; 4 with the SiLU input).
+    uint4 in[kUnroll][kSilu ? 4 : 2];
     int32_t out_row[kUnroll];
     bool active[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int c = c0 + 8 * u;  // warp-uniform
-      const int q = q0 + c / 32, a = c % 32;
+      const int kk = k0 + u;  // warp-uniform
+      const int a = warp + 8 * (kk >> log_pairs);
+      const int q = q0 + 2 * (kk & (p.slab_pairs - 1)) + h;
       const int row_local = a + 32 * b;
-      const int32_t j = 4 * q + (l >> 1);
+      const int32_t j = 4 * q + c;
       out_row[u] = tile.first_row + row_local;
-      active[u] = c < n_chunks && row_local < tile.n_valid && j < n_scale_cols;
-      in0[u] = in1[u] = make_uint4(0u, 0u, 0u, 0u);
+      active[u] = kk < n_chunks && q < q0 + nq && row_local < tile.n_valid && j < n_scale_cols;
+#pragma unroll
+      for (int i = 0; i < (kSilu ? 4 : 2); ++i) in[u][i] = make_uint4(0u, 0u, 0u, 0u);
       if (active[u]) {
         int32_t src = out_row[u];
         if (p.gather != nullptr) {
@@ -113,34 +121,39 @@ __device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const Exp
           }
         }
         if (src >= 0) {
-          const T* ptr = x + int64_t(src) * p.x_row_stride + 16 * j + 8 * (l & 1);
-          in0[u] = load_16b_stream(ptr);
-          if constexpr (kSilu) in1[u] = load_16b_stream(ptr + p.k);  // up half
+          const T* ptr = x + int64_t(src) * p.x_row_stride + 16 * j;
+          in[u][0] = load_16b(ptr);
+          in[u][1] = load_16b(ptr + 8);
+          if constexpr (kSilu) {  // up half of the [rows, 2k] input
+            in[u][2] = load_16b(ptr + p.k);
+            in[u][3] = load_16b(ptr + p.k + 8);
+          }
         }
       }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int c = c0 + 8 * u;
-      if (c >= n_chunks) break;  // warp-uniform
-      const int q = q0 + c / 32, a = c % 32;
+      const int kk = k0 + u;
+      if (kk >= n_chunks) break;  // warp-uniform
+      const int a = warp + 8 * (kk >> log_pairs);
+      const int q = q0 + 2 * (kk & (p.slab_pairs - 1)) + h;
       uint32_t scale_word = 0;
       if (a < tile.n_valid) {  // warp-uniform: some row of the chunk holds data
-        uint4 w = in0[u];
+        uint4 w0 = in[u][0], w1 = in[u][1];
         if constexpr (kSilu) {
-          if (active[u]) w = silu_mul_pack8<T>(in0[u], in1[u], p.has_limit != 0, p.limit);
+          if (active[u]) {
+            w0 = silu_mul_pack8<T>(in[u][0], in[u][2], p.has_limit != 0, p.limit);
+            w1 = silu_mul_pack8<T>(in[u][1], in[u][3], p.has_limit != 0, p.limit);
+          }
         }
-        float v[8];
-        unpack8<T>(w, v);
         uint8_t s;
-        const uint32_t codes = quantize_half_block(v, any_nan8<T>(w), g, inv_g, &s);
+        const uint2 codes = quantize_block16_lane<T>(w0, w1, g, inv_g, &s);
         scale_word = scale_word_of_group(s, lane);
         if (active[u]) {
-          const int32_t j = 4 * q + (l >> 1);
-          *reinterpret_cast<uint32_t*>(p.codes + int64_t(out_row[u]) * code_row_bytes + 8 * j + 4 * (l & 1)) = codes;
+          *reinterpret_cast<uint2*>(p.codes + int64_t(out_row[u]) * code_row_bytes + 8 * (4 * q + c)) = codes;
         }
       }
-      if (l == 0) {  // lanes 0, 8, 16, 24: 16 contiguous bytes (rows a, a+32, a+64, a+96)
+      if (c == 0 && q < q0 + nq) {  // lanes 4b (+16): 16 contiguous bytes per group
         *reinterpret_cast<uint32_t*>(tile_scales + (q - q0) * kScaleTileBytes + a * 16 + b * 4) = scale_word;
       }
     }
@@ -148,7 +161,7 @@ __device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const Exp
 }
 
 template <typename T, bool kSilu, int kUnroll>
-__global__ void __launch_bounds__(kQuantThreads, 4) quantize_nvfp4_kernel(QuantizeParams p) {
+__global__ void __launch_bounds__(kQuantThreads, 3) quantize_nvfp4_kernel(QuantizeParams p) {
   __shared__ int32_t s_warp[8];
   __shared__ ExpertTile s_tile;
   __shared__ int32_t s_off[kQuantMaxExperts + 1];
