@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "nvfp4moe/common/error.h"
 
 #define NVFP4MOE_CUDA_CHECK(expr)                                                              \

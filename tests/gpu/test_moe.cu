@@ -1,0 +1,368 @@
+// The GPU MoE layer (cuda/moe.h) against the CPU golden model (ref::moe_forward) of the same
+// quantized math, stage by stage and end to end.
+//
+// Exactness and tolerances:
+//   routing ids, permutation maps, the gathered+quantized A1 (codes and scale bytes) and the
+//   final combine (given the GPU's GEMM2 rows) are bit-exact;
+//   routing weights within 1e-6 relative;
+//   GEMM outputs: the GPU sums in fp32 in its own order and rounds to bf16; the CPU sums in
+//   float64. Each GPU bf16 value must be within 1 bf16 ulp (2^-8 relative) of the CPU fp32 sum
+//   (plus 1e-5 of the row's scale for cancellation);
+//   the fused SiLU*Mul+quantize uses the device expf, so its codes are compared with the CPU
+//   model fed the GPU's GEMM1 output ("teacher forcing"): mismatches must be rare (< 1e-3)
+//   and are printed;
+//   end to end (free running) the layer output is within 1e-3 relative (L2) of the CPU model:
+//   a one-ulp GEMM difference can flip one FP4 code downstream, so elementwise bit equality
+//   is not expected; the max normalized error is printed.
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu_test_util.h"
+#include "nvfp4moe/common/error.h"
+#include "nvfp4moe/cuda/moe.h"
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/model/builtin_model.h"
+#include "nvfp4moe/ref/gemm.h"
+#include "nvfp4moe/ref/moe.h"
+#include "nvfp4moe/ref/permute.h"
+#include "nvfp4moe/ref/quantize.h"
+
+namespace nvfp4moe {
+namespace {
+
+using test::DeviceBuffer;
+
+struct Case {
+  int64_t tokens;
+  int experts;
+  int top_k;
+  int shared;             // n_shared_experts
+  bool grouped_sigmoid;   // DeepSeek-V3 routing, else softmax
+  bool skewed;            // every token's first choice is expert 0
+  MoeMode mode = MoeMode::kW4A4;
+  int64_t hidden = 256;
+  int64_t inter = 128;
+  std::optional<float> limit = std::nullopt;
+};
+
+std::string name(const Case& c) {
+  char b[200];
+  std::snprintf(b, sizeof b, "T=%lld E=%d k=%d shared=%d %s%s %s H=%lld I=%lld%s", (long long)c.tokens, c.experts,
+                c.top_k, c.shared, c.grouped_sigmoid ? "grouped-sigmoid" : "softmax", c.skewed ? " skewed" : "",
+                to_string(c.mode), (long long)c.hidden, (long long)c.inter, c.limit ? " clamp" : "");
+  return b;
+}
+
+struct Layer {
+  MoeConfig cfg;
+  MoeWeights weights;
+  std::vector<float> bias;
+};
+
+Layer make_layer(const Case& c, uint64_t seed) {
+  model::BuiltinModelSpec spec;
+  spec.hidden = c.hidden;
+  spec.intermediate = c.inter;
+  spec.num_experts = c.experts;
+  spec.top_k = c.top_k;
+  spec.n_group = c.grouped_sigmoid ? 8 : 1;
+  spec.topk_group = c.grouped_sigmoid ? 4 : 1;
+  if (c.grouped_sigmoid && c.experts < 64) { spec.n_group = 4; spec.topk_group = 2; }
+  spec.n_shared_experts = c.shared;
+  spec.seed = seed;
+  model::FloatMoeLayer fl = model::make_builtin_layer(spec);
+  Layer l;
+  l.cfg = fl.cfg;
+  l.cfg.mode = c.mode;
+  l.cfg.swiglu_limit = c.limit;
+  if (!c.grouped_sigmoid) {
+    l.cfg.routing.scoring = ScoringFunc::kSoftmax;
+    l.cfg.routing.n_group = l.cfg.routing.topk_group = 1;
+    l.cfg.routing.routed_scaling_factor = 1.0f;
+    fl.weights.e_score_correction_bias.clear();
+  }
+  l.weights = ref::quantize_weights(l.cfg, fl.weights);
+  const int64_t calib = 128;
+  std::vector<uint16_t> hidden = model::random_hidden(calib, c.hidden, ActDType::kBF16, seed + 1);
+  std::vector<float> logits = model::router_logits(hidden, ActDType::kBF16, calib, fl.router, c.experts, c.hidden);
+  ref::apply_activation_scales(ref::calibrate_activation_scales(l.cfg, l.weights, hidden, calib, logits), l.weights);
+  return l;
+}
+
+std::vector<float> make_logits(const Case& c, uint64_t seed) {
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::vector<float> logits(size_t(c.tokens * c.experts));
+  for (auto& x : logits) x = normal(rng);
+  if (c.skewed) {
+    for (int64_t t = 0; t < c.tokens; ++t) logits[size_t(t * c.experts)] = 40.0f;
+  }
+  return logits;
+}
+
+float bf(uint16_t b) { return bf16_to_float(b); }
+
+// GPU bf16 vs CPU fp32 GEMM output: within one bf16 ulp, plus 1e-5 of the row's max.
+void expect_gemm_close(const std::vector<uint16_t>& gpu, const std::vector<float>& cpu, int64_t rows, int64_t cols,
+                       const std::string& what) {
+  int64_t bad = 0, first = -1;
+  for (int64_t r = 0; r < rows; ++r) {
+    float row_max = 0;
+    for (int64_t c = 0; c < cols; ++c) row_max = std::max(row_max, std::fabs(cpu[size_t(r * cols + c)]));
+    for (int64_t c = 0; c < cols; ++c) {
+      float want = cpu[size_t(r * cols + c)], got = bf(gpu[size_t(r * cols + c)]);
+      if (!(std::fabs(got - want) <= std::fabs(want) * 0x1p-8f + 1e-5f * row_max)) {
+        if (first < 0) first = r * cols + c;
+        ++bad;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << rows * cols << " outside 1 bf16 ulp; first at row "
+                    << first / std::max<int64_t>(cols, 1) << " col " << first % std::max<int64_t>(cols, 1) << " (got "
+                    << bf(gpu[size_t(std::max<int64_t>(first, 0))]) << ", want " << cpu[size_t(std::max<int64_t>(first, 0))]
+                    << ")";
+}
+
+template <typename T>
+std::vector<T> download(const void* p, size_t n) {
+  std::vector<T> h(n);
+  if (n) NVFP4MOE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+void check_case(const Case& c) {
+  SCOPED_TRACE(name(c));
+  const uint64_t seed = 1000 + uint64_t(c.tokens) * 7 + uint64_t(c.experts) * 13 + uint64_t(c.top_k);
+  Layer l = make_layer(c, seed);
+  const MoeConfig& cfg = l.cfg;
+  const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, k = cfg.routing.top_k, m = t * k;
+  const int e = cfg.routing.num_experts;
+
+  std::vector<uint16_t> hidden = model::random_hidden(t, h, ActDType::kBF16, seed + 2);
+  std::vector<float> logits = make_logits(c, seed + 3);
+  MoeTrace trace;
+  std::vector<uint16_t> want(size_t(t * h));
+  ref::moe_forward(cfg, l.weights, hidden, t, logits, want, &trace);
+
+  cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
+  cuda::MoeWorkspace ws(cfg, std::max<int64_t>(t, 1) + 5);  // capacity above T on purpose
+  DeviceBuffer<uint16_t> d_hidden(hidden.empty() ? std::vector<uint16_t>(8) : hidden);
+  DeviceBuffer<float> d_logits(logits.empty() ? std::vector<float>(8) : logits);
+  DeviceBuffer<uint16_t> d_out(std::max<size_t>(want.size(), 8));
+  d_out.fill_bytes(0xFF);
+  cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint16_t> got = d_out.download();
+  got.resize(want.size());
+  if (t == 0) return;
+  const auto& v = ws.views();
+  EXPECT_EQ(download<uint32_t>(ws.error_flags(), 1)[0], 0u) << "device validation flagged an error";
+
+  // 1-2. Routing and permutation: exact.
+  EXPECT_EQ(download<int32_t>(v.ids, size_t(m)), trace.ids);
+  std::vector<float> gw = download<float>(v.weights, size_t(m));
+  for (size_t i = 0; i < gw.size(); ++i) {
+    ASSERT_NEAR(gw[i], trace.weights[i], 1e-6f * std::fabs(trace.weights[i]) + 1e-12f) << "routing weight " << i;
+  }
+  EXPECT_EQ(download<int32_t>(v.off, size_t(e + 1)), trace.perm.off);
+  EXPECT_EQ(download<int32_t>(v.sorted_to_token, size_t(m)), trace.perm.sorted_to_token);
+  std::vector<int32_t> p2s = download<int32_t>(v.pair_to_sorted, size_t(m));
+  EXPECT_EQ(p2s, trace.perm.pair_to_sorted);
+
+  // 3. GEMM1 input: exact (W4A4 codes + scales; W4A16 the gathered rows).
+  if (c.mode == MoeMode::kW4A4) {
+    EXPECT_TRUE(test::bytes_equal(download<uint8_t>(v.a1_codes, size_t(m * h / 2)), trace.a1_codes, "A1 codes"));
+    EXPECT_TRUE(test::bytes_equal(download<uint8_t>(v.a1_scales, trace.a1_scales.size()), trace.a1_scales, "A1 scales"));
+  }
+
+  // 4. GEMM1 within one bf16 ulp of the CPU's fp32 result.
+  std::vector<uint16_t> g1 = download<uint16_t>(v.gemm1, size_t(m * 2 * inter));
+  expect_gemm_close(g1, trace.gemm1_f32, m, 2 * inter, "GEMM1");
+
+  // 5-6. Teacher forcing: the CPU model's next stages on the GPU's GEMM1 output.
+  std::vector<uint16_t> g2 = download<uint16_t>(v.gemm2, size_t(m * h));
+  std::vector<float> g2_want(size_t(m * h));
+  std::vector<ref::Nvfp4View> w2v;
+  std::vector<ref::HalfAlpha> a2;
+  for (int x = 0; x < e; ++x) {
+    w2v.push_back(l.weights.w2[size_t(x)].view());
+    float gA2 = c.mode == MoeMode::kW4A4 ? l.weights.gA2[size_t(x)] : 1.0f;
+    float al = c.mode == MoeMode::kW4A4 ? 1.0f / (gA2 * l.weights.w2[size_t(x)].g_lo) : 1.0f / l.weights.w2[size_t(x)].g_lo;
+    a2.push_back({al, al});
+  }
+  if (c.mode == MoeMode::kW4A4) {
+    const int64_t scale_rows = trace.scale_rows;
+    std::vector<uint8_t> codes(size_t(m * inter / 2)), scales(size_t(scale_rows * padded_scale_cols(inter)));
+    ref::silu_and_mul_quantize_experts(g1, ActDType::kBF16, m, inter, cfg.swiglu_limit, trace.perm.off, l.weights.gA2,
+                                       codes, scales, scale_rows);
+    std::vector<uint8_t> gpu_codes = download<uint8_t>(v.a2_codes, codes.size());
+    std::vector<uint8_t> gpu_scales = download<uint8_t>(v.a2_scales, scales.size());
+    int64_t diff = 0;
+    for (size_t i = 0; i < codes.size(); ++i) diff += gpu_codes[i] != codes[i];
+    for (size_t i = 0; i < scales.size(); ++i) diff += gpu_scales[i] != scales[i];
+    std::printf("  [%s] fused SiLU*Mul+quant vs CPU on the GPU's GEMM1: %lld of %zu bytes differ (device expf)\n",
+                name(c).c_str(), (long long)diff, codes.size() + scales.size());
+    EXPECT_LE(double(diff), 1e-3 * double(codes.size() + scales.size()) + 1);
+    ref::grouped_gemm_w4a4(gpu_codes, gpu_scales, scale_rows, inter, trace.perm.off, w2v, a2, g2_want);
+  } else {
+    std::vector<uint16_t> act(size_t(m * inter));
+    ref::silu_and_mul(g1, ActDType::kBF16, m, inter, cfg.swiglu_limit, act);
+    std::vector<uint16_t> gpu_act = download<uint16_t>(v.a2_bf16, act.size());
+    int64_t diff = 0;
+    for (size_t i = 0; i < act.size(); ++i) diff += gpu_act[i] != act[i];
+    std::printf("  [%s] silu_and_mul vs CPU on the GPU's GEMM1: %lld of %zu differ (device expf)\n", name(c).c_str(),
+                (long long)diff, act.size());
+    EXPECT_LE(double(diff), 1e-3 * double(act.size()) + 1);
+    ref::grouped_gemm_w4a16(gpu_act, ActDType::kBF16, inter, trace.perm.off, w2v, a2, g2_want);
+  }
+  expect_gemm_close(g2, g2_want, m, h, "GEMM2 (teacher-forced)");
+
+  // 7. Combine on the GPU's GEMM2 rows and shared output: exact.
+  std::vector<float> rows(g2.size());
+  for (size_t i = 0; i < g2.size(); ++i) rows[i] = bf(g2[i]);
+  std::vector<float> shared;
+  if (c.shared) {
+    std::vector<uint16_t> so = download<uint16_t>(v.shared_out, size_t(t * h));
+    shared.resize(so.size());
+    for (size_t i = 0; i < so.size(); ++i) shared[i] = bf(so[i]);
+    std::vector<float> so_want(so.size());
+    for (size_t i = 0; i < so.size(); ++i) so_want[i] = bf(trace.shared_out[i]);
+    expect_gemm_close(so, so_want, t, h, "shared expert output (vs CPU, after its own bf16 rounding)");
+  }
+  std::vector<float> combined(size_t(t * h));
+  ref::combine(rows, gw, p2s, t, int(k), h, shared, combined);
+  std::vector<uint16_t> forced(combined.size());
+  ref::round_to_act(combined, ActDType::kBF16, forced);
+  EXPECT_TRUE(test::bytes_equal(got, forced, "output vs CPU combine of the GPU's rows"));
+
+  // End to end, free running.
+  double num = 0, den = 0, max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double d = double(bf(got[i])) - bf(want[i]);
+    num += d * d;
+    den += double(bf(want[i])) * bf(want[i]);
+    max_err = std::max(max_err, std::fabs(d));
+    max_ref = std::max(max_ref, double(std::fabs(bf(want[i]))));
+  }
+  double rel = std::sqrt(num / std::max(den, 1e-30));
+  std::printf("  [%s] end to end vs CPU model: rel L2 %.3e, max |err| / max |ref| %.3e\n", name(c).c_str(), rel,
+              max_err / std::max(max_ref, 1e-30));
+  EXPECT_LE(rel, 1e-3);
+}
+
+TEST(MoeGpu, SmallW4A4WithSharedExpert) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({3, 8, 2, 1, true, false});
+}
+TEST(MoeGpu, SmallW4A16) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({5, 8, 2, 1, false, false, MoeMode::kW4A16});
+}
+TEST(MoeGpu, ZeroTokens) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({0, 8, 2, 1, true, false});
+}
+TEST(MoeGpu, OneTokenTopOneNoShared) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({1, 8, 1, 0, false, false});
+}
+TEST(MoeGpu, Softmax128ExpertsTop8) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({16, 128, 8, 1, false, false});
+}
+TEST(MoeGpu, DeepSeekRouting256Experts) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({255, 256, 8, 1, true, false});
+}
+TEST(MoeGpu, AllTokensToOneExpert) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({255, 8, 1, 0, false, true});
+  check_case({64, 128, 2, 1, false, true});
+}
+TEST(MoeGpu, ClampAndOffTileShapes) {
+  NVFP4MOE_REQUIRE_GPU();
+  Case c{19, 8, 2, 1, true, false};
+  c.hidden = 320;
+  c.inter = 96;
+  c.limit = 7.0f;
+  check_case(c);
+}
+TEST(MoeGpu, Large4096TokensDeepSeek) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({4096, 256, 8, 1, true, false});
+}
+TEST(MoeGpu, Large4096TokensW4A16Softmax) {
+  NVFP4MOE_REQUIRE_GPU();
+  check_case({4096, 128, 8, 0, false, false, MoeMode::kW4A16});
+}
+
+// Bitwise identical across repeated runs and between graph replay and eager, with a different
+// routing at every replay.
+TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
+  NVFP4MOE_REQUIRE_GPU();
+  Case c{64, 32, 4, 1, true, false};
+  Layer l = make_layer(c, 77);
+  cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(l.cfg, l.weights);
+  cuda::MoeWorkspace ws(l.cfg, c.tokens);
+  const int64_t n_out = c.tokens * l.cfg.hidden;
+  DeviceBuffer<uint16_t> d_hidden(model::random_hidden(c.tokens, l.cfg.hidden, ActDType::kBF16, 5));
+  DeviceBuffer<float> d_logits(make_logits(c, 6));
+  DeviceBuffer<uint16_t> d_out(static_cast<size_t>(n_out)), d_out2(static_cast<size_t>(n_out));
+  cudaStream_t s;
+  NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+  cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), c.tokens, d_out.get(), s);
+  cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), c.tokens, d_out2.get(), s);
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  EXPECT_TRUE(test::bytes_equal(d_out.download(), d_out2.download(), "repeated eager runs"));
+
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), c.tokens, d_out2.get(), s);
+  NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int round = 0; round < 3; ++round) {
+    d_logits.upload(make_logits(c, 100 + uint64_t(round)));
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), c.tokens, d_out.get(), s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    EXPECT_TRUE(test::bytes_equal(d_out2.download(), d_out.download(), "graph replay vs eager, round " + std::to_string(round)));
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+TEST(MoeGpu, BadArgumentsThrowBeforeLaunch) {
+  NVFP4MOE_REQUIRE_GPU();
+  Case c{4, 8, 2, 0, false, false};
+  Layer l = make_layer(c, 3);
+  cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(l.cfg, l.weights);
+  cuda::MoeWorkspace ws(l.cfg, 4);
+  DeviceBuffer<uint16_t> d_hidden(size_t(8 * 256)), d_out(size_t(8 * 256));
+  DeviceBuffer<float> d_logits(size_t(8 * 8));
+  EXPECT_THROW(cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), 5, d_out.get(), nullptr), Error);
+  EXPECT_THROW(cuda::moe_forward(dw, ws, nullptr, d_logits.get(), 2, d_out.get(), nullptr), Error);
+  EXPECT_THROW(cuda::moe_forward(dw, ws, reinterpret_cast<char*>(d_hidden.get()) + 2, d_logits.get(), 2, d_out.get(),
+                                 nullptr),
+               Error);
+  MoeConfig other = l.cfg;
+  other.intermediate = 64;
+  cuda::MoeWorkspace ws_other(other, 4);
+  EXPECT_THROW(cuda::moe_forward(dw, ws_other, d_hidden.get(), d_logits.get(), 2, d_out.get(), nullptr), Error);
+  MoeConfig fp16 = l.cfg;
+  fp16.act = ActDType::kFP16;
+  EXPECT_THROW(cuda::MoeLayerWeights::upload(fp16, l.weights), Error);
+  EXPECT_THROW(cuda::MoeWorkspace(l.cfg, 0), Error);
+}
+
+}  // namespace
+}  // namespace nvfp4moe
