@@ -69,18 +69,18 @@ void matmul_rows(const float* a, int64_t m, const float* b, int64_t n, int64_t k
 
 void check_view(const Nvfp4View& v, const char* name) {
   NVFP4MOE_CHECK(v.rows >= 0, name, ".rows: expected >= 0, got ", v.rows);
-  NVFP4MOE_CHECK(v.k > 0 && v.k % kBlockSize == 0, name, ".k: expected a positive multiple of 16, got ",
-                 v.k);
-  NVFP4MOE_CHECK(int64_t(v.codes.size()) == v.rows * v.k / 2, name, ".codes: expected rows*k/2 = ",
-                 v.rows * v.k / 2, " bytes, got ", v.codes.size());
+  NVFP4MOE_CHECK(v.k > 0 && v.k % kBlockSize == 0, name,
+                 ".k: expected a positive multiple of 16, got ", v.k);
+  NVFP4MOE_CHECK(int64_t(v.codes.size()) == v.rows * v.k / 2, name,
+                 ".codes: expected rows*k/2 = ", v.rows * v.k / 2, " bytes, got ", v.codes.size());
   NVFP4MOE_CHECK(int64_t(v.scales.size()) == swizzled_scale_bytes(v.rows, v.k), name,
-                 ".scales: expected swizzled_scale_bytes(rows, k) = ", swizzled_scale_bytes(v.rows, v.k),
-                 " bytes, got ", v.scales.size());
+                 ".scales: expected swizzled_scale_bytes(rows, k) = ",
+                 swizzled_scale_bytes(v.rows, v.k), " bytes, got ", v.scales.size());
 }
 
 void check_alpha(HalfAlpha a, const char* name) {
-  NVFP4MOE_CHECK(std::isfinite(a.lo) && std::isfinite(a.hi), name, ": expected finite values, got lo=",
-                 a.lo, " hi=", a.hi);
+  NVFP4MOE_CHECK(std::isfinite(a.lo) && std::isfinite(a.hi), name,
+                 ": expected finite values, got lo=", a.lo, " hi=", a.hi);
 }
 
 void check_dtype(ActDType dtype) {
@@ -116,14 +116,16 @@ int64_t check_grouped(int64_t k, std::span<const int32_t> off, std::span<const N
   int64_t e_count = int64_t(b.size());
   NVFP4MOE_CHECK(int64_t(off.size()) == e_count + 1, "off: expected E+1 = ", e_count + 1,
                  " entries, got ", off.size());
-  NVFP4MOE_CHECK(int64_t(alpha.size()) == e_count, "alpha: expected E = ", e_count, " entries, got ",
-                 alpha.size());
+  NVFP4MOE_CHECK(int64_t(alpha.size()) == e_count, "alpha: expected E = ", e_count,
+                 " entries, got ", alpha.size());
   NVFP4MOE_CHECK(off[0] == 0, "off: expected off[0] = 0, got ", off[0]);
   for (int64_t e = 0; e < e_count; ++e) {
-    NVFP4MOE_CHECK(off[size_t(e + 1)] >= off[size_t(e)], "off: expected non-decreasing offsets, got off[",
-                   e, "] = ", off[size_t(e)], " > off[", e + 1, "] = ", off[size_t(e + 1)]);
+    NVFP4MOE_CHECK(off[size_t(e + 1)] >= off[size_t(e)],
+                   "off: expected non-decreasing offsets, got off[", e, "] = ", off[size_t(e)],
+                   " > off[", e + 1, "] = ", off[size_t(e + 1)]);
     check_view(b[size_t(e)], "b[e]");
-    NVFP4MOE_CHECK(b[size_t(e)].k == k, "b: expert ", e, " has k = ", b[size_t(e)].k, ", expected ", k);
+    NVFP4MOE_CHECK(b[size_t(e)].k == k, "b: expert ", e, " has k = ", b[size_t(e)].k, ", expected ",
+                   k);
     NVFP4MOE_CHECK(b[size_t(e)].rows == b[0].rows, "b: expert ", e, " has ", b[size_t(e)].rows,
                    " rows, expected ", b[0].rows, " like expert 0");
     check_alpha(alpha[size_t(e)], "alpha[e]");
@@ -182,8 +184,9 @@ void grouped_gemm_w4a4(std::span<const uint8_t> a_codes, std::span<const uint8_t
   int64_t e_count = int64_t(b.size()), n = b[0].rows, pc = padded_scale_cols(k);
   std::vector<int32_t> sf_off(size_t(e_count + 1));
   expert_scale_offsets(off.data(), int(e_count), sf_off.data());
-  NVFP4MOE_CHECK(int64_t(a_codes.size()) >= m * k / 2, "a_codes: expected at least off[E]*k/2 = ",
-                 m * k / 2, " bytes, got ", a_codes.size());
+  NVFP4MOE_CHECK(int64_t(a_codes.size()) >= m * k / 2,
+                 "a_codes: expected at least off[E]*k/2 = ", m * k / 2, " bytes, got ",
+                 a_codes.size());
   NVFP4MOE_CHECK(scale_rows >= 0 && scale_rows % kScaleTileRows == 0 && scale_rows >= sf_off.back(),
                  "scale_rows: expected a multiple of 128 >= sf_off[E] = ", sf_off.back(), ", got ",
                  scale_rows);
@@ -196,9 +199,10 @@ void grouped_gemm_w4a4(std::span<const uint8_t> a_codes, std::span<const uint8_t
     int64_t r0 = off[size_t(e)], rows = off[size_t(e + 1)] - r0;
     if (rows == 0) continue;
     // Expert e's activations are an independent swizzled matrix starting at scale row sf_off[e].
-    Nvfp4View ae{a_codes.subspan(size_t(r0 * k / 2), size_t(rows * k / 2)),
-                 a_scales.subspan(size_t(sf_off[size_t(e)] * pc), size_t(swizzled_scale_bytes(rows, k))),
-                 rows, k};
+    Nvfp4View ae{
+        a_codes.subspan(size_t(r0 * k / 2), size_t(rows * k / 2)),
+        a_scales.subspan(size_t(sf_off[size_t(e)] * pc), size_t(swizzled_scale_bytes(rows, k))),
+        rows, k};
     af.resize(size_t(rows * k));
     dequantize_unscaled_unchecked(ae, af.data());
     dequantize_unscaled_unchecked(b[size_t(e)], bf.data());
@@ -221,7 +225,8 @@ void grouped_gemm_w4a16(std::span<const uint16_t> a, ActDType dtype, int64_t k,
     int64_t r0 = off[size_t(e)], rows = off[size_t(e + 1)] - r0;
     if (rows == 0) continue;
     af.resize(size_t(rows * k));
-    for (int64_t i = 0; i < rows * k; ++i) af[size_t(i)] = act_to_float(a[size_t(r0 * k + i)], dtype);
+    for (int64_t i = 0; i < rows * k; ++i)
+      af[size_t(i)] = act_to_float(a[size_t(r0 * k + i)], dtype);
     dequantize_unscaled_unchecked(b[size_t(e)], bf.data());
     matmul_rows(af.data(), rows, bf.data(), n, k, true, alpha[size_t(e)], out.data() + r0 * n, n);
   }
@@ -232,8 +237,10 @@ void gemm_f32(std::span<const float> a, int64_t m, std::span<const float> b, int
   NVFP4MOE_CHECK(m >= 0, "m: expected >= 0, got ", m);
   NVFP4MOE_CHECK(n >= 0, "n: expected >= 0, got ", n);
   NVFP4MOE_CHECK(k >= 0, "k: expected >= 0, got ", k);
-  NVFP4MOE_CHECK(int64_t(a.size()) == m * k, "a: expected m*k = ", m * k, " floats, got ", a.size());
-  NVFP4MOE_CHECK(int64_t(b.size()) == n * k, "b: expected n*k = ", n * k, " floats, got ", b.size());
+  NVFP4MOE_CHECK(int64_t(a.size()) == m * k, "a: expected m*k = ", m * k, " floats, got ",
+                 a.size());
+  NVFP4MOE_CHECK(int64_t(b.size()) == n * k, "b: expected n*k = ", n * k, " floats, got ",
+                 b.size());
   NVFP4MOE_CHECK(int64_t(out.size()) == m * n, "out: expected m*n = ", m * n, " floats, got ",
                  out.size());
   matmul_rows(a.data(), m, b.data(), n, k, false, HalfAlpha{}, out.data(), n);

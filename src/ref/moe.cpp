@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "moe_checks.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/ref/quantize.h"
-#include "moe_checks.h"
 
 namespace nvfp4moe {
 
@@ -23,7 +23,8 @@ void validate(const MoeConfig& cfg) {
                  cfg.n_shared_experts);
   if (cfg.swiglu_limit) {
     NVFP4MOE_CHECK(std::isfinite(*cfg.swiglu_limit) && *cfg.swiglu_limit > 0.0f,
-                   "cfg.swiglu_limit: expected a finite value > 0 when set, got ", *cfg.swiglu_limit);
+                   "cfg.swiglu_limit: expected a finite value > 0 when set, got ",
+                   *cfg.swiglu_limit);
   }
   NVFP4MOE_CHECK(cfg.act == ActDType::kBF16 || cfg.act == ActDType::kFP16,
                  "cfg.act: expected bf16 or fp16, got ", int(cfg.act));
@@ -37,10 +38,12 @@ void validate(const MoeConfig& cfg, const MoeWeights& w) {
   const int64_t e_count = cfg.routing.num_experts;
   // W4A4 needs every activation scale; W4A16 ignores them but rejects malformed ones.
   const bool need = cfg.mode == MoeMode::kW4A4;
-  NVFP4MOE_CHECK((!need && w.gA1.empty()) || int64_t(w.gA1.size()) == e_count, "w.gA1: expected E = ",
-                 e_count, " scales", need ? "" : " or none (W4A16)", ", got ", w.gA1.size());
-  NVFP4MOE_CHECK((!need && w.gA2.empty()) || int64_t(w.gA2.size()) == e_count, "w.gA2: expected E = ",
-                 e_count, " scales", need ? "" : " or none (W4A16)", ", got ", w.gA2.size());
+  NVFP4MOE_CHECK((!need && w.gA1.empty()) || int64_t(w.gA1.size()) == e_count,
+                 "w.gA1: expected E = ", e_count, " scales", need ? "" : " or none (W4A16)",
+                 ", got ", w.gA1.size());
+  NVFP4MOE_CHECK((!need && w.gA2.empty()) || int64_t(w.gA2.size()) == e_count,
+                 "w.gA2: expected E = ", e_count, " scales", need ? "" : " or none (W4A16)",
+                 ", got ", w.gA2.size());
   for (size_t e = 0; e < w.gA1.size(); ++e) ref::detail::check_global_scale(w.gA1[e], "w.gA1", e);
   for (size_t e = 0; e < w.gA2.size(); ++e) ref::detail::check_global_scale(w.gA2[e], "w.gA2", e);
   if (w.shared) {
@@ -80,7 +83,8 @@ std::vector<float> shared_expert_forward(const MoeConfig& cfg, const SharedExper
   const bool w4a4 = cfg.mode == MoeMode::kW4A4;
   std::vector<float> g1(size_t(tokens * 2 * is)), g2(size_t(tokens * h));
   if (w4a4) {
-    std::vector<uint8_t> codes(size_t(tokens * h / 2)), scales(size_t(swizzled_scale_bytes(tokens, h)));
+    std::vector<uint8_t> codes(size_t(tokens * h / 2)),
+        scales(size_t(swizzled_scale_bytes(tokens, h)));
     quantize(hidden, act, tokens, h, s.gA1, codes, scales);
     gemm_w4a4(Nvfp4View{codes, scales, tokens, h}, s.w13.view(), weight_alpha(s.w13, s.gA1), g1);
   } else {
@@ -90,7 +94,8 @@ std::vector<float> shared_expert_forward(const MoeConfig& cfg, const SharedExper
   tr.shared_act.assign(size_t(tokens * is), 0);
   silu_and_mul(tr.shared_gemm1, act, tokens, is, cfg.swiglu_limit, tr.shared_act);
   if (w4a4) {
-    std::vector<uint8_t> codes(size_t(tokens * is / 2)), scales(size_t(swizzled_scale_bytes(tokens, is)));
+    std::vector<uint8_t> codes(size_t(tokens * is / 2)),
+        scales(size_t(swizzled_scale_bytes(tokens, is)));
     quantize(tr.shared_act, act, tokens, is, s.gA2, codes, scales);
     gemm_w4a4(Nvfp4View{codes, scales, tokens, is}, s.w2.view(), weight_alpha(s.w2, s.gA2), g2);
   } else {
@@ -111,8 +116,9 @@ void moe_forward(const MoeConfig& cfg, const MoeWeights& w, std::span<const uint
   NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " elements, got ", hidden.size());
-  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count, "router_logits: expected tokens*E = ",
-                 tokens * e_count, " floats, got ", router_logits.size());
+  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,
+                 "router_logits: expected tokens*E = ", tokens * e_count, " floats, got ",
+                 router_logits.size());
   NVFP4MOE_CHECK(int64_t(out.size()) == tokens * h, "out: expected tokens*H = ", tokens * h,
                  " elements, got ", out.size());
   const ActDType act = cfg.act;
@@ -136,8 +142,10 @@ void moe_forward(const MoeConfig& cfg, const MoeWeights& w, std::span<const uint
   for (int64_t e = 0; e < e_count; ++e) {
     v13.push_back(w.w13[size_t(e)].view());
     v2.push_back(w.w2[size_t(e)].view());
-    alpha1.push_back(weight_alpha(w.w13[size_t(e)], w4a4 ? std::optional<float>(w.gA1[size_t(e)]) : std::nullopt));
-    alpha2.push_back(weight_alpha(w.w2[size_t(e)], w4a4 ? std::optional<float>(w.gA2[size_t(e)]) : std::nullopt));
+    alpha1.push_back(weight_alpha(w.w13[size_t(e)],
+                                  w4a4 ? std::optional<float>(w.gA1[size_t(e)]) : std::nullopt));
+    alpha2.push_back(weight_alpha(w.w2[size_t(e)],
+                                  w4a4 ? std::optional<float>(w.gA2[size_t(e)]) : std::nullopt));
   }
 
   // 3-4. GEMM1 on the expert-sorted rows of hidden.
@@ -166,9 +174,10 @@ void moe_forward(const MoeConfig& cfg, const MoeWeights& w, std::span<const uint
   if (w4a4) {
     tr.a2_codes.assign(size_t(m * inter / 2), 0);
     tr.a2_scales.assign(size_t(tr.scale_rows * padded_scale_cols(inter)), 0);
-    silu_and_mul_quantize_experts(tr.gemm1, act, m, inter, cfg.swiglu_limit, off, w.gA2, tr.a2_codes,
-                                  tr.a2_scales, tr.scale_rows);
-    grouped_gemm_w4a4(tr.a2_codes, tr.a2_scales, tr.scale_rows, inter, off, v2, alpha2, tr.gemm2_f32);
+    silu_and_mul_quantize_experts(tr.gemm1, act, m, inter, cfg.swiglu_limit, off, w.gA2,
+                                  tr.a2_codes, tr.a2_scales, tr.scale_rows);
+    grouped_gemm_w4a4(tr.a2_codes, tr.a2_scales, tr.scale_rows, inter, off, v2, alpha2,
+                      tr.gemm2_f32);
   } else {
     grouped_gemm_w4a16(tr.act, act, inter, off, v2, alpha2, tr.gemm2_f32);
   }

@@ -13,7 +13,8 @@ namespace {
 
 // x [rows, 2*inter] (gate | up) -> out [rows, inter] = silu(gate') * up' in float, with the
 // clamp of ref/quantize.h silu_and_mul (gate' = min(gate, l), up' = clamp(up, -l, l)).
-void swiglu_f32(const float* x, int64_t rows, int64_t inter, std::optional<float> limit, float* out) {
+void swiglu_f32(const float* x, int64_t rows, int64_t inter, std::optional<float> limit,
+                float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < inter; ++c) {
       float gate = x[r * 2 * inter + c], up = x[r * 2 * inter + inter + c];
@@ -48,8 +49,9 @@ void moe_forward_unquantized(const MoeConfig& cfg, const MoeFloatWeights& w,
   NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " floats, got ", hidden.size());
-  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count, "router_logits: expected tokens*E = ",
-                 tokens * e_count, " floats, got ", router_logits.size());
+  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,
+                 "router_logits: expected tokens*E = ", tokens * e_count, " floats, got ",
+                 router_logits.size());
   NVFP4MOE_CHECK(int64_t(out.size()) == tokens * h, "out: expected tokens*H = ", tokens * h,
                  " floats, got ", out.size());
 

@@ -32,14 +32,16 @@ void check_nvfp4_weight(const Nvfp4Weight& w, int64_t rows, int64_t k, bool sing
                  name, "[", index, "]: expected finite global scales > 0, got g_lo = ", w.g_lo,
                  ", g_hi = ", w.g_hi);
   NVFP4MOE_CHECK(!single_scale || w.g_lo == w.g_hi, name, "[", index,
-                 "]: expected one global scale (g_lo == g_hi), got g_lo = ", w.g_lo, ", g_hi = ", w.g_hi);
+                 "]: expected one global scale (g_lo == g_hi), got g_lo = ", w.g_lo,
+                 ", g_hi = ", w.g_hi);
 }
 
 void check_correction_bias(const MoeConfig& cfg, const std::vector<float>& bias) {
   if (bias.empty()) return;
   const int64_t e_count = cfg.routing.num_experts;
-  NVFP4MOE_CHECK(cfg.routing.scoring == ScoringFunc::kSigmoid,
-                 "e_score_correction_bias: only sigmoid scoring uses it; expected empty for softmax");
+  NVFP4MOE_CHECK(
+      cfg.routing.scoring == ScoringFunc::kSigmoid,
+      "e_score_correction_bias: only sigmoid scoring uses it; expected empty for softmax");
   NVFP4MOE_CHECK(int64_t(bias.size()) == e_count, "e_score_correction_bias: expected E = ", e_count,
                  " values, got ", bias.size());
   for (size_t e = 0; e < bias.size(); ++e) {
@@ -50,8 +52,8 @@ void check_correction_bias(const MoeConfig& cfg, const std::vector<float>& bias)
 
 void check_weight_shapes(const MoeConfig& cfg, const MoeWeights& w) {
   const int64_t e_count = cfg.routing.num_experts, h = cfg.hidden, inter = cfg.intermediate;
-  NVFP4MOE_CHECK(int64_t(w.w13.size()) == e_count, "w.w13: expected E = ", e_count, " weights, got ",
-                 w.w13.size());
+  NVFP4MOE_CHECK(int64_t(w.w13.size()) == e_count, "w.w13: expected E = ", e_count,
+                 " weights, got ", w.w13.size());
   NVFP4MOE_CHECK(int64_t(w.w2.size()) == e_count, "w.w2: expected E = ", e_count, " weights, got ",
                  w.w2.size());
   for (size_t e = 0; e < size_t(e_count); ++e) {
@@ -72,19 +74,20 @@ void check_weight_shapes(const MoeConfig& cfg, const MoeWeights& w) {
 void check_float_weight_shapes(const MoeConfig& cfg, const MoeFloatWeights& w) {
   const int64_t e_count = cfg.routing.num_experts, h = cfg.hidden, inter = cfg.intermediate;
   const int64_t is = inter * cfg.n_shared_experts;
-  NVFP4MOE_CHECK(int64_t(w.w13.size()) == e_count, "w.w13: expected E = ", e_count, " weights, got ",
-                 w.w13.size());
+  NVFP4MOE_CHECK(int64_t(w.w13.size()) == e_count, "w.w13: expected E = ", e_count,
+                 " weights, got ", w.w13.size());
   NVFP4MOE_CHECK(int64_t(w.w2.size()) == e_count, "w.w2: expected E = ", e_count, " weights, got ",
                  w.w2.size());
   for (size_t e = 0; e < size_t(e_count); ++e) {
-    NVFP4MOE_CHECK(int64_t(w.w13[e].size()) == 2 * inter * h, "w.w13[", e, "]: expected 2I*H = ",
-                   2 * inter * h, " floats, got ", w.w13[e].size());
-    NVFP4MOE_CHECK(int64_t(w.w2[e].size()) == h * inter, "w.w2[", e, "]: expected H*I = ", h * inter,
-                   " floats, got ", w.w2[e].size());
+    NVFP4MOE_CHECK(int64_t(w.w13[e].size()) == 2 * inter * h, "w.w13[", e,
+                   "]: expected 2I*H = ", 2 * inter * h, " floats, got ", w.w13[e].size());
+    NVFP4MOE_CHECK(int64_t(w.w2[e].size()) == h * inter, "w.w2[", e,
+                   "]: expected H*I = ", h * inter, " floats, got ", w.w2[e].size());
   }
   check_correction_bias(cfg, w.e_score_correction_bias);
-  NVFP4MOE_CHECK(int64_t(w.shared_w13.size()) == 2 * is * h, "w.shared_w13: expected 2*Is*H = ",
-                 2 * is * h, " floats (Is = n_shared_experts * I), got ", w.shared_w13.size());
+  NVFP4MOE_CHECK(int64_t(w.shared_w13.size()) == 2 * is * h,
+                 "w.shared_w13: expected 2*Is*H = ", 2 * is * h,
+                 " floats (Is = n_shared_experts * I), got ", w.shared_w13.size());
   NVFP4MOE_CHECK(int64_t(w.shared_w2.size()) == h * is, "w.shared_w2: expected H*Is = ", h * is,
                  " floats (Is = n_shared_experts * I), got ", w.shared_w2.size());
 }
@@ -96,8 +99,8 @@ Nvfp4Weight quantize_weight(std::span<const float> w, int64_t rows, int64_t k, b
   NVFP4MOE_CHECK(k > 0 && k % kBlockSize == 0, "k: expected a positive multiple of 16, got ", k);
   NVFP4MOE_CHECK(int64_t(w.size()) == rows * k, "w: expected rows*k = ", rows * k, " floats, got ",
                  w.size());
-  NVFP4MOE_CHECK(!split_halves || rows % 2 == 0, "rows: expected an even count with split_halves, got ",
-                 rows);
+  NVFP4MOE_CHECK(!split_halves || rows % 2 == 0,
+                 "rows: expected an even count with split_halves, got ", rows);
   const int64_t half = split_halves ? rows / 2 : rows;
   float amax_lo = 0.0f, amax_hi = 0.0f;
   for (int64_t i = 0; i < rows * k; ++i) {
@@ -126,7 +129,8 @@ Nvfp4Weight quantize_weight(std::span<const float> w, int64_t rows, int64_t k, b
 
 std::vector<float> dequantize_weight(const Nvfp4Weight& w) {
   NVFP4MOE_CHECK(w.rows > 0 && w.k > 0 && w.k % kBlockSize == 0,
-                 "w: expected rows > 0 and k a positive multiple of 16, got [", w.rows, ", ", w.k, "]");
+                 "w: expected rows > 0 and k a positive multiple of 16, got [", w.rows, ", ", w.k,
+                 "]");
   detail::check_nvfp4_weight(w, w.rows, w.k, false, "w", 0);
   std::vector<float> out(size_t(w.rows * w.k));
   const int64_t pc = padded_scale_cols(w.k);
@@ -135,7 +139,8 @@ std::vector<float> dequantize_weight(const Nvfp4Weight& w) {
       const float g = r < w.rows / 2 ? w.g_lo : w.g_hi;
       for (int64_t c = 0; c < w.k; ++c) {
         const uint8_t s = w.scales[size_t(swizzled_scale_offset(r, c / kBlockSize, pc))];
-        out[size_t(r * w.k + c)] = dequantize_element(e2m1_code_at(w.codes.data() + r * w.k / 2, c), s, g);
+        out[size_t(r * w.k + c)] =
+            dequantize_element(e2m1_code_at(w.codes.data() + r * w.k / 2, c), s, g);
       }
     }
   });
@@ -180,7 +185,8 @@ namespace {
 // amax over rows [r0, r1) of x [*, cols] (act bits), NaN ignored.
 float rows_amax(std::span<const uint16_t> x, int64_t cols, int64_t r0, int64_t r1, ActDType act) {
   float a = 0.0f;
-  for (int64_t i = r0 * cols; i < r1 * cols; ++i) a = abs_max_ignore_nan(a, act_to_float(x[size_t(i)], act));
+  for (int64_t i = r0 * cols; i < r1 * cols; ++i)
+    a = abs_max_ignore_nan(a, act_to_float(x[size_t(i)], act));
   return a;
 }
 
@@ -208,8 +214,9 @@ ActivationScales calibrate_activation_scales(const MoeConfig& cfg, const MoeWeig
   NVFP4MOE_CHECK(tokens >= 1, "tokens: calibration needs at least one token, got ", tokens);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " elements, got ", hidden.size());
-  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count, "router_logits: expected tokens*E = ",
-                 tokens * e_count, " floats, got ", router_logits.size());
+  NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,
+                 "router_logits: expected tokens*E = ", tokens * e_count, " floats, got ",
+                 router_logits.size());
 
   std::vector<int32_t> ids(size_t(tokens * k));
   std::vector<float> weights(size_t(tokens * k));
@@ -228,7 +235,8 @@ ActivationScales calibrate_activation_scales(const MoeConfig& cfg, const MoeWeig
       std::copy(hidden.begin() + t * h, hidden.begin() + (t + 1) * h, x.begin() + i * h);
     }
     amax1[size_t(e)] = rows_amax(x, h, 0, rows, cfg.act);
-    amax2[size_t(e)] = rows_amax(w4a16_intermediate(cfg, w.w13[size_t(e)], x, rows), inter, 0, rows, cfg.act);
+    amax2[size_t(e)] =
+        rows_amax(w4a16_intermediate(cfg, w.w13[size_t(e)], x, rows), inter, 0, rows, cfg.act);
     all_amax2 = std::max(all_amax2, amax2[size_t(e)]);
   }
 
@@ -249,8 +257,8 @@ ActivationScales calibrate_activation_scales(const MoeConfig& cfg, const MoeWeig
 
 void apply_activation_scales(const ActivationScales& s, MoeWeights& w) {
   NVFP4MOE_CHECK(s.gA1.size() == w.w13.size() && s.gA2.size() == w.w13.size(),
-                 "s: expected E = ", w.w13.size(), " scales in gA1 and gA2, got ", s.gA1.size(), " and ",
-                 s.gA2.size());
+                 "s: expected E = ", w.w13.size(), " scales in gA1 and gA2, got ", s.gA1.size(),
+                 " and ", s.gA2.size());
   for (size_t e = 0; e < s.gA1.size(); ++e) {
     detail::check_global_scale(s.gA1[e], "s.gA1", e);
     detail::check_global_scale(s.gA2[e], "s.gA2", e);

@@ -17,7 +17,8 @@ template <typename Fn>
 void parallel_for(int64_t n, int64_t min_chunk, const Fn& fn) {
   if (n <= 0) return;
   const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  const int64_t chunks = std::min<int64_t>(hw, (n + std::max<int64_t>(1, min_chunk) - 1) / std::max<int64_t>(1, min_chunk));
+  const int64_t chunks = std::min<int64_t>(
+      hw, (n + std::max<int64_t>(1, min_chunk) - 1) / std::max<int64_t>(1, min_chunk));
   if (chunks <= 1) {
     fn(int64_t{0}, n);
     return;

@@ -21,14 +21,16 @@ Permutation permute(std::span<const int32_t> ids, int64_t tokens, int top_k, int
                  ids.size());
   for (int64_t p = 0; p < m; ++p) {
     NVFP4MOE_CHECK(ids[size_t(p)] >= 0 && ids[size_t(p)] < num_experts, "ids: expected ids in [0, ",
-                   num_experts, "), got ", ids[size_t(p)], " at token ", p / top_k, " slot ", p % top_k);
+                   num_experts, "), got ", ids[size_t(p)], " at token ", p / top_k, " slot ",
+                   p % top_k);
   }
 
   Permutation perm;
   perm.counts.assign(size_t(num_experts), 0);
   for (int64_t p = 0; p < m; ++p) ++perm.counts[size_t(ids[size_t(p)])];
   perm.off.assign(size_t(num_experts + 1), 0);
-  for (int e = 0; e < num_experts; ++e) perm.off[size_t(e + 1)] = perm.off[size_t(e)] + perm.counts[size_t(e)];
+  for (int e = 0; e < num_experts; ++e)
+    perm.off[size_t(e + 1)] = perm.off[size_t(e)] + perm.counts[size_t(e)];
   perm.sf_off.assign(size_t(num_experts + 1), 0);
   expert_scale_offsets(perm.off.data(), num_experts, perm.sf_off.data());
 
@@ -53,10 +55,10 @@ void combine(std::span<const float> rows, std::span<const float> weights,
   NVFP4MOE_CHECK(top_k >= 1, "top_k: expected >= 1, got ", top_k);
   NVFP4MOE_CHECK(hidden >= 1, "hidden: expected >= 1, got ", hidden);
   const int64_t m = tokens * top_k;
-  NVFP4MOE_CHECK(int64_t(rows.size()) == m * hidden, "rows: expected tokens*top_k*hidden = ", m * hidden,
-                 " floats, got ", rows.size());
-  NVFP4MOE_CHECK(int64_t(weights.size()) == m, "weights: expected tokens*top_k = ", m, " floats, got ",
-                 weights.size());
+  NVFP4MOE_CHECK(int64_t(rows.size()) == m * hidden,
+                 "rows: expected tokens*top_k*hidden = ", m * hidden, " floats, got ", rows.size());
+  NVFP4MOE_CHECK(int64_t(weights.size()) == m, "weights: expected tokens*top_k = ", m,
+                 " floats, got ", weights.size());
   NVFP4MOE_CHECK(int64_t(pair_to_sorted.size()) == m, "pair_to_sorted: expected tokens*top_k = ", m,
                  " entries, got ", pair_to_sorted.size());
   for (int64_t p = 0; p < m; ++p) {
@@ -67,8 +69,8 @@ void combine(std::span<const float> rows, std::span<const float> weights,
   NVFP4MOE_CHECK(shared.empty() || int64_t(shared.size()) == tokens * hidden,
                  "shared: expected empty or tokens*hidden = ", tokens * hidden, " floats, got ",
                  shared.size());
-  NVFP4MOE_CHECK(int64_t(out.size()) == tokens * hidden, "out: expected tokens*hidden = ",
-                 tokens * hidden, " floats, got ", out.size());
+  NVFP4MOE_CHECK(int64_t(out.size()) == tokens * hidden,
+                 "out: expected tokens*hidden = ", tokens * hidden, " floats, got ", out.size());
 
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < hidden; ++h) {
@@ -77,7 +79,8 @@ void combine(std::span<const float> rows, std::span<const float> weights,
       float acc = 0.0f;
       for (int j = 0; j < top_k; ++j) {
         int64_t p = t * top_k + j;
-        acc = acc + weights[size_t(p)] * rows[size_t(int64_t(pair_to_sorted[size_t(p)]) * hidden + h)];
+        acc = acc +
+              weights[size_t(p)] * rows[size_t(int64_t(pair_to_sorted[size_t(p)]) * hidden + h)];
       }
       if (!shared.empty()) acc = acc + shared[size_t(t * hidden + h)];
       out[size_t(t * hidden + h)] = acc;

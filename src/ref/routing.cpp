@@ -17,8 +17,8 @@ void validate(const RoutingConfig& cfg) {
   NVFP4MOE_CHECK(cfg.num_experts >= 1 && cfg.num_experts <= 512,
                  "cfg.num_experts: expected 1..512, got ", cfg.num_experts);
   NVFP4MOE_CHECK(cfg.top_k >= 1 && cfg.top_k <= 16, "cfg.top_k: expected 1..16, got ", cfg.top_k);
-  NVFP4MOE_CHECK(cfg.top_k <= cfg.num_experts, "cfg.top_k: expected <= num_experts = ",
-                 cfg.num_experts, ", got ", cfg.top_k);
+  NVFP4MOE_CHECK(cfg.top_k <= cfg.num_experts,
+                 "cfg.top_k: expected <= num_experts = ", cfg.num_experts, ", got ", cfg.top_k);
   NVFP4MOE_CHECK(cfg.scoring == ScoringFunc::kSoftmax || cfg.scoring == ScoringFunc::kSigmoid,
                  "cfg.scoring: expected kSoftmax (0) or kSigmoid (1), got ", int(cfg.scoring));
   NVFP4MOE_CHECK(cfg.n_group >= 1 && cfg.num_experts % cfg.n_group == 0,
@@ -28,11 +28,13 @@ void validate(const RoutingConfig& cfg) {
                  "cfg.topk_group: expected 1..n_group = ", cfg.n_group, ", got ", cfg.topk_group);
   if (cfg.scoring == ScoringFunc::kSigmoid) {
     int kept = cfg.topk_group * (cfg.num_experts / cfg.n_group);
-    NVFP4MOE_CHECK(cfg.top_k <= kept, "cfg.top_k: expected <= topk_group * num_experts / n_group = ",
-                   kept, " (experts in the kept groups), got ", cfg.top_k);
+    NVFP4MOE_CHECK(cfg.top_k <= kept,
+                   "cfg.top_k: expected <= topk_group * num_experts / n_group = ", kept,
+                   " (experts in the kept groups), got ", cfg.top_k);
   }
   NVFP4MOE_CHECK(std::isfinite(cfg.routed_scaling_factor),
-                 "cfg.routed_scaling_factor: expected a finite value, got ", cfg.routed_scaling_factor);
+                 "cfg.routed_scaling_factor: expected a finite value, got ",
+                 cfg.routed_scaling_factor);
 }
 
 namespace ref {
@@ -47,7 +49,8 @@ inline bool ranks_before(float a, int ia, float b, int ib) {
 }
 
 // The k best of score[i] for the i with allowed[i], best first, into out[0..k).
-void top_k_indices(const float* score, const std::vector<char>& allowed, int n, int k, int32_t* out) {
+void top_k_indices(const float* score, const std::vector<char>& allowed, int n, int k,
+                   int32_t* out) {
   std::vector<char> taken(size_t(n), 0);
   for (int j = 0; j < k; ++j) {
     int best = -1;
@@ -128,16 +131,18 @@ void route(std::span<const float> logits, std::span<const float> correction_bias
   validate(cfg);
   const int64_t e_count = cfg.num_experts, k = cfg.top_k;
   NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
-  NVFP4MOE_CHECK(int64_t(logits.size()) == tokens * e_count, "logits: expected tokens*E = ",
-                 tokens * e_count, " floats, got ", logits.size());
+  NVFP4MOE_CHECK(int64_t(logits.size()) == tokens * e_count,
+                 "logits: expected tokens*E = ", tokens * e_count, " floats, got ", logits.size());
   if (!correction_bias.empty()) {
     NVFP4MOE_CHECK(cfg.scoring == ScoringFunc::kSigmoid,
                    "correction_bias: only sigmoid scoring uses it; pass it empty for softmax");
-    NVFP4MOE_CHECK(int64_t(correction_bias.size()) == e_count, "correction_bias: expected E = ", e_count,
-                   " floats, got ", correction_bias.size());
+    NVFP4MOE_CHECK(int64_t(correction_bias.size()) == e_count,
+                   "correction_bias: expected E = ", e_count, " floats, got ",
+                   correction_bias.size());
     for (int64_t i = 0; i < e_count; ++i) {
-      NVFP4MOE_CHECK(std::isfinite(correction_bias[size_t(i)]), "correction_bias: expected finite values, got ",
-                     correction_bias[size_t(i)], " at expert ", i);
+      NVFP4MOE_CHECK(std::isfinite(correction_bias[size_t(i)]),
+                     "correction_bias: expected finite values, got ", correction_bias[size_t(i)],
+                     " at expert ", i);
     }
   }
   NVFP4MOE_CHECK(int64_t(ids.size()) == tokens * k, "ids: expected tokens*k = ", tokens * k,

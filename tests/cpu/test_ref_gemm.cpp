@@ -36,18 +36,21 @@ Operand make_operand(const std::vector<uint8_t>& elem, const std::vector<uint8_t
   o.rows = rows;
   o.k = k;
   o.codes.assign(size_t(rows * k / 2), 0);
-  for (int64_t i = 0; i < rows * k / 2; ++i) o.codes[size_t(i)] = pack_e2m1x2(elem[size_t(2 * i)], elem[size_t(2 * i + 1)]);
+  for (int64_t i = 0; i < rows * k / 2; ++i)
+    o.codes[size_t(i)] = pack_e2m1x2(elem[size_t(2 * i)], elem[size_t(2 * i + 1)]);
   o.scales.assign(size_t(swizzled_scale_bytes(rows, k)), 0);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < k / 16; ++c) {
-      o.scales[size_t(swizzled_scale_offset(r, c, padded_scale_cols(k)))] = sf[size_t(r * (k / 16) + c)];
+      o.scales[size_t(swizzled_scale_offset(r, c, padded_scale_cols(k)))] =
+          sf[size_t(r * (k / 16) + c)];
     }
   }
   return o;
 }
 
 // Random codes (all 16) and scale bytes in [sf_lo, sf_hi].
-Operand random_operand(int64_t rows, int64_t k, std::mt19937& rng, int sf_lo = 0x28, int sf_hi = 0x48) {
+Operand random_operand(int64_t rows, int64_t k, std::mt19937& rng, int sf_lo = 0x28,
+                       int sf_hi = 0x48) {
   std::uniform_int_distribution<int> code(0, 15), sf(sf_lo, sf_hi);
   std::vector<uint8_t> elem(size_t(rows * k)), scales(size_t(rows * k / 16));
   for (auto& c : elem) c = uint8_t(code(rng));
@@ -74,13 +77,14 @@ std::vector<float> decode(const Operand& o) {
 }
 
 // The documented reference: float(sum_k double(a) * double(b), k ascending) * alpha(n).
-std::vector<float> naive_gemm(const std::vector<float>& a, int64_t m, const std::vector<float>& b, int64_t n,
-                              int64_t k, HalfAlpha alpha) {
+std::vector<float> naive_gemm(const std::vector<float>& a, int64_t m, const std::vector<float>& b,
+                              int64_t n, int64_t k, HalfAlpha alpha) {
   std::vector<float> out(size_t(m * n));
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0.0;
-      for (int64_t x = 0; x < k; ++x) acc += double(a[size_t(i * k + x)]) * double(b[size_t(j * k + x)]);
+      for (int64_t x = 0; x < k; ++x)
+        acc += double(a[size_t(i * k + x)]) * double(b[size_t(j * k + x)]);
       out[size_t(i * n + j)] = float(acc) * (j < n / 2 ? alpha.lo : alpha.hi);
     }
   }
@@ -101,9 +105,9 @@ std::vector<float> naive_gemm(const std::vector<float>& a, int64_t m, const std:
     }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " mismatches; first at (" << first / cols << ", "
-                                       << first % cols << "): got " << got[size_t(first)] << ", want "
-                                       << want[size_t(first)];
+  return ::testing::AssertionFailure()
+         << bad << " mismatches; first at (" << first / cols << ", " << first % cols << "): got "
+         << got[size_t(first)] << ", want " << want[size_t(first)];
 }
 
 // e2m1 code of an exactly representable value.
@@ -172,13 +176,15 @@ TEST(RefGemm, ExactSmallIntegersMatchReverseOrderFloatSum) {
         for (int64_t i = 0; i < m; ++i) {
           for (int64_t j = 0; j < n; ++j) {
             float acc = 0.0f;  // float, reverse k: exact for this data, so order cannot matter
-            for (int64_t x = k - 1; x >= 0; --x) acc += af[size_t(i * k + x)] * bf[size_t(j * k + x)];
+            for (int64_t x = k - 1; x >= 0; --x)
+              acc += af[size_t(i * k + x)] * bf[size_t(j * k + x)];
             want[size_t(i * n + j)] = acc * (j < n / 2 ? 0.5f : 0.25f);
           }
         }
         std::vector<float> got(size_t(m * n));
         gemm_w4a4(a.view(), b.view(), HalfAlpha{0.5f, 0.25f}, got);
-        EXPECT_TRUE(same_bits(got, want, n)) << "seed " << seed << " m " << m << " n " << n << " k " << k;
+        EXPECT_TRUE(same_bits(got, want, n))
+            << "seed " << seed << " m " << m << " n " << n << " k " << k;
       }
     }
   }
@@ -235,7 +241,8 @@ TEST(RefGemm, GroupedEqualsPerExpertSingleGemms) {
   const uint32_t seed = 4242;
   std::mt19937 rng(seed);
   const int64_t n = 34, k = 80;
-  const std::vector<std::vector<int32_t>> splits = {{0, 19}, {0, 0, 5, 5, 12, 12}, {0, 3, 3, 3, 133}, {0, 0, 0}};
+  const std::vector<std::vector<int32_t>> splits = {
+      {0, 19}, {0, 0, 5, 5, 12, 12}, {0, 3, 3, 3, 133}, {0, 0, 0}};
   for (const auto& off : splits) {
     const int64_t e_count = int64_t(off.size()) - 1, m = off.back();
     std::vector<uint16_t> x(size_t(m * k));
@@ -244,7 +251,8 @@ TEST(RefGemm, GroupedEqualsPerExpertSingleGemms) {
     std::vector<float> g(static_cast<size_t>(e_count));
     for (int64_t e = 0; e < e_count; ++e) g[size_t(e)] = 448.0f * 6.0f / float(4 + e);
     const int64_t scale_rows = expert_scale_rows_capacity(m, e_count);
-    std::vector<uint8_t> codes(size_t(m * k / 2)), scales(size_t(scale_rows * padded_scale_cols(k)));
+    std::vector<uint8_t> codes(size_t(m * k / 2)),
+        scales(size_t(scale_rows * padded_scale_cols(k)));
     quantize_experts(x, ActDType::kBF16, m, k, off, g, {}, m, codes, scales, scale_rows);
 
     std::vector<Operand> b;
@@ -271,7 +279,8 @@ TEST(RefGemm, GroupedEqualsPerExpertSingleGemms) {
                  std::span<float>(want16.data() + r0 * n, size_t(rows * n)));
     }
     EXPECT_TRUE(same_bits(grouped, want, n)) << "seed " << seed << " E " << e_count << " M " << m;
-    EXPECT_TRUE(same_bits(grouped16, want16, n)) << "seed " << seed << " E " << e_count << " M " << m;
+    EXPECT_TRUE(same_bits(grouped16, want16, n))
+        << "seed " << seed << " E " << e_count << " M " << m;
   }
 }
 
@@ -284,7 +293,8 @@ TEST(RefGemm, PerHalfAlphaSplitsAtNOverTwo) {
   gemm_w4a4(a.view(), b.view(), HalfAlpha{2.0f, -4.0f}, split);
   for (int64_t i = 0; i < 3; ++i) {
     for (int64_t j = 0; j < 5; ++j) {
-      EXPECT_EQ(split[size_t(i * 5 + j)], one[size_t(i * 5 + j)] * (j < 2 ? 2.0f : -4.0f)) << i << "," << j;
+      EXPECT_EQ(split[size_t(i * 5 + j)], one[size_t(i * 5 + j)] * (j < 2 ? 2.0f : -4.0f))
+          << i << "," << j;
     }
   }
 }
@@ -340,7 +350,8 @@ TEST(RefGemm, RoundToActRoundsToNearestEven) {
 // Bad arguments throw nvfp4moe::Error naming the argument, and write nothing.
 TEST(RefGemm, BadArgumentsThrowAndLeaveOutputUntouched) {
   std::mt19937 rng(11);
-  Operand a = random_operand(3, 32, rng), b = random_operand(4, 32, rng), b48 = random_operand(4, 48, rng);
+  Operand a = random_operand(3, 32, rng), b = random_operand(4, 32, rng),
+          b48 = random_operand(4, 48, rng);
   std::vector<float> out(12, 42.0f);
   auto expect_error = [&](auto&& fn, const char* needle) {
     try {
@@ -352,29 +363,46 @@ TEST(RefGemm, BadArgumentsThrowAndLeaveOutputUntouched) {
     for (float v : out) ASSERT_EQ(v, 42.0f) << "output written before the error (" << needle << ")";
   };
   expect_error([&] { gemm_w4a4(a.view(), b48.view(), HalfAlpha{}, out); }, "b.k");
-  expect_error([&] { gemm_w4a4(a.view(), b.view(), HalfAlpha{std::nanf(""), 1.0f}, out); }, "alpha");
+  expect_error(
+      [&] {
+        gemm_w4a4(a.view(), b.view(), HalfAlpha{std::nanf(""), 1.0f}, out);
+      },
+      "alpha");
   expect_error([&] { gemm_w4a4(a.view(), b.view(), HalfAlpha{1.0f, INFINITY}, out); }, "alpha");
-  expect_error([&] {
-    std::vector<float> small(11, 42.0f);
-    gemm_w4a4(a.view(), b.view(), HalfAlpha{}, small);
-  }, "out");
-  expect_error([&] {
-    Nvfp4View bad = a.view();
-    bad.codes = bad.codes.first(bad.codes.size() - 1);
-    gemm_w4a4(bad, b.view(), HalfAlpha{}, out);
-  }, "a.codes");
-  expect_error([&] {
-    Nvfp4View bad = b.view();
-    bad.k = 24;
-    gemm_w4a4(a.view(), bad, HalfAlpha{}, out);
-  }, "k");
-  expect_error([&] {
-    Nvfp4View bad = b.view();
-    bad.scales = bad.scales.first(100);
-    gemm_w4a4(a.view(), bad, HalfAlpha{}, out);
-  }, "b.scales");
+  expect_error(
+      [&] {
+        std::vector<float> small(11, 42.0f);
+        gemm_w4a4(a.view(), b.view(), HalfAlpha{}, small);
+      },
+      "out");
+  expect_error(
+      [&] {
+        Nvfp4View bad = a.view();
+        bad.codes = bad.codes.first(bad.codes.size() - 1);
+        gemm_w4a4(bad, b.view(), HalfAlpha{}, out);
+      },
+      "a.codes");
+  expect_error(
+      [&] {
+        Nvfp4View bad = b.view();
+        bad.k = 24;
+        gemm_w4a4(a.view(), bad, HalfAlpha{}, out);
+      },
+      "k");
+  expect_error(
+      [&] {
+        Nvfp4View bad = b.view();
+        bad.scales = bad.scales.first(100);
+        gemm_w4a4(a.view(), bad, HalfAlpha{}, out);
+      },
+      "b.scales");
   std::vector<uint16_t> a16(3 * 32, 0);
-  expect_error([&] { gemm_w4a16(std::span<const uint16_t>(a16).first(95), ActDType::kBF16, 3, b.view(), HalfAlpha{}, out); }, "a:");
+  expect_error(
+      [&] {
+        gemm_w4a16(std::span<const uint16_t>(a16).first(95), ActDType::kBF16, 3, b.view(),
+                   HalfAlpha{}, out);
+      },
+      "a:");
   expect_error([&] { gemm_w4a16(a16, ActDType(7), 3, b.view(), HalfAlpha{}, out); }, "dtype");
   expect_error([&] { gemm_w4a16(a16, ActDType::kBF16, -1, b.view(), HalfAlpha{}, out); }, "m:");
 
@@ -384,18 +412,60 @@ TEST(RefGemm, BadArgumentsThrowAndLeaveOutputUntouched) {
   const int64_t sr = expert_scale_rows_capacity(3, 2);
   std::vector<uint8_t> codes(3 * 16), scales(size_t(sr * 4));
   std::vector<int32_t> good = {0, 1, 3};
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{1, 1, 3}, bv, al, out); }, "off");
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{0, 2, 1}, bv, al, out); }, "off");
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{0, 3}, bv, al, out); }, "off");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{1, 1, 3}, bv, al, out);
+      },
+      "off");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{0, 2, 1}, bv, al, out);
+      },
+      "off");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, scales, sr, 32, std::vector<int32_t>{0, 3}, bv, al, out);
+      },
+      "off");
   expect_error([&] { grouped_gemm_w4a4(codes, scales, 128, 32, good, bv, al, out); }, "scale_rows");
-  expect_error([&] { grouped_gemm_w4a4(codes, std::span<const uint8_t>(scales).first(10), sr, 32, good, bv, al, out); }, "a_scales");
-  expect_error([&] { grouped_gemm_w4a4(std::span<const uint8_t>(codes).first(40), scales, sr, 32, good, bv, al, out); }, "a_codes");
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, good, bv, std::vector<HalfAlpha>{HalfAlpha{}}, out); }, "alpha");
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, good, std::vector<Nvfp4View>{b.view(), b48.view()}, al, out); }, "k");
-  expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 32, good, std::vector<Nvfp4View>{}, {}, out); }, "b:");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, std::span<const uint8_t>(scales).first(10), sr, 32, good, bv, al,
+                          out);
+      },
+      "a_scales");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(std::span<const uint8_t>(codes).first(40), scales, sr, 32, good, bv, al,
+                          out);
+      },
+      "a_codes");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, scales, sr, 32, good, bv, std::vector<HalfAlpha>{HalfAlpha{}},
+                          out);
+      },
+      "alpha");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a4(codes, scales, sr, 32, good, std::vector<Nvfp4View>{b.view(), b48.view()},
+                          al, out);
+      },
+      "k");
+  expect_error(
+      [&] { grouped_gemm_w4a4(codes, scales, sr, 32, good, std::vector<Nvfp4View>{}, {}, out); },
+      "b:");
   expect_error([&] { grouped_gemm_w4a4(codes, scales, sr, 20, good, bv, al, out); }, "k:");
-  expect_error([&] { grouped_gemm_w4a16(a16, ActDType::kBF16, 32, std::vector<int32_t>{0, 1, 4}, bv, al, out); }, "a:");
-  expect_error([&] { grouped_gemm_w4a16(a16, ActDType::kBF16, 32, std::vector<int32_t>{0, 1, 2}, bv, al, out); }, "out");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a16(a16, ActDType::kBF16, 32, std::vector<int32_t>{0, 1, 4}, bv, al, out);
+      },
+      "a:");
+  expect_error(
+      [&] {
+        grouped_gemm_w4a16(a16, ActDType::kBF16, 32, std::vector<int32_t>{0, 1, 2}, bv, al, out);
+      },
+      "out");
   // The good call works (the checks above are not vacuous).
   EXPECT_NO_THROW(grouped_gemm_w4a16(a16, ActDType::kBF16, 32, good, bv, al, out));
 }

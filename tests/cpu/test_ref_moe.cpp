@@ -21,8 +21,8 @@
 namespace nvfp4moe::ref {
 namespace {
 
-MoeConfig make_cfg(int e, int k, int64_t h, int64_t inter, int n_shared = 0, ActDType act = ActDType::kBF16,
-                   MoeMode mode = MoeMode::kW4A4) {
+MoeConfig make_cfg(int e, int k, int64_t h, int64_t inter, int n_shared = 0,
+                   ActDType act = ActDType::kBF16, MoeMode mode = MoeMode::kW4A4) {
   MoeConfig c;
   c.hidden = h;
   c.intermediate = inter;
@@ -57,7 +57,8 @@ MoeFloatWeights random_float_weights(const MoeConfig& c, std::mt19937& rng) {
     w.w13.push_back(normal(size_t(2 * i * h), 1.0f / std::sqrt(float(h)), rng));
     w.w2.push_back(normal(size_t(h * i), 1.0f / std::sqrt(float(i)), rng));
   }
-  if (c.routing.scoring == ScoringFunc::kSigmoid) w.e_score_correction_bias = normal(size_t(c.routing.num_experts), 0.05f, rng);
+  if (c.routing.scoring == ScoringFunc::kSigmoid)
+    w.e_score_correction_bias = normal(size_t(c.routing.num_experts), 0.05f, rng);
   if (is > 0) {
     w.shared_w13 = normal(size_t(2 * is * h), 1.0f / std::sqrt(float(h)), rng);
     w.shared_w2 = normal(size_t(h * is), 1.0f / std::sqrt(float(is)), rng);
@@ -105,11 +106,14 @@ Layer make_layer(const MoeConfig& cfg, int64_t tokens, uint32_t seed) {
   l.qw = quantize_weights(cfg, l.fw);
   l.hidden = to_act(normal(size_t(tokens * cfg.hidden), 1.0f, rng), cfg.act);
   l.logits = normal(size_t(tokens * cfg.routing.num_experts), 1.0f, rng);
-  if (tokens > 0) apply_activation_scales(calibrate_activation_scales(cfg, l.qw, l.hidden, tokens, l.logits), l.qw);
+  if (tokens > 0)
+    apply_activation_scales(calibrate_activation_scales(cfg, l.qw, l.hidden, tokens, l.logits),
+                            l.qw);
   return l;
 }
 
-std::vector<uint16_t> forward(const Layer& l, MoeTrace* tr = nullptr, std::optional<MoeMode> mode = std::nullopt) {
+std::vector<uint16_t> forward(const Layer& l, MoeTrace* tr = nullptr,
+                              std::optional<MoeMode> mode = std::nullopt) {
   MoeConfig c = l.cfg;
   if (mode) c.mode = *mode;
   std::vector<uint16_t> out(size_t(l.tokens * c.hidden), 0xDEAD);
@@ -123,8 +127,10 @@ std::vector<float> forward_float(const Layer& l, const MoeFloatWeights& w) {
   return out;
 }
 
-::testing::AssertionResult same_u16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, int64_t cols) {
-  if (got.size() != want.size()) return ::testing::AssertionFailure() << "size " << got.size() << " vs " << want.size();
+::testing::AssertionResult same_u16(const std::vector<uint16_t>& got,
+                                    const std::vector<uint16_t>& want, int64_t cols) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs " << want.size();
   int64_t bad = 0, first = -1;
   for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
@@ -133,9 +139,9 @@ std::vector<float> forward_float(const Layer& l, const MoeFloatWeights& w) {
     }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " mismatches; first at (" << first / cols << ", " << first % cols
-                                       << "): got 0x" << std::hex << got[size_t(first)] << ", want 0x"
-                                       << want[size_t(first)];
+  return ::testing::AssertionFailure()
+         << bad << " mismatches; first at (" << first / cols << ", " << first % cols << "): got 0x"
+         << std::hex << got[size_t(first)] << ", want 0x" << want[size_t(first)];
 }
 
 // Relative errors (Frobenius) against the float32 layer on random data (normal hidden,
@@ -150,7 +156,8 @@ TEST(RefMoe, AccuracyAgainstTheFloatLayer) {
   MoeConfig limit_cfg = make_cfg(8, 2, 64, 32, 0);
   limit_cfg.swiglu_limit = 1.5f;
   const std::vector<MoeConfig> cfgs = {make_cfg(8, 2, 128, 64, 0), make_cfg(8, 2, 128, 64, 1),
-                                       deepseek_cfg(2), make_cfg(6, 3, 64, 32, 0, ActDType::kFP16), limit_cfg};
+                                       deepseek_cfg(2), make_cfg(6, 3, 64, 32, 0, ActDType::kFP16),
+                                       limit_cfg};
   uint32_t seed = 100;
   for (const MoeConfig& c : cfgs) {
     Layer l = make_layer(c, 48, ++seed);
@@ -160,9 +167,10 @@ TEST(RefMoe, AccuracyAgainstTheFloatLayer) {
     const std::vector<float> w4a16 = from_act(forward(l, nullptr, MoeMode::kW4A16), c.act);
     const double e44 = rel_err(w4a4, ref_orig), e416 = rel_err(w4a16, ref_orig);
     const double d44 = rel_err(w4a4, ref_deq), d416 = rel_err(w4a16, ref_deq);
-    std::printf("  E=%d k=%d H=%ld I=%ld shared=%d %s: W4A4 %.4f (deq %.4f), W4A16 %.4f (deq %.4f)\n",
-                c.routing.num_experts, c.routing.top_k, long(c.hidden), long(c.intermediate), c.n_shared_experts,
-                to_string(c.act), e44, d44, e416, d416);
+    std::printf(
+        "  E=%d k=%d H=%ld I=%ld shared=%d %s: W4A4 %.4f (deq %.4f), W4A16 %.4f (deq %.4f)\n",
+        c.routing.num_experts, c.routing.top_k, long(c.hidden), long(c.intermediate),
+        c.n_shared_experts, to_string(c.act), e44, d44, e416, d416);
     EXPECT_LT(e44, 0.30) << "seed " << seed;
     EXPECT_LT(e416, 0.22) << "seed " << seed;
     EXPECT_LT(d44, 0.21) << "seed " << seed;
@@ -176,7 +184,8 @@ TEST(RefMoe, TraceStagesAreConsistent) {
   for (int n_shared : {0, 1}) {
     Layer l = make_layer(deepseek_cfg(n_shared), 19, 7 + uint32_t(n_shared));
     const MoeConfig& c = l.cfg;
-    const int64_t h = c.hidden, inter = c.intermediate, e_count = c.routing.num_experts, k = c.routing.top_k;
+    const int64_t h = c.hidden, inter = c.intermediate, e_count = c.routing.num_experts,
+                  k = c.routing.top_k;
     MoeTrace tr;
     const std::vector<uint16_t> out = forward(l, &tr);
     const int64_t m = l.tokens * k;
@@ -198,10 +207,12 @@ TEST(RefMoe, TraceStagesAreConsistent) {
         std::vector<uint8_t> codes(size_t(h / 2)), scales(size_t(swizzled_scale_bytes(1, h)));
         quantize(std::span<const uint16_t>(l.hidden).subspan(size_t(t * h), size_t(h)), c.act, 1, h,
                  l.qw.gA1[size_t(e)], codes, scales);
-        ASSERT_TRUE(std::equal(codes.begin(), codes.end(), tr.a1_codes.begin() + i * h / 2)) << "row " << i;
+        ASSERT_TRUE(std::equal(codes.begin(), codes.end(), tr.a1_codes.begin() + i * h / 2))
+            << "row " << i;
         for (int64_t col = 0; col < h / 16; ++col) {
           const int64_t r = tr.perm.sf_off[size_t(e)] + (i - tr.perm.off[size_t(e)]);
-          ASSERT_EQ(tr.a1_scales[size_t(swizzled_scale_offset(r, col, pc))], scales[size_t(swizzled_scale_offset(0, col, pc))])
+          ASSERT_EQ(tr.a1_scales[size_t(swizzled_scale_offset(r, col, pc))],
+                    scales[size_t(swizzled_scale_offset(0, col, pc))])
               << "row " << i << " scale col " << col;
         }
       }
@@ -222,7 +233,8 @@ TEST(RefMoe, TraceStagesAreConsistent) {
             acc += double(a1[size_t(i * h + x)]) * w13[size_t(n * h + x)];
             mag += std::fabs(double(a1[size_t(i * h + x)]) * w13[size_t(n * h + x)]);
           }
-          ASSERT_NEAR(tr.gemm1_f32[size_t(i * 2 * inter + n)], acc, 1e-5 * mag + 1e-30) << "row " << i << " n " << n;
+          ASSERT_NEAR(tr.gemm1_f32[size_t(i * 2 * inter + n)], acc, 1e-5 * mag + 1e-30)
+              << "row " << i << " n " << n;
           ++checked;
         }
       }
@@ -236,7 +248,8 @@ TEST(RefMoe, TraceStagesAreConsistent) {
     std::vector<uint16_t> act(size_t(m * inter));
     silu_and_mul(tr.gemm1, c.act, m, inter, c.swiglu_limit, act);
     EXPECT_TRUE(same_u16(tr.act, act, inter));
-    std::vector<uint8_t> a2c(size_t(m * inter / 2)), a2s(size_t(tr.scale_rows * padded_scale_cols(inter)));
+    std::vector<uint8_t> a2c(size_t(m * inter / 2)),
+        a2s(size_t(tr.scale_rows * padded_scale_cols(inter)));
     quantize_experts(act, c.act, m, inter, tr.perm.off, l.qw.gA2, {}, m, a2c, a2s, tr.scale_rows);
     EXPECT_EQ(tr.a2_codes, a2c);
     EXPECT_EQ(tr.a2_scales, a2s);
@@ -246,7 +259,8 @@ TEST(RefMoe, TraceStagesAreConsistent) {
     std::vector<float> combined(size_t(l.tokens * h));
     std::vector<float> shared = from_act(tr.shared_out, c.act);
     EXPECT_EQ(shared.size(), n_shared ? size_t(l.tokens * h) : size_t(0));
-    combine(from_act(tr.gemm2, c.act), tr.weights, tr.perm.pair_to_sorted, l.tokens, int(k), h, shared, combined);
+    combine(from_act(tr.gemm2, c.act), tr.weights, tr.perm.pair_to_sorted, l.tokens, int(k), h,
+            shared, combined);
     EXPECT_EQ(std::memcmp(combined.data(), tr.combined.data(), combined.size() * sizeof(float)), 0);
     std::vector<uint16_t> out_again(combined.size());
     round_to_act(combined, c.act, out_again);
@@ -335,8 +349,10 @@ TEST(RefMoe, RepeatedRunsAreBitIdentical) {
   MoeTrace a, b;
   std::vector<uint16_t> o1 = forward(l, &a), o2 = forward(l, &b);
   EXPECT_TRUE(same_u16(o1, o2, l.cfg.hidden));
-  EXPECT_EQ(std::memcmp(a.gemm1_f32.data(), b.gemm1_f32.data(), a.gemm1_f32.size() * sizeof(float)), 0);
-  EXPECT_EQ(std::memcmp(a.gemm2_f32.data(), b.gemm2_f32.data(), a.gemm2_f32.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(a.gemm1_f32.data(), b.gemm1_f32.data(), a.gemm1_f32.size() * sizeof(float)),
+            0);
+  EXPECT_EQ(std::memcmp(a.gemm2_f32.data(), b.gemm2_f32.data(), a.gemm2_f32.size() * sizeof(float)),
+            0);
 }
 
 TEST(RefMoe, W4A16TraceHasNoQuantizedActivations) {
@@ -398,7 +414,8 @@ TEST(RefMoe, CalibrationPolicy) {
     for (int p = 0; p < 10; ++p) {
       if (ids[size_t(p)] != e) continue;
       seen = true;
-      for (int64_t x = 0; x < 32; ++x) amax = abs_max_ignore_nan(amax, bf16_to_float(l.hidden[size_t(p / 2 * 32 + x)]));
+      for (int64_t x = 0; x < 32; ++x)
+        amax = abs_max_ignore_nan(amax, bf16_to_float(l.hidden[size_t(p / 2 * 32 + x)]));
     }
     EXPECT_EQ(s.gA1[size_t(e)], global_scale_from_amax(seen ? amax : all)) << "expert " << e;
     if (seen) min_seen_g2 = std::min(min_seen_g2, s.gA2[size_t(e)]);
@@ -408,7 +425,8 @@ TEST(RefMoe, CalibrationPolicy) {
   for (int e = 0; e < 16; ++e) {
     bool seen = std::find(ids.begin(), ids.end(), e) != ids.end();
     if (!seen) {
-      EXPECT_EQ(s.gA2[size_t(e)], min_seen_g2) << "unseen expert " << e << " takes the largest amax";
+      EXPECT_EQ(s.gA2[size_t(e)], min_seen_g2)
+          << "unseen expert " << e << " takes the largest amax";
     }
   }
   EXPECT_EQ(s.shared_gA1, global_scale_from_amax(all));
@@ -421,19 +439,22 @@ TEST(RefMoe, BadInputsThrowAndLeaveOutUntouched) {
   const Layer good = make_layer(make_cfg(4, 2, 32, 16, 1), 3, 5);
   std::vector<uint16_t> out(3 * 32, 0xBEEF);
   auto expect_error = [&](const MoeConfig& c, const MoeWeights& w, std::span<const uint16_t> hidden,
-                          std::span<const float> logits, std::span<uint16_t> o, const char* needle) {
+                          std::span<const float> logits, std::span<uint16_t> o,
+                          const char* needle) {
     try {
       moe_forward(c, w, hidden, 3, logits, o);
       ADD_FAILURE() << "no error, expected one naming " << needle;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
-    for (uint16_t v : out) ASSERT_EQ(v, 0xBEEF) << "out written before the error (" << needle << ")";
+    for (uint16_t v : out)
+      ASSERT_EQ(v, 0xBEEF) << "out written before the error (" << needle << ")";
   };
   const MoeConfig& c = good.cfg;
   const MoeWeights& w = good.qw;
   expect_error(c, w, std::span<const uint16_t>(good.hidden).first(95), good.logits, out, "hidden");
-  expect_error(c, w, good.hidden, std::span<const float>(good.logits).first(11), out, "router_logits");
+  expect_error(c, w, good.hidden, std::span<const float>(good.logits).first(11), out,
+               "router_logits");
   expect_error(c, w, good.hidden, good.logits, std::span<uint16_t>(out).first(90), "out");
   {
     MoeConfig bad = c;
@@ -485,7 +506,8 @@ TEST(RefMoe, BadInputsThrowAndLeaveOutUntouched) {
   MoeFloatWeights fw = good.fw;
   fw.w2[1].pop_back();
   std::vector<float> out_f(3 * 32);
-  EXPECT_THROW(moe_forward_unquantized(c, fw, std::vector<float>(3 * 32), 3, good.logits, out_f), Error);
+  EXPECT_THROW(moe_forward_unquantized(c, fw, std::vector<float>(3 * 32), 3, good.logits, out_f),
+               Error);
   // The good call works (the checks above are not vacuous).
   EXPECT_NO_THROW(moe_forward(c, w, good.hidden, 3, good.logits, out));
 }

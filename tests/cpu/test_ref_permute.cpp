@@ -117,7 +117,8 @@ TEST(RefCombine, OrderIsSlotsAscendingThenShared) {
   EXPECT_EQ(out[0], 0.0f);
   // A multiply then an add (no FMA): acc = -1 after slot 0; slot 1's 3 * float(1/3) rounds to
   // 1 exactly, so the sum is 0 (an FMA would keep the residual 2^-25).
-  combine(std::vector<float>{1.0f, 1.0f / 3.0f}, std::vector<float>{-1.0f, 3.0f}, identity, 1, 2, 1, {}, out);
+  combine(std::vector<float>{1.0f, 1.0f / 3.0f}, std::vector<float>{-1.0f, 3.0f}, identity, 1, 2, 1,
+          {}, out);
   EXPECT_EQ(out[0], 0.0f);
 }
 
@@ -141,8 +142,16 @@ TEST(RefCombine, BadArgumentsThrowAndWriteNothing) {
   };
   expect_error([&] { combine(std::vector<float>(7), w, p2s, 2, 2, 2, {}, out); }, "rows");
   expect_error([&] { combine(rows, std::vector<float>(3), p2s, 2, 2, 2, {}, out); }, "weights");
-  expect_error([&] { combine(rows, w, std::vector<int32_t>{0, 1, 2, 4}, 2, 2, 2, {}, out); }, "pair_to_sorted");
-  expect_error([&] { combine(rows, w, std::vector<int32_t>{0, -1, 2, 3}, 2, 2, 2, {}, out); }, "pair_to_sorted");
+  expect_error(
+      [&] {
+        combine(rows, w, std::vector<int32_t>{0, 1, 2, 4}, 2, 2, 2, {}, out);
+      },
+      "pair_to_sorted");
+  expect_error(
+      [&] {
+        combine(rows, w, std::vector<int32_t>{0, -1, 2, 3}, 2, 2, 2, {}, out);
+      },
+      "pair_to_sorted");
   expect_error([&] { combine(rows, w, p2s, 2, 2, 2, std::vector<float>(3), out); }, "shared");
   expect_error([&] { combine(rows, w, p2s, 2, 2, 2, {}, std::span<float>(out).first(3)); }, "out");
   expect_error([&] { combine(rows, w, p2s, 2, 2, 0, {}, out); }, "hidden");

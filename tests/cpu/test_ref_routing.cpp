@@ -30,7 +30,8 @@ RoutingConfig softmax_cfg(int e, int k, bool renorm = true, float scale = 1.0f) 
   return c;
 }
 
-RoutingConfig sigmoid_cfg(int e, int k, int n_group, int topk_group, bool renorm = true, float scale = 1.0f) {
+RoutingConfig sigmoid_cfg(int e, int k, int n_group, int topk_group, bool renorm = true,
+                          float scale = 1.0f) {
   RoutingConfig c = softmax_cfg(e, k, renorm, scale);
   c.scoring = ScoringFunc::kSigmoid;
   c.n_group = n_group;
@@ -43,8 +44,10 @@ struct Routed {
   std::vector<float> w;
 };
 
-Routed run(const std::vector<float>& logits, const std::vector<float>& bias, int64_t t, const RoutingConfig& c) {
-  Routed r{std::vector<int32_t>(size_t(t * c.top_k), -7), std::vector<float>(size_t(t * c.top_k), -7.0f)};
+Routed run(const std::vector<float>& logits, const std::vector<float>& bias, int64_t t,
+           const RoutingConfig& c) {
+  Routed r{std::vector<int32_t>(size_t(t * c.top_k), -7),
+           std::vector<float>(size_t(t * c.top_k), -7.0f)};
   route(logits, bias, t, c, r.ids, r.w);
   return r;
 }
@@ -146,7 +149,8 @@ TEST(RefRouting, ZeroTokens) {
 }
 
 // Independent reference: stable sort of (score, index) descending, groups by explicit sums.
-Routed sort_reference(const std::vector<float>& l, const std::vector<float>& bias, int64_t t, const RoutingConfig& c) {
+Routed sort_reference(const std::vector<float>& l, const std::vector<float>& bias, int64_t t,
+                      const RoutingConfig& c) {
   const int e = c.num_experts, k = c.top_k;
   Routed r{std::vector<int32_t>(size_t(t * k)), std::vector<float>(size_t(t * k))};
   for (int64_t tok = 0; tok < t; ++tok) {
@@ -156,7 +160,8 @@ Routed sort_reference(const std::vector<float>& l, const std::vector<float>& bia
     if (c.scoring == ScoringFunc::kSoftmax) {
       float mx = *std::max_element(l.begin() + tok * e, l.begin() + (tok + 1) * e);
       float sum = 0.0f;
-      for (int i = 0; i < e; ++i) sum += (weight[size_t(i)] = std::exp(l[size_t(tok * e + i)] - mx));
+      for (int i = 0; i < e; ++i)
+        sum += (weight[size_t(i)] = std::exp(l[size_t(tok * e + i)] - mx));
       for (int i = 0; i < e; ++i) score[size_t(i)] = weight[size_t(i)] = weight[size_t(i)] / sum;
     } else {
       for (int i = 0; i < e; ++i) {
@@ -170,14 +175,16 @@ Routed sort_reference(const std::vector<float>& l, const std::vector<float>& bia
         std::sort(mem.begin(), mem.end(), std::greater<float>());
         groups.push_back({gs >= 2 ? mem[0] + mem[1] : mem[0], g});
       }
-      std::stable_sort(groups.begin(), groups.end(), [](auto a, auto b) { return a.first > b.first; });
+      std::stable_sort(groups.begin(), groups.end(),
+                       [](auto a, auto b) { return a.first > b.first; });
       cand.clear();
       for (int g = 0; g < c.topk_group; ++g) {
         for (int i = 0; i < gs; ++i) cand.push_back(groups[size_t(g)].second * gs + i);
       }
       std::sort(cand.begin(), cand.end());
     }
-    std::stable_sort(cand.begin(), cand.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
+    std::stable_sort(cand.begin(), cand.end(),
+                     [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
     float sum = 0.0f;
     for (int j = 0; j < k; ++j) sum += weight[size_t(cand[size_t(j)])];
     if (c.scoring == ScoringFunc::kSigmoid) sum = sum + 1e-20f;
@@ -195,10 +202,14 @@ TEST(RefRouting, RandomConfigsMatchSortReference) {
   const uint32_t seed = 2024;
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 2.0f);
-  const std::vector<RoutingConfig> cfgs = {
-      softmax_cfg(8, 2), softmax_cfg(60, 4, false), softmax_cfg(128, 8, true, 1.5f), softmax_cfg(1, 1),
-      sigmoid_cfg(256, 8, 8, 4, true, 2.5f), sigmoid_cfg(64, 6, 8, 3, true, 1.0f),
-      sigmoid_cfg(16, 4, 4, 1, false, 1.0f), sigmoid_cfg(512, 16, 16, 4, true, 1.0f)};
+  const std::vector<RoutingConfig> cfgs = {softmax_cfg(8, 2),
+                                           softmax_cfg(60, 4, false),
+                                           softmax_cfg(128, 8, true, 1.5f),
+                                           softmax_cfg(1, 1),
+                                           sigmoid_cfg(256, 8, 8, 4, true, 2.5f),
+                                           sigmoid_cfg(64, 6, 8, 3, true, 1.0f),
+                                           sigmoid_cfg(16, 4, 4, 1, false, 1.0f),
+                                           sigmoid_cfg(512, 16, 16, 4, true, 1.0f)};
   for (const RoutingConfig& c : cfgs) {
     const int64_t t = 37;
     std::vector<float> l(size_t(t * c.num_experts)), bias;
@@ -211,7 +222,8 @@ TEST(RefRouting, RandomConfigsMatchSortReference) {
     EXPECT_EQ(got.w, want.w) << "seed " << seed << " E " << c.num_experts << " k " << c.top_k;
     // Ids of one token are distinct.
     for (int64_t tok = 0; tok < t; ++tok) {
-      std::vector<int32_t> row(got.ids.begin() + tok * c.top_k, got.ids.begin() + (tok + 1) * c.top_k);
+      std::vector<int32_t> row(got.ids.begin() + tok * c.top_k,
+                               got.ids.begin() + (tok + 1) * c.top_k);
       std::sort(row.begin(), row.end());
       EXPECT_EQ(std::adjacent_find(row.begin(), row.end()), row.end());
     }
@@ -260,14 +272,20 @@ TEST(RefRouting, BadArgumentsThrowAndWriteNothing) {
     for (int32_t v : ids) ASSERT_EQ(v, -7);
     for (float v : w) ASSERT_EQ(v, -7.0f);
   };
-  expect_error([&] { route(std::span<const float>(l).first(15), {}, 2, softmax_cfg(8, 2), ids, w); }, "logits");
-  expect_error([&] { route(l, std::vector<float>(8, 0.0f), 2, softmax_cfg(8, 2), ids, w); }, "correction_bias");
-  expect_error([&] { route(l, std::vector<float>(7, 0.0f), 2, sigmoid_cfg(8, 2, 1, 1), ids, w); }, "correction_bias");
+  expect_error(
+      [&] { route(std::span<const float>(l).first(15), {}, 2, softmax_cfg(8, 2), ids, w); },
+      "logits");
+  expect_error([&] { route(l, std::vector<float>(8, 0.0f), 2, softmax_cfg(8, 2), ids, w); },
+               "correction_bias");
+  expect_error([&] { route(l, std::vector<float>(7, 0.0f), 2, sigmoid_cfg(8, 2, 1, 1), ids, w); },
+               "correction_bias");
   std::vector<float> nan_bias(8, 0.0f);
   nan_bias[3] = std::nanf("");
   expect_error([&] { route(l, nan_bias, 2, sigmoid_cfg(8, 2, 1, 1), ids, w); }, "correction_bias");
-  expect_error([&] { route(l, {}, 2, softmax_cfg(8, 2), std::span<int32_t>(ids).first(3), w); }, "ids");
-  expect_error([&] { route(l, {}, 2, softmax_cfg(8, 2), ids, std::span<float>(w).first(3)); }, "weights");
+  expect_error([&] { route(l, {}, 2, softmax_cfg(8, 2), std::span<int32_t>(ids).first(3), w); },
+               "ids");
+  expect_error([&] { route(l, {}, 2, softmax_cfg(8, 2), ids, std::span<float>(w).first(3)); },
+               "weights");
   expect_error([&] { route(l, {}, -1, softmax_cfg(8, 2), ids, w); }, "tokens");
   expect_error([&] { route(l, {}, 2, softmax_cfg(8, 0), ids, w); }, "cfg.top_k");
 }

@@ -71,10 +71,10 @@ struct Nvfp4Weight {
 
 // The shared expert(s), fused into one MLP of intermediate Is = n_shared_experts * I.
 struct SharedExpertWeights {
-  Nvfp4Weight w13;  // [2 * Is, H]: gate rows [0, Is), up rows [Is, 2 * Is)
-  Nvfp4Weight w2;   // [H, Is], g_lo == g_hi
-  float gA1 = 1.0f; // static encode scale of its GEMM1 input (all T tokens), W4A4
-  float gA2 = 1.0f; // static encode scale of its GEMM2 input, W4A4
+  Nvfp4Weight w13;   // [2 * Is, H]: gate rows [0, Is), up rows [Is, 2 * Is)
+  Nvfp4Weight w2;    // [H, Is], g_lo == g_hi
+  float gA1 = 1.0f;  // static encode scale of its GEMM1 input (all T tokens), W4A4
+  float gA2 = 1.0f;  // static encode scale of its GEMM2 input, W4A4
 };
 
 struct MoeWeights {
@@ -92,11 +92,11 @@ void validate(const MoeConfig& cfg, const MoeWeights& w);
 // Intermediates of one moe_forward, for stage-by-stage GPU comparisons. Sizes use M = T * k.
 // Activation tensors are act-dtype bits; *_f32 are the GEMM outputs before rounding.
 struct MoeTrace {
-  std::vector<int32_t> ids;        // [T, k]
-  std::vector<float> weights;      // [T, k]
-  ref::Permutation perm;           // counts, off, sf_off, sorted_to_pair/-token, pair_to_sorted
-  int64_t scale_rows = 0;          // rows of a1_scales / a2_scales: expert_scale_rows_capacity(M, E)
-  std::vector<uint8_t> a1_codes;   // W4A4: [M, H/2] quantized gathered hidden (empty for W4A16)
+  std::vector<int32_t> ids;       // [T, k]
+  std::vector<float> weights;     // [T, k]
+  ref::Permutation perm;          // counts, off, sf_off, sorted_to_pair/-token, pair_to_sorted
+  int64_t scale_rows = 0;         // rows of a1_scales / a2_scales: expert_scale_rows_capacity(M, E)
+  std::vector<uint8_t> a1_codes;  // W4A4: [M, H/2] quantized gathered hidden (empty for W4A16)
   std::vector<uint8_t> a1_scales;  // W4A4: [scale_rows, padded_scale_cols(H)], per expert at sf_off
   std::vector<float> gemm1_f32;    // [M, 2I]
   std::vector<uint16_t> gemm1;     // [M, 2I] rounded to act
@@ -108,7 +108,7 @@ struct MoeTrace {
   std::vector<uint16_t> shared_gemm1;  // [T, 2 Is] rounded, empty without shared experts
   std::vector<uint16_t> shared_act;    // [T, Is]
   std::vector<uint16_t> shared_out;    // [T, H] rounded shared-expert output
-  std::vector<float> combined;     // [T, H] float32 sum before the final rounding
+  std::vector<float> combined;         // [T, H] float32 sum before the final rounding
 };
 
 namespace ref {
