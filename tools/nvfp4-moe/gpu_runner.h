@@ -1,0 +1,42 @@
+// The GPU side of `nvfp4-moe run`/`bench`: a layer uploaded once, a workspace, device inputs,
+// and timed forwards (CUDA events; eager and CUDA-graph replay).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "nvfp4moe/cuda/moe.h"
+
+namespace nvfp4moe::tool {
+
+class GpuLayerRunner {
+ public:
+  GpuLayerRunner(const MoeConfig& cfg, const MoeWeights& w, int64_t max_tokens);
+  ~GpuLayerRunner();
+  GpuLayerRunner(const GpuLayerRunner&) = delete;
+  GpuLayerRunner& operator=(const GpuLayerRunner&) = delete;
+
+  // Upload hidden [T, H] bf16 bits and logits [T, E] float32 (T <= max_tokens).
+  void set_inputs(std::span<const uint16_t> hidden, std::span<const float> logits, int64_t tokens);
+  // One forward on the runner's stream, then the output [T, H] bf16 bits.
+  std::vector<uint16_t> forward_and_download();
+  // Median milliseconds of `iters` forwards: eager launches, or replays of a captured graph.
+  double time_eager_ms(int iters);
+  double time_graph_ms(int iters);
+
+  const cuda::MoeLayerWeights& weights() const { return *weights_; }
+
+ private:
+  void forward();
+  std::unique_ptr<cuda::MoeLayerWeights> weights_;
+  std::unique_ptr<cuda::MoeWorkspace> ws_;
+  cuda::DeviceMemory hidden_, logits_, out_;
+  int64_t tokens_ = 0, hidden_size_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+}  // namespace nvfp4moe::tool
