@@ -325,6 +325,20 @@ TEST(GemmSm90, GroupedOneExpertTakesAll) {
   }
 }
 
+// One or two K stages per tile: the persistent CTAs' pipeline crosses a tile boundary at
+// almost every stage.
+TEST(GemmSm90, GroupedShortK) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 800;
+  for (int64_t k : {16, 144}) {
+    for (bool w4a4 : {false, true}) {
+      std::mt19937 rng(seed);
+      Case c{w4a4, true, 3000, 520, k, 64, random_offsets(rng, 2990, 64, 9), Mode::kExact, OutDType::kBF16, seed++};
+      EXPECT_TRUE(run_case(c));
+    }
+  }
+}
+
 // Captured launches replay to the same bits as eager ones, and split-K is deterministic.
 TEST(GemmSm90, GraphCaptureEqualsEagerAndDeterministic) {
   NVFP4MOE_REQUIRE_GPU();

@@ -8,8 +8,9 @@
 //     weights  (2 x 2 atoms, 9216 B) --cp.async--> smem --ld.shared--> registers
 //              --dequant (exact, bf16)--> wgmma A fragments (RS form)
 //     tokens   (kTok x 128 bf16)    --cp.async--> smem, 128-byte swizzle --> wgmma B (desc)
-//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async pipeline over K,
-//              loads kStages-2 ahead; the wgmma of one stage overlaps the dequant of the next.
+//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async ring over K, loads
+//              kStages-2 stages ahead (across tile boundaries for persistent CTAs); each
+//              k16 step is dequantized while up to 3 earlier wgmma are in flight.
 //
 // Epilogue: v = acc * 2^7 (undoes the dequant scaling, exact), out = v * alpha(n), rounded to
 // bf16 or stored as fp32. Split-K (single GEMMs, decode): each split writes v to an fp32
@@ -62,9 +63,21 @@ struct GemmW4A16Config {
   static constexpr int kWeightBytes = kWarpGroups * kAtomsK * kAtomBytes;  // 9216
   static constexpr int kStageBytes = kActBytes + kWeightBytes;
   static_assert(kActSubBytes % 1024 == 0 && kStageBytes % 1024 == 0, "128B-swizzle tiles need 1 KiB alignment");
-  static constexpr int kStages = kTok == 8 ? 5 : (kTok <= 32 ? 8 : (kTok <= 64 ? 6 : 5));  // kTok 8: 3 CTAs/SM
+  // Stages sized so that kTok 8..32 fit 2 CTAs per SM (228 KB), kTok 64 and 128 one.
+  static constexpr int kStages = kTok == 8 ? 8 : (kTok == 16 ? 7 : (kTok == 32 ? 5 : (kTok == 64 ? 6 : 5)));
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
-  static constexpr int kMinCtasPerSm = kTok == 8 ? 3 : (kTok <= 32 ? 2 : 1);  // register budget
+  static constexpr int kMinCtasPerSm = kTok <= 32 ? 2 : 1;  // register budget (<= 128 / 255)
+};
+
+// One CTA's walk over its tiles and their K stages (tiles t = blockIdx.x + j * gridDim.x).
+// The loader and the compute side each hold one; the loader runs kDist stages ahead, across
+// tile boundaries, so a persistent CTA never drains its pipeline between tiles.
+struct StageCursor {
+  int t = 0;          // tile index
+  int ks = 0;         // K stage within the tile
+  int ks_end = 0;
+  bool valid = false;
+  GemmTile tile{};
 };
 
 template <int kTok>
@@ -72,11 +85,15 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
     gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
   using Cfg = GemmW4A16Config<kTok>;
   constexpr int kStages = Cfg::kStages;
+  constexpr int kDist = kStages - 2;  // loads run this many stages ahead (see the loop)
+  constexpr int kBufs = 4;            // A-fragment buffers = wgmma in flight + 1
+  static_assert((Cfg::kAtomsK * 4) % kBufs == 0, "buffer rotation must repeat every stage");
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
   __shared__ int s_is_last;
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const uint32_t smem_base = ptx::smem_addr(smem);
 
   const int tid = threadIdx.x, wg = tid / 128, tid_wg = tid % 128;
   const int warp_wg = tid_wg / 32, lane = tid % 32;
@@ -90,157 +107,194 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
     total_tiles = p.n_blocks * tok_tiles_single * p.splits;
   }
   const int k_atoms = p.k_stages * Cfg::kAtomsK;
+  const int per_split = (p.k_stages + p.splits - 1) / p.splits;
 
-  for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-    const GemmTile tile = grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts)
-                                  : single_tile<kTok>(t, p.rows, p.n_blocks);
-    const int per_split = (p.k_stages + p.splits - 1) / p.splits;
-    const int ks_begin = grouped ? 0 : tile.split * per_split;
-    const int ks_end = grouped ? p.k_stages : min(p.k_stages, ks_begin + per_split);
-    // Weight rows of this CTA: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
-    const uint8_t* w_blk = p.w + tile.expert * p.w_expert_bytes +
-                           int64_t(tile.n_block) * Cfg::kWarpGroups * k_atoms * kAtomBytes;
-    const __nv_bfloat16* a_tile = p.a + int64_t(tile.row0) * p.k;
-
-    // Stage ks -> slot: kTok x 128 tokens (two swizzled 64-wide halves), then 2 x 2 atoms.
-    // Per-thread constant parts of the stage copies. Activations: chunk (row, ch) of 16 bytes,
-    // ch = tid % 16 fixed, rows tid/16 + 16*it; weights: 16-byte chunks tid + 256*it.
-    const int act_ch = tid % 16, act_half = act_ch / 8;
-    const int act_row0 = tid / 16;
-    const uint32_t act_dst0 = uint32_t(act_half * Cfg::kActSubBytes + act_row0 * 128 +
-                                       (((act_ch % 8) ^ (act_row0 & 7)) << 4));
-    auto load_stage = [&](int slot, int ks) {
-      const uint32_t st = ptx::smem_addr(smem + slot * Cfg::kStageBytes);
-      const int kcol = ks * kWeightKPad + act_ch * 8;
-      const __nv_bfloat16* src0 = a_tile + int64_t(act_row0) * p.k + kcol;
-#pragma unroll
-      for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
-        const int row = act_row0 + it * (Cfg::kThreads / 16);
-        if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
-          const bool ok = row < tile.rows_valid && kcol < p.k;
-          ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
-                           ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k : p.a, ok ? 16 : 0);
-        }
-      }
-      const uint32_t wst = st + Cfg::kActBytes;
-      constexpr int kChunksPerWg = Cfg::kAtomsK * kAtomBytes / 16;  // 288
-      const uint8_t* wsrc = w_blk + int64_t(ks) * Cfg::kAtomsK * kAtomBytes;
-#pragma unroll
-      for (int it = 0; it < (Cfg::kWarpGroups * kChunksPerWg + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
-        const int c = tid + it * Cfg::kThreads;
-        if (c < Cfg::kWarpGroups * kChunksPerWg) {
-          const int g = c / kChunksPerWg, cc = c - g * kChunksPerWg;
-          ptx::cp_async_16(wst + c * 16, wsrc + int64_t(g) * k_atoms * kAtomBytes + cc * 16, 16);
-        }
-      }
-    };
-
-    float acc[kTok / 2];
-#pragma unroll
-    for (int i = 0; i < kTok / 2; ++i) acc[i] = 0.0f;
-
-    // Pipeline: stage ks lands in slot (ks - ks_begin) % kStages, loaded kDist stages ahead.
-    // Inside a stage the 8 k16 steps (2 atoms x 4) are dequantized one ahead of the wgmma:
-    // step j is written into buf[j % 2] while wgmma j-1 runs; wait<1> after each wgmma
-    // retires j-1, so the buffer written next is never one an in-flight wgmma reads. At most
-    // the last wgmma of stage i-1 is in flight when stage i starts, so the slot of stage i-2
-    // is the first free one (kDist = kStages - 2).
-    constexpr int kDist = kStages - 2;
-#pragma unroll
-    for (int s = 0; s < kDist; ++s) {
-      if (ks_begin + s < ks_end) load_stage(s, ks_begin + s);
-      ptx::cp_async_commit();
-    }
-    uint32_t buf[2][4] = {{0u, 0u, 0u, 0u}, {0u, 0u, 0u, 0u}};
-#pragma unroll
-    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
-    for (int ks = ks_begin; ks < ks_end; ++ks) {
-      const int i = ks - ks_begin;
-      ptx::cp_async_wait<kDist - 1>();
-      ptx::fence_proxy_async_smem();
-      __syncthreads();  // stage i visible to all; every warpgroup finished the wgmma of stage i-2
-      if (ks + kDist < ks_end) load_stage((i + kDist) % kStages, ks + kDist);
-      ptx::cp_async_commit();
-
-      const uint8_t* st = smem + (i % kStages) * Cfg::kStageBytes;
-      const uint8_t* wsm = st + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
-      const uint32_t act = ptx::smem_addr(st);
-#pragma unroll
-      for (int at = 0; at < Cfg::kAtomsK; ++at) {
-        const uint4 codes = *reinterpret_cast<const uint4*>(wsm + at * kAtomBytes + tid_wg * 16);
-        const uint2 sc = *reinterpret_cast<const uint2*>(wsm + at * kAtomBytes + kAtomCodeBytes +
-                                                         (warp_wg * 8 + lane / 4) * 8);
-        const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          uint32_t(&a)[4] = buf[s % 2];
-          const uint32_t sw = s < 2 ? sc.x : sc.y;
-          if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
-          else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
-          ptx::wgmma_fence();
-          ptx::WgmmaRS<kTok>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
-          ptx::wgmma_commit();
-          ptx::wgmma_wait<1>();
-        }
+  auto tile_of = [&](int t) {
+    return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, p.n_blocks);
+  };
+  // Position a cursor on tile t (or the next tile with a non-empty K range).
+  auto seek = [&](StageCursor& c, int t) {
+    c.valid = false;
+    for (; t < total_tiles; t += gridDim.x) {
+      c.tile = tile_of(t);
+      c.ks = grouped ? 0 : c.tile.split * per_split;
+      c.ks_end = grouped ? p.k_stages : min(p.k_stages, c.ks + per_split);
+      if (c.ks < c.ks_end) {
+        c.t = t;
+        c.valid = true;
+        return;
       }
     }
-    ptx::wgmma_wait<0>();
-#pragma unroll
-    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
-    ptx::cp_async_wait<0>();
+  };
+  auto advance = [&](StageCursor& c) {
+    if (++c.ks == c.ks_end) seek(c, c.t + gridDim.x);
+  };
 
-    // Epilogue. Thread holds rows n0, n0+8 x tokens 8j + 2q + {0,1}.
-    const int n0 = tile.n_block * Cfg::kBlockN + wg * 64 + warp_wg * 16 + lane / 4;
-    const int q = lane % 4, half_n = p.n / 2;
-    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
-    auto store = [&](int64_t m, int n, float v) {
-      float r = v * (n < half_n ? a_lo : a_hi);
-      if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
-      else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
-    };
-    if (p.splits == 1) {
+  // Stage copies: kTok x 128 tokens (two swizzled 64-wide halves), then 2 wg x 2 atoms.
+  // Per-thread constants: activation chunk column ch = tid % 16, rows tid/16 + 16*it;
+  // weight chunks tid + 256*it.
+  const int act_ch = tid % 16, act_half = act_ch / 8;
+  const int act_row0 = tid / 16;
+  const uint32_t act_dst0 = uint32_t(act_half * Cfg::kActSubBytes + act_row0 * 128 +
+                                     (((act_ch % 8) ^ (act_row0 & 7)) << 4));
+  // Weight chunk c16 = tid + 256*it of a stage: warpgroup g = c16 / 288, byte (c16 % 288) * 16
+  // of that warpgroup's 2-atom run; source offsets are fixed per thread (int32: < 2^31).
+  constexpr int kChunksPerWg = Cfg::kAtomsK * kAtomBytes / 16;  // 288
+  constexpr int kWeightChunks = Cfg::kWarpGroups * kChunksPerWg;
+  constexpr int kWeightChunkIters = (kWeightChunks + Cfg::kThreads - 1) / Cfg::kThreads;
+  int w_src_off[kWeightChunkIters];
 #pragma unroll
-      for (int i = 0; i < kTok / 2; ++i) {
-        int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
-        if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, acc[i] * kDequantRescale);
-      }
-    } else {
-      float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
-#pragma unroll
-      for (int i = 0; i < kTok / 2; ++i) {
-        int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
-        if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = acc[i] * kDequantRescale;
-      }
-      __threadfence();
-      __syncthreads();
-      int* counter = p.counters + tile.n_block * tok_tiles_single + tile.tok_tile;
-      if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
-      __syncthreads();
-      if (s_is_last) {
-        __threadfence();
-        // Sum the splits in split order; all loads of one split are independent of the
-        // stores (which could otherwise alias them and serialize every element).
-        float sum[kTok / 2];
-#pragma unroll
-        for (int i = 0; i < kTok / 2; ++i) sum[i] = 0.0f;
-        for (int s = 0; s < p.splits; ++s) {
-          const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
-#pragma unroll
-          for (int i = 0; i < kTok / 2; ++i) {
-            int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
-            if (tok < tile.rows_valid && n < p.n) sum[i] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < kTok / 2; ++i) {
-          int tok = 8 * (i / 4) + 2 * q + (i % 2), n = n0 + 8 * ((i / 2) % 2);
-          if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, sum[i]);
-        }
-        if (tid == 0) *counter = 0;
-      }
-    }
-    __syncthreads();  // shared memory is reused by the next tile
+  for (int it = 0; it < kWeightChunkIters; ++it) {
+    const int c16 = tid + it * Cfg::kThreads, g = c16 / kChunksPerWg;
+    w_src_off[it] = g * k_atoms * kAtomBytes + (c16 - g * kChunksPerWg) * 16;
   }
+  auto load_stage = [&](int slot, const StageCursor& c) {
+    const uint32_t st = smem_base + slot * Cfg::kStageBytes;
+    const int kcol = c.ks * kWeightKPad + act_ch * 8;
+    const __nv_bfloat16* src0 = p.a + (int64_t(c.tile.row0) + act_row0) * p.k + kcol;
+#pragma unroll
+    for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
+      const int row = act_row0 + it * (Cfg::kThreads / 16);
+      if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
+        const bool ok = row < c.tile.rows_valid && kcol < p.k;
+        ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
+                         ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k : p.a, ok ? 16 : 0);
+      }
+    }
+    // Weight rows of the tile: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
+    const uint8_t* wsrc = p.w + c.tile.expert * p.w_expert_bytes +
+                          (int64_t(c.tile.n_block) * Cfg::kWarpGroups * k_atoms + int64_t(c.ks) * Cfg::kAtomsK) *
+                              kAtomBytes;
+#pragma unroll
+    for (int it = 0; it < kWeightChunkIters; ++it) {
+      if (it * Cfg::kThreads + tid < kWeightChunks) {
+        ptx::cp_async_16(st + Cfg::kActBytes + (it * Cfg::kThreads + tid) * 16, wsrc + w_src_off[it], 16);
+      }
+    }
+  };
+
+  // Pipeline: the i-th stage of this CTA lands in slot i % kStages, loaded kDist stages
+  // ahead. Inside a stage the 8 k16 steps (2 atoms x 4) are dequantized one ahead of the
+  // wgmma into buf[j % kBufs]; wait<kBufs-1> after each wgmma retires the one that last read
+  // the buffer written next. At most kBufs-1 wgmma of stage i-1 are in flight when stage i
+  // starts (all retired at a tile's end), so the slot of stage i-2 is the first free one.
+  StageCursor ld, cp;
+  seek(ld, blockIdx.x);
+  cp = ld;
+#pragma unroll
+  for (int s = 0; s < kDist; ++s) {
+    if (ld.valid) {
+      load_stage(s, ld);
+      advance(ld);
+    }
+    ptx::cp_async_commit();
+  }
+  float acc[kTok / 2];
+#pragma unroll
+  for (int r = 0; r < kTok / 2; ++r) acc[r] = 0.0f;
+  uint32_t buf[kBufs][4];
+#pragma unroll
+  for (int b = 0; b < kBufs; ++b)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) buf[b][j] = 0u;
+#pragma unroll
+  for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+
+  for (int i = 0; cp.valid; ++i) {
+    ptx::cp_async_wait<kDist - 1>();
+    ptx::fence_proxy_async_smem();  // cp.async wrote the tile through the generic proxy
+    __syncthreads();  // stage i visible to all; every warpgroup finished the wgmma of stage i-2
+    if (ld.valid) {
+      load_stage((i + kDist) % kStages, ld);
+      advance(ld);
+    }
+    ptx::cp_async_commit();
+
+    const uint32_t act = smem_base + (i % kStages) * Cfg::kStageBytes;
+    const uint32_t wsm = act + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
+#pragma unroll
+    for (int at = 0; at < Cfg::kAtomsK; ++at) {
+      const uint4 codes = ptx::ld_shared_v4(wsm + at * kAtomBytes + tid_wg * 16);
+      const uint2 sc = ptx::ld_shared_v2(wsm + at * kAtomBytes + kAtomCodeBytes + (warp_wg * 8 + lane / 4) * 8);
+      const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        uint32_t(&a)[4] = buf[(at * 4 + s) % kBufs];
+        const uint32_t sw = s < 2 ? sc.x : sc.y;
+        if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
+        else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
+        ptx::wgmma_fence();
+        ptx::WgmmaRS<kTok>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
+        ptx::wgmma_commit();
+        ptx::wgmma_wait<kBufs - 1>();
+      }
+    }
+
+    if (cp.ks + 1 == cp.ks_end) {  // last stage of the tile: epilogue
+      ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+      const GemmTile tile = tile_of(cp.t);  // recomputed: keeps the cursor small
+      // Thread holds rows n0, n0+8 x tokens 8j + 2q + {0,1}.
+      const int n0 = tile.n_block * Cfg::kBlockN + wg * 64 + warp_wg * 16 + lane / 4;
+      const int q = lane % 4, half_n = p.n / 2;
+      const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+      auto store = [&](int64_t m, int n, float v) {
+        float r = v * (n < half_n ? a_lo : a_hi);
+        if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
+        else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
+      };
+      if (p.splits == 1) {
+#pragma unroll
+        for (int r = 0; r < kTok / 2; ++r) {
+          int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+          if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, acc[r] * kDequantRescale);
+        }
+      } else {
+        float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
+#pragma unroll
+        for (int r = 0; r < kTok / 2; ++r) {
+          int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+          if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = acc[r] * kDequantRescale;
+        }
+        __threadfence();
+        __syncthreads();
+        int* counter = p.counters + tile.n_block * tok_tiles_single + tile.tok_tile;
+        if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
+        __syncthreads();
+        if (s_is_last) {
+          __threadfence();
+          // Sum the splits in split order; the loads of several splits are in flight at
+          // once and never wait on the stores.
+          float sum[kTok / 2];
+#pragma unroll
+          for (int r = 0; r < kTok / 2; ++r) sum[r] = 0.0f;
+#pragma unroll 4
+          for (int s = 0; s < p.splits; ++s) {
+            const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
+#pragma unroll
+            for (int r = 0; r < kTok / 2; ++r) {
+              int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+              if (tok < tile.rows_valid && n < p.n) sum[r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
+            }
+          }
+#pragma unroll
+          for (int r = 0; r < kTok / 2; ++r) {
+            int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+            if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, sum[r]);
+          }
+          if (tid == 0) *counter = 0;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) acc[r] = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+    }
+    advance(cp);
+  }
+  ptx::wgmma_wait<0>();
+  ptx::cp_async_wait<0>();
 }
 
 }  // namespace nvfp4moe::kernels
