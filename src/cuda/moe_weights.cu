@@ -8,6 +8,7 @@
 #include "nvfp4moe/checkpoint/modelopt.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/cuda/moe.h"
+#include "nvfp4moe/kernels/synthetic_weights_sm90.cuh"
 
 namespace nvfp4moe::cuda {
 namespace {
@@ -123,6 +124,37 @@ MoeLayerWeights MoeLayerWeights::upload(const MoeConfig& cfg, const MoeWeights& 
   }
   out.has_bias_ = !w.e_score_correction_bias.empty();
   for (int64_t e = 0; out.has_bias_ && e < e_count; ++e) s[size_t(L.bias() + e)] = w.e_score_correction_bias[size_t(e)];
+  out.scalars_ = DeviceMemory(s.size() * sizeof(float));
+  out.scalars_.upload(s.data(), s.size() * sizeof(float));
+  return out;
+}
+
+MoeLayerWeights MoeLayerWeights::synthetic(const MoeConfig& cfg, uint64_t seed) {
+  validate(cfg);
+  NVFP4MOE_CHECK(cfg.act == ActDType::kBF16, "cfg.act: the GPU MoE layer takes bf16 activations");
+  const int64_t e_count = cfg.routing.num_experts, h = cfg.hidden, inter = cfg.intermediate;
+  const int64_t is = int64_t(cfg.n_shared_experts) * inter;
+  NVFP4MOE_CHECK(h % 128 == 0 && inter % 128 == 0, "cfg: synthetic weights need hidden and intermediate multiples of 128, got ",
+                 h, " and ", inter);
+  MoeLayerWeights out;
+  out.cfg_ = cfg;
+  out.w13_bytes_ = prepared_weight_bytes(2 * inter, h);
+  out.w2_bytes_ = prepared_weight_bytes(h, inter);
+  out.shared_inter_ = is;
+  out.shared_w13_bytes_ = is ? prepared_weight_bytes(2 * is, h) : 0;
+  const int64_t shared_w2_bytes = is ? prepared_weight_bytes(h, is) : 0;
+  const int64_t total = e_count * (out.w13_bytes_ + out.w2_bytes_) + out.shared_w13_bytes_ + shared_w2_bytes;
+  out.weights_ = DeviceMemory(size_t(total));
+  kernels::fill_synthetic_prepared_kernel<<<1024, 256>>>(out.weights_.as<uint8_t>(), total, seed);
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+
+  ScalarLayout L{e_count};
+  std::vector<float> s(size_t(L.count()), 1.0f);
+  for (int64_t i = 0; i < 4 * e_count; ++i) s[size_t(i)] = 1.0f / 1024.0f;  // alpha1, alpha2
+  for (int64_t i = 0; i < 4; ++i) s[size_t(L.shared_alpha1() + i)] = 1.0f / 1024.0f;
+  out.has_bias_ = cfg.routing.scoring == ScoringFunc::kSigmoid;
+  for (int64_t e = 0; out.has_bias_ && e < e_count; ++e) s[size_t(L.bias() + e)] = 0.0f;
   out.scalars_ = DeviceMemory(s.size() * sizeof(float));
   out.scalars_.upload(s.data(), s.size() * sizeof(float));
   return out;

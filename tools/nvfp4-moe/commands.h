@@ -13,5 +13,6 @@ Action add_run_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
 Action add_quantize_command(CLI::App& app);
 Action add_info_command(CLI::App& app);
+Action add_bench_command(CLI::App& app);
 
 }  // namespace nvfp4moe::tool

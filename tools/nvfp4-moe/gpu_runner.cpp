@@ -7,12 +7,15 @@
 namespace nvfp4moe::tool {
 
 GpuLayerRunner::GpuLayerRunner(const MoeConfig& cfg, const MoeWeights& w, int64_t max_tokens)
-    : weights_(std::make_unique<cuda::MoeLayerWeights>(cuda::MoeLayerWeights::upload(cfg, w))),
-      ws_(std::make_unique<cuda::MoeWorkspace>(cfg, std::max<int64_t>(max_tokens, 1))),
-      hidden_(size_t(std::max<int64_t>(max_tokens, 1) * cfg.hidden * 2)),
-      logits_(size_t(std::max<int64_t>(max_tokens, 1) * cfg.routing.num_experts * 4)),
-      out_(size_t(std::max<int64_t>(max_tokens, 1) * cfg.hidden * 2)),
-      hidden_size_(cfg.hidden) {
+    : GpuLayerRunner(cuda::MoeLayerWeights::upload(cfg, w), max_tokens) {}
+
+GpuLayerRunner::GpuLayerRunner(cuda::MoeLayerWeights&& w, int64_t max_tokens)
+    : weights_(std::make_unique<cuda::MoeLayerWeights>(std::move(w))),
+      ws_(std::make_unique<cuda::MoeWorkspace>(weights_->config(), std::max<int64_t>(max_tokens, 1))),
+      hidden_(size_t(std::max<int64_t>(max_tokens, 1) * weights_->config().hidden * 2)),
+      logits_(size_t(std::max<int64_t>(max_tokens, 1) * weights_->config().routing.num_experts * 4)),
+      out_(size_t(std::max<int64_t>(max_tokens, 1) * weights_->config().hidden * 2)),
+      hidden_size_(weights_->config().hidden) {
   NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   NVFP4MOE_CUDA_CHECK(cudaEventCreate(&start_));
   NVFP4MOE_CUDA_CHECK(cudaEventCreate(&stop_));
@@ -29,6 +32,11 @@ void GpuLayerRunner::set_inputs(std::span<const uint16_t> hidden, std::span<cons
   tokens_ = tokens;
   hidden_.upload(hidden.data(), hidden.size_bytes());
   logits_.upload(logits.data(), logits.size_bytes());
+}
+
+void GpuLayerRunner::set_tokens(int64_t tokens) {
+  NVFP4MOE_CHECK(tokens >= 0 && tokens <= ws_->max_tokens(), "tokens: expected 0..", ws_->max_tokens(), ", got ", tokens);
+  tokens_ = tokens;
 }
 
 void GpuLayerRunner::forward() {

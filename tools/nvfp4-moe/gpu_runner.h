@@ -15,12 +15,19 @@ namespace nvfp4moe::tool {
 class GpuLayerRunner {
  public:
   GpuLayerRunner(const MoeConfig& cfg, const MoeWeights& w, int64_t max_tokens);
+  GpuLayerRunner(cuda::MoeLayerWeights&& w, int64_t max_tokens);
   ~GpuLayerRunner();
   GpuLayerRunner(const GpuLayerRunner&) = delete;
   GpuLayerRunner& operator=(const GpuLayerRunner&) = delete;
 
   // Upload hidden [T, H] bf16 bits and logits [T, E] float32 (T <= max_tokens).
   void set_inputs(std::span<const uint16_t> hidden, std::span<const float> logits, int64_t tokens);
+  // Use the first `tokens` rows of inputs already on the device (device_hidden/device_logits).
+  void set_tokens(int64_t tokens);
+  void* device_hidden() const { return hidden_.get(); }
+  float* device_logits() const { return logits_.as<float>(); }
+  cuda::MoeWorkspace& workspace() { return *ws_; }
+  cudaStream_t stream() const { return stream_; }
   // One forward on the runner's stream, then the output [T, H] bf16 bits.
   std::vector<uint16_t> forward_and_download();
   // Median milliseconds of `iters` forwards: eager launches, or replays of a captured graph.

@@ -4,6 +4,7 @@
 //   nvfp4-moe generate --output DIR                                the built-in layer as bf16
 //   nvfp4-moe quantize --input DIR --output DIR [--calibration F]  bf16 -> ModelOpt NVFP4
 //   nvfp4-moe info DIR                                             what a checkpoint holds
+//   nvfp4-moe bench [--model M] [--tokens 1,16] [--json F] [--plot P]  the GPU layer table
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   add(nvfp4moe::tool::add_generate_command);
   add(nvfp4moe::tool::add_quantize_command);
   add(nvfp4moe::tool::add_info_command);
+  add(nvfp4moe::tool::add_bench_command);
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto& [sub, action] : actions) {

@@ -32,6 +32,12 @@ class MoeLayerWeights {
   // it to the device. Throws nvfp4moe::Error for bf16-incompatible configs (act must be bf16).
   static MoeLayerWeights upload(const MoeConfig& cfg, const MoeWeights& w);
 
+  // Random weights written straight into the GEMM layout on the device (benchmarks of
+  // full-size layers without a host-side quantization): random codes, block scales in
+  // [2^-3, 2^3), alpha 2^-10, activation scales 1, correction bias 0 (when sigmoid scoring).
+  // H and I (and the shared width) must be multiples of 128.
+  static MoeLayerWeights synthetic(const MoeConfig& cfg, uint64_t seed);
+
   const MoeConfig& config() const { return cfg_; }
   PreparedWeights w13() const;         // E x [2I, H]
   PreparedWeights w2() const;          // E x [H, I]
