@@ -55,6 +55,31 @@ if [[ -x build/nvfp4-moe ]]; then
   record "nvfp4-moe run --verify" "$(grep -E 'Passed|Failed' "$OUT/tool-run.log" | tail -1) rc=$?"
 fi
 
+# ---- torch extension + pytest (python/; owner: helper "torch") -----------------------------------
+# Builds libnvfp4_moe_torch.so in its own build dir (build-torch; the main build is untouched) and
+# runs python/tests against it. Skipped without torch; NVFP4MOE_NO_TORCH=1 skips it too.
+if [[ "${NVFP4MOE_NO_TORCH:-0}" != 1 ]] && python3 -c 'import torch' > /dev/null 2>&1; then
+  t1=$(date +%s)
+  torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  if cmake -S . -B build-torch -G Ninja -DCMAKE_BUILD_TYPE=Release -DNVFP4MOE_BUILD_TORCH=ON \
+       -DNVFP4MOE_BUILD_TESTS=OFF -DNVFP4MOE_BUILD_BENCH=OFF -DCMAKE_PREFIX_PATH="$torch_prefix" \
+       > "$OUT/torch-configure.log" 2>&1 &&
+     cmake --build build-torch -j"$(nproc)" --target nvfp4_moe_torch > "$OUT/torch-build.log" 2>&1; then
+    record "torch extension build" "ok ($(( $(date +%s) - t1 )) s)"
+    NVFP4MOE_TORCH_LIB=$PWD/build-torch/python/libnvfp4_moe_torch.so timeout 900 \
+      python3 -m pytest python/tests -q -p no:cacheprovider > "$OUT/pytest.log" 2>&1
+    rc=$?
+    record "pytest python/tests" "$(tail -n 1 "$OUT/pytest.log") rc=$rc"
+    grep -E '^(FAILED|ERROR) ' "$OUT/pytest.log" | head -20
+  else
+    tail -n 30 "$OUT/torch-configure.log" "$OUT/torch-build.log"
+    record "torch extension build" "FAILED (see torch-configure.log, torch-build.log)"
+  fi
+else
+  record "torch extension + pytest" "skipped (no torch, or NVFP4MOE_NO_TORCH=1)"
+fi
+# ---- end of the torch block ----------------------------------------------------------------------
+
 if ((run_bench)); then
   for b in build/bench/nvfp4moe_bench_*; do
     [[ -x "$b" ]] || continue
@@ -62,6 +87,8 @@ if ((run_bench)); then
     "$b" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
     record "$name" "rc=$? (table in $name.txt)"
   done
+  build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
+  record "nvfp4-moe bench" "rc=$? (table in nvfp4moe_bench_moe_layer.txt)"
 fi
 
 echo
