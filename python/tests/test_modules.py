@@ -256,3 +256,14 @@ def test_cpp_layer_cuda_graph_and_errors(tmp_path, seed):
     torch.cuda.synchronize()
     assert torch.equal(static_out, layer(new_h, new_l))
     assert not torch.equal(static_out, eager)
+
+
+def test_readme_example_runs():
+    """The README's first example is runnable as written (python/README.md)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "README.md example", "exec"), scope)
+    assert float(((scope["y"].float() - scope["ref"]).norm() / scope["ref"].norm())) < 0.2
+    assert torch.equal(scope["y_compiled"], scope["y"]) or \
+        torch.allclose(scope["y_compiled"].float(), scope["y"].float(), rtol=2 ** -7, atol=1e-3)

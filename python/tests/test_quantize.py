@@ -225,3 +225,13 @@ def test_bad_inputs_raise_before_launch():
         nvfp4_moe.dequantize(codes, scales.view(torch.uint8)[:64], g)
     with pytest.raises(RuntimeError, match="out_dtype: expected torch.float32 or torch.bfloat16"):
         nvfp4_moe.dequantize(codes, scales, g, torch.float16)
+
+
+def test_layout_swizzle_helpers(seed):
+    rows, k = 133, 80
+    x = rand_act(rows, k, torch.bfloat16)
+    codes, scales = nvfp4_moe.quantize(x, g_tensor(x))
+    row_major = layout.unswizzle_scales(scales, rows, k)
+    assert row_major.dtype == torch.float8_e4m3fn and tuple(row_major.shape) == (rows, k // 16)
+    ref.assert_bitwise(row_major.view(torch.uint8).cpu(), ref.unswizzle(scales, torch.arange(rows), k), "unswizzle")
+    ref.assert_bitwise(layout.swizzle_scales(row_major).view(torch.uint8), scales.view(torch.uint8), "swizzle")
