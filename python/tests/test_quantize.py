@@ -235,3 +235,31 @@ def test_layout_swizzle_helpers(seed):
     assert row_major.dtype == torch.float8_e4m3fn and tuple(row_major.shape) == (rows, k // 16)
     ref.assert_bitwise(row_major.view(torch.uint8).cpu(), ref.unswizzle(scales, torch.arange(rows), k), "unswizzle")
     ref.assert_bitwise(layout.swizzle_scales(row_major).view(torch.uint8), scales.view(torch.uint8), "swizzle")
+
+
+def torch_to_blocked(m: torch.Tensor) -> torch.Tensor:
+    """torch's NVFP4/MX scale layout for torch._scaled_mm, as in
+    torch.testing._internal.common_quantized.to_blocked (copied: that module needs test-only deps)."""
+    rows, cols = m.shape
+    rb, cb = (rows + 127) // 128, (cols + 3) // 4
+    padded = torch.zeros(rb * 128, cb * 4, dtype=torch.uint8, device=m.device)
+    padded[:rows, :cols] = m.view(torch.uint8)
+    blocks = padded.view(rb, 128, cb, 4).permute(0, 2, 1, 3)
+    return blocks.reshape(-1, 4, 32, 4).transpose(1, 2).reshape(-1, 32, 16).flatten()
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (133, 80), (300, 1024)])
+def test_interop_with_torch_nvfp4_conventions(seed, shape):
+    """Scales are torch's blocked layout byte for byte; codes are torch's float4_e2m1fn_x2 packing."""
+    rows, k = shape
+    x = rand_act(rows, k, torch.bfloat16)
+    codes, scales = nvfp4_moe.quantize(x, g_tensor(x))
+    row_major = ref.unswizzle(scales, torch.arange(rows), k)
+    ref.assert_bitwise(scales.view(torch.uint8).reshape(-1).cpu(), torch_to_blocked(row_major), "to_blocked layout")
+    try:
+        from torch.testing._internal.common_quantized import _bfloat16_to_float4_e2m1fn_x2
+    except Exception:  # noqa: BLE001 - needs expecttest/numpy; the layout check above still ran
+        return
+    values = ref.decode_codes(codes).to(torch.bfloat16)  # e2m1 values are exact in bf16
+    ref.assert_bitwise(_bfloat16_to_float4_e2m1fn_x2(values).view(torch.uint8), codes.view(torch.uint8).cpu(),
+                       "torch float4_e2m1fn_x2 packing")
