@@ -271,8 +271,10 @@ class Nvfp4MoE(nn.Module):
 
     def forward(self, hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         c = self.config
+        hidden = hidden.contiguous()
         if router_logits is None:
             router_logits = hidden.float() @ self.router_weight.t()
+        router_logits = router_logits.contiguous()
         ids, weights = ops.route(router_logits, c.top_k, c.scoring, c.renormalize, c.n_group, c.topk_group,
                                  c.routed_scaling_factor, self.correction_bias)
         _, off, _, _, pair_to_sorted, sorted_to_token = ops.permute(ids, c.num_experts)
