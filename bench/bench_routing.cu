@@ -3,7 +3,9 @@
 // softmax renormalized) at T in {1, 16, 256, 4096, 16384}.
 //
 // Each step is timed alone (median over many calls, CUDA events, bench_util.h) and the three
-// back to back ("total"). Inputs rotate through copies whose total exceeds 4x L2, so no call
+// back to back ("total"); "fused r+p" is cuda::route_and_permute (one launch while T * k <= 2048,
+// else route + permute) and "fused total" that plus combine, what the MoE layer pays.
+// Inputs rotate through copies whose total exceeds 4x L2, so no call
 // finds its logits / ids / expert rows in L2. The combine reads T*k*H bf16 rows (+ T*H shared)
 // and writes T*H bf16: its bandwidth is reported against a device-to-device copy measured in
 // the same run. The issue names no baseline for these steps; the total is what the layer pays
@@ -65,8 +67,8 @@ int main(int argc, char** argv) {
 
   bench::JsonWriter json;
   bench::add_device_meta(json.meta(), dev, copy_gbs);
-  bench::Table table({"model", "T", "route us", "permute us", "combine us", "total us", "combine GB/s",
-                      "% copy BW"});
+  bench::Table table({"model", "T", "route us", "permute us", "combine us", "total us", "fused r+p us",
+                      "fused total us", "combine GB/s", "% copy BW"});
 
   for (const Model& model : {deepseek_v3(), qwen3()}) {
     const int e = model.cfg.num_experts, k = model.cfg.top_k;
@@ -90,6 +92,9 @@ int main(int argc, char** argv) {
       std::vector<bench::DeviceBytes> d_logits, d_ids, d_w, d_rows, d_shared, d_out, d_maps;
       const size_t ws_bytes = cuda::permute_workspace_bytes(t, k, e);
       bench::DeviceBytes ws(ws_bytes);
+      const size_t fused_ws_bytes = cuda::route_and_permute_workspace_bytes(t, k, e);
+      bench::DeviceBytes fused_ws(fused_ws_bytes);
+      NVFP4MOE_CUDA_CHECK(cudaMemset(fused_ws.get(), 0, fused_ws_bytes));  // the API's one-time zero fill
       const size_t map_ints = size_t(3 * m + e + 2 * (e + 1));
       for (int c = 0; c < copies; ++c) {
         d_logits.emplace_back(logits.size() * 4);
@@ -128,6 +133,12 @@ int main(int argc, char** argv) {
                       outputs(c).pair_to_sorted, t, k, h, d_shared[size_t(c)].get(), d_out[size_t(c)].get(),
                       cuda::CombineOutDType::kBF16, stream);
       };
+      auto do_fused = [&](int c) {
+        cuda::route_and_permute(d_logits[size_t(c)].get(), cuda::LogitsDType::kFloat32,
+                                use_bias ? d_bias.get<float>() : nullptr, t, model.cfg, t,
+                                d_ids[size_t(c)].get<int32_t>(), d_w[size_t(c)].get<float>(), outputs(c),
+                                fused_ws.get(), fused_ws_bytes, stream);
+      };
       // Valid ids and maps in every copy before the steps are timed alone.
       for (int c = 0; c < copies; ++c) {
         do_route(c);
@@ -148,9 +159,16 @@ int main(int argc, char** argv) {
         do_permute(rot(call));
         do_combine(rot(call));
       }, 10, iters_multi);
+      const bench::Timing tf =
+          bench::time_median_us(stream, [&](int call) { do_fused(rot(call)); }, 10, iters_multi);
+      const bench::Timing tft = bench::time_median_us(stream, [&](int call) {
+        do_fused(rot(call));
+        do_combine(rot(call));
+      }, 10, iters_multi);
       const double gbs = combine_bytes / (tc.median_us * 1e-6) / 1e9;
       table.add_row({model.name, std::to_string(t), bench::fmt("%.2f", tr.median_us), bench::fmt("%.2f", tp.median_us),
-                     bench::fmt("%.2f", tc.median_us), bench::fmt("%.2f", tt.median_us), bench::fmt("%.0f", gbs),
+                     bench::fmt("%.2f", tc.median_us), bench::fmt("%.2f", tt.median_us),
+                     bench::fmt("%.2f", tf.median_us), bench::fmt("%.2f", tft.median_us), bench::fmt("%.0f", gbs),
                      bench::fmt("%.1f", 100.0 * gbs / copy_gbs)});
       bench::JsonObject o;
       o.add("model", model.name)
@@ -162,6 +180,8 @@ int main(int argc, char** argv) {
           .add("permute_us", tp.median_us)
           .add("combine_us", tc.median_us)
           .add("total_us", tt.median_us)
+          .add("fused_route_permute_us", tf.median_us)
+          .add("fused_total_us", tft.median_us)
           .add("combine_gbs", gbs)
           .add("combine_fraction_of_copy_bw", gbs / copy_gbs);
       json.add_result(o);

@@ -7,6 +7,7 @@
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/permute_sm90.cuh"
+#include "routing_checks.h"
 
 namespace nvfp4moe::cuda {
 namespace {
@@ -46,8 +47,8 @@ size_t permute_workspace_bytes(int64_t capacity_tokens, int top_k, int num_exper
   return workspace_for_pairs(capacity_tokens * top_k, num_experts);
 }
 
-void permute(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int64_t capacity_tokens,
-             const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+void check_permute_args(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int64_t capacity_tokens,
+                        const PermuteOutputs& out, const void* workspace, size_t workspace_bytes) {
   check_shape(capacity_tokens, "capacity_tokens", top_k, num_experts);
   NVFP4MOE_CHECK(tokens >= 0 && tokens <= capacity_tokens, "tokens: expected 0..capacity_tokens = ",
                  capacity_tokens, ", got ", tokens);
@@ -68,7 +69,12 @@ void permute(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int
     NVFP4MOE_CHECK(workspace != nullptr, "workspace: expected a device pointer, got nullptr");
     NVFP4MOE_CHECK(is_aligned(workspace, 16), "workspace: expected a 16-byte aligned pointer");
   }
+}
 
+void permute(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int64_t capacity_tokens,
+             const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  check_permute_args(ids, tokens, top_k, num_experts, capacity_tokens, out, workspace, workspace_bytes);
+  const int64_t m = tokens * top_k;
   const int mi = int(m);
   if (m <= kernels::kPermuteSingleCtaMaxPairs) {
     kernels::permute_single_cta_sm90<<<1, kernels::kPermuteThreads, 0, stream>>>(

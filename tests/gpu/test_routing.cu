@@ -1,6 +1,7 @@
 // GPU routing (cuda::route) against the CPU model ref::route: ids bit for bit, weights within
 // 1e-6 relative (bitwise differences are counted and printed), over softmax and DeepSeek-V3
-// grouped sigmoid, awkward sizes, exact ties, near ties (logits 1 ulp apart) and NaN logits.
+// grouped sigmoid, awkward sizes, exact ties, near ties (logits 1 ulp apart) and NaN logits,
+// through both kernel families (CTA per token for small batches, warp per token for large).
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -291,20 +292,100 @@ TEST(RoutingSigmoid, OtherGroupConfigsMatchRef) {
   }
 }
 
+// Batch sizes above cuda::kRouteCtaMaxTokens take the warp-per-token kernels, the others the
+// CTA-per-token ones: both against the model on the configurations above.
+TEST(RoutingSigmoid, BothKernelFamiliesMatchRef) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Case { int e, k, n_group, topk_group; bool bias; };
+  const Case cases[] = {{256, 8, 8, 4, true}, {512, 16, 16, 4, true}, {8, 2, 8, 3, true}, {96, 5, 3, 1, true},
+                        {128, 4, 4, 2, false}};
+  const int64_t small = 9, large = cuda::kRouteCtaMaxTokens + 37;
+  int combo = 0;
+  for (const Case& c : cases) {
+    const auto cfg = sigmoid_cfg(c.e, c.k, c.n_group, c.topk_group, true, 2.5f);
+    EXPECT_TRUE(cuda::uses_cta_routing(small, cfg));
+    EXPECT_FALSE(cuda::uses_cta_routing(large, cfg));
+    for (int64_t t : {small, large}) {
+      for (LogitKind kind : {LogitKind::kContinuous, LogitKind::kExactTies, LogitKind::kNearTies}) {
+        const uint32_t seed = 2600u + uint32_t(combo++);
+        const std::string what = "sigmoid E=" + std::to_string(c.e) + " groups=" + std::to_string(c.n_group) + "/" +
+                                 std::to_string(c.topk_group) + " T=" + std::to_string(t) + " " + kind_name(kind) +
+                                 " seed=" + std::to_string(seed);
+        SCOPED_TRACE(what);
+        const auto logits = random_logits(t, c.e, seed, kind);
+        const auto bias = c.bias ? random_bias(c.e, seed + 3) : std::vector<float>{};
+        EXPECT_TRUE(routes_match(route_gpu(logits, bias, t, cfg), route_ref(logits, bias, t, cfg), what));
+      }
+    }
+  }
+}
+
+TEST(RoutingSoftmax, BothKernelFamiliesMatchRef) {
+  NVFP4MOE_REQUIRE_GPU();
+  int combo = 0;
+  for (int e : {8, 100, 128, 256, 300, 512}) {
+    for (int64_t t : {int64_t(6), cuda::kRouteCtaMaxTokens, cuda::kRouteCtaMaxTokens + 1}) {
+      for (LogitKind kind : {LogitKind::kContinuous, LogitKind::kNearTies, LogitKind::kWide}) {
+        const uint32_t seed = 2700u + uint32_t(combo++);
+        const int k = e >= 16 ? 16 : 4;
+        const std::string what = "softmax E=" + std::to_string(e) + " T=" + std::to_string(t) + " " +
+                                 kind_name(kind) + " seed=" + std::to_string(seed);
+        SCOPED_TRACE(what);
+        const auto cfg = softmax_cfg(e, k, true, 1.0f);
+        const auto logits = random_logits(t, e, seed, kind);
+        EXPECT_TRUE(routes_match(route_gpu(logits, {}, t, cfg), route_ref(logits, {}, t, cfg), what));
+        EXPECT_TRUE(routes_match(route_gpu(logits, {}, t, cfg, true), route_ref([&] {
+                                   auto l = logits;
+                                   for (auto& x : l) x = bf16_to_float(bf16_from_float(x));
+                                   return l;
+                                 }(), {}, t, cfg), what + " bf16"));
+      }
+    }
+  }
+}
+
+// More than 32 groups kept (but not all): only the CTA kernels record such a selection, so
+// route() takes them at every batch size.
+TEST(RoutingSigmoid, WideGroupSelectionMatchesRef) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Case { int e, k, n_group, topk_group; };
+  const Case cases[] = {{128, 8, 64, 40}, {512, 16, 512, 300}, {512, 16, 256, 33}};
+  int combo = 0;
+  for (const Case& c : cases) {
+    const auto cfg = sigmoid_cfg(c.e, c.k, c.n_group, c.topk_group, true, 1.0f);
+    for (int64_t t : {int64_t(3), cuda::kRouteCtaMaxTokens + 100}) {
+      EXPECT_TRUE(cuda::uses_cta_routing(t, cfg));
+      for (LogitKind kind : {LogitKind::kContinuous, LogitKind::kExactTies}) {
+        const uint32_t seed = 2800u + uint32_t(combo++);
+        const std::string what = "sigmoid E=" + std::to_string(c.e) + " groups=" + std::to_string(c.n_group) + "/" +
+                                 std::to_string(c.topk_group) + " T=" + std::to_string(t) + " " + kind_name(kind) +
+                                 " seed=" + std::to_string(seed);
+        SCOPED_TRACE(what);
+        const auto logits = random_logits(t, c.e, seed, kind);
+        const auto bias = random_bias(c.e, seed + 5);
+        EXPECT_TRUE(routes_match(route_gpu(logits, bias, t, cfg), route_ref(logits, bias, t, cfg), what));
+      }
+    }
+  }
+}
+
 // NaN logits rank last (never an out-of-range id); softmax rows with a NaN get NaN weights.
 TEST(Routing, NaNLogitsMatchRef) {
   NVFP4MOE_REQUIRE_GPU();
   const uint32_t seed = 31337;
   SCOPED_TRACE("seed=" + std::to_string(seed));
-  auto logits = random_logits(200, 64, seed, LogitKind::kContinuous);
-  std::mt19937 rng(seed);
-  for (int i = 0; i < 300; ++i) logits[rng() % logits.size()] = std::nanf("");
-  for (int j = 0; j < 64; ++j) logits[size_t(5 * 64 + j)] = std::nanf("");  // a token of NaNs only
-  const auto sm = softmax_cfg(64, 8, true, 1.0f);
-  EXPECT_TRUE(routes_match(route_gpu(logits, {}, 200, sm), route_ref(logits, {}, 200, sm), "softmax NaN"));
-  const auto sg = sigmoid_cfg(64, 8, 8, 4, true, 2.5f);
-  const auto bias = random_bias(64, seed);
-  EXPECT_TRUE(routes_match(route_gpu(logits, bias, 200, sg), route_ref(logits, bias, 200, sg), "sigmoid NaN"));
+  for (int64_t t : {int64_t(200), cuda::kRouteCtaMaxTokens + 200}) {  // CTA and warp kernels
+    SCOPED_TRACE("T=" + std::to_string(t));
+    auto logits = random_logits(t, 64, seed, LogitKind::kContinuous);
+    std::mt19937 rng(seed);
+    for (int i = 0; i < 300; ++i) logits[rng() % logits.size()] = std::nanf("");
+    for (int j = 0; j < 64; ++j) logits[size_t(5 * 64 + j)] = std::nanf("");  // a token of NaNs only
+    const auto sm = softmax_cfg(64, 8, true, 1.0f);
+    EXPECT_TRUE(routes_match(route_gpu(logits, {}, t, sm), route_ref(logits, {}, t, sm), "softmax NaN"));
+    const auto sg = sigmoid_cfg(64, 8, 8, 4, true, 2.5f);
+    const auto bias = random_bias(64, seed);
+    EXPECT_TRUE(routes_match(route_gpu(logits, bias, t, sg), route_ref(logits, bias, t, sg), "sigmoid NaN"));
+  }
 }
 
 TEST(Routing, RepeatedRunsBitwiseIdentical) {

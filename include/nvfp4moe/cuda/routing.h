@@ -23,9 +23,17 @@ enum class LogitsDType : int { kFloat32 = 0, kBF16 = 1 };
 // Route `tokens` tokens: logits [tokens, E] (float32, or bf16 widened exactly to float) ->
 // ids [tokens, k] int32 and weights [tokens, k] float32, as ref::route with the same cfg
 // (validate(cfg) applies). correction_bias: [E] float32 or nullptr (sigmoid scoring only; its
-// values must be finite, which the host cannot check on the device). One warp per token.
+// values must be finite, which the host cannot check on the device). Batches of at most
+// kRouteCtaMaxTokens tokens run one 256-thread CTA per token (lower latency), larger ones one
+// warp per token (higher throughput); both give the same bits.
 void route(const void* logits, LogitsDType logits_dtype, const float* correction_bias, int64_t tokens,
            const RoutingConfig& cfg, int32_t* ids, float* weights, cudaStream_t stream);
+
+inline constexpr int64_t kRouteCtaMaxTokens = 1024;
+
+// True when route() takes the CTA-per-token kernels for this batch: tokens <= kRouteCtaMaxTokens,
+// or sigmoid scoring keeping more than 32 (but not all) groups, which only they handle.
+bool uses_cta_routing(int64_t tokens, const RoutingConfig& cfg);
 
 // Device outputs of permute, E = num_experts, M = tokens * top_k; each map sized for the
 // capacity (capacity_tokens * top_k entries), of which [0, M) are written.
@@ -49,6 +57,20 @@ size_t permute_workspace_bytes(int64_t capacity_tokens, int top_k, int num_exper
 // capacity_tokens, top_k, num_experts); workspace 16-byte aligned.
 void permute(const int32_t* ids, int64_t tokens, int top_k, int num_experts, int64_t capacity_tokens,
              const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// route() then permute() in one launch when tokens * top_k <= 2048 (uses_fused_route_and_permute),
+// else exactly those two calls; outputs identical to them (ids, weights and every map).
+// One workspace serves both: workspace_bytes >= route_and_permute_workspace_bytes(capacity_tokens,
+// cfg.top_k, cfg.num_experts), 16-byte aligned, and ZERO-FILLED ONCE before its first use
+// (cudaMemset): its first 16 bytes hold a ticket counter that every call leaves zero again
+// (a CUDA graph replays it as is). A non-zero counter on entry traps (launch failure), never
+// a silent wrong layout. Same argument rules as route() and permute(); top_k = cfg.top_k,
+// num_experts = cfg.num_experts. No host sync, capturable in a graph.
+bool uses_fused_route_and_permute(int64_t tokens, int top_k);
+size_t route_and_permute_workspace_bytes(int64_t capacity_tokens, int top_k, int num_experts);
+void route_and_permute(const void* logits, LogitsDType logits_dtype, const float* correction_bias, int64_t tokens,
+                       const RoutingConfig& cfg, int64_t capacity_tokens, int32_t* ids, float* weights,
+                       const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 enum class CombineOutDType : int { kBF16 = 0, kFP16 = 1, kFloat32 = 2 };
 

@@ -71,8 +71,10 @@ __device__ __forceinline__ int block_exclusive_scan(int* a, int n, int* warp_tot
 
 // Expert of pair p, checked: an id outside [0, E) stops the kernel (a sticky launch failure,
 // never a silent wrong layout). The launchers cannot check device data before launching.
+// Read through L2 (ld.global.cg, never the non-coherent path): in the fused route-and-permute
+// kernel the ids were written by other CTAs of the same launch.
 __device__ __forceinline__ int checked_expert(const int32_t* ids, int p, int num_experts) {
-  const int e = ids[p];
+  const int e = __ldcg(ids + p);
   if (unsigned(e) >= unsigned(num_experts)) __trap();
   return e;
 }
@@ -159,12 +161,14 @@ __device__ __forceinline__ void write_offsets(int* s_count, int* s_sf, int* warp
   }
 }
 
-// Everything in one CTA (M <= kPermuteSingleCtaMaxPairs; M = 0 writes the zero offsets).
-static __global__ void __launch_bounds__(kPermuteThreads)
-    permute_single_cta_sm90(const int32_t* __restrict__ ids, int m, int top_k, int num_experts,
-                            int32_t* __restrict__ counts, int32_t* __restrict__ off,
-                            int32_t* __restrict__ sf_off, int32_t* __restrict__ sorted_to_pair,
-                            int32_t* __restrict__ pair_to_sorted, int32_t* __restrict__ sorted_to_token) {
+// Everything in one CTA of kPermuteThreads (M <= kPermuteSingleCtaMaxPairs; M = 0 writes the
+// zero offsets). A __device__ body: the fused route-and-permute kernel runs it in its last CTA.
+__device__ __forceinline__ void permute_single_cta(const int32_t* ids, int m, int top_k, int num_experts,
+                                                   int32_t* __restrict__ counts, int32_t* __restrict__ off,
+                                                   int32_t* __restrict__ sf_off,
+                                                   int32_t* __restrict__ sorted_to_pair,
+                                                   int32_t* __restrict__ pair_to_sorted,
+                                                   int32_t* __restrict__ sorted_to_token) {
   __shared__ int s_hist[kPermuteWarps][kPermuteMaxExperts];
   __shared__ int s_run[kPermuteMaxExperts];  // counts, then off, then the running base
   __shared__ int s_sf[kPermuteMaxExperts];
@@ -192,6 +196,15 @@ static __global__ void __launch_bounds__(kPermuteThreads)
                     sorted_to_token);
     __syncthreads();  // hist rows are rewritten by the next tile
   }
+}
+
+static __global__ void __launch_bounds__(kPermuteThreads)
+    permute_single_cta_sm90(const int32_t* __restrict__ ids, int m, int top_k, int num_experts,
+                            int32_t* __restrict__ counts, int32_t* __restrict__ off,
+                            int32_t* __restrict__ sf_off, int32_t* __restrict__ sorted_to_pair,
+                            int32_t* __restrict__ pair_to_sorted, int32_t* __restrict__ sorted_to_token) {
+  permute_single_cta(ids, m, top_k, num_experts, counts, off, sf_off, sorted_to_pair, pair_to_sorted,
+                     sorted_to_token);
 }
 
 // Large M, step 1: tile_counts[tile][e] = pairs of the tile routed to e.

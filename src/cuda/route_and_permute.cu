@@ -1,0 +1,85 @@
+// Launcher of the fused routing + permutation (include/nvfp4moe/kernels/route_permute_sm90.cuh),
+// with the two-launch fallback (route, then permute) for batches it does not cover.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/cuda/routing.h"
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/route_permute_sm90.cuh"
+#include "routing_checks.h"
+
+namespace nvfp4moe::cuda {
+namespace {
+
+constexpr size_t kCounterBytes = 16;  // the ticket counter, then permute's workspace (16-aligned)
+
+template <typename InT, int kSlots>
+void launch_fused(const InT* logits, const float* bias, int64_t tokens, const kernels::RoutePermuteArgs& a,
+                  cudaStream_t stream) {
+  kernels::route_permute_sm90<InT, kSlots><<<unsigned(tokens), kernels::kRouteCtaThreads, 0, stream>>>(
+      logits, bias, int(tokens), a);
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+}
+
+template <typename InT>
+void dispatch_fused(const InT* logits, const float* bias, int64_t tokens, const kernels::RoutePermuteArgs& a,
+                    cudaStream_t stream) {
+  if (a.num_experts <= kernels::kRouteCtaThreads) launch_fused<InT, 1>(logits, bias, tokens, a, stream);
+  else launch_fused<InT, 2>(logits, bias, tokens, a, stream);
+}
+
+}  // namespace
+
+bool uses_fused_route_and_permute(int64_t tokens, int top_k) {
+  return tokens >= 1 && tokens * top_k <= kernels::kPermuteSingleCtaMaxPairs;
+}
+
+size_t route_and_permute_workspace_bytes(int64_t capacity_tokens, int top_k, int num_experts) {
+  return kCounterBytes + size_t(round_up(int64_t(permute_workspace_bytes(capacity_tokens, top_k, num_experts)), 16));
+}
+
+void route_and_permute(const void* logits, LogitsDType logits_dtype, const float* correction_bias, int64_t tokens,
+                       const RoutingConfig& cfg, int64_t capacity_tokens, int32_t* ids, float* weights,
+                       const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  check_route_args(logits, logits_dtype, correction_bias, tokens, cfg, ids, weights);
+  const size_t need = route_and_permute_workspace_bytes(capacity_tokens, cfg.top_k, cfg.num_experts);
+  NVFP4MOE_CHECK(workspace_bytes >= need, "workspace_bytes: expected >= route_and_permute_workspace_bytes(",
+                 capacity_tokens, ", ", cfg.top_k, ", ", cfg.num_experts, ") = ", need, ", got ", workspace_bytes);
+  NVFP4MOE_CHECK(workspace != nullptr, "workspace: expected a device pointer, got nullptr");
+  NVFP4MOE_CHECK(is_aligned(workspace, 16), "workspace: expected a 16-byte aligned pointer");
+  void* permute_ws = static_cast<char*>(workspace) + kCounterBytes;
+  const size_t permute_ws_bytes = workspace_bytes - kCounterBytes;
+  check_permute_args(ids, tokens, cfg.top_k, cfg.num_experts, capacity_tokens, out, permute_ws, permute_ws_bytes);
+
+  if (!uses_fused_route_and_permute(tokens, cfg.top_k)) {
+    route(logits, logits_dtype, correction_bias, tokens, cfg, ids, weights, stream);
+    permute(ids, tokens, cfg.top_k, cfg.num_experts, capacity_tokens, out, permute_ws, permute_ws_bytes, stream);
+    return;
+  }
+  kernels::RoutePermuteArgs a{};
+  a.num_experts = cfg.num_experts;
+  a.top_k = cfg.top_k;
+  a.n_group = cfg.n_group;
+  a.topk_group = cfg.topk_group;
+  a.sigmoid = cfg.scoring == ScoringFunc::kSigmoid;
+  a.renormalize = cfg.renormalize;
+  a.scale = cfg.routed_scaling_factor;
+  a.ids = ids;
+  a.weights = weights;
+  a.counter = static_cast<unsigned*>(workspace);
+  a.counts = out.counts;
+  a.off = out.off;
+  a.sf_off = out.sf_off;
+  a.sorted_to_pair = out.sorted_to_pair;
+  a.pair_to_sorted = out.pair_to_sorted;
+  a.sorted_to_token = out.sorted_to_token;
+  if (logits_dtype == LogitsDType::kFloat32) {
+    dispatch_fused(static_cast<const float*>(logits), correction_bias, tokens, a, stream);
+  } else {
+    dispatch_fused(static_cast<const __nv_bfloat16*>(logits), correction_bias, tokens, a, stream);
+  }
+}
+
+}  // namespace nvfp4moe::cuda
