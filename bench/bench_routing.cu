@@ -22,6 +22,7 @@
 
 #include "bench_util.h"
 #include "nvfp4moe/cuda/routing.h"
+#include "nvfp4moe/kernels/routing_cta_sm90.cuh"
 
 using namespace nvfp4moe;
 
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
 
   bench::JsonWriter json;
   bench::add_device_meta(json.meta(), dev, copy_gbs);
-  bench::Table table({"model", "T", "route us", "permute us", "combine us", "total us", "fused r+p us",
+  bench::Table table({"model", "T", "route us", "route CTA us", "permute us", "combine us", "total us", "fused r+p us",
                       "fused total us", "combine GB/s", "% copy BW"});
 
   for (const Model& model : {deepseek_v3(), qwen3()}) {
@@ -133,6 +134,22 @@ int main(int argc, char** argv) {
                       outputs(c).pair_to_sorted, t, k, h, d_shared[size_t(c)].get(), d_out[size_t(c)].get(),
                       cuda::CombineOutDType::kBF16, stream);
       };
+      // The CTA-per-token kernel at every T (route() takes it up to kRouteCtaMaxTokens only):
+      // the data for that threshold. float32 logits; E = 256 or 128: one expert a thread.
+      auto do_route_cta = [&](int c) {
+        const unsigned blocks = unsigned(std::min<int64_t>(t, 65536));
+        const float* lg = d_logits[size_t(c)].get<float>();
+        if (use_bias) {
+          kernels::route_sigmoid_cta_sm90<float, 1><<<blocks, kernels::kRouteCtaThreads, 0, stream>>>(
+              lg, d_bias.get<float>(), e, k, model.cfg.n_group, model.cfg.topk_group, model.cfg.renormalize,
+              model.cfg.routed_scaling_factor, t, d_ids[size_t(c)].get<int32_t>(), d_w[size_t(c)].get<float>());
+        } else {
+          kernels::route_softmax_cta_sm90<float, 1><<<blocks, kernels::kRouteCtaThreads, 0, stream>>>(
+              lg, t, e, k, model.cfg.renormalize, model.cfg.routed_scaling_factor, d_ids[size_t(c)].get<int32_t>(),
+              d_w[size_t(c)].get<float>());
+        }
+        NVFP4MOE_CUDA_CHECK_LAUNCH();
+      };
       auto do_fused = [&](int c) {
         cuda::route_and_permute(d_logits[size_t(c)].get(), cuda::LogitsDType::kFloat32,
                                 use_bias ? d_bias.get<float>() : nullptr, t, model.cfg, t,
@@ -159,6 +176,8 @@ int main(int argc, char** argv) {
         do_permute(rot(call));
         do_combine(rot(call));
       }, 10, iters_multi);
+      const bench::Timing tcta =
+          bench::time_median_us(stream, [&](int call) { do_route_cta(rot(call)); }, 10, iters);
       const bench::Timing tf =
           bench::time_median_us(stream, [&](int call) { do_fused(rot(call)); }, 10, iters_multi);
       const bench::Timing tft = bench::time_median_us(stream, [&](int call) {
@@ -166,7 +185,8 @@ int main(int argc, char** argv) {
         do_combine(rot(call));
       }, 10, iters_multi);
       const double gbs = combine_bytes / (tc.median_us * 1e-6) / 1e9;
-      table.add_row({model.name, std::to_string(t), bench::fmt("%.2f", tr.median_us), bench::fmt("%.2f", tp.median_us),
+      table.add_row({model.name, std::to_string(t), bench::fmt("%.2f", tr.median_us),
+                     bench::fmt("%.2f", tcta.median_us), bench::fmt("%.2f", tp.median_us),
                      bench::fmt("%.2f", tc.median_us), bench::fmt("%.2f", tt.median_us),
                      bench::fmt("%.2f", tf.median_us), bench::fmt("%.2f", tft.median_us), bench::fmt("%.0f", gbs),
                      bench::fmt("%.1f", 100.0 * gbs / copy_gbs)});
@@ -177,6 +197,7 @@ int main(int argc, char** argv) {
           .add("top_k", k)
           .add("hidden", h)
           .add("route_us", tr.median_us)
+          .add("route_cta_us", tcta.median_us)
           .add("permute_us", tp.median_us)
           .add("combine_us", tc.median_us)
           .add("total_us", tt.median_us)

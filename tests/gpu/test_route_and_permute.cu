@@ -123,6 +123,7 @@ struct Fused {
     NVFP4MOE_CUDA_CHECK(cudaMemcpy(logits_bf16.get(), h.data(), h.size() * 2, cudaMemcpyHostToDevice));
     for (auto* b : {&ids, &counts, &off, &sf_off, &s2p, &p2s, &s2t}) b->fill_bytes(0xff);
     weights.fill_bytes(0xff);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());  // the memsets ran on the legacy stream
   }
 
   void launch(int64_t tokens, bool bf16, cudaStream_t stream) {

@@ -6,7 +6,8 @@
 // 32-step scan per group); the latency of that chain is the kernel's time. Here thread i owns
 // experts i and i + 256 (kSlots = 1 or 2), so every per-expert step is one step, and the
 // top-k is two short parallel rounds (cta_top_k). Same arithmetic, same order where it matters:
-//   - expf_glibc, sigmoid_ref, rank_key from routing_sm90.cuh;
+//   - expf_glibc, sigmoid_ref, rank_key from routing_sm90.cuh (the 2^(i/32) table is copied to
+//     shared memory at the start, so its load overlaps the logits load instead of following it);
 //   - softmax: max by fmaxf (order-free), the sum serial in expert order on thread 0;
 //   - group score c[b1] + c[b2], renormalizing sum serial in slot order (finalize_and_store).
 // Rank keys are unique (the index is part of them), so every max / count below is order-free.
@@ -33,6 +34,7 @@ struct RouteCtaShared {
   uint8_t kept[kRoutingMaxExperts];   // sigmoid: group kept? [n_group]
   uint64_t cand[kRouteCtaWarps * kRoutingMaxTopK];  // cta_top_k: each warp's k best
   uint64_t best[kRoutingMaxTopK];                   // cta_top_k: the CTA's k best, best first
+  unsigned long long exp_tab[32];  // kExp2Table32, loaded alongside the logits (not after them)
   float red[kRouteCtaWarps];
   float sum;
 };
@@ -88,6 +90,7 @@ __device__ __forceinline__ void route_softmax_cta(const InT* __restrict__ logits
                                                   RouteCtaShared& sh) {
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const InT* row = logits + t * num_experts;
+  if (tid < 32) sh.exp_tab[tid] = __ldg(&kExp2Table32[tid]);  // published by the barrier below
   float l[kSlots];
   float mx = -__int_as_float(0x7f800000);
 #pragma unroll
@@ -107,7 +110,7 @@ __device__ __forceinline__ void route_softmax_cta(const InT* __restrict__ logits
 #pragma unroll
   for (int s = 0; s < kSlots; ++s) {
     const int e = tid + kRouteCtaThreads * s;
-    ex[s] = expf_glibc(__fsub_rn(l[s], mx));
+    ex[s] = expf_glibc(__fsub_rn(l[s], mx), sh.exp_tab);
     if (e < num_experts) sh.val[e] = ex[s];
   }
   __syncthreads();
@@ -155,10 +158,12 @@ __device__ __forceinline__ void route_sigmoid_cta(const InT* __restrict__ logits
     l[s] = in ? logit_to_float(row[e]) : 0.0f;
     b[s] = in && correction_bias ? correction_bias[e] : 0.0f;
   }
+  if (tid < 32) sh.exp_tab[tid] = __ldg(&kExp2Table32[tid]);
+  __syncthreads();
 #pragma unroll
   for (int s = 0; s < kSlots; ++s) {
     const int e = tid + kRouteCtaThreads * s;
-    const float sg = sigmoid_ref(l[s]);
+    const float sg = sigmoid_ref(l[s], sh.exp_tab);
     c[s] = correction_bias ? __fadd_rn(sg, b[s]) : sg;
     if (e < num_experts) {
       sh.val[e] = sg;

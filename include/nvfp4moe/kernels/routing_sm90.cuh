@@ -46,7 +46,9 @@ static __device__ const unsigned long long kExp2Table32[32] = {
     0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
     0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull};
 
-__device__ __forceinline__ float expf_glibc(float x) {
+// table: a copy of kExp2Table32 (e.g. in shared memory, filled while the logits load), or
+// nullptr for the global one.
+__device__ __forceinline__ float expf_glibc(float x, const unsigned long long* table = nullptr) {
   constexpr double kN = 32.0;
   constexpr double kInvLn2N = 0x1.71547652b82fep+0 * kN;
   constexpr double kShift = 0x1.8p+52;  // adding it rounds z to an integer kept in the low bits
@@ -67,7 +69,8 @@ __device__ __forceinline__ float expf_glibc(float x) {
   const uint64_t ki = uint64_t(__double_as_longlong(kd));
   kd = __dadd_rn(kd, -kShift);
   const double r = __fma_rn(kInvLn2N, xd, -kd);  // glibc's FMA build contracts z - kd
-  const double s = __longlong_as_double((long long)(__ldg(&kExp2Table32[ki % 32]) + (ki << 47)));
+  const unsigned long long tab = table ? table[ki % 32] : __ldg(&kExp2Table32[ki % 32]);
+  const double s = __longlong_as_double((long long)(tab + (ki << 47)));
   const double zz = __fma_rn(kC0, r, kC1);
   const double r2 = __dmul_rn(r, r);
   double y = __fma_rn(kC2, r, 1.0);
@@ -77,8 +80,8 @@ __device__ __forceinline__ float expf_glibc(float x) {
 }
 
 // The model's sigmoid: 1 / (1 + exp(-x)), float32, correctly rounded steps.
-__device__ __forceinline__ float sigmoid_ref(float x) {
-  return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf_glibc(-x)));
+__device__ __forceinline__ float sigmoid_ref(float x, const unsigned long long* table = nullptr) {
+  return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf_glibc(-x, table)));
 }
 
 // ---------------------------------------------------------------------------------------------
