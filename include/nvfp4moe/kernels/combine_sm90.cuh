@@ -9,8 +9,7 @@
 //
 // Work split: blockIdx.x = token t, blockIdx.y = a slice of kCombineThreads 16-byte vectors
 // (8 elements) of the row; thread i of slice s handles columns [8 (s * kCombineThreads + i), +8).
-// A thread issues its k row loads (16 B each) before any math: memory-bound, k loads in flight;
-// the shared-expert load goes out first, before the map is read.
+// A thread issues its k row loads (16 B each) before any math: memory-bound, k loads in flight.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -95,13 +94,6 @@ __global__ void __launch_bounds__(kCombineThreads)
   __shared__ int s_row[kCombineMaxTopK];
   __shared__ float s_w[kCombineMaxTopK];
   const int64_t t = blockIdx.x;
-  const int col = (int(blockIdx.y) * kCombineThreads + int(threadIdx.x)) * kCombineVec;
-  // The shared-expert row does not depend on the map: its load is in flight while the map is
-  // read (at small T the kernel is a chain of dependent loads; this takes one off the chain).
-  uint4 shared_x = make_uint4(0u, 0u, 0u, 0u);
-  if constexpr (kHasShared) {
-    if (col < hidden) shared_x = ld_stream_v4(shared + t * hidden + col);
-  }
   if (int(threadIdx.x) < top_k) {
     const int64_t p = t * top_k + threadIdx.x;
     const int r = pair_to_sorted[p];
@@ -110,6 +102,7 @@ __global__ void __launch_bounds__(kCombineThreads)
     s_w[threadIdx.x] = weights[p];
   }
   __syncthreads();
+  const int col = (int(blockIdx.y) * kCombineThreads + int(threadIdx.x)) * kCombineVec;
   if (col >= hidden) return;
 
   uint4 x[kCombineMaxTopK];
@@ -132,7 +125,7 @@ __global__ void __launch_bounds__(kCombineThreads)
   }
   if constexpr (kHasShared) {
     float f[8];
-    unpack8<RowT>(shared_x, f);
+    unpack8<RowT>(ld_stream_v4(shared + t * hidden + col), f);
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], f[i]);
   }
