@@ -8,8 +8,9 @@
 //   fused           silu_and_mul_quantize_experts (one pass); ratio = unfused / fused time
 // for M in {1, 16, 128, 1024, 8192, 65536} and K in {2048, 7168}. Time: median of many calls
 // (CUDA events, bench_util.h), every call on another rotation of buffers so inputs are not in
-// L2. Bandwidth: bytes read + written per call / time; "%copy" relative to a 1 GiB
-// device-to-device cudaMemcpy measured in the same run (read + written as well).
+// L2. Bandwidth: bytes read + written per call / time (per expert: the scale rows up to
+// sf_off[E], the ones written); "%copy" relative to a 1 GiB device-to-device cudaMemcpy
+// measured in the same run (read + written as well).
 //
 //   nvfp4moe_bench_quantize [--json FILE] [--quick]
 #include <cuda_runtime.h>
@@ -110,6 +111,10 @@ int main(int argc, char** argv) {
         return t;
       };
       const double data_rows = double(off.back());
+      // The per-expert kernels write scale rows [0, sf_off[E]) only (cuda/quantize.h).
+      std::vector<int32_t> sf_off(off.size());
+      nvfp4moe::expert_scale_offsets(off.data(), kExperts, sf_off.data());
+      const double ex_written_scale_bytes = double(sf_off.back()) * double(pcols);
       run("quantize", double(x_bytes + code_bytes + plain_scale_bytes), 1, [&](int i) {
         nc::quantize(xs.at(i), ActDType::kBF16, m, k, d_g.get<float>(), codes.at<uint8_t>(i), scales.at<uint8_t>(i), stream);
       });
@@ -117,7 +122,7 @@ int main(int argc, char** argv) {
         nc::quantize_runtime_scale(xs.at(i), ActDType::kBF16, m, k, codes.at<uint8_t>(i), scales.at<uint8_t>(i), amax,
                                    amax + 1, amax + 2, stream);
       });
-      const double ex_bytes = data_rows * double(k) * 2 + double(code_bytes) + double(ex_scale_bytes) + 4.0 * (kExperts + 1);
+      const double ex_bytes = data_rows * double(k) * 2 + double(code_bytes) + ex_written_scale_bytes + 4.0 * (kExperts + 1);
       run("experts", ex_bytes, kExperts, [&](int i) {
         nc::quantize_experts(xs.at(i), ActDType::kBF16, m, k, d_off.get<int32_t>(), kExperts, d_g.get<float>(), nullptr, m,
                              codes.at<uint8_t>(i), scales.at<uint8_t>(i), ex_scale_rows, d_err.get<uint32_t>(), stream);
@@ -135,7 +140,7 @@ int main(int argc, char** argv) {
         nc::quantize_experts(act.at(i), ActDType::kBF16, m, k, d_off.get<int32_t>(), kExperts, d_g.get<float>(), nullptr, m,
                              codes.at<uint8_t>(i), scales.at<uint8_t>(i), ex_scale_rows, d_err.get<uint32_t>(), stream);
       });
-      const double fused_bytes = data_rows * double(2 * k) * 2 + double(code_bytes) + double(ex_scale_bytes) + 4.0 * (kExperts + 1);
+      const double fused_bytes = data_rows * double(2 * k) * 2 + double(code_bytes) + ex_written_scale_bytes + 4.0 * (kExperts + 1);
       const nb::Timing fused = run("fused", fused_bytes, kExperts, [&](int i) {
         nc::silu_and_mul_quantize_experts(xs.at(i), ActDType::kBF16, m, k, 7.0f, d_off.get<int32_t>(), kExperts,
                                           d_g.get<float>(), codes.at<uint8_t>(i), scales.at<uint8_t>(i), ex_scale_rows,

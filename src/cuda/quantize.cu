@@ -59,8 +59,9 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
 
 // Grid of the quantize kernel: grid.y = slabs of 2 * slab_pairs column groups, 4 pairs (512
 // elements) unless that leaves fewer than ~2 blocks per SM (then 2 or 1 pairs); grid.x =
-// scale tiles, or for the per-expert kernel fewer blocks (~8 per SM in all) that each visit
-// several tiles so the per-block expert scan is amortized.
+// scale tiles, or for the per-expert kernel one resident wave of blocks (kQuantBlocksPerSm
+// per SM in all) that each visit several tiles, so the per-block expert scan is amortized and
+// no partial last wave idles SMs.
 dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts, int32_t* slab_pairs) {
   const int64_t col_groups = padded_scale_cols(k) / 4;
   const int64_t tiles = scale_rows / 128;
@@ -70,7 +71,7 @@ dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts, int32_t* slab_pa
   const int64_t slabs = (col_groups + 2 * pairs - 1) / (2 * pairs);
   NVFP4MOE_CHECK(slabs <= 65535, "k: too wide for the grid (", k, ")");
   int64_t x = tiles;
-  if (experts) x = std::min(x, std::max<int64_t>(1, (8 * int64_t(sm_count()) + slabs - 1) / slabs));
+  if (experts) x = std::min(x, std::max<int64_t>(1, k::kQuantBlocksPerSm * int64_t(sm_count()) / slabs));
   *slab_pairs = int32_t(pairs);
   return dim3(unsigned(x), unsigned(slabs));
 }

@@ -108,7 +108,10 @@ void quantize_experts_unchecked(std::span<const uint16_t> x, ActDType dtype, int
   std::vector<int32_t> sf_off(size_t(num_experts + 1));
   expert_scale_offsets(off.data(), int(num_experts), sf_off.data());
 
-  std::fill(scales.begin(), scales.end(), uint8_t(0));
+  // Only the experts' padded blocks [0, sf_off[E]) are written (padding rows and columns
+  // zeroed); scale bytes past them are left untouched, as the GPU kernels do.
+  std::fill(scales.begin(), scales.begin() + int64_t(sf_off[size_t(num_experts)]) * padded_cols,
+            uint8_t(0));
   const int64_t total = off[num_experts];
   std::fill(codes.begin() + total * (k / 2), codes.begin() + rows_out * (k / 2), uint8_t(0));
 

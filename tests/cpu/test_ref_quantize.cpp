@@ -305,7 +305,8 @@ TEST(RefQuantize, ZeroRowsIsValid) {
   const std::vector<float> g = {1, 1};
   EXPECT_NO_THROW(quantize_experts({}, ActDType::kBF16, 0, 64, off, g, {}, 0, none, scales,
                                    expert_scale_rows_capacity(0, 2)));
-  expect_same_bytes(scales, std::vector<uint8_t>(scales.size(), 0), "scales");
+  // sf_off[E] = 0: no scale row is written, the buffer stays as it was.
+  expect_same_bytes(scales, std::vector<uint8_t>(scales.size(), 0xab), "scales");
 }
 
 TEST(RefQuantize, AllZeroTensorGetsUnitScaleAndZeroCodes) {
@@ -453,13 +454,15 @@ Quantized run_experts(const std::vector<uint16_t>& x, ActDType t, const ExpertCa
 }
 
 // Each expert's codes and its scale block at sf_off[e] equal quantize() of that expert's
-// (gathered) rows with its g; every other byte is zero.
+// (gathered) rows with its g; code rows past off[E] are zero; scale bytes past sf_off[E]
+// keep run_experts' 0xab (not written).
 void expect_experts_match_quantize(const std::vector<uint16_t>& x, ActDType t, const ExpertCase& c,
                                    const Quantized& q) {
   const int64_t num_experts = int64_t(c.g.size()), k = c.k, pc = padded_scale_cols(k);
   std::vector<int32_t> sf_off(size_t(num_experts + 1));
   expert_scale_offsets(c.off.data(), int(num_experts), sf_off.data());
-  std::vector<uint8_t> want_codes(q.codes.size(), 0), want_scales(q.scales.size(), 0);
+  std::vector<uint8_t> want_codes(q.codes.size(), 0), want_scales(q.scales.size(), 0xab);
+  std::fill_n(want_scales.begin(), sf_off[size_t(num_experts)] * pc, uint8_t(0));
   for (int64_t e = 0; e < num_experts; ++e) {
     const int64_t begin = c.off[size_t(e)], count = c.off[size_t(e + 1)] - begin;
     std::vector<uint16_t> rows(size_t(count * k));
@@ -559,7 +562,8 @@ TEST(RefQuantizeExperts, AllExpertsEmpty) {
   const std::vector<uint16_t> x = random_act(rng, 5, 16, ActDType::kFP16);
   Quantized q = run_experts(x, ActDType::kFP16, c);
   expect_same_bytes(q.codes, std::vector<uint8_t>(q.codes.size(), 0), "codes");
-  expect_same_bytes(q.scales, std::vector<uint8_t>(q.scales.size(), 0), "scales");
+  // sf_off[E] = 0: no scale byte written.
+  expect_same_bytes(q.scales, std::vector<uint8_t>(q.scales.size(), 0xab), "scales untouched");
 }
 
 TEST(RefQuantizeExperts, GatherMapEqualsQuantizingTheGatheredCopy) {
@@ -687,7 +691,7 @@ TEST(RefSiluAndMul, FusedQuantizeEqualsSiluThenQuantizeExperts) {
       std::vector<uint16_t> act(size_t(rows * inter));
       silu_and_mul(x, t, rows, inter, limit, act);
       Quantized want{std::vector<uint8_t>(size_t(rows * inter / 2)),
-                     std::vector<uint8_t>(size_t(scale_rows * padded_scale_cols(inter)))};
+                     std::vector<uint8_t>(size_t(scale_rows * padded_scale_cols(inter)), 0xab)};
       quantize_experts(act, t, rows, inter, off, g, {}, rows, want.codes, want.scales, scale_rows);
 
       Quantized got{std::vector<uint8_t>(want.codes.size(), 0xab),

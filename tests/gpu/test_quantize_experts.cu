@@ -66,7 +66,9 @@ void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gat
     for (auto& v : gather) v = pick(rng);
   }
   const auto x = random_activations(rows_in, c.k, dt, seed);
-  std::vector<uint8_t> want_codes(size_t(rows_out * c.k / 2)), want_scales(size_t(scale_rows * padded_scale_cols(c.k)));
+  // Both sides start from the 0xab poison: scale bytes past sf_off[E] must stay untouched.
+  std::vector<uint8_t> want_codes(size_t(rows_out * c.k / 2)),
+      want_scales(size_t(scale_rows * padded_scale_cols(c.k)), 0xab);
   ref::quantize_experts(x, dt, rows_in, c.k, off, g, gather, rows_out, want_codes, want_scales, scale_rows);
 
   DeviceBuffer<uint16_t> dx(x);
@@ -152,12 +154,13 @@ TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
   x_ext.resize(x.size() + size_t(k), 0);
   gather_ok[6] = rows_out;
   const std::vector<float> g(experts, 1.0f);
-  std::vector<uint8_t> want_codes(size_t(rows_out * k / 2)), want_scales(size_t(scale_rows * padded_scale_cols(k)));
+  std::vector<uint8_t> want_codes(size_t(rows_out * k / 2)), want_scales(size_t(scale_rows * padded_scale_cols(k)), 0xab);
   ref::quantize_experts(x_ext, ActDType::kBF16, rows_out + 1, k, off, g, gather_ok, rows_out, want_codes,
                         want_scales, scale_rows);
   DeviceBuffer<int32_t> doff(off), dgather(gather);
   DeviceBuffer<uint8_t> dcodes(want_codes.size()), dscales(want_scales.size());
   DeviceBuffer<uint32_t> derr(1);
+  dscales.fill_bytes(0xab);  // bytes past sf_off[E] stay as they were
   derr.fill_bytes(0);
   cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_out, k, doff.get(), experts, dg.get(), dgather.get(),
                          rows_out, dcodes.get(), dscales.get(), scale_rows, derr.get(), nullptr);
@@ -188,6 +191,7 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
   DeviceBuffer<uint32_t> derr(1);
   fused_codes.fill_bytes(0xab);
   fused_scales.fill_bytes(0xab);
+  scales.fill_bytes(0xab);  // scale bytes past sf_off[E] are not written: same start for both
   derr.fill_bytes(0);
   cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
                                       fused_codes.get(), fused_scales.get(), scale_rows, derr.get(), nullptr);
@@ -215,13 +219,13 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
   EXPECT_EQ(act_far, 0) << what << ": products differing from the CPU model by more than 1 ulp";
 
   // Fused codes against the CPU model fed with the GPU's own products: exact.
-  std::vector<uint8_t> want_codes(code_bytes), want_scales(scale_bytes);
+  std::vector<uint8_t> want_codes(code_bytes), want_scales(scale_bytes, 0xab);
   ref::quantize_experts(act, dt, rows, inter, off, g, {}, rows, want_codes, want_scales, scale_rows);
   EXPECT_TRUE(codes_equal(fc, want_codes, inter, what + " fused vs CPU quantize of GPU products"));
   EXPECT_TRUE(scales_equal(fs, want_scales, inter, what + " fused vs CPU quantize of GPU products"));
 
   // Fused against the CPU fused model: report the rate (tolerance: < 1% of codes).
-  std::vector<uint8_t> cpu_codes(code_bytes), cpu_scales(scale_bytes);
+  std::vector<uint8_t> cpu_codes(code_bytes), cpu_scales(scale_bytes, 0xab);
   ref::silu_and_mul_quantize_experts(x, dt, rows, inter, limit, off, g, cpu_codes, cpu_scales, scale_rows);
   int64_t code_diff = 0, scale_diff = 0;
   for (size_t i = 0; i < code_bytes; ++i) {
@@ -300,11 +304,15 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
     v.emplace_back(reinterpret_cast<const uint8_t*>(a.data()), reinterpret_cast<const uint8_t*>(a.data() + a.size()));
     return v;
   };
+  // fill_bytes is a cudaMemset on the legacy default stream, which a cudaStreamNonBlocking
+  // stream does not wait for: finish the poison before enqueueing, or it can land on top of
+  // the results (seen: the poison overwriting g and 1/g after the quantize kernel wrote them).
   auto poison = [&] {
     for (auto* b : {&c1, &s1, &c2, &s2, &c3, &s3}) b->fill_bytes(0xab);
     dfloats.fill_bytes(0xab);
     dact.fill_bytes(0xab);
     derr.fill_bytes(0);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   };
   poison();
   enqueue();

@@ -54,10 +54,13 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 // input row gather[i] when gather is given, else row i (then rows_in >= rows_out is required).
 //   off [E+1], g [E], gather [rows_out]: device arrays.
 //   codes [rows_out, k/2]: rows in [off[E], rows_out) are written as zero.
-//   scales: scale_rows * padded_scale_cols(k) bytes, every byte written; expert e's swizzled
-//   matrix starts at scale row sf_off[e] (computed on the device). Since off[E] is not known
-//   on the host, scale_rows must be >= expert_scale_rows_capacity(rows_out, E) (bound for
-//   any split) and a multiple of 128.
+//   scales: scale_rows * padded_scale_cols(k) bytes; expert e's swizzled matrix starts at
+//   scale row sf_off[e] (computed on the device). Only scale rows [0, sf_off[E]) are written
+//   (each expert's padding rows and columns as zero); bytes past sf_off[E] *
+//   padded_scale_cols(k) are left untouched (the GEMMs never read them), so small batches do
+//   not pay for the capacity. With invalid offsets the whole buffer is zeroed. Since off[E]
+//   is not known on the host, scale_rows must be >= expert_scale_rows_capacity(rows_out, E)
+//   (bound for any split) and a multiple of 128.
 // Grids are sized from rows_out and scale_rows (capacities); each block finds its expert.
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       const int32_t* off, int num_experts, const float* g,

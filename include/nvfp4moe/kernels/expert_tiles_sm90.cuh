@@ -8,10 +8,12 @@
 //   scale tiles:  | e0: 2 tiles | e1: 0 | e2: 1 tile | ... | unused up to scale_rows/128 |
 //
 // Each block rebuilds the tile prefix of its own (one coalesced read of off, a block scan,
-// amortized over the several tiles a block visits); it also validates off (off[0] == 0, non-decreasing, off[E] <= rows_out). Invalid offsets
-// cannot be reported before the launch (they live on the device): the kernels then treat
-// every expert as empty (all outputs zero), set kQuantErrorOffsets in the caller's error
-// word, and never index memory with the bad values.
+// amortized over the several tiles a block visits); it also validates off (off[0] == 0,
+// non-decreasing, off[E] <= rows_out). Invalid offsets cannot be reported before the launch
+// (they live on the device): the kernels then treat every expert as empty (all outputs zero,
+// the whole scale buffer included), set kQuantErrorOffsets in the caller's error word, and
+// never index memory with the bad values. With valid offsets only the tiles below sf_off[E]
+// are written (tiles_to_write).
 #pragma once
 
 #include <cstdint>
@@ -33,8 +35,9 @@ struct ExpertTile {
 
 #if defined(__CUDACC__)
 
-// Block-wide exclusive sum of one int per thread (kQuantThreads threads, all must call).
-__device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_warp /*[8]*/) {
+// Block-wide exclusive sum of one int per thread (kQuantThreads threads, all must call);
+// *total receives the sum over the block (in every thread).
+__device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_warp /*[8]*/, int32_t* total) {
   static_assert(kQuantThreads == 256, "the scan assumes 8 warps");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int32_t inc = v;
@@ -45,9 +48,13 @@ __device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_war
   }
   if (lane == 31) s_warp[warp] = inc;
   __syncthreads();
-  int32_t before = 0;
+  int32_t before = 0, all = 0;
 #pragma unroll
-  for (int w = 0; w < 8; ++w) before += (w < warp) ? s_warp[w] : 0;
+  for (int w = 0; w < 8; ++w) {
+    before += (w < warp) ? s_warp[w] : 0;
+    all += s_warp[w];
+  }
+  *total = all;
   __syncthreads();  // s_warp may be reused by the caller
   return before + inc - v;
 }
@@ -90,11 +97,17 @@ class ExpertTileFinder {
     }
     // Valid offsets: every count <= rows_out < 2^31 and the tile sums fit in int32.
     if (threadIdx.x == 0) s_off[0] = 0;
-    first_tile_ = block_exclusive_sum(int32_t(my_tiles), s_warp);  // synchronizes: s_off ready
+    first_tile_ = block_exclusive_sum(int32_t(my_tiles), s_warp, &total_tiles_);  // syncs: s_off ready
     total_rows_ = s_off[num_experts];
   }
 
   __device__ __forceinline__ int32_t total_rows() const { return total_rows_; }
+
+  // Scale tiles the kernel writes: the experts' padded blocks, sf_off[E] / 128 tiles (bytes
+  // past them are left untouched); with invalid offsets every tile (all zeroed).
+  __device__ __forceinline__ int32_t tiles_to_write(int32_t scale_tiles) const {
+    return bad_ ? scale_tiles : min(total_tiles_, scale_tiles);
+  }
 
   __device__ __forceinline__ ExpertTile find(int32_t t) {
     if (bad_) return ExpertTile{-1, 0, 0, 0};
@@ -125,6 +138,7 @@ class ExpertTileFinder {
 
  private:
   int32_t first_tile_ = 0;
+  int32_t total_tiles_ = 0;  // sf_off[E] / 128
   int32_t total_rows_ = 0;
   int num_experts_;
   bool bad_ = false;

@@ -6,17 +6,21 @@
 //   * per-expert matrices over device offsets off[E+1], g[e] per expert, optional row gather;
 //   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh).
 //
-// Work split. grid.x = scale tiles (scale_rows / 128; per expert ~8 blocks per SM, each
-// visiting several tiles), grid.y = slabs of 2 * slab_pairs column groups (a group = 4 scale
-// columns = 64 elements; slabs narrow when there are few tiles, to fill the machine):
+// Work split. grid.x = scale tiles (scale_rows / 128; per expert one resident wave of
+// blocks, each visiting several tiles), grid.y = slabs of W = 2 * slab_pairs column groups (a
+// group = 4 scale columns = 64 elements; slabs narrow when there are few tiles, to fill the
+// machine):
 //
-//              K ->  | slab 0 (up to 8 groups = 512 elem) | slab 1 | ...
-//   scale tile t     | chunk = 4 rows {a, a+32, a+64, a+96} x 2 groups, one warp;
-//   (128 rows)       | warp w takes a = w, w+8, w+16, w+24, each with all pairs of the slab
+//              K ->  | slab 0 (W <= 8 groups = 512 elem) | slab 1 | ...
+//   scale tile t     | unit = 1 data row x 1 group (4 lanes); chunk = 8 consecutive units
+//   (128 rows)       | (group-fastest: 8/W rows x W groups), one warp instruction;
+//                    | chunk k of the tile -> warp k % 8
 //
-// Each lane owns one 16-element block (two 16-byte loads, kUnroll chunks ahead), writes 8 code
-// bytes; each group of 4 lanes writes one 4-byte scale word, and the 4 rows of a chunk fill 16
-// contiguous bytes of a 512-byte scale tile. Tiles with no data rows are only zero-filled.
+// Each lane owns one 16-element block (two 16-byte loads, the next kUnroll chunks in flight
+// while the current ones are computed), writes 8 code bytes; each group of 4 lanes writes one
+// 4-byte scale word. Padding rows of a tile get zero words; tiles with no data rows are only
+// zero-filled; per expert, tiles past sf_off[E] are not touched (unless the offsets are
+// invalid).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,7 @@
 namespace nvfp4moe::kernels {
 
 inline constexpr int kMaxSlabPairs = 4;  // a block covers up to 4 pairs of column groups (512 elements)
+inline constexpr int kQuantBlocksPerSm = 3;  // occupancy the kernel is compiled for (80 registers)
 
 struct QuantizeParams {
   const void* x;          // activations, 16-byte aligned
@@ -65,103 +70,157 @@ __device__ __forceinline__ void zero_code_rows(const QuantizeParams& p, int32_t 
   }
 }
 
-// Quantizes scale tile t (128 scale rows x the block's slab of column groups): loads, codes
-// and scale words of its data rows; zero scale words for its padding rows and columns.
-// Warp w takes rows a = w, w + 8, w + 16, w + 24 (a-major) and for each every column-group
-// pair of the slab, so a tile with few data rows still spreads its loads over the warps.
+// Input words of kUnroll chunks of one lane (2 per chunk, 4 with the SiLU input; zero for
+// lanes without a data block).
+template <bool kSilu, int kUnroll>
+struct ChunkBatch {
+  uint4 in[kUnroll][kSilu ? 4 : 2];
+};
+
+// Lane geometry of one tile. A unit is one row x one column group (4 blocks, 64 elements);
+// a tile slab has n_valid * W units (W = 2 * slab_pairs groups per row, the last slab may use
+// only nq < W of them), numbered group-fastest, so a chunk (8 consecutive units, one warp
+// instruction) covers 8 / W rows x W groups: with W = 8 one contiguous 1 KB row segment.
+// Only data rows form units: a tile with few rows still uses every lane.
+struct TileLane {
+  int warp, c, unit_lane;  // c = lane & 3: block of the group; unit_lane = lane >> 2
+  int32_t q0, nq;          // the block's slab: groups [q0, q0 + nq)
+  int log_w;               // log2(W)
+  int32_t n_scale_cols;
+  int n_mine;              // chunks of this warp: warp, warp + 8, ... below ceil(units / 8)
+};
+
+// This lane's unit in the warp's chunk i: tile row r, slab group qi, and whether it is a data
+// block (recomputed where needed rather than held in registers).
+struct LaneUnit {
+  int r, qi;
+  int32_t j;  // scale column of the lane's block
+  bool active;
+};
+__device__ __forceinline__ LaneUnit lane_unit(const TileLane& L, const ExpertTile& tile, int i) {
+  const int unit = (L.warp + 8 * i) * 8 + L.unit_lane;
+  LaneUnit u;
+  u.r = unit >> L.log_w;
+  u.qi = unit & ((1 << L.log_w) - 1);
+  u.j = 4 * (L.q0 + u.qi) + L.c;
+  u.active = i < L.n_mine && u.r < tile.n_valid && u.qi < L.nq && u.j < L.n_scale_cols;
+  return u;
+}
+
+// Issues every load of this warp's chunks i0 .. i0 + kUnroll - 1 (data stays in flight).
 template <typename T, bool kSilu, int kUnroll>
-__device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const ExpertTile& tile, int32_t t,
-                                              float g_runtime) {
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int32_t col_groups = int32_t(padded_scale_cols(p.k)) / 4;
-  const int32_t q0 = int32_t(blockIdx.y) * 2 * p.slab_pairs;
-  const int32_t nq = min(2 * p.slab_pairs, col_groups - q0);
-  uint8_t* tile_scales = p.scales + (int64_t(t) * col_groups + q0) * kScaleTileBytes;
-  if (tile.n_valid == 0) {  // no data rows: the slab's scale bytes are all padding
-    for (int i = tid; i < nq * 32; i += kQuantThreads) {
-      reinterpret_cast<uint4*>(tile_scales)[i] = make_uint4(0u, 0u, 0u, 0u);
-    }
-    return;
-  }
-  const float g = p.amax != nullptr ? g_runtime : __ldg(p.g + tile.expert);
-  const float inv_g = reciprocal_rn(g);
-
-  const int c = lane & 3;         // block of the group
-  const int b = (lane >> 2) & 3;  // row of the chunk: a + 32 b
-  const int h = lane >> 4;        // group of the pair
-  const int32_t n_scale_cols = p.k / 16;
-  const int64_t code_row_bytes = p.k / 2;
+__device__ __forceinline__ void load_chunks(const QuantizeParams& p, const ExpertTile& tile, const TileLane& L,
+                                            int i0, ChunkBatch<kSilu, kUnroll>& B) {
   const T* x = static_cast<const T*>(p.x);
-  const int log_pairs = __ffs(p.slab_pairs) - 1;  // slab_pairs is a power of two
-  const int n_chunks = 4 * p.slab_pairs;          // this warp's chunks: 4 rows a x pairs
-
-  for (int k0 = 0; k0 < n_chunks; k0 += kUnroll) {
-    // Issue every load of kUnroll chunks first (2 words per lane; 4 with the SiLU input).
-    uint4 in[kUnroll][kSilu ? 4 : 2];
-    int32_t out_row[kUnroll];
-    bool active[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int kk = k0 + u;  // warp-uniform
-      const int a = warp + 8 * (kk >> log_pairs);
-      const int q = q0 + 2 * (kk & (p.slab_pairs - 1)) + h;
-      const int row_local = a + 32 * b;
-      const int32_t j = 4 * q + c;
-      out_row[u] = tile.first_row + row_local;
-      active[u] = kk < n_chunks && q < q0 + nq && row_local < tile.n_valid && j < n_scale_cols;
+  for (int u = 0; u < kUnroll; ++u) {
+    const LaneUnit lu = lane_unit(L, tile, i0 + u);
 #pragma unroll
-      for (int i = 0; i < (kSilu ? 4 : 2); ++i) in[u][i] = make_uint4(0u, 0u, 0u, 0u);
-      if (active[u]) {
-        int32_t src = out_row[u];
-        if (p.gather != nullptr) {
-          src = __ldg(p.gather + out_row[u]);
-          if (src < 0 || src >= p.rows_in) {
-            if (p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
-            src = -1;
-          }
-        }
-        if (src >= 0) {
-          const T* ptr = x + int64_t(src) * p.x_row_stride + 16 * j;
-          in[u][0] = load_16b(ptr);
-          in[u][1] = load_16b(ptr + 8);
-          if constexpr (kSilu) {  // up half of the [rows, 2k] input
-            in[u][2] = load_16b(ptr + p.k);
-            in[u][3] = load_16b(ptr + p.k + 8);
-          }
+    for (int w = 0; w < (kSilu ? 4 : 2); ++w) B.in[u][w] = make_uint4(0u, 0u, 0u, 0u);
+    if (lu.active) {
+      const int32_t out_row = tile.first_row + lu.r;
+      int32_t src = out_row;
+      if (p.gather != nullptr) {
+        src = __ldg(p.gather + out_row);
+        if (src < 0 || src >= p.rows_in) {
+          if (p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
+          src = -1;
         }
       }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int kk = k0 + u;
-      if (kk >= n_chunks) break;  // warp-uniform
-      const int a = warp + 8 * (kk >> log_pairs);
-      const int q = q0 + 2 * (kk & (p.slab_pairs - 1)) + h;
-      uint32_t scale_word = 0;
-      if (a < tile.n_valid) {  // warp-uniform: some row of the chunk holds data
-        uint4 w0 = in[u][0], w1 = in[u][1];
-        if constexpr (kSilu) {
-          if (active[u]) {
-            w0 = silu_mul_pack8<T>(in[u][0], in[u][2], p.has_limit != 0, p.limit);
-            w1 = silu_mul_pack8<T>(in[u][1], in[u][3], p.has_limit != 0, p.limit);
-          }
+      if (src >= 0) {
+        const T* ptr = x + int64_t(src) * p.x_row_stride + 16 * lu.j;
+        B.in[u][0] = load_16b(ptr);
+        B.in[u][1] = load_16b(ptr + 8);
+        if constexpr (kSilu) {  // up half of the [rows, 2k] input
+          B.in[u][2] = load_16b(ptr + p.k);
+          B.in[u][3] = load_16b(ptr + p.k + 8);
         }
-        uint8_t s;
-        const uint2 codes = quantize_block16_lane<T>(w0, w1, g, inv_g, &s);
-        scale_word = scale_word_of_group(s, lane);
-        if (active[u]) {
-          *reinterpret_cast<uint2*>(p.codes + int64_t(out_row[u]) * code_row_bytes + 8 * (4 * q + c)) = codes;
-        }
-      }
-      if (c == 0 && q < q0 + nq) {  // lanes 4b (+16): 16 contiguous bytes per group
-        *reinterpret_cast<uint32_t*>(tile_scales + (q - q0) * kScaleTileBytes + a * 16 + b * 4) = scale_word;
       }
     }
   }
 }
 
+// Quantizes the loaded chunks i0 .. i0 + kUnroll - 1 of this warp: code bytes of the data
+// blocks and one scale word per (data row, group) of the slab (zero bytes for padding
+// columns). All 32 lanes take part (the scale word is assembled with shuffles).
 template <typename T, bool kSilu, int kUnroll>
-__global__ void __launch_bounds__(kQuantThreads, 3) quantize_nvfp4_kernel(QuantizeParams p) {
+__device__ __forceinline__ void quantize_chunks(const QuantizeParams& p, const ExpertTile& tile, const TileLane& L,
+                                                int i0, const ChunkBatch<kSilu, kUnroll>& B, float g, float inv_g,
+                                                uint8_t* tile_scales, int lane) {
+  const int64_t code_row_bytes = p.k / 2;
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int i = i0 + u;
+    if (i >= L.n_mine) break;  // warp-uniform
+    const LaneUnit lu = lane_unit(L, tile, i);
+    uint4 w0 = B.in[u][0], w1 = B.in[u][1];
+    if constexpr (kSilu) {
+      if (lu.active) {
+        w0 = silu_mul_pack8<T>(B.in[u][0], B.in[u][2], p.has_limit != 0, p.limit);
+        w1 = silu_mul_pack8<T>(B.in[u][1], B.in[u][3], p.has_limit != 0, p.limit);
+      }
+    }
+    uint8_t s;
+    const uint2 codes = quantize_block16_lane<T>(w0, w1, g, inv_g, &s);
+    const uint32_t scale_word = scale_word_of_group(s, lane);
+    if (lu.active) {
+      *reinterpret_cast<uint2*>(p.codes + int64_t(tile.first_row + lu.r) * code_row_bytes + 8 * lu.j) = codes;
+    }
+    if (L.c == 0 && lu.r < tile.n_valid && lu.qi < L.nq) {  // padding rows: zeroed by quantize_tile
+      *reinterpret_cast<uint32_t*>(tile_scales + lu.qi * kScaleTileBytes + (lu.r & 31) * 16 + (lu.r >> 5) * 4) =
+          scale_word;
+    }
+  }
+}
+
+// Quantizes scale tile t (128 scale rows x the block's slab of column groups): loads, codes
+// and scale words of its data rows; zero scale words for its padding rows and columns.
+// Chunk k of the tile goes to warp k % 8. Software pipeline in registers: the loads of the
+// warp's next kUnroll chunks are issued before the current ones are quantized, so each warp
+// keeps kUnroll chunks in flight while it computes.
+template <typename T, bool kSilu, int kUnroll>
+__device__ __forceinline__ void quantize_tile(const QuantizeParams& p, const ExpertTile& tile, int32_t t,
+                                              float g_runtime) {
+  const int tid = threadIdx.x, lane = tid & 31;
+  TileLane L;
+  L.warp = tid >> 5;
+  L.c = lane & 3;
+  L.unit_lane = lane >> 2;
+  const int32_t col_groups = int32_t(padded_scale_cols(p.k)) / 4;
+  L.q0 = int32_t(blockIdx.y) * 2 * p.slab_pairs;
+  L.nq = min(2 * p.slab_pairs, col_groups - L.q0);
+  L.log_w = __ffs(p.slab_pairs);  // slab_pairs is a power of two: W = 2 * slab_pairs
+  L.n_scale_cols = p.k / 16;
+  uint8_t* tile_scales = p.scales + (int64_t(t) * col_groups + L.q0) * kScaleTileBytes;
+  if (tile.n_valid == 0) {  // no data rows: the slab's scale bytes are all padding
+    for (int i = tid; i < L.nq * 32; i += kQuantThreads) {
+      reinterpret_cast<uint4*>(tile_scales)[i] = make_uint4(0u, 0u, 0u, 0u);
+    }
+    return;
+  }
+  const int n_chunks = ((tile.n_valid << L.log_w) + 7) >> 3;
+  L.n_mine = n_chunks > L.warp ? (n_chunks - L.warp + 7) >> 3 : 0;
+  // g is read here but first used after the first loads are issued (one round trip less
+  // on the critical path of small inputs).
+  const float g = p.amax != nullptr ? g_runtime : __ldg(p.g + tile.expert);
+  ChunkBatch<kSilu, kUnroll> cur, next;
+  load_chunks<T, kSilu, kUnroll>(p, tile, L, 0, cur);
+  // Padding rows [n_valid, 128) of the slab: zero scale words (while the loads fly).
+  for (int i = tid; i < ((128 - tile.n_valid) << L.log_w); i += kQuantThreads) {
+    const int r = tile.n_valid + (i >> L.log_w), qi = i & ((1 << L.log_w) - 1);
+    if (qi < L.nq) *reinterpret_cast<uint32_t*>(tile_scales + qi * kScaleTileBytes + (r & 31) * 16 + (r >> 5) * 4) = 0u;
+  }
+  const float inv_g = reciprocal_rn(g);
+  for (int i0 = 0; i0 < L.n_mine; i0 += kUnroll) {
+    const bool more = i0 + kUnroll < L.n_mine;  // warp-uniform
+    if (more) load_chunks<T, kSilu, kUnroll>(p, tile, L, i0 + kUnroll, next);
+    quantize_chunks<T, kSilu, kUnroll>(p, tile, L, i0, cur, g, inv_g, tile_scales, lane);
+    if (more) cur = next;
+  }
+}
+
+template <typename T, bool kSilu, int kUnroll>
+__global__ void __launch_bounds__(kQuantThreads, kQuantBlocksPerSm) quantize_nvfp4_kernel(QuantizeParams p) {
   __shared__ int32_t s_warp[8];
   __shared__ ExpertTile s_tile;
   __shared__ int32_t s_off[kQuantMaxExperts + 1];
@@ -175,10 +234,12 @@ __global__ void __launch_bounds__(kQuantThreads, 3) quantize_nvfp4_kernel(Quanti
     }
   }
   if (p.off != nullptr) {
-    // Per expert: the block visits tiles blockIdx.x, + gridDim.x, ... (prologue amortized),
-    // then takes its share of zeroing the code rows past off[E].
+    // Per expert: the block visits tiles blockIdx.x, + gridDim.x, ... below sf_off[E] / 128
+    // (prologue amortized; scale bytes past sf_off[E] are not written), then takes its share
+    // of zeroing the code rows past off[E].
     ExpertTileFinder finder(p.off, p.num_experts, p.rows_out, p.error_flags, s_warp, &s_tile, s_off);
-    for (int32_t t = blockIdx.x; t < p.scale_tiles; t += gridDim.x) {
+    const int32_t tiles = finder.tiles_to_write(p.scale_tiles);  // block-uniform
+    for (int32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
       quantize_tile<T, kSilu, kUnroll>(p, finder.find(t), t, g_runtime);
     }
     zero_code_rows(p, finder.total_rows(), int64_t(blockIdx.x) * gridDim.y + blockIdx.y,

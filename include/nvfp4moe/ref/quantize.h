@@ -36,7 +36,9 @@ float quantize_runtime_scale(std::span<const uint16_t> x, ActDType dtype, int64_
 //   scales: scale_rows * padded_scale_cols(k) bytes, scale_rows % 128 == 0 and
 //           scale_rows >= expert_scale_rows_capacity(off[E], E) (the bound for any split);
 //           expert e's scales form a swizzled matrix starting at scale row sf_off[e]
-//           (format/swizzle.h); every other byte is zero.
+//           (format/swizzle.h). Only scale rows [0, sf_off[E]) are written (each expert's
+//           padding rows and columns as zero); bytes past sf_off[E] * padded_scale_cols(k)
+//           are left untouched (no consumer reads them).
 void quantize_experts(std::span<const uint16_t> x, ActDType dtype, int64_t rows_in, int64_t k,
                       std::span<const int32_t> off, std::span<const float> g,
                       std::span<const int32_t> gather, int64_t rows_out,
