@@ -1,5 +1,8 @@
 // Routing kernels (sm_90): router logits [T, E] -> top-k expert ids [T, k] int32 and weights
 // [T, k] float32, one warp per token, bit-identical to the CPU model (src/ref/routing.cpp).
+// These serve large batches (throughput); small ones take routing_cta_sm90.cuh (latency).
+// The warp sigmoid kernel records at most 32 kept groups (lane j keeps the j-th): the launcher
+// sends topk_group > 32 (< n_group) to the CTA kernels at any batch size.
 //
 // Why bit-identical ids need care: the model picks the k largest *rounded* scores
 // (p = exp(l - max) / sum for softmax, c = 1 / (1 + exp(-l)) + bias for sigmoid), ties to the
