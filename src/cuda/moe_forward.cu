@@ -58,7 +58,7 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
   const bool w4a4 = cfg.mode == MoeMode::kW4A4;
   v_.scale_rows = expert_scale_rows_capacity(m, e);
   const int64_t shared_scale_rows = expert_scale_rows_capacity(t, 1);
-  permute_ws_bytes_ = permute_workspace_bytes(t, int(k), int(e));
+  permute_ws_bytes_ = route_and_permute_workspace_bytes(t, int(k), int(e));
   if (w4a4) {
     gemm_ws_bytes_ = std::max(grouped_gemm_w4a4_workspace_bytes(m, 2 * inter, h, int(e)),
                               grouped_gemm_w4a4_workspace_bytes(m, h, inter, int(e)));
@@ -155,7 +155,6 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   const int64_t is = int64_t(cfg.n_shared_experts) * inter;
 
   // 1-2. Routing and permutation.
-  route(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, v.ids, v.weights, stream);
   PermuteOutputs po;
   po.counts = v.counts;
   po.off = v.off;
@@ -163,7 +162,9 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   po.sorted_to_pair = v.sorted_to_pair;
   po.pair_to_sorted = v.pair_to_sorted;
   po.sorted_to_token = v.sorted_to_token;
-  permute(v.ids, t, k, e, ws.max_tokens_, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
+  // One launch for small batches (route, then the last block permutes), else route + permute.
+  route_and_permute(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, ws.max_tokens_, v.ids,
+                    v.weights, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
 
   // Shared expert on the side stream, concurrent with the routed experts.
   if (has_shared) {
