@@ -5,7 +5,7 @@
 // the cuBLAS TFLOP/s, speed-up over cuBLAS. --json FILE writes the same rows.
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
-// single GEMM, for profilers), --json FILE.
+// single GEMM, for profilers), --decode (decode shapes only), --json FILE.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -255,6 +255,8 @@ int main(int argc, char** argv) {
   cx.copy_gbs = nb::measure_copy_bandwidth_gbs(cx.s);
   std::printf("%s\ncopy bandwidth (read+write): %.0f GB/s\n", nb::describe(cx.dev).c_str(), cx.copy_gbs);
   const bool quick = nb::has_flag(argc, argv, "--quick");
+  // --decode: only the shapes of the decode path (<= 16 rows per weight).
+  const bool decode_only = nb::has_flag(argc, argv, "--decode");
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");
   long long sm = 0, sn = 0, sk = 0;
@@ -269,10 +271,11 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     for (int64_t m : ms_full) {
       if (quick && m != 1 && m != 4096) continue;
+      if (decode_only && m > 16) continue;
       bench_single(cx, s.name, m, s.n, s.k);
     }
   }
-  bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
+  if (!decode_only) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
 
   {  // grouped, DeepSeek-V3 w13 shape, E = 256
     GroupedBuffers g;
@@ -285,6 +288,7 @@ int main(int argc, char** argv) {
     nb::fill_random_act16(g.wb.get<uint16_t>(), g.wb.bytes() / 2, false, 4321, cx.s);
     for (int64_t rows : {8, 64, 512, 4096, 32768}) {
       if (quick && rows != 64 && rows != 32768) continue;
+      if (decode_only && rows > 4096) continue;
       bench_grouped(cx, g, "E256 DSV3 w13", rows, false);
       bench_grouped(cx, g, "E256 DSV3 w13", rows, true);
     }

@@ -8,6 +8,7 @@
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_act_dequant_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 
 namespace nvfp4moe::cuda {
@@ -48,7 +49,26 @@ int ctas_per_sm() {
   return cached;
 }
 
-int ctas_per_sm_for(int tok) {
+// Which kernel a call takes (docs/GEMM.md, v5, same-run A/B on the H200): the decode kernel
+// (gemm_w4a16_decode_sm90.cuh: 64-row weight blocks, weights streamed into registers,
+// mma.sync) for grouped calls with token tile 8 (6-7% faster at 8..512 rows over 256 experts)
+// and single GEMMs with M = 1 (3-4% faster); the wgmma kernel otherwise (single M = 8 was 13%
+// slower on the decode kernel, token tile 16 30-100% slower).
+bool is_decode(int tok, bool grouped, int64_t m) { return tok == 8 && (grouped || m == 1); }
+
+template <int kTok>
+int decode_ctas_per_sm() {
+  static int cached = [] {
+    int n = 0;
+    NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
+    return std::max(n, 1);
+  }();
+  return cached;
+}
+
+int ctas_per_sm_for(int tok, bool decode) {
+  if (decode) return decode_ctas_per_sm<8>();
   switch (tok) {
     case 8: return ctas_per_sm<8>();
     case 16: return ctas_per_sm<16>();
@@ -59,6 +79,10 @@ int ctas_per_sm_for(int tok) {
 }
 
 int64_t n_blocks_of(int64_t n) { return kn::prepared_rows(n) / kn::kWeightRowPad; }
+// Weight-row blocks of a tile: 64 rows (decode kernel) or 128 (wgmma kernel).
+int64_t tile_blocks_of(int64_t n, bool decode) {
+  return decode ? kn::prepared_rows(n) / kn::kAtomRows : n_blocks_of(n);
+}
 int64_t k_stages_of(int64_t k) { return kn::prepared_cols(k) / kn::kWeightKPad; }
 
 void check_shape(int64_t rows, int64_t n, int64_t k) {
@@ -78,7 +102,7 @@ SplitLayout split_layout(const GemmPlan& plan, int64_t m, int64_t n) {
   if (plan.splits > 1) {
     int64_t tok_tiles = (m + plan.tok_tile - 1) / plan.tok_tile;
     s.partial_bytes = align_up(size_t(plan.splits) * size_t(m) * size_t(n) * sizeof(float));
-    s.counter_bytes = align_up(size_t(n_blocks_of(n) * tok_tiles) * sizeof(int));
+    s.counter_bytes = align_up(size_t(tile_blocks_of(n, is_decode(plan.tok_tile, false, m)) * tok_tiles) * sizeof(int));
   }
   return s;
 }
@@ -107,7 +131,19 @@ void launch(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
-void dispatch(int tok, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+// The decode kernel counts tiles in 64-row weight blocks.
+template <int kTok>
+void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
+  p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
+  kn::gemm_w4a16_decode_sm90_kernel<kTok><<<grid, kn::GemmDecodeConfig<kTok>::kThreads, 0, stream>>>(p);
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+}
+
+void dispatch(int tok, bool decode, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+  if (decode) {
+    launch_decode<8>(p, grid, stream);
+    return;
+  }
   switch (tok) {
     case 8: launch<8>(p, grid, stream); break;
     case 16: launch<16>(p, grid, stream); break;
@@ -177,13 +213,16 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   check_shape(m, n, k);
   GemmPlan plan;
   plan.tok_tile = tok_tile_for(m);
-  int64_t tiles = n_blocks_of(n) * ((m + plan.tok_tile - 1) / plan.tok_tile);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile);
-  int64_t max_splits = std::max<int64_t>(1, k_stages_of(k) / 2);  // >= 2 stages per split
+  const bool decode = is_decode(plan.tok_tile, false, m);
+  int64_t tiles = tile_blocks_of(n, decode) * ((m + plan.tok_tile - 1) / plan.tok_tile);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode);
+  // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
+  // >= 1 stage (one atom per K warp), one wave of CTAs.
+  int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
   if (tiles > 0 && tiles < ctas) plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
-  plan.grid = int(tiles * plan.splits);
+  plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
   return plan;
 }
 
@@ -193,8 +232,9 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
   plan.tok_tile = tok_tile_for((rows + num_experts - 1) / num_experts);  // balanced routing
-  int64_t bound = n_blocks_of(n) * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile);
+  const bool decode = is_decode(plan.tok_tile, true, rows);
+  int64_t bound = tile_blocks_of(n, decode) * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode);
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   return plan;
 }
@@ -234,7 +274,7 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
     p.partial = static_cast<float*>(workspace);
     p.counters = reinterpret_cast<int*>(static_cast<uint8_t*>(workspace) + ws.partial_bytes);
   }
-  dispatch(plan.tok_tile, p, plan.grid, stream);
+  dispatch(plan.tok_tile, is_decode(plan.tok_tile, false, m), p, plan.grid, stream);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -267,7 +307,7 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
   kn::GemmW4A16Params p = base_params(a, rows, w, alpha, out, out_dtype);
   p.off = off;
-  dispatch(plan.tok_tile, p, plan.grid, stream);
+  dispatch(plan.tok_tile, is_decode(plan.tok_tile, true, rows), p, plan.grid, stream);
 }
 
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,

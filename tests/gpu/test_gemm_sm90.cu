@@ -339,15 +339,46 @@ TEST(GemmSm90, GroupedShortK) {
   }
 }
 
+// Short K on the small-token paths (token tile 8: decode kernel; 16: wgmma kernel): one or two
+// atoms per K warp and tile, persistent CTAs refill their register rings at almost every
+// atom; K ending inside a 64-column atom (K = 16, 144, 400).
+TEST(GemmSm90, GroupedDecodeShortK) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 850;
+  struct G { int experts; int64_t rows; };
+  for (G g : {G{256, 1000}, G{64, 900}}) {  // token tiles 8 and 16
+    for (int64_t k : {16, 144, 400}) {
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        std::mt19937 rng(seed);
+        Case c{false, true, g.rows, 520, k, g.experts, random_offsets(rng, g.rows - 3, g.experts, 11), mode,
+               mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++};
+        EXPECT_TRUE(run_case(c));
+      }
+    }
+  }
+}
+
+// Single GEMMs with more weight tiles than resident CTAs (no split, persistent CTAs; M = 1
+// runs on the decode kernel).
+TEST(GemmSm90, SingleDecodePersistent) {
+  NVFP4MOE_REQUIRE_GPU();
+  for (int64_t m : {1, 2}) {
+    EXPECT_TRUE(run_case(Case{false, false, m, 40000, 144, 1, {}, Mode::kExact, OutDType::kBF16, uint32_t(40 + m)}));
+    EXPECT_TRUE(run_case(Case{false, false, m, 40000, 272, 1, {}, Mode::kRandom, OutDType::kFP32, uint32_t(50 + m)}));
+  }
+}
+
 // Captured launches replay to the same bits as eager ones, and split-K is deterministic.
 TEST(GemmSm90, GraphCaptureEqualsEagerAndDeterministic) {
   NVFP4MOE_REQUIRE_GPU();
   std::mt19937 rng(900);
   std::vector<Case> cases = {
       Case{false, false, 2, 512, 7168, 1, {}, Mode::kRandom, OutDType::kBF16, 901},       // split-K
+      Case{false, false, 1, 512, 7168, 1, {}, Mode::kRandom, OutDType::kBF16, 905},       // decode split-K
       Case{true, false, 19, 256, 2048, 1, {}, Mode::kRandom, OutDType::kFP32, 902},
       Case{false, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3), Mode::kRandom, OutDType::kBF16, 903},
-      Case{true, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3), Mode::kRandom, OutDType::kFP32, 904}};
+      Case{true, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3), Mode::kRandom, OutDType::kFP32, 904},
+      Case{false, true, 40, 256, 512, 8, random_offsets(rng, 38, 8, 3), Mode::kRandom, OutDType::kBF16, 906}};  // decode
   for (const Case& c : cases) {
     Prepared p = prepare(c);
     size_t bytes = size_t(c.rows * c.n) * (c.out_dtype == OutDType::kFP32 ? 4 : 2);

@@ -1,0 +1,279 @@
+// Decode path of the NVFP4-weight x bf16-activation GEMM (<= 16 tokens per weight): a pure
+// weight stream. Same semantics, params, prepared layout and split-K protocol as
+// gemm_w4a16_sm90.cuh; used when the token tile is 8 or 16.
+//
+// Why a separate kernel: at 8-16 tokens the tensor work is negligible and the time is the
+// weight stream. The wgmma kernel streams through a cp.async ring + __syncthreads per stage
+// and a warpgroup-wide fence per k16 step; measured, a stage costs ~2000 cycles whatever the
+// token tile, i.e. ~25-40% of copy bandwidth. Here every warp streams its own weights straight
+// into registers and multiplies with warp-level mma.sync (no shared memory for the weights,
+// no barriers in the mainloop):
+//
+//   CTA = 8 warps = 4 row warps x 2 K warps over one 64-row weight block x kTok tokens
+//   row warp r: rows 16r..16r+15 of every atom (its 512 B of codes + 64 B of scales, the
+//               m16 slice of the atom's wgmma A fragment = the mma.sync A fragment)
+//   K warp h:   atoms 2ks + h of the K stages ks of the tile (each warp the same count)
+//   per atom:   ld.global.nc v4 codes + v2 scales (kDepth atoms in flight per warp, a register
+//               ring), activations as mma B fragments by 4-byte L1-cached loads one atom
+//               ahead (columns past K read as 0; token columns past the tile repeat its last
+//               row and are not stored), 4 k16 steps x
+//               kTok/8 mma m16n8k16
+//               into independent accumulator chains (kTok 8: even / odd k16 steps)
+//   epilogue:   acc sets summed, K warp 1 adds through shared memory (fixed order, so
+//               deterministic), then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
+//
+// Tiles: single GEMMs (64-row block fastest, token tile, split slowest) or grouped (per-expert
+// prefix in shared memory, as the wgmma kernel, with 64-row blocks). The rings fill and drain
+// per tile: the mainloop is one short unrolled body (a first version with cursors running
+// ahead across tiles was 2x the instructions and stalled on instruction-cache misses).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/kernels/gemm_dequant_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/mma_sync_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+// kDepthT / kMinCtasT: weight atoms in flight per warp and CTAs per SM (register budget
+// 65536 / (256 x kMinCtasT)); the defaults are the measured best (docs/GEMM.md, v5).
+template <int kTok, int kDepthT = 2, int kMinCtasT = (kTok == 8 ? 4 : 2)>
+struct GemmDecodeConfig {
+  static_assert(kTok == 8 || kTok == 16, "decode path: 8 or 16 tokens per tile");
+  static constexpr int kRowWarps = kAtomRows / 16;  // 4: one m16 slice each
+  static constexpr int kKWarps = kWeightKPad / kAtomK;  // 2: one atom of each K stage each
+  static constexpr int kThreads = 32 * kRowWarps * kKWarps;  // 256
+  static constexpr int kBlockN = kAtomRows;                  // 64 weight rows per tile
+  static constexpr int kGroups = kTok / 8;                   // mma n8 token groups
+  static constexpr int kDepth = kDepthT;                     // weight atoms in flight per warp
+  // Independent accumulator chains: kTok 8 alternates two sets over the k16 steps; kTok 16
+  // already has two (one per token group).
+  static constexpr int kAccSets = kGroups == 1 ? 2 : 1;
+  static constexpr int kMinCtasPerSm = kMinCtasT;
+};
+
+template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm>
+__global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
+  using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
+  static_assert(Cfg::kThreads == 256, "launch bounds");
+  constexpr int kDepth = Cfg::kDepth, kGroups = Cfg::kGroups;
+  __shared__ int s_off[kMaxExperts + 1];
+  __shared__ int s_prefix[kMaxExperts + 1];
+  __shared__ float4 s_red[Cfg::kRowWarps][kTok / 4][32];  // K warp 1's sums
+  __shared__ int s_is_last;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int rw = warp % Cfg::kRowWarps, kw = warp / Cfg::kRowWarps;
+  const int g = lane / 4, q = lane % 4;
+  const bool grouped = p.off != nullptr;
+  const int n_blocks = p.n_blocks;  // 64-row blocks (set by the launcher)
+  const int tok_tiles_single = (p.rows + kTok - 1) / kTok;
+  int total_tiles;
+  if (grouped) {
+    load_offsets(p.off, p.num_experts, p.rows, s_off);
+    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix);
+  } else {
+    total_tiles = n_blocks * tok_tiles_single * p.splits;
+  }
+  const int k_atoms = p.k_stages * Cfg::kKWarps;
+  const int per_split = (p.k_stages + p.splits - 1) / p.splits;
+  const int code_off = rw * 512 + lane * 16;
+  const int scale_off = kAtomCodeBytes + (rw * 8 + g) * 8 - code_off;  // from the codes pointer
+
+  auto tile_of = [&](int t) {
+    return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, n_blocks);
+  };
+
+  // Register rings: weight slot d (of kDepth) holds one atom's codes and scales, loaded kDepth
+  // atoms ahead; activation slot (of 2) its B fragments, loaded one atom ahead (L1/L2 hits).
+  // w_tile: this thread's codes in atom kw of the tile's first K stage; atom i of this warp's
+  // walk is at w_tile + i * 2 atoms. a_tile[gi]: its token row at column 2q of the same atom.
+  uint4 codes[kDepth];
+  uint2 scales[kDepth];
+  uint32_t bfrag[2][kGroups][8];  // [k16 step s][b0, b1] -> 2s + j
+  const uint8_t* w_tile = nullptr;
+  const uint8_t* a_tile[kGroups];
+  int k_left = 0;  // columns of K from atom kw of the tile's first stage to the end of K
+  auto load_w = [&](int d, int i) {
+    const uint8_t* wp = w_tile + int64_t(i) * (Cfg::kKWarps * kAtomBytes);
+    codes[d] = ptx::ld_stream_v4(wp);
+    scales[d] = ptx::ld_stream_v2(wp + scale_off);
+  };
+  auto load_a = [&](int d, int i) {
+    const int col = i * (Cfg::kKWarps * kAtomK);  // relative to k_left
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi) {
+      const uint8_t* ap = a_tile[gi] + int64_t(col) * 2;
+      if (col + kAtomK <= k_left) {  // warp-uniform: the whole atom is inside K
+#pragma unroll
+        for (int j = 0; j < 8; ++j) bfrag[d][gi][j] = ptx::ld_cached_u32(ap + 16 * j);
+      } else {  // K ends inside the atom (K % 16 == 0: per k16 step)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          bfrag[d][gi][j] = col + 16 * (j / 2) < k_left ? ptx::ld_cached_u32(ap + 16 * j) : 0u;
+        }
+      }
+    }
+  };
+
+  float acc[Cfg::kAccSets][kGroups][4];
+#pragma unroll
+  for (int x = 0; x < Cfg::kAccSets; ++x)
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[x][gi][r] = 0.0f;
+
+  auto compute = [&](int d, int da) {
+    const uint32_t code_w[4] = {codes[d].x, codes[d].y, codes[d].z, codes[d].w};
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      uint32_t a[4];
+      const uint32_t sw = s < 2 ? scales[d].x : scales[d].y;
+      if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
+      else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi) ptx::mma_m16n8k16_bf16(acc[s % Cfg::kAccSets][gi], a, bfrag[da][gi][2 * s], bfrag[da][gi][2 * s + 1]);
+    }
+  };
+
+  // Tile epilogue. Thread holds weight rows n0, n0 + 8 x tokens 8gi + 2q + {0, 1}:
+  // v[gi][r]: r = 0, 1 -> row n0; r = 2, 3 -> row n0 + 8; token 8gi + 2q + r % 2.
+  auto epilogue = [&](const GemmTile& tile) {
+    float v[kGroups][4];
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) v[gi][r] = Cfg::kAccSets == 2 ? acc[0][gi][r] + acc[Cfg::kAccSets - 1][gi][r] : acc[0][gi][r];
+    if (kw == 1) {
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi) s_red[rw][gi][lane] = make_float4(v[gi][0], v[gi][1], v[gi][2], v[gi][3]);
+    }
+    __syncthreads();
+    if (kw == 0) {
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi) {
+        const float4 o = s_red[rw][gi][lane];
+        v[gi][0] = (v[gi][0] + o.x) * kDequantRescale;
+        v[gi][1] = (v[gi][1] + o.y) * kDequantRescale;
+        v[gi][2] = (v[gi][2] + o.z) * kDequantRescale;
+        v[gi][3] = (v[gi][3] + o.w) * kDequantRescale;
+      }
+    }
+    const int n0 = tile.n_block * Cfg::kBlockN + rw * 16 + g, half_n = p.n / 2;
+    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+    auto store = [&](int tok, int n, float x) {
+      const int64_t m = tile.row0 + tok;
+      const float r = x * (n < half_n ? a_lo : a_hi);
+      if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
+      else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
+    };
+    if (p.splits == 1) {
+      if (kw == 0) {
+#pragma unroll
+        for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+            if (tok < tile.rows_valid && n < p.n) store(tok, n, v[gi][r]);
+          }
+      }
+    } else {
+      if (kw == 0) {
+        float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
+#pragma unroll
+        for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+            if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = v[gi][r];
+          }
+        __threadfence();
+      }
+      __syncthreads();
+      int* counter = p.counters + tile.n_block * tok_tiles_single + tile.tok_tile;
+      if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
+      __syncthreads();
+      if (s_is_last && kw == 0) {
+        __threadfence();
+        float sum[kGroups][4];
+#pragma unroll
+        for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) sum[gi][r] = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < p.splits; ++s) {  // split order: deterministic
+          const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
+#pragma unroll
+          for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+              if (tok < tile.rows_valid && n < p.n) sum[gi][r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
+            }
+        }
+#pragma unroll
+        for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+            if (tok < tile.rows_valid && n < p.n) store(tok, n, sum[gi][r]);
+          }
+        if (tid == 0) *counter = 0;
+      }
+    }
+    __syncthreads();  // s_red is rewritten by the next tile's epilogue
+#pragma unroll
+    for (int x = 0; x < Cfg::kAccSets; ++x)
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[x][gi][r] = 0.0f;
+  };
+
+  // Tiles t = blockIdx.x + j * gridDim.x; every warp of the CTA walks the same tiles with the
+  // same atom count, so the epilogue barriers are uniform. Atom i of a tile uses weight slot
+  // i % kDepth (reloaded with atom i + kDepth right after its multiplies) and activation slot
+  // i % 2 (atom i + 1 is loaded before atom i's multiplies).
+  static_assert(kDepth % 2 == 0, "activation slots must repeat with the unrolled loop");
+  for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+    const GemmTile tile = tile_of(t);
+    const int ks0 = grouped ? 0 : tile.split * per_split;
+    const int n = (grouped ? p.k_stages : min(p.k_stages, ks0 + per_split)) - ks0;  // atoms per warp
+    if (n <= 0) continue;  // uniform over the CTA
+    const int ka0 = ks0 * Cfg::kKWarps + kw;
+    w_tile = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ka0) * kAtomBytes + code_off;
+    k_left = p.k - ka0 * kAtomK;
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi) {
+      // Token columns past the tile read the tile's last row: an mma output column depends on
+      // its own B column only, and those columns are never stored (no select, no predicate).
+      const int tok = min(gi * 8 + g, tile.rows_valid - 1);
+      a_tile[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 2 * q);
+    }
+#pragma unroll
+    for (int d = 0; d < kDepth; ++d)
+      if (d < n) load_w(d, d);
+    load_a(0, 0);
+    for (int i0 = 0; i0 < n; i0 += kDepth) {
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        const int i = i0 + d;
+        if (i < n) {
+          if (i + 1 < n) load_a((d + 1) % 2, i + 1);
+          compute(d, d % 2);
+          if (i + kDepth < n) load_w(d, i + kDepth);
+        }
+      }
+    }
+    epilogue(tile);
+  }
+}
+
+}  // namespace nvfp4moe::kernels

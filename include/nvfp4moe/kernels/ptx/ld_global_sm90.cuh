@@ -1,0 +1,30 @@
+// Read-only global loads for streamed operands. One instruction per function.
+#pragma once
+
+#include <cstdint>
+
+namespace nvfp4moe::kernels::ptx {
+
+// 16 / 8 bytes of a streamed-once operand (the NVFP4 weights): non-coherent path, not kept in
+// L1 (L1 stays for the activations, which every warp of a CTA re-reads).
+__device__ __forceinline__ uint4 ld_stream_v4(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 ld_stream_v2(const void* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
+
+// 4 bytes of a re-read operand (activations): non-coherent, cached in L1.
+__device__ __forceinline__ uint32_t ld_cached_u32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+}
+
+}  // namespace nvfp4moe::kernels::ptx
