@@ -51,27 +51,33 @@ void check_quantize(const Shape& s, ActDType dt, uint32_t seed, float g) {
   EXPECT_TRUE(scales_equal(dscales.download(), want_scales, s.k, what + " scales"));
 }
 
-// Counts the non-NaN floats whose fast e2m1 code differs from e2m1_from_float.
+// Counts the non-NaN floats whose fast e2m1 code differs from e2m1_from_float (bad[0]) and
+// those whose e2m1_magnitude_bits has a set bit outside the code and the exponent (bad[1]:
+// the packed accumulation in quantize_block16_lane relies on bits 3..22 and 31 being zero).
 __global__ void count_fast_e2m1_mismatches(unsigned long long* bad) {
-  unsigned long long local = 0;
+  unsigned long long local = 0, local_bits = 0;
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (uint64_t(1) << 32);
        i += uint64_t(gridDim.x) * blockDim.x) {
     const uint32_t u = uint32_t(i);
     if ((u & 0x7fffffffu) > 0x7f800000u) continue;
     const float y = __uint_as_float(u);
     local += kernels::e2m1_code_fast(y) != e2m1_from_float(y);
+    local_bits += (kernels::e2m1_magnitude_bits(y) & 0x807ffff8u) != 0;
   }
   if (local) atomicAdd(bad, local);
+  if (local_bits) atomicAdd(bad + 1, local_bits);
 }
 
 TEST(QuantizeSm90, FastE2M1EqualsReferenceOnAllFloatsExhaustive) {
   NVFP4MOE_REQUIRE_GPU();
-  DeviceBuffer<unsigned long long> bad(1);
+  DeviceBuffer<unsigned long long> bad(2);
   bad.fill_bytes(0);
   count_fast_e2m1_mismatches<<<1024, 256>>>(bad.get());
   NVFP4MOE_CUDA_CHECK_LAUNCH();
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_EQ(bad.download()[0], 0ull) << "floats where e2m1_code_fast != e2m1_from_float";
+  const auto counts = bad.download();
+  EXPECT_EQ(counts[0], 0ull) << "floats where e2m1_code_fast != e2m1_from_float";
+  EXPECT_EQ(counts[1], 0ull) << "floats where e2m1_magnitude_bits has bits beyond the code and exponent";
 }
 
 TEST(QuantizeSm90, PlainMatchesReferenceSmall) {

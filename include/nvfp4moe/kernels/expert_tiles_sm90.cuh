@@ -8,7 +8,7 @@
 //   scale tiles:  | e0: 2 tiles | e1: 0 | e2: 1 tile | ... | unused up to scale_rows/128 |
 //
 // Each block rebuilds the tile prefix of its own (one coalesced read of off, a block scan,
-// amortized over the several tiles a block visits); it also validates off (off[0] == 0,
+// amortized over the several tiles a block visits, looked up a batch at a time); it also validates off (off[0] == 0,
 // non-decreasing, off[E] <= rows_out). Invalid offsets cannot be reported before the launch
 // (they live on the device): the kernels then treat every expert as empty (all outputs zero,
 // the whole scale buffer included), set kQuantErrorOffsets in the caller's error word, and
@@ -60,8 +60,8 @@ __device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_war
 }
 
 // Per-block view of the expert split: construct once (reads and validates off, scans the tile
-// counts), then find(t) for each scale tile the block handles. All threads of the block must
-// take part in both (they synchronize); results are block-uniform.
+// counts; all threads of the block take part, it synchronizes), then fill_batch for each batch
+// of scale tiles the block handles (each thread writes the entries of its own experts).
 // off: [E+1] device offsets, 1 <= E <= kQuantMaxExperts.
 class ExpertTileFinder {
  public:
@@ -69,8 +69,8 @@ class ExpertTileFinder {
 
   __device__ __forceinline__ ExpertTileFinder(const int32_t* off, int num_experts, int32_t rows_out,
                                               uint32_t* error_flags, int32_t* s_warp /*[8]*/,
-                                              ExpertTile* s_tile, int32_t* s_off /*[kQuantMaxExperts+1]*/)
-      : num_experts_(num_experts), s_tile_(s_tile), s_off_(s_off) {
+                                              int32_t* s_off /*[kQuantMaxExperts+1]*/)
+      : num_experts_(num_experts), s_off_(s_off) {
     const int e0 = int(threadIdx.x) * kPerThread;
     bool bad = false;
     int64_t my_tiles = 0;
@@ -109,10 +109,12 @@ class ExpertTileFinder {
     return bad_ ? scale_tiles : min(total_tiles_, scale_tiles);
   }
 
-  __device__ __forceinline__ ExpertTile find(int32_t t) {
-    if (bad_) return ExpertTile{-1, 0, 0, 0};
-    if (threadIdx.x == 0) *s_tile_ = ExpertTile{-1, 0, 0, total_rows_};
-    __syncthreads();
+  __device__ __forceinline__ bool bad() const { return bad_; }
+
+  // Batch lookup (valid offsets only): s_tiles[k] = the tile t0 + k * stride for k < count.
+  // Each thread writes the entries of the tiles of its own experts; the caller synchronizes
+  // before reading. Cost per thread: its experts plus its entries (no block barrier).
+  __device__ __forceinline__ void fill_batch(int32_t t0, int32_t stride, int count, ExpertTile* s_tiles) const {
     int32_t first = first_tile_;
     const int e0 = int(threadIdx.x) * kPerThread;
 #pragma unroll
@@ -120,20 +122,16 @@ class ExpertTileFinder {
       if (e0 + i < num_experts_) {
         const int32_t lo = s_off_[e0 + i];
         const int32_t cnt = s_off_[e0 + i + 1] - lo;
-        const int32_t tiles = (cnt + 127) / 128;
-        if (t >= first && t < first + tiles) {  // at most one thread matches
+        const int32_t end = first + (cnt + 127) / 128;  // this expert's tiles: [first, end)
+        for (int k = first > t0 ? (first - t0 + stride - 1) / stride : 0; k < count; ++k) {
+          const int32_t t = t0 + k * stride;
+          if (t >= end) break;
           const int32_t r0 = (t - first) * 128;
-          s_tile_->expert = e0 + i;
-          s_tile_->first_row = lo + r0;
-          s_tile_->n_valid = min(cnt - r0, 128);
+          s_tiles[k] = ExpertTile{e0 + i, lo + r0, min(cnt - r0, 128), total_rows_};
         }
-        first += tiles;
+        first = end;
       }
     }
-    __syncthreads();
-    const ExpertTile r = *s_tile_;
-    __syncthreads();  // s_tile_ is rewritten by the next find
-    return r;
   }
 
  private:
@@ -142,7 +140,6 @@ class ExpertTileFinder {
   int32_t total_rows_ = 0;
   int num_experts_;
   bool bad_ = false;
-  ExpertTile* s_tile_;
   const int32_t* s_off_;
 };
 

@@ -32,13 +32,18 @@ namespace nvfp4moe::kernels {
 // 0, 2, 4 in steps, an even count) rounds a to the grid with ties to even in one IEEE add, and
 // the low 3 mantissa bits of the sum are the magnitude code. M's bits are one multiply-add of
 // the binade e = max(exponent(a), 127): e * (2^23 + 2) + 22 * 2^23 - 254.
-NVFP4MOE_HD uint32_t e2m1_code_fast(float y) {
-  const uint32_t u = float_bits(y);
-  const float a = fminf(float_from_bits(u & 0x7fffffffu), 6.0f);
+// e2m1_magnitude_bits returns the sum's bits: the magnitude code in bits 0..2, mantissa bits
+// 3..22 zero (the sum is M plus at most 7 steps), exponent 149..151 above, sign 0; so codes
+// can be packed by multiply-adds without masking each one (tests check all 2^32 floats).
+NVFP4MOE_HD uint32_t e2m1_magnitude_bits(float y) {
+  const float a = fminf(float_from_bits(float_bits(y) & 0x7fffffffu), 6.0f);
   const uint32_t ea = float_bits(a) >> 23;  // biased exponent of a (<= 129)
   const uint32_t e = ea < 127u ? 127u : ea;  // 127, 128 or 129
   const float magic = float_from_bits(e * 0x800002u + (0xB000000u - 254u));
-  return (float_bits(a + magic) & 7u) | ((u >> 28) & 8u);
+  return float_bits(a + magic);
+}
+NVFP4MOE_HD uint32_t e2m1_code_fast(float y) {
+  return (e2m1_magnitude_bits(y) & 7u) | ((float_bits(y) >> 28) & 8u);
 }
 
 #if defined(__CUDACC__)
@@ -108,6 +113,33 @@ __device__ __forceinline__ float block_multiplier_inv_g(uint8_t scale_code, floa
   return reciprocal_rn(s * inv_g);
 }
 
+// Byte permute (PTX prmt, default mode): selector nibble n picks byte (sel & 7) of {b:a} for
+// result byte n, and with bit 3 set replicates that byte's sign bit instead.
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+  return r;
+}
+
+// Sign nibble bits of 8 packed 16-bit activations (words x, y, z, w = elements 0..7, element
+// 2i in the low half): bit 4i + 3 = sign of element i. Six byte ops for eight elements.
+__device__ __forceinline__ uint32_t sign_nibbles8(const uint4& w) {
+  const uint32_t s03 = prmt(w.x, w.y, 0xFDB9u);  // bytes 0xFF / 0x00: signs of elements 0..3
+  const uint32_t s47 = prmt(w.z, w.w, 0xFDB9u);  // elements 4..7
+  const uint32_t even = prmt(s03, s47, 0x6420u);  // elements 0, 2, 4, 6 (one byte each)
+  const uint32_t odd = prmt(s03, s47, 0x7531u);   // elements 1, 3, 5, 7
+  return (even & 0x08080808u) | (odd & 0x80808080u);
+}
+
+// Codes of 8 products from their e2m1_magnitude_bits b[0..7] and the 8 inputs' sign nibbles:
+// b0 + 16 b1 + 256 b2 + 4096 b3 leaves the 4 magnitude codes in the low 16 bits (the
+// exponent bits land at bit 23 and above), one prmt joins the two halves.
+__device__ __forceinline__ uint32_t pack_codes8(const uint32_t (&b)[8], uint32_t signs) {
+  const uint32_t lo = b[0] + 16u * b[1] + 256u * b[2] + 4096u * b[3];
+  const uint32_t hi = b[4] + 16u * b[5] + 256u * b[6] + 4096u * b[7];
+  return prmt(lo, hi, 0x5410u) | signs;
+}
+
 // 16-byte read-only load through L1 (the two halves of a lane's block share 32-byte sectors).
 __device__ __forceinline__ uint4 load_16b(const void* p) {
   uint4 v;
@@ -146,15 +178,19 @@ __device__ __forceinline__ uint2 quantize_block16_lane(const uint4& w0, const ui
   unpack8<T>(w0, *reinterpret_cast<float(*)[8]>(&v[0]));
   unpack8<T>(w1, *reinterpret_cast<float(*)[8]>(&v[8]));
   // x * m is never NaN when the block holds no NaN, m is finite and not (m == 0 with an Inf
-  // in the block): then the fast conversion applies; otherwise use the reference one.
+  // in the block): then the fast conversion applies; otherwise use the reference one. In the
+  // fast case m >= 0, so every product has its input's sign (also when it is +-0): the sign
+  // bits come straight from the packed inputs.
   const bool fast = !has_nan && is_finite_f32(m) && (m != 0.0f || is_finite_f32(amax));
   uint32_t lo = 0, hi = 0;
   if (fast) {
+    uint32_t b[8];
 #pragma unroll
-    for (int i = 7; i >= 0; --i) {  // word = word * 16 + code: one multiply-add per element
-      lo = lo * 16u + e2m1_code_fast(v[i] * m);
-      hi = hi * 16u + e2m1_code_fast(v[8 + i] * m);
-    }
+    for (int i = 0; i < 8; ++i) b[i] = e2m1_magnitude_bits(v[i] * m);
+    lo = pack_codes8(b, sign_nibbles8(w0));
+#pragma unroll
+    for (int i = 0; i < 8; ++i) b[i] = e2m1_magnitude_bits(v[8 + i] * m);
+    hi = pack_codes8(b, sign_nibbles8(w1));
   } else {
 #pragma unroll
     for (int i = 7; i >= 0; --i) {
