@@ -84,10 +84,10 @@ if ((run_bench)); then
   for b in build/bench/nvfp4moe_bench_*; do
     [[ -x "$b" ]] || continue
     name=$(basename "$b")
-    "$b" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
+    timeout "${BENCH_TIMEOUT:-150}" "$b" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
     record "$name" "rc=$? (table in $name.txt)"
   done
-  build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
+  timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
   record "nvfp4-moe bench" "rc=$? (table in nvfp4moe_bench_moe_layer.txt)"
 fi
 
