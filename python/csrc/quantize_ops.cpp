@@ -5,7 +5,9 @@
 //   codes  [R, K/2] torch.float4_e2m1fn_x2 (accepted as uint8 too)
 //   scales [roundup(R, 128), roundup(K/16, 4)] torch.float8_e4m3fn holding the 128x4 swizzled
 //          bytes (the shape is the padded scale matrix; the byte order is the swizzle);
-//          per-expert: [expert_scale_rows_capacity(R, E), roundup(K/16, 4)]
+//          per-expert: [expert_scale_rows_capacity(R, E), roundup(K/16, 4)]; the kernels write
+//          scale rows [0, sf_off[E]) (each expert padded to 128 rows); the functional ops
+//          return zeros past that, the out= ops leave those rows as they were
 //   global scales: float32 device tensors (encode form g = 448 * 6 / amax).
 #include <ATen/ATen.h>
 
@@ -167,7 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_experts(
   const int num_experts = check_expert_args(expert_offsets, global_scales, x, op);
   const int64_t rows_out = gather ? gather->numel() : x.size(0), k = x.size(1);
   at::Tensor codes = empty_bytes({rows_out, k / 2}, at::kFloat4_e2m1fn_x2, x);
-  at::Tensor scales = empty_bytes({expert_scale_rows_capacity(rows_out, num_experts), padded_scale_cols(k)},
+  at::Tensor scales = zeroed_bytes({expert_scale_rows_capacity(rows_out, num_experts), padded_scale_cols(k)},
                                   at::kFloat8_e4m3fn, x);
   at::Tensor flags = at::zeros({1}, x.options().dtype(at::kInt));
   quantize_experts_out(x, expert_offsets, global_scales, gather, codes, scales, flags);
@@ -219,7 +221,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> silu_and_mul_quantize_experts(
   const int num_experts = check_expert_args(expert_offsets, global_scales, x, op);
   const int64_t rows = x.size(0), inter = x.size(1) / 2;
   at::Tensor codes = empty_bytes({rows, inter / 2}, at::kFloat4_e2m1fn_x2, x);
-  at::Tensor scales = empty_bytes({expert_scale_rows_capacity(rows, num_experts), padded_scale_cols(inter)},
+  at::Tensor scales = zeroed_bytes({expert_scale_rows_capacity(rows, num_experts), padded_scale_cols(inter)},
                                   at::kFloat8_e4m3fn, x);
   at::Tensor flags = at::zeros({1}, x.options().dtype(at::kInt));
   silu_and_mul_quantize_experts_out(x, expert_offsets, global_scales, limit, codes, scales, flags);

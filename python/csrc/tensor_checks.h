@@ -98,4 +98,10 @@ inline at::Tensor empty_bytes(at::IntArrayRef shape, at::ScalarType dtype, const
   return at::empty(shape, like.options().dtype(at::kByte)).view(dtype);
 }
 
+// Zero-filled: for per-expert scale buffers, whose rows past sf_off[E] the kernels leave
+// untouched (the functional ops return deterministic bytes there; out= buffers keep theirs).
+inline at::Tensor zeroed_bytes(at::IntArrayRef shape, at::ScalarType dtype, const at::Tensor& like) {
+  return at::zeros(shape, like.options().dtype(at::kByte)).view(dtype);
+}
+
 }  // namespace nvfp4moe::torch_ext
