@@ -46,16 +46,18 @@ if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 1 build/tests/nvfp4moe_gpu_tests \
       --gtest_filter='*Small*' > "$OUT/sanitizer-$tool.log" 2>&1
-    record "compute-sanitizer $tool" "$(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$?"
+    rc=$?
+    record "compute-sanitizer $tool" "$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$rc"
   done
 fi
 
 if [[ -x build/nvfp4-moe ]]; then
   build/nvfp4-moe run --verify > "$OUT/tool-run.log" 2>&1
-  record "nvfp4-moe run --verify" "$(grep -E 'Passed|Failed' "$OUT/tool-run.log" | tail -1) rc=$?"
+  rc=$?
+  record "nvfp4-moe run --verify" "$(grep -E 'Passed|Failed' "$OUT/tool-run.log" | tail -1) rc=$rc"
 fi
 
-# ---- torch extension + pytest (python/; owner: helper "torch") -----------------------------------
+# ---- torch extension + pytest (python/) ------------------------------------------------------------
 # Builds libnvfp4_moe_torch.so in its own build dir (build-torch; the main build is untouched) and
 # runs python/tests against it. Skipped without torch; NVFP4MOE_NO_TORCH=1 skips it too.
 if [[ "${NVFP4MOE_NO_TORCH:-0}" != 1 ]] && python3 -c 'import torch' > /dev/null 2>&1; then
@@ -85,10 +87,12 @@ if ((run_bench)); then
     [[ -x "$b" ]] || continue
     name=$(basename "$b")
     timeout "${BENCH_TIMEOUT:-150}" "$b" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
-    record "$name" "rc=$? (table in $name.txt)"
+    rc=$?
+    record "$name" "rc=$rc (table in $name.txt)"
   done
   timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
-  record "nvfp4-moe bench" "rc=$? (table in nvfp4moe_bench_moe_layer.txt)"
+  rc=$?
+  record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
 fi
 
 echo
