@@ -15,15 +15,3 @@ if(NOT NLOHMANN_JSON_INCLUDE OR NOT CLI11_INCLUDE)
   message(FATAL_ERROR "nlohmann/json.hpp or CLI/CLI.hpp not found: run scripts/setup.sh --deps-only")
 endif()
 target_include_directories(nvfp4moe_deps SYSTEM INTERFACE ${NLOHMANN_JSON_INCLUDE} ${CLI11_INCLUDE})
-
-# CUTLASS/CuTe headers from the nvidia-cutlass wheel (optional until a kernel needs them).
-set(NVFP4MOE_CUTLASS_DIR ${NVFP4MOE_DEPS_DIR}/cutlass CACHE PATH "CUTLASS headers (include/, tools/util/include/)")
-if(EXISTS ${NVFP4MOE_CUTLASS_DIR}/include/cute/tensor.hpp)
-  set(NVFP4MOE_HAVE_CUTLASS ON)
-  target_include_directories(nvfp4moe_deps SYSTEM INTERFACE
-    ${NVFP4MOE_CUTLASS_DIR}/include ${NVFP4MOE_CUTLASS_DIR}/tools/util/include)
-  target_compile_definitions(nvfp4moe_deps INTERFACE NVFP4MOE_HAVE_CUTLASS=1)
-else()
-  set(NVFP4MOE_HAVE_CUTLASS OFF)
-endif()
-message(STATUS "nvfp4moe: CUTLASS headers: ${NVFP4MOE_HAVE_CUTLASS} (${NVFP4MOE_CUTLASS_DIR})")

@@ -6,9 +6,9 @@
 #   scripts/setup.sh --deps-only install dependencies and stage headers, nothing else
 #
 # Dependencies: Debian packages (compilers, CMake, GoogleTest, nlohmann-json, CLI11, clang
-# for the fuzzer) and the CUTLASS/CuTe headers of the nvidia-cutlass wheel from PyPI, which
-# are unpacked into .deps/cutlass (git-ignored). Header-only packages are also copied into
-# .deps/include so the tree builds on a machine without a registry (scripts/gpu-check.sh).
+# for the fuzzer) and the CUDA 13 toolkit. The header-only packages are also copied into
+# .deps/include (git-ignored) so the tree builds on a machine without a package registry
+# (scripts/gpu-check.sh on the GPU machine). The GEMM uses its own PTX wrappers, not CUTLASS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,28 +39,6 @@ mkdir -p .deps/include
 for d in nlohmann CLI; do
   [[ -d .deps/include/$d ]] || cp -r "/usr/include/$d" .deps/include/
 done
-
-CUTLASS_VERSION=4.2.0.0
-if [[ ! -f .deps/cutlass/include/cute/tensor.hpp ]]; then
-  echo "setup: fetching CUTLASS/CuTe headers (nvidia-cutlass==$CUTLASS_VERSION wheel)"
-  tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps -d "$tmp" "nvidia-cutlass==$CUTLASS_VERSION"
-  python3 - "$tmp"/nvidia_cutlass-*.whl .deps/cutlass <<'PY'
-import sys, zipfile, os
-whl, dest = sys.argv[1], sys.argv[2]
-prefixes = {"cutlass_library/source/include/": "include/",
-            "cutlass_library/source/tools/util/include/": "tools/util/include/"}
-with zipfile.ZipFile(whl) as z:
-    for name in z.namelist():
-        for src, dst in prefixes.items():
-            if name.startswith(src) and not name.endswith("/"):
-                out = os.path.join(dest, dst, name[len(src):])
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                with z.open(name) as f, open(out, "wb") as g:
-                    g.write(f.read())
-PY
-  rm -rf "$tmp"
-fi
 
 ((deps_only)) && { echo "setup: dependencies ready"; exit 0; }
 
