@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "nvfp4moe/cuda/moe.h"
 
@@ -33,6 +34,21 @@ class MoeLayer : public torch::CustomClassHolder {
   int64_t top_k() const { return weights_->config().routing.top_k; }
   int64_t max_tokens() const { return workspace_->max_tokens(); }
   std::string mode() const { return to_string(weights_->config().mode); }
+  int64_t device_index() const { return device_; }
+
+  // torch.compile support (the custom-class protocol of torch.compile/export): the metadata a
+  // fake layer (nvfp4_moe/_fake.py, FakeMoeLayer.__obj_unflatten__) needs to give moe_forward's
+  // output shape and check its inputs; torch.compile guards on these values. No tensors: the
+  // weights stay opaque, and the compiled graph calls the real layer.
+  using Flat = std::tuple<std::tuple<std::string, int64_t>, std::tuple<std::string, int64_t>,
+                          std::tuple<std::string, int64_t>, std::tuple<std::string, int64_t>,
+                          std::tuple<std::string, int64_t>, std::tuple<std::string, int64_t>,
+                          std::tuple<std::string, int64_t>, std::tuple<std::string, std::string>>;
+  Flat obj_flatten() const {
+    return {{"layer_index", layer_index()}, {"hidden", hidden_size()}, {"intermediate", intermediate_size()},
+            {"num_experts", num_experts()}, {"top_k", top_k()}, {"max_tokens", max_tokens()},
+            {"device_index", device_index()}, {"mode", mode()}};
+  }
 
  private:
   int64_t layer_ = 0;

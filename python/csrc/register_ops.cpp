@@ -80,7 +80,9 @@ TORCH_LIBRARY(nvfp4_moe, m) {
       .def("num_experts", &MoeLayer::num_experts)
       .def("top_k", &MoeLayer::top_k)
       .def("max_tokens", &MoeLayer::max_tokens)
-      .def("mode", &MoeLayer::mode);
+      .def("mode", &MoeLayer::mode)
+      .def("device_index", &MoeLayer::device_index)
+      .def("__obj_flatten__", &MoeLayer::obj_flatten);
   m.def("moe_forward(__torch__.torch.classes.nvfp4_moe.MoeLayer layer, Tensor hidden, Tensor router_logits) "
         "-> Tensor");
   m.def("moe_forward_out(__torch__.torch.classes.nvfp4_moe.MoeLayer layer, Tensor hidden, "

@@ -2,8 +2,11 @@
 through them as opaque calls. Each mirrors the output shapes and dtypes of the C++ op exactly
 (csrc/*_ops.cpp); the *_out ops mutate their buffers and return nothing.
 
-Not traceable: ``prepare_weights`` (host work at load time) and ``moe_forward`` (takes a
-``torch.classes.nvfp4_moe.MoeLayer`` object); call them outside compiled regions.
+``moe_forward`` takes a ``torch.classes.nvfp4_moe.MoeLayer`` object: torch.compile turns it into a
+``FakeMoeLayer`` (below) built from the metadata the C++ class returns from ``__obj_flatten__``
+(PyTorch's custom-class protocol for torch.compile), and the compiled graph calls the real layer.
+
+Not traceable: ``prepare_weights`` (host work at load time); call it outside compiled regions.
 """
 
 from __future__ import annotations
@@ -24,6 +27,110 @@ def _nvfp4(x: torch.Tensor, rows: int, k: int, scale_rows: int) -> tuple[torch.T
 
 def _none(*args, **kwargs) -> None:
     return None
+
+
+class FakeMoeLayer:
+    """The fake twin of ``torch.classes.nvfp4_moe.MoeLayer`` (csrc/moe_layer.h): its shape metadata
+    only, and methods with the C++ methods' schemas that give outputs of the right shape."""
+
+    FIELDS = ("layer_index", "hidden", "intermediate", "num_experts", "top_k", "max_tokens", "device_index",
+              "mode")
+
+    def __init__(self, layer_index: int, hidden: int, intermediate: int, num_experts: int, top_k: int,
+                 max_tokens: int, device_index: int, mode: str):
+        self.meta = dict(layer_index=layer_index, hidden=hidden, intermediate=intermediate,
+                         num_experts=num_experts, top_k=top_k, max_tokens=max_tokens,
+                         device_index=device_index, mode=mode)
+
+    @classmethod
+    def __obj_unflatten__(cls, flat) -> "FakeMoeLayer":
+        """flat: the C++ ``__obj_flatten__`` result, ((name, value), ...) with the names of FIELDS."""
+        values = dict(flat)
+        if set(values) != set(cls.FIELDS):
+            raise RuntimeError(f"nvfp4_moe.MoeLayer.__obj_flatten__: expected fields {cls.FIELDS}, "
+                               f"got {tuple(values)}")
+        return cls(**values)
+
+    def forward(self, hidden, router_logits):
+        return _moe_forward_meta(self, hidden, router_logits)
+
+    def forward_out(self, hidden, router_logits, out):
+        _moe_forward_meta(self, hidden, router_logits, out)
+
+    def router_weight(self):
+        return torch.empty((self.meta["num_experts"], self.meta["hidden"]), dtype=torch.float32)
+
+    def error_flags(self):
+        return torch.empty((1,), dtype=torch.int32, device=torch.device("cuda", self.meta["device_index"]))
+
+    def layer_index(self):
+        return self.meta["layer_index"]
+
+    def hidden_size(self):
+        return self.meta["hidden"]
+
+    def intermediate_size(self):
+        return self.meta["intermediate"]
+
+    def num_experts(self):
+        return self.meta["num_experts"]
+
+    def top_k(self):
+        return self.meta["top_k"]
+
+    def max_tokens(self):
+        return self.meta["max_tokens"]
+
+    def mode(self):
+        return self.meta["mode"]
+
+    def device_index(self):
+        return self.meta["device_index"]
+
+
+def _layer_meta(layer) -> dict:
+    """The metadata of a MoeLayer as a fake op sees it: a FakeScriptObject wrapping a FakeMoeLayer
+    (torch.compile / FakeTensorMode), or the real ScriptObject (meta tensors in eager)."""
+    from torch._library.fake_class_registry import FakeScriptObject
+
+    if isinstance(layer, FakeScriptObject):
+        layer = layer.wrapped_obj
+    if not isinstance(layer, FakeMoeLayer):
+        layer = FakeMoeLayer.__obj_unflatten__(layer.__obj_flatten__())
+    return layer.meta
+
+
+def _moe_forward_meta(layer, hidden, router_logits, out=None) -> torch.Tensor:
+    """The checks of MoeLayer::forward_out (csrc/moe_ops.cpp) that depend only on metadata, with its
+    messages; returns out, or a new bf16 [T, H] like hidden."""
+    m = _layer_meta(layer)
+    op = "nvfp4_moe.moe_forward"
+    where = torch.device("cuda", m["device_index"])
+    torch._check(hidden.device == where, lambda: f"{op}: hidden: expected a tensor on {where} (where the layer "
+                                                 f"was loaded), got one on {hidden.device}")
+    torch._check(hidden.dtype == torch.bfloat16, lambda: f"{op}: hidden: expected bfloat16, got {hidden.dtype}")
+    torch._check(hidden.dim() == 2, lambda: f"{op}: hidden: expected a 2-D tensor, got {hidden.dim()}-D")
+    t = hidden.shape[0]
+    torch._check(hidden.shape[1] == m["hidden"],
+                 lambda: f"{op}: hidden: expected [T, {m['hidden']}], got shape {tuple(hidden.shape)}")
+    torch._check(t <= m["max_tokens"], lambda: f"{op}: hidden: expected at most max_tokens = {m['max_tokens']} "
+                                               f"rows (the workspace's size), got {t}")
+    torch._check(router_logits.dtype == torch.float32,
+                 lambda: f"{op}: router_logits: expected float32, got {router_logits.dtype}")
+    torch._check(router_logits.dim() == 2, lambda: f"{op}: router_logits: expected [T, E], got shape "
+                                                   f"{tuple(router_logits.shape)}")
+    for dim, want in ((0, t), (1, m["num_experts"])):
+        torch._check(router_logits.shape[dim] == want,
+                     lambda: f"{op}: router_logits: expected shape [{t}, {m['num_experts']}], got "
+                             f"{tuple(router_logits.shape)}")
+    if out is None:
+        return hidden.new_empty((t, m["hidden"]), dtype=torch.bfloat16)
+    torch._check(out.dtype == torch.bfloat16, lambda: f"{op}: out: expected bfloat16, got {out.dtype}")
+    torch._check(out.dim() == 2, lambda: f"{op}: out: expected [{t}, {m['hidden']}], got {tuple(out.shape)}")
+    for dim, want in ((0, t), (1, m["hidden"])):
+        torch._check(out.shape[dim] == want,
+                     lambda: f"{op}: out: expected [{t}, {m['hidden']}], got {tuple(out.shape)}")
+    return out
 
 
 def register() -> None:
@@ -97,6 +204,16 @@ def register() -> None:
     @torch.library.register_fake(lib + "combine")
     def _(rows, weights, pair_to_sorted, shared=None, out_dtype=None):
         return rows.new_empty((weights.shape[0], rows.shape[1]), dtype=out_dtype or rows.dtype)
+
+    torch._library.register_fake_class(lib + "MoeLayer")(FakeMoeLayer)
+
+    @torch.library.register_fake(lib + "moe_forward")
+    def _(layer, hidden, router_logits):
+        return _moe_forward_meta(layer, hidden, router_logits)
+
+    @torch.library.register_fake(lib + "moe_forward_out")
+    def _(layer, hidden, router_logits, out):
+        _moe_forward_meta(layer, hidden, router_logits, out)
 
     for name in ("quantize_out", "quantize_runtime_scale_out", "quantize_experts_out", "silu_and_mul_out",
                  "silu_and_mul_quantize_experts_out", "dequantize_out", "gemm_w4a16_out", "gemm_w4a4_out",

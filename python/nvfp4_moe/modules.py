@@ -295,8 +295,9 @@ class Nvfp4MoE(nn.Module):
 class Nvfp4MoELayer(nn.Module):
     """The library's own GPU MoE layer (C++ ``cuda::moe_forward`` through
     ``torch.classes.nvfp4_moe.MoeLayer``): weights and a workspace for ``max_tokens`` tokens in
-    memory it owns, the shared expert on a side stream. Eager mode and CUDA graphs; for
-    torch.compile use :class:`Nvfp4MoE`.
+    memory it owns, the shared expert on a side stream. Eager mode, CUDA graphs and
+    torch.compile(fullgraph=True): the layer is one opaque op in the graph, traced through the fake
+    class of ``MoeLayer`` (its shape metadata from ``__obj_flatten__``; see nvfp4_moe/_fake.py).
     """
 
     def __init__(self, path: Union[str, Path], layer: Optional[int] = None, mode: Mode = "w4a4",

@@ -212,7 +212,8 @@ def combine(rows: torch.Tensor, weights: torch.Tensor, pair_to_sorted: torch.Ten
 def moe_forward(layer: torch.ScriptObject, hidden: torch.Tensor, router_logits: torch.Tensor,
                 out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One forward of a ``torch.classes.nvfp4_moe.MoeLayer`` (the C++ layer, cuda/moe.h): hidden bf16
-    [T, H], router_logits float32 [T, E] -> bf16 [T, H]. Eager and CUDA graphs (not torch.compile)."""
+    [T, H], router_logits float32 [T, E] -> bf16 [T, H]. Eager, CUDA graphs and torch.compile (the
+    layer object is traced through its fake class, nvfp4_moe/_fake.py)."""
     if out is None:
         return _ops.moe_forward(layer, hidden, router_logits)
     _ops.moe_forward_out(layer, hidden, router_logits, out=out)

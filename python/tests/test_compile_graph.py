@@ -1,5 +1,6 @@
 """torch.compile(fullgraph=True) traces through the ops (fake implementations) and gives the eager
-bits; the ops replay correctly inside a captured CUDA graph."""
+bits, the C++ MoE layer (torch.classes.nvfp4_moe.MoeLayer through its fake class) included; the ops
+replay correctly inside a captured CUDA graph."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ if not torch.cuda.is_available():
 
 import nvfp4_moe  # noqa: E402
 import nvfp4_reference as ref  # noqa: E402
+from test_modules import write_moe_checkpoint  # noqa: E402
 
 H, I, E, K_TOP = 128, 64, 8, 2
 
@@ -86,6 +88,50 @@ def test_compile_fullgraph_out_variants(seed):
     out = torch.compile(fn, fullgraph=True)(x, g, c2, s2)
     ref.assert_bitwise(c2, codes.view(torch.uint8), "codes written through the compiled out= op")
     ref.assert_bitwise(out, nvfp4_moe.dequantize(codes, scales, g), "dequantized")
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
+@pytest.mark.parametrize("mode", ["w4a4", "w4a16"])
+def test_compile_fullgraph_cpp_moe_layer(tmp_path, seed, mode, backend):
+    """Nvfp4MoELayer (the C++ layer as a custom-class object) and the op with out=, compiled with
+    fullgraph=True around torch ops: the eager bits, and the fake class saw the layer's metadata."""
+    write_moe_checkpoint(tmp_path, h=H, i=I, e=E, top_k=K_TOP, n_shared=1, calibrated=True, deepseek=True,
+                         seed=seed)
+    layer = nvfp4_moe.Nvfp4MoELayer(tmp_path, mode=mode, max_tokens=64)
+    flat = dict(layer.layer.__obj_flatten__())
+    assert flat == {"layer_index": 1, "hidden": H, "intermediate": I, "num_experts": E, "top_k": K_TOP,
+                    "max_tokens": 64, "device_index": torch.cuda.current_device(), "mode": mode}
+    hidden = torch.randn(37, H, device="cuda").to(torch.bfloat16)
+    logits = hidden.float() @ layer.router_weight.t()
+
+    def fn(hidden, logits):
+        return layer(hidden * 2, logits).float() + 1.0
+
+    eager = fn(hidden, logits)
+    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    ref.assert_bitwise(compiled(hidden, logits), eager, "compiled C++ MoE layer")
+    h2 = torch.randn(5, H, device="cuda").to(torch.bfloat16)  # a new token count (recompiles or dynamic)
+    l2 = h2.float() @ layer.router_weight.t()
+    ref.assert_bitwise(compiled(h2, l2), fn(h2, l2), "compiled C++ MoE layer, 5 tokens")
+
+    def fn_out(hidden, logits, out):
+        nvfp4_moe.moe_forward(layer.layer, hidden, logits, out=out)
+        return out * 2
+
+    out = torch.empty(37, H, device="cuda", dtype=torch.bfloat16)
+    got = torch.compile(fn_out, fullgraph=True, backend=backend)(hidden, logits, out)
+    want = layer(hidden, logits)
+    ref.assert_bitwise(out, want, "compiled moe_forward out=")
+    ref.assert_bitwise(got, want * 2, "compiled moe_forward out= (result)")
+
+    # The fake checks run at trace time, with the C++ op's messages (a fresh function: static shapes).
+    def too_many(hidden, logits):
+        return layer(hidden, logits)
+
+    with pytest.raises(Exception, match="expected at most max_tokens = 64"):
+        torch.compile(too_many, fullgraph=True, backend=backend)(
+            torch.zeros(65, H, device="cuda", dtype=torch.bfloat16), torch.zeros(65, E, device="cuda"))
+    assert int(layer.layer.error_flags().item()) == 0
 
 
 def capture(fn, *static_inputs):
