@@ -45,9 +45,12 @@ class MoeLayer : public torch::CustomClassHolder {
                           std::tuple<std::string, int64_t>, std::tuple<std::string, int64_t>,
                           std::tuple<std::string, int64_t>, std::tuple<std::string, std::string>>;
   Flat obj_flatten() const {
-    return {{"layer_index", layer_index()}, {"hidden", hidden_size()}, {"intermediate", intermediate_size()},
-            {"num_experts", num_experts()}, {"top_k", top_k()}, {"max_tokens", max_tokens()},
-            {"device_index", device_index()}, {"mode", mode()}};
+    // Names carry a cfg_ prefix: torch.compile reads them back as attributes of the fake class,
+    // where the plain names are its methods.
+    return {{"cfg_layer_index", layer_index()}, {"cfg_hidden", hidden_size()},
+            {"cfg_intermediate", intermediate_size()}, {"cfg_num_experts", num_experts()},
+            {"cfg_top_k", top_k()}, {"cfg_max_tokens", max_tokens()},
+            {"cfg_device_index", device_index()}, {"cfg_mode", mode()}};
   }
 
  private:

@@ -33,14 +33,16 @@ class FakeMoeLayer:
     """The fake twin of ``torch.classes.nvfp4_moe.MoeLayer`` (csrc/moe_layer.h): its shape metadata
     only, and methods with the C++ methods' schemas that give outputs of the right shape."""
 
-    FIELDS = ("layer_index", "hidden", "intermediate", "num_experts", "top_k", "max_tokens", "device_index",
-              "mode")
+    NAMES = ("layer_index", "hidden", "intermediate", "num_experts", "top_k", "max_tokens", "device_index",
+             "mode")
+    # The C++ __obj_flatten__ names: torch.compile reads each back as an attribute of this
+    # class, so they carry a prefix that keeps them apart from the methods of the same name.
+    FIELDS = tuple("cfg_" + n for n in NAMES)
 
-    def __init__(self, layer_index: int, hidden: int, intermediate: int, num_experts: int, top_k: int,
-                 max_tokens: int, device_index: int, mode: str):
-        self.meta = dict(layer_index=layer_index, hidden=hidden, intermediate=intermediate,
-                         num_experts=num_experts, top_k=top_k, max_tokens=max_tokens,
-                         device_index=device_index, mode=mode)
+    def __init__(self, **fields):
+        self.meta = {name: fields["cfg_" + name] for name in self.NAMES}
+        for field, value in fields.items():
+            setattr(self, field, value)
 
     @classmethod
     def __obj_unflatten__(cls, flat) -> "FakeMoeLayer":

@@ -99,8 +99,9 @@ def test_compile_fullgraph_cpp_moe_layer(tmp_path, seed, mode, backend):
                          seed=seed)
     layer = nvfp4_moe.Nvfp4MoELayer(tmp_path, mode=mode, max_tokens=64)
     flat = dict(layer.layer.__obj_flatten__())
-    assert flat == {"layer_index": 1, "hidden": H, "intermediate": I, "num_experts": E, "top_k": K_TOP,
-                    "max_tokens": 64, "device_index": torch.cuda.current_device(), "mode": mode}
+    assert flat == {"cfg_layer_index": 1, "cfg_hidden": H, "cfg_intermediate": I, "cfg_num_experts": E,
+                    "cfg_top_k": K_TOP, "cfg_max_tokens": 64, "cfg_device_index": torch.cuda.current_device(),
+                    "cfg_mode": mode}
     hidden = torch.randn(37, H, device="cuda").to(torch.bfloat16)
     logits = hidden.float() @ layer.router_weight.t()
 

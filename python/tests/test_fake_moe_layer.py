@@ -18,8 +18,8 @@ from torch.fx.experimental.proxy_tensor import make_fx  # noqa: E402
 QUALNAME = "__torch__.torch.classes.nvfp4_moe.MoeLayer"
 H, I, E, TOP_K, MAX_T = 128, 64, 8, 2, 64
 # What MoeLayer::obj_flatten (csrc/moe_layer.h) returns for such a layer, in its order.
-FLAT = (("layer_index", 1), ("hidden", H), ("intermediate", I), ("num_experts", E), ("top_k", TOP_K),
-        ("max_tokens", MAX_T), ("device_index", 0), ("mode", "w4a4"))
+FLAT = (("cfg_layer_index", 1), ("cfg_hidden", H), ("cfg_intermediate", I), ("cfg_num_experts", E),
+        ("cfg_top_k", TOP_K), ("cfg_max_tokens", MAX_T), ("cfg_device_index", 0), ("cfg_mode", "w4a4"))
 
 
 def fake_layer() -> FakeScriptObject:
@@ -65,7 +65,7 @@ def test_fake_moe_forward_shapes(t):
     (lambda: bf16(4, H), lambda: f32(4, E - 1), r"router_logits: expected shape \[4, 8\]"),
     (lambda: bf16(4, H), lambda: f32(3, E), r"router_logits: expected shape \[4, 8\]"),
     (lambda: bf16(4, H), lambda: bf16(4, E), "router_logits: expected float32"),
-    (lambda: torch.empty(4, H, dtype=torch.bfloat16, device="cuda:1"), lambda: f32(4, E), "expected a tensor on cuda:0"),
+    (lambda: torch.empty(4, H, dtype=torch.bfloat16, device="cpu"), lambda: f32(4, E), "expected a tensor on cuda:0"),
 ])
 def test_fake_moe_forward_rejects_bad_inputs(hidden, logits, message):
     layer = fake_layer()
