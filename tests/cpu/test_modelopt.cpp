@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "cpu/temp_dir.h"
 #include "nvfp4moe/checkpoint/checkpoint.h"
 #include "nvfp4moe/checkpoint/model_config.h"
 #include "nvfp4moe/checkpoint/modelopt.h"
@@ -24,18 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("nvfp4moe_mo_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
 template <typename T>
 std::span<const std::byte> raw(const std::vector<T>& v) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 
+#include "cpu/temp_dir.h"
 #include "nvfp4moe/checkpoint/safetensors.h"
 #include "nvfp4moe/common/error.h"
 
@@ -16,19 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("nvfp4moe_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
 std::vector<std::byte> random_bytes(std::size_t n, std::mt19937& rng) {
   std::vector<std::byte> v(n);

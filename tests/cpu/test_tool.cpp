@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "cpu/temp_dir.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/model/builtin_model.h"
 #include "nvfp4moe/model/moe_layer_loader.h"
@@ -14,6 +15,7 @@
 
 namespace fs = std::filesystem;
 using namespace nvfp4moe;
+using nvfp4moe::test::TempDir;
 
 namespace {
 
@@ -34,18 +36,6 @@ Result run_tool(const std::string& args) {
   return r;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "nvfp4moe-test-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string line_with(const std::string& text, const std::string& key) {
   size_t p = text.find(key);
@@ -85,20 +75,20 @@ TEST(Tool, BadArgumentsGiveAClearErrorAndNonZeroExit) {
 
 TEST(Tool, GenerateQuantizeRunRoundTrip) {
   TempDir dir;
-  Result g = run_tool("generate -o " + dir.path());
+  Result g = run_tool("generate -o " + dir.str());
   ASSERT_EQ(g.rc, 0) << g.out;
-  Result q = run_tool("quantize -i " + dir.path() + "/bf16 -o " + dir.path() + "/nvfp4 --calibration " +
-                      dir.path() + "/calibration.safetensors");
+  Result q = run_tool("quantize -i " + dir.str() + "/bf16 -o " + dir.str() + "/nvfp4 --calibration " +
+                      dir.str() + "/calibration.safetensors");
   ASSERT_EQ(q.rc, 0) << q.out;
   EXPECT_NE(q.out.find("99 linears (99 with input_scale)"), std::string::npos) << q.out;
-  Result info = run_tool("info " + dir.path() + "/nvfp4");
+  Result info = run_tool("info " + dir.str() + "/nvfp4");
   ASSERT_EQ(info.rc, 0) << info.out;
   EXPECT_NE(info.out.find("NVFP4"), std::string::npos) << info.out;
-  Result r = run_tool("run --tokens 8 --checkpoint " + dir.path() + "/nvfp4");
+  Result r = run_tool("run --tokens 8 --checkpoint " + dir.str() + "/nvfp4");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(r.out.find("calibrated"), std::string::npos) << "input_scale should come from the checkpoint\n" << r.out;
   // A bf16 checkpoint is not NVFP4: the loader names the tensor.
-  Result bad = run_tool("run --checkpoint " + dir.path() + "/bf16");
+  Result bad = run_tool("run --checkpoint " + dir.str() + "/bf16");
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.out.find("gate_proj.weight"), std::string::npos) << bad.out;
 }
@@ -113,11 +103,11 @@ TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
   spec.n_group = 4;
   spec.topk_group = 2;
   model::FloatMoeLayer layer = model::make_builtin_layer(spec);
-  model::write_hf_checkpoint(layer, dir.path() + "/bf16");
-  Result q = run_tool("quantize -i " + dir.path() + "/bf16 -o " + dir.path() + "/nvfp4");
+  model::write_hf_checkpoint(layer, dir.str() + "/bf16");
+  Result q = run_tool("quantize -i " + dir.str() + "/bf16 -o " + dir.str() + "/nvfp4");
   ASSERT_EQ(q.rc, 0) << q.out;
 
-  model::LoadedMoeLayer loaded = model::load_moe_layer(dir.path() + "/nvfp4", std::nullopt, ActDType::kBF16, MoeMode::kW4A16);
+  model::LoadedMoeLayer loaded = model::load_moe_layer(dir.str() + "/nvfp4", std::nullopt, ActDType::kBF16, MoeMode::kW4A16);
   EXPECT_EQ(loaded.layer, 0);
   EXPECT_FALSE(loaded.has_activation_scales);
   EXPECT_EQ(loaded.cfg.hidden, 64);
@@ -143,7 +133,7 @@ TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
   EXPECT_EQ(loaded.weights.shared->w13.codes, direct.shared->w13.codes);
   EXPECT_EQ(loaded.weights.shared->w2.scales, direct.shared->w2.scales);
 
-  EXPECT_THROW(model::load_moe_layer(dir.path() + "/nvfp4", 3, ActDType::kBF16, MoeMode::kW4A16), Error);
+  EXPECT_THROW(model::load_moe_layer(dir.str() + "/nvfp4", 3, ActDType::kBF16, MoeMode::kW4A16), Error);
 }
 
 TEST(BuiltinModel, IsDeterministicAndBf16Valued) {

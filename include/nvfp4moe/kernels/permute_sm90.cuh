@@ -23,7 +23,7 @@
 //            3. per tile: ranks, rows, the three maps                -> permute_scatter_sm90
 //
 // The kernels are not templates, so they are `static` (internal linkage): a test may include
-// this header next to src/cuda/permute.cu without duplicate host stubs.
+// this header next to src/cuda/permute.cu without defining the kernels' launch symbols twice.
 #pragma once
 
 #include <cstdint>
