@@ -49,12 +49,14 @@ int ctas_per_sm() {
   return cached;
 }
 
-// Which kernel a call takes (docs/GEMM.md, v5, same-run A/B on the H200): the decode kernel
-// (gemm_w4a16_decode_sm90.cuh: 64-row weight blocks, weights streamed into registers,
-// mma.sync) for grouped calls with token tile 8 (6-7% faster at 8..512 rows over 256 experts)
-// and single GEMMs with M = 1 (3-4% faster); the wgmma kernel otherwise (single M = 8 was 13%
-// slower on the decode kernel, token tile 16 30-100% slower).
-bool is_decode(int tok, bool grouped, int64_t m) { return tok == 8 && (grouped || m == 1); }
+// Which kernel a call takes: the decode kernel (gemm_w4a16_decode_sm90.cuh: 64-row weight
+// blocks, weights streamed into registers, mma.sync) for token tiles 8 and 16, the wgmma
+// kernel for larger tiles (docs/GEMM.md, v6).
+bool is_decode(int tok, bool grouped, int64_t m) {
+  (void)grouped;
+  (void)m;
+  return tok <= 16;
+}
 
 template <int kTok>
 int decode_ctas_per_sm() {
@@ -68,7 +70,7 @@ int decode_ctas_per_sm() {
 }
 
 int ctas_per_sm_for(int tok, bool decode) {
-  if (decode) return decode_ctas_per_sm<8>();
+  if (decode) return tok == 8 ? decode_ctas_per_sm<8>() : decode_ctas_per_sm<16>();
   switch (tok) {
     case 8: return ctas_per_sm<8>();
     case 16: return ctas_per_sm<16>();
@@ -141,7 +143,8 @@ void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
 
 void dispatch(int tok, bool decode, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   if (decode) {
-    launch_decode<8>(p, grid, stream);
+    if (tok == 8) launch_decode<8>(p, grid, stream);
+    else launch_decode<16>(p, grid, stream);
     return;
   }
   switch (tok) {

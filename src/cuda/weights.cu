@@ -50,9 +50,10 @@ void prepare_weight(std::span<const uint8_t> codes, std::span<const uint8_t> sca
       for (int64_t c = col0; c < col0 + 16; ++c) {
         uint8_t b = codes[size_t(r * (kk / 2) + c / 2)];
         uint8_t code = (c & 1) ? uint8_t(b >> 4) : uint8_t(b & 0xf);
-        int byte, high;
-        k::atom_code_position(ar, int(c % k::kAtomK), &byte, &high);
-        atom[byte] = uint8_t(atom[byte] | (high ? code << 4 : code));
+        const k::AtomCodePos pos = k::atom_code_position(ar, int(c % k::kAtomK));
+        uint32_t word = 0;
+        for (int bit = 0; bit < 4; ++bit) word |= uint32_t((code >> bit) & 1u) << pos.bits[bit];
+        for (int byte = 0; byte < 4; ++byte) atom[pos.word_byte + byte] |= uint8_t(word >> (8 * byte));
       }
     }
   }

@@ -8,26 +8,38 @@
 //
 //   atom = [ 2048 B codes | 256 B scales ]
 //
-// Codes: the atom is one warpgroup's wgmma A operand for four k16 steps. Thread t (warp w =
-// t/32, lane l, q = l%4, r0 = 16w + l/4) owns the 16 bytes at t*16; its 32-bit word s holds the
-// 8 codes of k16 step s (columns 16s + 2q + {0,1,8,9} of rows r0 and r0+8), nibbles placed so
-// that four shift-and-mask extractions give its A registers directly:
-//   nibble 3-j / 7-j (lo / hi bf16 of register j):  j=0: (r0, c), (r0, c+1)
-//                                                   j=1: (r0+8, c), (r0+8, c+1)
-//                                                   j=2: (r0, c+8), (r0, c+9)
-//                                                   j=3: (r0+8, c+8), (r0+8, c+9)   c = 16s + 2q
-// Scales: the 4 lanes of a quad share rows, so the 8 bytes at p*8 (p = 8w + l/4) hold
-// [S(r0,0) S(r0+8,0) S(r0,1) S(r0+8,1) S(r0,2) S(r0+8,2) S(r0,3) S(r0+8,3)], S(r, g) the
-// re-encoded scale of rows r, K group g (16 columns) of the atom.
+// Thread t of a warpgroup (warp w = t/32, lane l, g = l/4, q = l%4) owns rows r0 = 16w + g and
+// r8 = r0 + 8 and the 16 columns of scale group q (columns 16q..16q+15) of the atom: one
+// scale per row for all four k16 steps, and 16 contiguous activation columns per token.
+//
+// K order inside an atom (both kernels and the activation loads agree on it): k16 step
+// s of the MMA takes, from thread q's group, the columns 16q + 4s + {0,1,2,3}; as the MMA's
+// logical k (0..15 in the step: kk = 2q + b + 8h) it is column 16q + 4s + 2h + b. The sum over
+// K is the same sum in another order. The decode kernel loads activations in natural order (a
+// lane reads its 16 columns with two 16-byte loads); the wgmma kernel's B tile in shared memory
+// is in logical order: logical pair p (= columns 2p, 2p+1 of the 64) holds actual pair
+// 8 (p % 4) + p / 4 (kact_pair_of_logical_pair).
+//
+// Codes (2048 B): thread t's 16 bytes at t*16; 32-bit word s holds the 8 codes of step s, the
+// four mma A registers j = 0..3 (j = row_hi + 2h: rows r0 / r8, columns +{0,1} / +{2,3}),
+// low / high bf16 = even / odd column. Each code's four bits (m, e0, e1, sign) sit at word bits
+// code_bit(j, .) (+16 for the high half), chosen so that the A registers come out as
+//   j=0: w & Q                 j=1: (w << 3) & Q        j=2: (w << 6) & Q
+//   j=3: (((w >> 7) & 0x00D800D8) * 0x821) & Q          Q = 0x81C081C0
+// (9 integer operations for 8 codes; the multiply adds three non-overlapping shifted copies,
+// so no carries). Each result has the sign at bit 15 and exponent/mantissa at bits 8-6.
+//
+// Scales (256 B): thread t's 2 bytes at 2048 + 2t: [S(r0, q), S(r8, q)], S(r, g) the re-encoded
+// scale of row r, group g.
 //
 // Scale re-encoding (exact): a nonzero e4m3 s = 1.mmm * 2^e (e in [-9, 8], subnormals
 // normalized) is stored as ((e + 10) << 3) | mmm. The kernel forms the bf16 bits
-// (byte << 4) + 0x7600 = s * 2^119 with one integer multiply-add, for two scales at once.
+// (byte << 4) + 0x7600 = s * 2^119 with one integer multiply-add.
 // A zero scale is stored as 0 and its 16 codes as zero (value 0 either way). NaN and negative
 // scales are rejected at preparation.
 //
-// Dequantization (exact): a code nibble shifted into a bf16 (sign, exponent bits 7-8,
-// mantissa bit 6) is the value v * 2^-126 (subnormal for |v| = 0.5); times s * 2^119 it gives
+// Dequantization (exact): a code's bits placed in a bf16 (sign bit 15, exponent bits 8-7,
+// mantissa bit 6) are the value v * 2^-126 (subnormal for |v| = 0.5); times s * 2^119 it gives
 // v * s * 2^-7 exactly (5 significant bits, within bf16's normal range). The epilogue
 // multiplies the fp32 sum by 2^7 (exact) and then by alpha.
 #pragma once
@@ -54,23 +66,39 @@ NVFP4MOE_HD int64_t prepared_bytes(int64_t n, int64_t k) {
   return prepared_rows(n) / kAtomRows * (prepared_cols(k) / kAtomK) * kAtomBytes;
 }
 
-// Byte offset (in the atom) and nibble (0 = low) of code (r, c), r, c in [0, 64).
-NVFP4MOE_HD void atom_code_position(int r, int c, int* byte, int* high_nibble) {
-  int s = c / 16, cc = c % 16;
-  int upper8 = cc / 8, q = (cc % 8) / 2, odd = cc % 2;
-  int w = r / 16, rr = r % 16, row_hi = rr / 8;
-  int t = w * 32 + (rr % 8) * 4 + q;
-  int j = row_hi + 2 * upper8;  // A register index
-  int nib = odd ? 7 - j : 3 - j;
-  *byte = t * 16 + s * 4 + nib / 2;
-  *high_nibble = nib % 2;
+// Word bit of code bit b (0..3 = m, e0, e1, sign) for A register j (low bf16; +16 for the high
+// one): j=0 {6, 7, 8, 15}, j=1 {3, 4, 5, 12}, j=2 {0, 1, 2, 9}, j=3 {13, 14, 10, 11}.
+NVFP4MOE_HD constexpr int code_bit(int j, int b) {
+  return j == 3 ? (b == 0 ? 13 : b == 1 ? 14 : b == 2 ? 10 : 11) : (b == 3 ? 15 - 3 * j : 6 + b - 3 * j);
+}
+inline constexpr uint32_t kCodeMaskQ = 0x81C081C0u;   // sign + exponent/mantissa bits of 2 bf16
+inline constexpr uint32_t kCodeMaskJ3 = 0x00D800D8u;  // register 3's bits after >> 7
+inline constexpr uint32_t kCodeMulJ3 = 0x821u;        // 1 + 2^5 + 2^11
+
+// Position of code (r, c) of an atom, r, c in [0, 64): byte offset of its 32-bit word and the
+// word bits of its (m, e0, e1, sign).
+struct AtomCodePos {
+  int word_byte;
+  int bits[4];
+};
+NVFP4MOE_HD AtomCodePos atom_code_position(int r, int c) {
+  const int w = r / 16, rr = r % 16, q = c / 16, s = (c % 16) / 4, i = c % 4;
+  const int t = w * 32 + (rr % 8) * 4 + q;
+  const int j = rr / 8 + 2 * (i / 2), hi = (i % 2) * 16;
+  AtomCodePos pos{t * 16 + s * 4, {}};
+  for (int b = 0; b < 4; ++b) pos.bits[b] = code_bit(j, b) + hi;
+  return pos;
 }
 
-// Byte offset (in the atom) of the scale of rows r in [0, 64), K group g in [0, 4).
+// Byte offset (in the atom) of the scale of row r in [0, 64), K group g in [0, 4).
 NVFP4MOE_HD int atom_scale_position(int r, int g) {
-  int w = r / 16, rr = r % 16;
-  return kAtomCodeBytes + (w * 8 + rr % 8) * 8 + 2 * g + rr / 8;
+  const int w = r / 16, rr = r % 16;
+  return kAtomCodeBytes + 2 * (w * 32 + (rr % 8) * 4 + g) + rr / 8;
 }
+
+// The wgmma kernel's B tile: logical pair p in [0, 32) of a 64-column block holds activation
+// columns 2a, 2a+1 with a = kact_pair_of_logical_pair(p) (the K order above).
+NVFP4MOE_HD int kact_pair_of_logical_pair(int p) { return 8 * (p % 4) + p / 4; }
 
 // Re-encode an e4m3 scale (0 < s, not NaN) as described above; 0 (or -0) gives 0.
 NVFP4MOE_HD uint8_t encode_weight_scale(uint8_t e4m3) {

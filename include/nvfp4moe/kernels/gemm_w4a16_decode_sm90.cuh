@@ -1,31 +1,29 @@
 // Decode path of the NVFP4-weight x bf16-activation GEMM (<= 16 tokens per weight): a pure
 // weight stream. Same semantics, params, prepared layout and split-K protocol as
-// gemm_w4a16_sm90.cuh; used when the token tile is 8 or 16.
+// gemm_w4a16_sm90.cuh; used for token tiles 8 and 16 (gemm.cu, is_decode).
 //
 // Why a separate kernel: at 8-16 tokens the tensor work is negligible and the time is the
-// weight stream. The wgmma kernel streams through a cp.async ring + __syncthreads per stage
-// and a warpgroup-wide fence per k16 step; measured, a stage costs ~2000 cycles whatever the
-// token tile, i.e. ~25-40% of copy bandwidth. Here every warp streams its own weights straight
-// into registers and multiplies with warp-level mma.sync (no shared memory for the weights,
-// no barriers in the mainloop):
+// weight stream; the limit is the instructions per weight (docs/GEMM.md). Every warp streams
+// its own weights straight into registers and multiplies with warp-level mma.sync (no shared
+// memory for the weights, no barriers in the mainloop):
 //
 //   CTA = 8 warps = 4 row warps x 2 K warps over one 64-row weight block x kTok tokens
 //   row warp r: rows 16r..16r+15 of every atom (its 512 B of codes + 64 B of scales, the
-//               m16 slice of the atom's wgmma A fragment = the mma.sync A fragment)
+//               m16 slice of the atom's A fragment)
 //   K warp h:   atoms 2ks + h of the K stages ks of the tile (each warp the same count)
-//   per atom:   ld.global.nc v4 codes + v2 scales (kDepth atoms in flight per warp, a register
-//               ring), activations as mma B fragments by 4-byte L1-cached loads one atom
-//               ahead (columns past K read as 0; token columns past the tile repeat its last
-//               row and are not stored), 4 k16 steps x
-//               kTok/8 mma m16n8k16
-//               into independent accumulator chains (kTok 8: even / odd k16 steps)
-//   epilogue:   acc sets summed, K warp 1 adds through shared memory (fixed order, so
-//               deterministic), then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
+//   per atom and lane: one 16-byte load of codes (4 k16 steps), one 2-byte load of its scale
+//               pair (the lane's scale group is the same for the 4 steps: prepared K order),
+//               two 16-byte L1-cached loads of activations per 8 tokens (its 16 columns);
+//               a register ring kDepth atoms deep; per k16 step 9 integer ops + 4 HMUL2 of
+//               dequantization and kTok/8 mma m16n8k16 (kTok 8: two alternating
+//               accumulator sets, so consecutive MMAs are independent)
+//   epilogue:   K warp 1 adds its sums through shared memory (fixed order, so deterministic),
+//               then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
 //
 // Tiles: single GEMMs (64-row block fastest, token tile, split slowest) or grouped (per-expert
 // prefix in shared memory, as the wgmma kernel, with 64-row blocks). The rings fill and drain
-// per tile: the mainloop is one short unrolled body (a first version with cursors running
-// ahead across tiles was 2x the instructions and stalled on instruction-cache misses).
+// per tile: the mainloop is one short unrolled body (a version with cursors running ahead
+// across tiles was 2x the instructions and stalled on instruction-cache misses).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -41,9 +39,9 @@
 
 namespace nvfp4moe::kernels {
 
-// kDepthT / kMinCtasT: weight atoms in flight per warp and CTAs per SM (register budget
-// 65536 / (256 x kMinCtasT)); the defaults are the measured best (docs/GEMM.md, v5).
-template <int kTok, int kDepthT = 2, int kMinCtasT = (kTok == 8 ? 4 : 2)>
+// kDepthT: weight atoms in flight per warp; kMinCtasT: CTAs per SM (register budget
+// 65536 / (256 x kMinCtasT)).
+template <int kTok, int kDepthT = 2, int kMinCtasT = (kTok == 8 ? 3 : 2)>
 struct GemmDecodeConfig {
   static_assert(kTok == 8 || kTok == 16, "decode path: 8 or 16 tokens per tile");
   static constexpr int kRowWarps = kAtomRows / 16;  // 4: one m16 slice each
@@ -84,41 +82,33 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   const int k_atoms = p.k_stages * Cfg::kKWarps;
   const int per_split = (p.k_stages + p.splits - 1) / p.splits;
   const int code_off = rw * 512 + lane * 16;
-  const int scale_off = kAtomCodeBytes + (rw * 8 + g) * 8 - code_off;  // from the codes pointer
+  const int scale_off = kAtomCodeBytes + (rw * 32 + lane) * 2 - code_off;  // from the codes pointer
 
   auto tile_of = [&](int t) {
     return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, n_blocks);
   };
 
-  // Register rings: weight slot d (of kDepth) holds one atom's codes and scales, loaded kDepth
-  // atoms ahead; activation slot (of 2) its B fragments, loaded one atom ahead (L1/L2 hits).
-  // w_tile: this thread's codes in atom kw of the tile's first K stage; atom i of this warp's
-  // walk is at w_tile + i * 2 atoms. a_tile[gi]: its token row at column 2q of the same atom.
+  // Register ring: slot d (of kDepth) holds one atom's codes, scale pair and activations,
+  // loaded kDepth atoms ahead. w_tile: this thread's codes in atom kw of the tile's first K
+  // stage; atom i of this warp's walk is at w_tile + i * 2 atoms. a_tile[gi]: its token row at
+  // column 16q of the same atom (the lane's 16 columns: prepared K order).
   uint4 codes[kDepth];
-  uint2 scales[kDepth];
-  uint32_t bfrag[2][kGroups][8];  // [k16 step s][b0, b1] -> 2s + j
+  uint32_t scales[kDepth];
+  uint4 act[kDepth][kGroups][2];
   const uint8_t* w_tile = nullptr;
   const uint8_t* a_tile[kGroups];
-  int k_left = 0;  // columns of K from atom kw of the tile's first stage to the end of K
-  auto load_w = [&](int d, int i) {
+  int k_left = 0;  // columns of K from column 16q of atom kw of the tile's first stage to the end
+  auto load = [&](int d, int i) {
     const uint8_t* wp = w_tile + int64_t(i) * (Cfg::kKWarps * kAtomBytes);
     codes[d] = ptx::ld_stream_v4(wp);
-    scales[d] = ptx::ld_stream_v2(wp + scale_off);
-  };
-  auto load_a = [&](int d, int i) {
-    const int col = i * (Cfg::kKWarps * kAtomK);  // relative to k_left
+    scales[d] = ptx::ld_stream_u16(wp + scale_off);
+    const int col = i * (Cfg::kKWarps * kAtomK);  // relative to k_left; K % 16 == 0, so the
+    const bool inside = col < k_left;              // lane's 16 columns are all in or all out
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
       const uint8_t* ap = a_tile[gi] + int64_t(col) * 2;
-      if (col + kAtomK <= k_left) {  // warp-uniform: the whole atom is inside K
-#pragma unroll
-        for (int j = 0; j < 8; ++j) bfrag[d][gi][j] = ptx::ld_cached_u32(ap + 16 * j);
-      } else {  // K ends inside the atom (K % 16 == 0: per k16 step)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          bfrag[d][gi][j] = col + 16 * (j / 2) < k_left ? ptx::ld_cached_u32(ap + 16 * j) : 0u;
-        }
-      }
+      act[d][gi][0] = inside ? ptx::ld_cached_v4(ap) : make_uint4(0, 0, 0, 0);
+      act[d][gi][1] = inside ? ptx::ld_cached_v4(ap + 16) : make_uint4(0, 0, 0, 0);
     }
   };
 
@@ -130,16 +120,18 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[x][gi][r] = 0.0f;
 
-  auto compute = [&](int d, int da) {
+  auto compute = [&](int d) {
     const uint32_t code_w[4] = {codes[d].x, codes[d].y, codes[d].z, codes[d].w};
+    const uint32_t s_r0 = scale_to_bf16x2<0>(scales[d]), s_r8 = scale_to_bf16x2<1>(scales[d]);
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       uint32_t a[4];
-      const uint32_t sw = s < 2 ? scales[d].x : scales[d].y;
-      if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
-      else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
+      dequant_a_frag(code_w[s], s_r0, s_r8, a);
 #pragma unroll
-      for (int gi = 0; gi < kGroups; ++gi) ptx::mma_m16n8k16_bf16(acc[s % Cfg::kAccSets][gi], a, bfrag[da][gi][2 * s], bfrag[da][gi][2 * s + 1]);
+      for (int gi = 0; gi < kGroups; ++gi) {
+        const uint4& v = act[d][gi][s / 2];
+        ptx::mma_m16n8k16_bf16(acc[s % Cfg::kAccSets][gi], a, s % 2 ? v.z : v.x, s % 2 ? v.w : v.y);
+      }
     }
   };
 
@@ -238,10 +230,8 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   };
 
   // Tiles t = blockIdx.x + j * gridDim.x; every warp of the CTA walks the same tiles with the
-  // same atom count, so the epilogue barriers are uniform. Atom i of a tile uses weight slot
-  // i % kDepth (reloaded with atom i + kDepth right after its multiplies) and activation slot
-  // i % 2 (atom i + 1 is loaded before atom i's multiplies).
-  static_assert(kDepth % 2 == 0, "activation slots must repeat with the unrolled loop");
+  // same atom count, so the epilogue barriers are uniform. Atom i of a tile uses ring slot
+  // i % kDepth, reloaded with atom i + kDepth right after its multiplies.
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
     const GemmTile tile = tile_of(t);
     const int ks0 = grouped ? 0 : tile.split * per_split;
@@ -249,26 +239,24 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     if (n <= 0) continue;  // uniform over the CTA
     const int ka0 = ks0 * Cfg::kKWarps + kw;
     w_tile = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ka0) * kAtomBytes + code_off;
-    k_left = p.k - ka0 * kAtomK;
+    k_left = p.k - ka0 * kAtomK - 16 * q;
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
       // Token columns past the tile read the tile's last row: an mma output column depends on
       // its own B column only, and those columns are never stored (no select, no predicate).
       const int tok = min(gi * 8 + g, tile.rows_valid - 1);
-      a_tile[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 2 * q);
+      a_tile[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 16 * q);
     }
 #pragma unroll
     for (int d = 0; d < kDepth; ++d)
-      if (d < n) load_w(d, d);
-    load_a(0, 0);
+      if (d < n) load(d, d);
     for (int i0 = 0; i0 < n; i0 += kDepth) {
 #pragma unroll
       for (int d = 0; d < kDepth; ++d) {
         const int i = i0 + d;
         if (i < n) {
-          if (i + 1 < n) load_a((d + 1) % 2, i + 1);
-          compute(d, d % 2);
-          if (i + kDepth < n) load_w(d, i + kDepth);
+          compute(d);
+          if (i + kDepth < n) load(d, i + kDepth);
         }
       }
     }

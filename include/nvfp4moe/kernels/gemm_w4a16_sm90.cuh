@@ -7,7 +7,8 @@
 //   CTA = 2 warpgroups = 128 weight rows x kTok tokens; stage = 128 of K
 //     weights  (2 x 2 atoms, 9216 B) --cp.async--> smem --ld.shared--> registers
 //              --dequant (exact, bf16)--> wgmma A fragments (RS form)
-//     tokens   (kTok x 128 bf16)    --cp.async--> smem, 128-byte swizzle --> wgmma B (desc)
+//     tokens   (kTok x 128 bf16)    --cp.async (4 B, prepared K order)--> smem, 128-byte
+//              swizzle --> wgmma B (desc)
 //     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async ring over K, loads
 //              kStages-2 stages ahead (across tile boundaries for persistent CTAs); each
 //              k16 step is dequantized while up to 3 earlier wgmma are in flight.
@@ -148,17 +149,25 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
     const int c16 = tid + it * Cfg::kThreads, g = c16 / kChunksPerWg;
     w_src_off[it] = g * k_atoms * kAtomBytes + (c16 - g * kChunksPerWg) * 16;
   }
+  // Activations enter shared memory in the prepared K order (gemm_layout_sm90.cuh): logical
+  // 16-byte chunk c of a 64-column half holds the actual column pairs c, c+8, c+16, c+24, so
+  // each chunk is four 4-byte copies (column 2c + 16j of the half, j = 0..3).
   auto load_stage = [&](int slot, const StageCursor& c) {
     const uint32_t st = smem_base + slot * Cfg::kStageBytes;
-    const int kcol = c.ks * kWeightKPad + act_ch * 8;
+    const int kcol = c.ks * kWeightKPad + act_half * 64 + (act_ch % 8) * 2;
     const __nv_bfloat16* src0 = p.a + (int64_t(c.tile.row0) + act_row0) * p.k + kcol;
 #pragma unroll
     for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
       const int row = act_row0 + it * (Cfg::kThreads / 16);
       if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
-        const bool ok = row < c.tile.rows_valid && kcol < p.k;
-        ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
-                         ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k : p.a, ok ? 16 : 0);
+        const bool row_ok = row < c.tile.rows_valid;
+        const __nv_bfloat16* src = src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k;
+        const uint32_t dst = st + act_dst0 + it * (Cfg::kThreads / 16) * 128;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const bool ok = row_ok && kcol + 16 * j < p.k;
+          ptx::cp_async_4(dst + 4 * j, ok ? src + 16 * j : p.a, ok ? 4 : 0);
+        }
       }
     }
     // Weight rows of the tile: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
@@ -215,14 +224,13 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
 #pragma unroll
     for (int at = 0; at < Cfg::kAtomsK; ++at) {
       const uint4 codes = ptx::ld_shared_v4(wsm + at * kAtomBytes + tid_wg * 16);
-      const uint2 sc = ptx::ld_shared_v2(wsm + at * kAtomBytes + kAtomCodeBytes + (warp_wg * 8 + lane / 4) * 8);
+      const uint32_t sc = ptx::ld_shared_u16(wsm + at * kAtomBytes + kAtomCodeBytes + tid_wg * 2);
+      const uint32_t s_r0 = scale_to_bf16x2<0>(sc), s_r8 = scale_to_bf16x2<1>(sc);
       const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
         uint32_t(&a)[4] = buf[(at * 4 + s) % kBufs];
-        const uint32_t sw = s < 2 ? sc.x : sc.y;
-        if (s % 2 == 0) dequant_a_frag(code_w[s], scale_to_bf16x2<0>(sw), scale_to_bf16x2<1>(sw), a);
-        else dequant_a_frag(code_w[s], scale_to_bf16x2<2>(sw), scale_to_bf16x2<3>(sw), a);
+        dequant_a_frag(code_w[s], s_r0, s_r8, a);
         ptx::wgmma_fence();
         ptx::WgmmaRS<kTok>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
         ptx::wgmma_commit();

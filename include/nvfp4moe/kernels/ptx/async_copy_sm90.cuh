@@ -1,4 +1,4 @@
-// cp.async (16-byte global -> shared copies that bypass registers) and the fences the GEMM
+// cp.async (16- and 4-byte global -> shared copies that bypass registers) and the fences the GEMM
 // mainloop needs around them. One instruction per function.
 #pragma once
 
@@ -18,6 +18,13 @@ __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int s
                : "memory");
 }
 
+// Copy 4 bytes global -> shared (through L1); src_bytes = 0 writes 4 zero bytes and reads
+// nothing. For operands that must be reordered at 4-byte granularity on the way in.
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+
 // Close the group of cp.async issued since the last commit.
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 
@@ -32,11 +39,16 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// 16 / 8 bytes from shared memory (a 32-bit shared address keeps the access an LDS; a generic
+// 16 / 2 / 8 bytes from shared memory (a 32-bit shared address keeps the access an LDS; a generic
 // pointer computed by rounding would compile to a slower generic load).
 __device__ __forceinline__ uint4 ld_shared_v4(uint32_t addr) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_shared_u16(uint32_t addr) {
+  uint16_t v;
+  asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr));
   return v;
 }
 __device__ __forceinline__ uint2 ld_shared_v2(uint32_t addr) {

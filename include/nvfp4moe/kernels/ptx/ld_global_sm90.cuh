@@ -20,6 +20,22 @@ __device__ __forceinline__ uint2 ld_stream_v2(const void* p) {
   return v;
 }
 
+// 2 bytes of a streamed-once operand (a thread's weight scale pair).
+__device__ __forceinline__ uint32_t ld_stream_u16(const void* p) {
+  uint16_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];\n" : "=h"(v) : "l"(p));
+  return v;
+}
+
+// 16 bytes of a re-read operand (activations): non-coherent, cached in L1.
+__device__ __forceinline__ uint4 ld_cached_v4(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
 // 4 bytes of a re-read operand (activations): non-coherent, cached in L1.
 __device__ __forceinline__ uint32_t ld_cached_u32(const void* p) {
   uint32_t v;
