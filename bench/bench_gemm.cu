@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -214,13 +215,15 @@ void bench_grouped(Ctx& cx, GroupedBuffers& g, const std::string& name, int64_t 
       scales(size_t(nvfp4moe::expert_scale_rows_capacity(rows, e_count) * nvfp4moe::padded_scale_cols(k)));
   fill_bytes(codes.get(), codes.bytes(), 5, false);
   fill_bytes(scales.get(), scales.bytes(), 6, true);
-  size_t ws_bytes = nc::grouped_gemm_w4a4_workspace_bytes(rows, n, k, e_count);
+  size_t ws_bytes = std::max(nc::grouped_gemm_w4a4_workspace_bytes(rows, n, k, e_count),
+                             nc::grouped_gemm_w4a16_workspace_bytes(rows, n, k, e_count));
   nb::DeviceBytes ws(std::max<size_t>(ws_bytes, 256));
+  NVFP4MOE_CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));  // split-K counters start at zero
   nc::PreparedWeights pw{g.w.get<uint8_t>(), n, k, e_count};
   int iters = std::clamp(nb::iterations_for_bytes(touched * double(wbytes)), 20, 100);
   auto t16 = nb::time_median_us(cx.s, [&](int i) {
     nc::grouped_gemm_w4a16(a.get<__nv_bfloat16>(), rows, off_d[size_t(i % kRoutings)].get<int32_t>(), pw,
-                           alpha.get<float>(), out.get(), nc::OutDType::kBF16, nullptr, 0, cx.s);
+                           alpha.get<float>(), out.get(), nc::OutDType::kBF16, ws.get(), ws.bytes(), cx.s);
   }, 3, iters);
   auto t4 = nb::time_median_us(cx.s, [&](int i) {
     nc::Nvfp4Act act{codes.get<uint8_t>(), scales.get<uint8_t>(),
@@ -257,6 +260,14 @@ int main(int argc, char** argv) {
   const bool quick = nb::has_flag(argc, argv, "--quick");
   // --decode: only the shapes of the decode path (<= 16 rows per weight).
   const bool decode_only = nb::has_flag(argc, argv, "--decode");
+  // --grouped: only the grouped shapes. --tok T / --splits S: force the token tile / the grouped
+  // decode split count (tuning; 0 = heuristics).
+  const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
+  {
+    const char* tok = nb::arg_value(argc, argv, "--tok");
+    const char* splits = nb::arg_value(argc, argv, "--splits");
+    nc::set_gemm_plan_override(tok ? std::atoi(tok) : 0, splits ? std::atoi(splits) : 0);
+  }
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");
   long long sm = 0, sn = 0, sk = 0;
@@ -269,13 +280,14 @@ int main(int argc, char** argv) {
                           {"Qwen3 w2", 2048, 768}};
   const int64_t ms_full[] = {1, 16, 128, 4096};
   for (const Shape& s : shapes) {
+    if (grouped_only) break;
     for (int64_t m : ms_full) {
       if (quick && m != 1 && m != 4096) continue;
       if (decode_only && m > 16) continue;
       bench_single(cx, s.name, m, s.n, s.k);
     }
   }
-  if (!decode_only) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
+  if (!decode_only && !grouped_only) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
 
   {  // grouped, DeepSeek-V3 w13 shape, E = 256
     GroupedBuffers g;
@@ -286,7 +298,7 @@ int main(int argc, char** argv) {
     g.wb = nb::DeviceBytes(size_t(g.n * g.k * 2) * g.experts);
     fill_bytes(g.w.get(), g.w.bytes(), 1234, false);
     nb::fill_random_act16(g.wb.get<uint16_t>(), g.wb.bytes() / 2, false, 4321, cx.s);
-    for (int64_t rows : {8, 64, 512, 4096, 32768}) {
+    for (int64_t rows : {8, 64, 512, 2048, 4096, 8192, 32768}) {
       if (quick && rows != 64 && rows != 32768) continue;
       if (decode_only && rows > 4096) continue;
       bench_grouped(cx, g, "E256 DSV3 w13", rows, false);

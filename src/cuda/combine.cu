@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/kernels/combine_sm90.cuh"
 
 namespace nvfp4moe::cuda {
@@ -22,11 +23,11 @@ void launch_combine(const void* rows, const float* weights, const int32_t* pair_
   const auto* r = static_cast<const RowT*>(rows);
   auto* o = static_cast<OutT*>(out);
   if (shared) {
-    kernels::combine_sm90<RowT, OutT, true><<<grid, kernels::kCombineThreads, 0, stream>>>(
-        r, weights, pair_to_sorted, m, top_k, int(hidden), static_cast<const RowT*>(shared), o);
+    launch_pdl(kernels::combine_sm90<RowT, OutT, true>, grid, dim3(kernels::kCombineThreads), 0, stream, r, weights,
+               pair_to_sorted, m, top_k, int(hidden), static_cast<const RowT*>(shared), o);
   } else {
-    kernels::combine_sm90<RowT, OutT, false><<<grid, kernels::kCombineThreads, 0, stream>>>(
-        r, weights, pair_to_sorted, m, top_k, int(hidden), nullptr, o);
+    launch_pdl(kernels::combine_sm90<RowT, OutT, false>, grid, dim3(kernels::kCombineThreads), 0, stream, r, weights,
+               pair_to_sorted, m, top_k, int(hidden), static_cast<const RowT*>(nullptr), o);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }

@@ -5,9 +5,11 @@
 #include <algorithm>
 
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_act_dequant_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 
@@ -51,26 +53,38 @@ int ctas_per_sm() {
 
 // Which kernel a call takes: the decode kernel (gemm_w4a16_decode_sm90.cuh: 64-row weight
 // blocks, weights streamed into registers, mma.sync) for token tiles 8 and 16, the wgmma
-// kernel for larger tiles (docs/GEMM.md, v6).
+// kernel for larger tiles (docs/GEMM.md, v6: a decode tile of 32 was slower than both).
 bool is_decode(int tok, bool grouped, int64_t m) {
   (void)grouped;
   (void)m;
   return tok <= 16;
 }
 
-template <int kTok>
+int g_token_tile_override = 0;
+int g_split_override = 0;
+
+// CTAs per SM of the token-tile-8 decode kernel (register budget 65536 / 256 / CTAs). Measured
+// on the H200 (docs/GEMM.md v6): grouped calls stream 12-14% faster at 4 (64 registers, a
+// 16-byte spill), single M = 1 GEMMs 1-12% faster at 3 (80 registers).
+constexpr int kDecode8CtasGrouped = 4;
+constexpr int kDecode8CtasSingle = 3;
+
+template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
 int decode_ctas_per_sm() {
   static int cached = [] {
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
+        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok, 2, kMinCtas>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
     return std::max(n, 1);
   }();
   return cached;
 }
 
-int ctas_per_sm_for(int tok, bool decode) {
-  if (decode) return tok == 8 ? decode_ctas_per_sm<8>() : decode_ctas_per_sm<16>();
+int ctas_per_sm_for(int tok, bool decode, bool grouped) {
+  if (decode) {
+    if (tok == 16) return decode_ctas_per_sm<16>();
+    return grouped ? decode_ctas_per_sm<8, kDecode8CtasGrouped>() : decode_ctas_per_sm<8, kDecode8CtasSingle>();
+  }
   switch (tok) {
     case 8: return ctas_per_sm<8>();
     case 16: return ctas_per_sm<16>();
@@ -129,22 +143,22 @@ template <int kTok>
 void launch(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   using Cfg = kn::GemmW4A16Config<kTok>;
   ctas_per_sm<kTok>();  // sets the dynamic shared memory limit once
-  kn::gemm_w4a16_sm90_kernel<kTok><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p);
 }
 
 // The decode kernel counts tiles in 64-row weight blocks.
-template <int kTok>
+template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
 void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
-  kn::gemm_w4a16_decode_sm90_kernel<kTok><<<grid, kn::GemmDecodeConfig<kTok>::kThreads, 0, stream>>>(p);
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, 2, kMinCtas>, dim3(grid), dim3(kn::GemmDecodeConfig<kTok>::kThreads),
+             0, stream, p);
 }
 
 void dispatch(int tok, bool decode, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   if (decode) {
-    if (tok == 8) launch_decode<8>(p, grid, stream);
-    else launch_decode<16>(p, grid, stream);
+    if (tok == 16) launch_decode<16>(p, grid, stream);
+    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, stream);
+    else launch_decode<8, kDecode8CtasSingle>(p, grid, stream);
     return;
   }
   switch (tok) {
@@ -188,14 +202,27 @@ void check_common(int64_t rows, const PreparedWeights& w, const float* alpha, vo
   }
 }
 
+int grid_for(int64_t work, int threads) {
+  return int(std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, int64_t(sm_count()) * 16)));
+}
+
+// The activations the kernel reads: natural order [rows, K] for the decode kernel, the
+// prepared K order [rows, Kp] for the wgmma kernel (gemm_act_permute_sm90.cuh).
+size_t act_bytes_for(int64_t rows, int64_t k, bool decode) {
+  return decode ? 0 : align_up(size_t(rows) * size_t(kn::prepared_cols(k)) * 2);
+}
+
+void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream) {
+  launch_pdl(kn::act_permute_bf16_sm90_kernel, dim3(grid_for(rows * (kn::prepared_cols(k) / 16), kn::kActPermuteThreads)),
+             dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out);
+}
+
 void run_act_dequant(const Nvfp4Act& a, int64_t rows, int64_t k, const int32_t* off, int num_experts,
-                     __nv_bfloat16* out, cudaStream_t stream) {
-  int64_t work = rows * (k / 16);
-  int64_t blocks = std::min<int64_t>((work + kn::kActDequantThreads - 1) / kn::kActDequantThreads,
-                                     int64_t(sm_count()) * 16);
-  kn::act_dequant_bf16_sm90_kernel<<<int(std::max<int64_t>(blocks, 1)), kn::kActDequantThreads, 0, stream>>>(
-      a.codes, a.scales, int(rows), int(k), off, num_experts, int(a.scale_rows), out);
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
+                     bool prepared_order, __nv_bfloat16* out, cudaStream_t stream) {
+  const int64_t work = rows * ((prepared_order ? kn::prepared_cols(k) : k) / 16);
+  launch_pdl(kn::act_dequant_bf16_sm90_kernel, dim3(grid_for(work, kn::kActDequantThreads)), dim3(kn::kActDequantThreads), 0,
+             stream, a.codes, a.scales, int(rows), int(k), off, num_experts, int(a.scale_rows), prepared_order ? 1 : 0,
+             out);
 }
 
 void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num_experts) {
@@ -212,13 +239,21 @@ void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num
 
 }  // namespace
 
+void set_gemm_plan_override(int tok, int splits) {
+  NVFP4MOE_CHECK(tok == 0 || tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128,
+                 "tok: expected 0 (heuristics) or 8, 16, 32, 64, 128, got ", tok);
+  NVFP4MOE_CHECK(splits >= 0 && splits <= 64, "splits: expected 0 (heuristics) .. 64, got ", splits);
+  g_token_tile_override = tok;
+  g_split_override = splits;
+}
+
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   check_shape(m, n, k);
   GemmPlan plan;
-  plan.tok_tile = tok_tile_for(m);
+  plan.tok_tile = g_token_tile_override ? g_token_tile_override : tok_tile_for(m);
   const bool decode = is_decode(plan.tok_tile, false, m);
   int64_t tiles = tile_blocks_of(n, decode) * ((m + plan.tok_tile - 1) / plan.tok_tile);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, false);
   // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
   // >= 1 stage (one atom per K warp), one wave of CTAs.
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
@@ -229,35 +264,155 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   return plan;
 }
 
+// Grouped token tile from the balanced rows per expert (avg), measured on the H200 (E=256,
+// DSV3 w13, docs/GEMM.md v6): avg <= 4: 8 (decode kernel); <= 8: 16 (decode); <= 64: 64 (wgmma);
+// else 128. When the tiles of min(E, rows) busy experts fill less than two waves of the
+// tile-8 kernel, tile 16 (2 CTAs/SM, the same tiles in fewer, fuller waves) is faster.
+int grouped_tok_tile(int64_t rows, int64_t n, int num_experts) {
+  const int64_t avg = (rows + num_experts - 1) / num_experts;
+  if (avg <= 4) {
+    const int64_t est_tiles = std::min<int64_t>(num_experts, rows) * tile_blocks_of(n, true);
+    return est_tiles < 2 * int64_t(sm_count()) * ctas_per_sm_for(8, true, true) ? 16 : 8;
+  }
+  if (avg <= 8) return 16;
+  if (avg <= 64) return 64;
+  return 128;
+}
+
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) {
   check_shape(rows, n, k);
   NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kn::kMaxExperts, "num_experts: expected 1..",
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
-  plan.tok_tile = tok_tile_for((rows + num_experts - 1) / num_experts);  // balanced routing
+  plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, n, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  int64_t bound = tile_blocks_of(n, decode) * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode);
+  const int64_t blocks = tile_blocks_of(n, decode);
+  int64_t bound = blocks * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true);
+  if (decode && g_split_override > 1) {
+    // Grouped split-K is supported (partial sums + last-CTA reduction as for single GEMMs) but
+    // not chosen by the heuristics: measured, the per-tile cost of a split outweighed the fuller
+    // last wave (docs/GEMM.md v6); the tuning override can still select it.
+    plan.splits = int(std::min<int64_t>(g_split_override, k_stages_of(k)));
+    const int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
+    plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
+    bound *= plan.splits;
+  }
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   return plan;
 }
 
-size_t gemm_w4a16_workspace_bytes(int64_t m, int64_t n, int64_t k) {
-  return split_layout(plan_gemm(m, n, k), m, n).total();
+namespace {
+
+// Workspace of one single-GEMM call with m rows: [activations for the kernel | split-K].
+size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
+  const GemmPlan plan = plan_gemm(m, n, k);
+  const bool decode = is_decode(plan.tok_tile, false, m);
+  const size_t act = w4a4 ? align_up(size_t(m) * size_t(decode ? k : kn::prepared_cols(k)) * 2)
+                          : act_bytes_for(m, k, decode);
+  return act + split_layout(plan, m, n).total();
 }
 
-size_t gemm_w4a4_workspace_bytes(int64_t m, int64_t n, int64_t k) {
-  return align_up(size_t(m) * size_t(k) * 2) + gemm_w4a16_workspace_bytes(m, n, k);
+// The largest single_need over m' <= m: one workspace then serves every batch up to m. The
+// split-K part peaks where the token tile changes (m' = 8, 16, 32, 64) or where a 128-token
+// tile is full (m' = 128c) while the tiles still leave CTAs idle; the activation part grows
+// with m'.
+size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
+  check_shape(m, n, k);
+  size_t best = 0;
+  auto consider = [&](int64_t mm) {
+    if (mm >= 1 && mm <= m) best = std::max(best, single_need(mm, n, k, w4a4));
+  };
+  for (int64_t t : {8, 16, 32, 64}) consider(std::min(t, m));
+  const int64_t blocks = n_blocks_of(n), ctas = int64_t(sm_count()) * 2;
+  for (int64_t c = 1; c * blocks < ctas && c * 128 < m; ++c) consider(c * 128);
+  consider(m);
+  return best;
 }
+
+void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeights& w, const float* alpha,
+                   void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, uint8_t* split_ws,
+                   cudaStream_t stream) {
+  kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
+  p.splits = plan.splits;
+  if (plan.splits > 1) {
+    SplitLayout ws = split_layout(plan, m, w.n);
+    p.partial = reinterpret_cast<float*>(split_ws);
+    p.counters = reinterpret_cast<int*>(split_ws + ws.partial_bytes);
+  }
+  dispatch(plan.tok_tile, decode, p, plan.grid, stream);
+}
+
+void check_workspace(void* workspace, size_t workspace_bytes, size_t need, const char* bound_fn) {
+  NVFP4MOE_CHECK(workspace_bytes >= need, "workspace_bytes: expected >= ", need, " (", bound_fn,
+                 " gives enough for any batch up to its m), got ", workspace_bytes);
+  if (need > 0) check_ptr(workspace, "workspace");
+}
+
+}  // namespace
+
+size_t gemm_w4a16_workspace_bytes(int64_t m, int64_t n, int64_t k) { return single_bound(m, n, k, false); }
+
+size_t gemm_w4a4_workspace_bytes(int64_t m, int64_t n, int64_t k) { return single_bound(m, n, k, true); }
+
+namespace {
+
+// Grouped split-K workspace: partial sums [splits][rows][n] fp32 + one counter per tile.
+SplitLayout grouped_split_layout(const GemmPlan& plan, int64_t rows, int64_t n, int num_experts) {
+  SplitLayout s;
+  if (plan.splits > 1) {
+    s.partial_bytes = align_up(size_t(plan.splits) * size_t(rows) * size_t(n) * sizeof(float));
+    const int64_t tiles = tile_blocks_of(n, true) * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
+    s.counter_bytes = align_up(size_t(tiles) * sizeof(int));
+  }
+  return s;
+}
+
+// Workspace of one grouped call: [activations for the kernel | split-K].
+size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
+  const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
+  const bool decode = is_decode(plan.tok_tile, true, rows);
+  const size_t act = w4a4 ? align_up(size_t(rows) * size_t(decode ? k : kn::prepared_cols(k)) * 2)
+                          : act_bytes_for(rows, k, decode);
+  return act + grouped_split_layout(plan, rows, n, num_experts).total();
+}
+
+// The largest grouped_need over rows' <= rows. The split count depends on min(E, rows') and
+// the token tile, so every rows' <= E is a candidate, then the ends of the token-tile ranges.
+size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
+  plan_grouped_gemm(rows, n, k, num_experts);  // validates
+  size_t best = 0;
+  auto consider = [&](int64_t r) {
+    if (r >= 1 && r <= rows) best = std::max(best, grouped_need(r, n, k, num_experts, w4a4));
+  };
+  for (int64_t r = 1; r <= std::min<int64_t>(rows, num_experts); ++r) consider(r);
+  for (int64_t t : {4, 8, 16, 32, 64}) consider(int64_t(num_experts) * t);
+  consider(rows);
+  return best;
+}
+
+void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
+                    const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
+                    uint8_t* split_ws, cudaStream_t stream) {
+  kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
+  p.off = off;
+  p.splits = plan.splits;
+  if (plan.splits > 1) {
+    const SplitLayout ws = grouped_split_layout(plan, rows, w.n, w.num_experts);
+    p.partial = reinterpret_cast<float*>(split_ws);
+    p.counters = reinterpret_cast<int*>(split_ws + ws.partial_bytes);
+  }
+  dispatch(plan.tok_tile, decode, p, plan.grid, stream);
+}
+
+}  // namespace
 
 size_t grouped_gemm_w4a16_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  plan_grouped_gemm(rows, n, k, num_experts);  // validates
-  return 0;
+  return grouped_bound(rows, n, k, num_experts, false);
 }
 
 size_t grouped_gemm_w4a4_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  plan_grouped_gemm(rows, n, k, num_experts);
-  return align_up(size_t(rows) * size_t(k) * 2);
+  return grouped_bound(rows, n, k, num_experts, true);
 }
 
 void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -266,18 +421,17 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   check_common(m, w, alpha, out, out_dtype, false);
   if (m == 0) return;
   check_ptr(a, "a");
-  GemmPlan plan = plan_gemm(m, w.n, w.k);
-  SplitLayout ws = split_layout(plan, m, w.n);
-  NVFP4MOE_CHECK(workspace_bytes >= ws.total(), "workspace_bytes: expected >= gemm_w4a16_workspace_bytes = ",
-                 ws.total(), ", got ", workspace_bytes);
-  kn::GemmW4A16Params p = base_params(a, m, w, alpha, out, out_dtype);
-  p.splits = plan.splits;
-  if (plan.splits > 1) {
-    check_ptr(workspace, "workspace");
-    p.partial = static_cast<float*>(workspace);
-    p.counters = reinterpret_cast<int*>(static_cast<uint8_t*>(workspace) + ws.partial_bytes);
+  const GemmPlan plan = plan_gemm(m, w.n, w.k);
+  const bool decode = is_decode(plan.tok_tile, false, m);
+  check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
+  auto* ws = static_cast<uint8_t*>(workspace);
+  const __nv_bfloat16* a_kernel = a;
+  if (!decode) {
+    auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
+    run_act_permute(a, m, w.k, perm, stream);
+    a_kernel = perm;
   }
-  dispatch(plan.tok_tile, is_decode(plan.tok_tile, false, m), p, plan.grid, stream);
+  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(m, w.k, decode), stream);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -286,31 +440,37 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   check_common(m, w, alpha, out, out_dtype, false);
   if (m == 0) return;
   check_act(a, m, w.k, false, 1);
-  size_t act_bytes = align_up(size_t(m) * size_t(w.k) * 2);
-  size_t need = gemm_w4a4_workspace_bytes(m, w.n, w.k);
-  NVFP4MOE_CHECK(workspace_bytes >= need, "workspace_bytes: expected >= gemm_w4a4_workspace_bytes = ", need,
-                 ", got ", workspace_bytes);
-  check_ptr(workspace, "workspace");
-  auto* act = static_cast<__nv_bfloat16*>(workspace);
-  run_act_dequant(a, m, w.k, nullptr, 1, act, stream);
-  gemm_w4a16(act, m, w, alpha, out, out_dtype, static_cast<uint8_t*>(workspace) + act_bytes,
-             workspace_bytes - act_bytes, stream);
+  const GemmPlan plan = plan_gemm(m, w.n, w.k);
+  const bool decode = is_decode(plan.tok_tile, false, m);
+  check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, true), "gemm_w4a4_workspace_bytes");
+  auto* ws = static_cast<uint8_t*>(workspace);
+  auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
+  run_act_dequant(a, m, w.k, nullptr, 1, !decode, act, stream);
+  const size_t act_bytes = align_up(size_t(m) * size_t(decode ? w.k : kn::prepared_cols(w.k)) * 2);
+  launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
 }
 
 void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
                         const PreparedWeights& w, const float* alpha, void* out,
                         OutDType out_dtype, void* workspace, size_t workspace_bytes,
                         cudaStream_t stream) {
-  (void)workspace;
-  (void)workspace_bytes;
   check_common(rows, w, alpha, out, out_dtype, true);
   if (rows == 0) return;
   check_ptr(a, "a");
   NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
-  GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
-  kn::GemmW4A16Params p = base_params(a, rows, w, alpha, out, out_dtype);
-  p.off = off;
-  dispatch(plan.tok_tile, is_decode(plan.tok_tile, true, rows), p, plan.grid, stream);
+  const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
+  const bool decode = is_decode(plan.tok_tile, true, rows);
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
+                  "grouped_gemm_w4a16_workspace_bytes");
+  auto* ws = static_cast<uint8_t*>(workspace);
+  const __nv_bfloat16* a_kernel = a;
+  if (!decode) {
+    auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
+    run_act_permute(a, rows, w.k, perm, stream);
+    a_kernel = perm;
+  }
+  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(rows, w.k, decode),
+                 stream);
 }
 
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
@@ -321,13 +481,15 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   if (rows == 0) return;
   check_act(a, rows, w.k, true, w.num_experts);
   NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
-  size_t need = grouped_gemm_w4a4_workspace_bytes(rows, w.n, w.k, w.num_experts);
-  NVFP4MOE_CHECK(workspace_bytes >= need, "workspace_bytes: expected >= grouped_gemm_w4a4_workspace_bytes = ",
-                 need, ", got ", workspace_bytes);
-  check_ptr(workspace, "workspace");
-  auto* act = static_cast<__nv_bfloat16*>(workspace);
-  run_act_dequant(a, rows, w.k, off, w.num_experts, act, stream);
-  grouped_gemm_w4a16(act, rows, off, w, alpha, out, out_dtype, nullptr, 0, stream);
+  const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
+  const bool decode = is_decode(plan.tok_tile, true, rows);
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, true),
+                  "grouped_gemm_w4a4_workspace_bytes");
+  auto* ws = static_cast<uint8_t*>(workspace);
+  auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
+  run_act_dequant(a, rows, w.k, off, w.num_experts, !decode, act, stream);
+  const size_t act_bytes = align_up(size_t(rows) * size_t(decode ? w.k : kn::prepared_cols(w.k)) * 2);
+  launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
 }
 
 }  // namespace nvfp4moe::cuda

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/route_permute_sm90.cuh"
@@ -18,9 +19,8 @@ constexpr size_t kCounterBytes = 16;  // the ticket counter, then permute's work
 template <typename InT, int kSlots>
 void launch_fused(const InT* logits, const float* bias, int64_t tokens, const kernels::RoutePermuteArgs& a,
                   cudaStream_t stream) {
-  kernels::route_permute_sm90<InT, kSlots><<<unsigned(tokens), kernels::kRouteCtaThreads, 0, stream>>>(
-      logits, bias, int(tokens), a);
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  launch_pdl(kernels::route_permute_sm90<InT, kSlots>, dim3(unsigned(tokens)), dim3(kernels::kRouteCtaThreads), 0,
+             stream, logits, bias, int(tokens), a);
 }
 
 template <typename InT>

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -222,12 +223,16 @@ std::vector<float> to_float(const std::vector<uint8_t>& bytes, OutDType t) {
                                        << got[worst] << ", want " << p.want[worst];
 }
 
-::testing::AssertionResult run_case(const Case& c) {
+// ws_rows > 0: size the workspace for that many rows instead of c.rows (the *_workspace_bytes
+// functions promise enough for every batch up to their row count).
+::testing::AssertionResult run_case(const Case& c, int64_t ws_rows = 0) {
   Prepared p = prepare(c);
   const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
   DeviceBuffer<uint8_t> out(std::max<size_t>(1, size_t(c.rows * c.n) * esz));
   out.fill_bytes(0xff);
-  size_t ws_bytes = workspace_for(c);
+  Case sized = c;
+  if (ws_rows > 0) sized.rows = ws_rows;
+  size_t ws_bytes = workspace_for(sized);
   DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
   ws.fill_bytes(0);
   launch(c, p, out.get(), ws.get(), ws_bytes, nullptr);
@@ -260,6 +265,40 @@ TEST(GemmSm90, SingleW4A16Sweep) {
         }
       }
     }
+  }
+}
+
+// One workspace sized for the largest batch serves every smaller one, although smaller batches
+// take other kernels (decode / wgmma), split counts and activation layouts.
+TEST(GemmSm90, WorkspaceForMaxRowsServesSmallerBatches) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 300;
+  std::mt19937 rng(77);
+  for (int64_t m : {1, 5, 9, 17, 33, 65, 129, 300}) {
+    for (bool w4a4 : {false, true}) {
+      EXPECT_TRUE(run_case(Case{w4a4, false, m, 256, 2048, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}, 300));
+      EXPECT_TRUE(run_case(Case{w4a4, true, m, 192, 1024, 8, random_offsets(rng, m, 8, 3), Mode::kRandom,
+                                OutDType::kBF16, seed++}, 300));
+    }
+  }
+}
+
+// The tuning override selects paths the heuristics do not take today (grouped split-K in the
+// decode kernel, token tiles forced against the row counts). They must be exact all the same.
+TEST(GemmSm90, TuningOverridesGroupedSplitK) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0); } } reset;
+  std::mt19937 rng(91);
+  uint32_t seed = 400;
+  for (auto o : {std::array<int, 2>{8, 3}, {16, 2}, {8, 1}, {64, 0}}) {
+    cuda::set_gemm_plan_override(o[0], o[1]);
+    for (bool w4a4 : {false, true}) {
+      EXPECT_TRUE(run_case(Case{w4a4, true, 40, 256, 1024, 8, random_offsets(rng, 40, 8, 3), Mode::kRandom,
+                                OutDType::kBF16, seed++}));
+      EXPECT_TRUE(run_case(Case{w4a4, true, 12, 136, 2048, 4, random_offsets(rng, 12, 4, 0), Mode::kExact,
+                                OutDType::kFP32, seed++}));
+    }
+    EXPECT_TRUE(run_case(Case{false, false, 1, 256, 2048, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
   }
 }
 

@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -91,6 +92,7 @@ __global__ void __launch_bounds__(kCombineThreads)
     combine_sm90(const RowT* __restrict__ rows, const float* __restrict__ weights,
                  const int32_t* __restrict__ pair_to_sorted, int m, int top_k, int hidden,
                  const RowT* __restrict__ shared, OutT* __restrict__ out) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   __shared__ int s_row[kCombineMaxTopK];
   __shared__ float s_w[kCombineMaxTopK];
   const int64_t t = blockIdx.x;

@@ -7,6 +7,10 @@
 // Grouped (off != nullptr): row r of expert e (off[e] <= r < off[e+1]) reads scale row
 // sf_off[e] + (r - off[e]), sf_off[e+1] = sf_off[e] + roundup(rows_e, 128) (format/swizzle.h);
 // rows >= off[E] are not written. One thread per 16-element block (8 code bytes, 1 scale).
+//
+// prepared_order = 0: out [rows, K] in natural order (the decode GEMM kernel's input);
+// prepared_order = 1: out [rows, Kp] in the prepared K order with zeros past K (the wgmma
+// kernel's input, gemm_act_permute_sm90.cuh).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -16,7 +20,9 @@
 #include "nvfp4moe/format/e2m1.h"
 #include "nvfp4moe/format/e4m3.h"
 #include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -25,7 +31,8 @@ inline constexpr int kActDequantThreads = 256;
 __global__ void __launch_bounds__(kActDequantThreads)
     act_dequant_bf16_sm90_kernel(const uint8_t* codes, const uint8_t* scales, int rows, int k,
                                  const int32_t* off, int num_experts, int scale_rows,
-                                 __nv_bfloat16* out) {
+                                 int prepared_order, __nv_bfloat16* out) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_sf[kMaxExperts + 1];
   const bool grouped = off != nullptr;
@@ -37,7 +44,8 @@ __global__ void __launch_bounds__(kActDequantThreads)
     __syncthreads();
     block_exclusive_scan(s_sf, num_experts);
   }
-  const int blocks_per_row = k / kBlockSize;
+  const int blocks_in = k / kBlockSize;
+  const int blocks_per_row = prepared_order ? int(prepared_cols(k) / kBlockSize) : blocks_in;
   const int64_t pc = padded_scale_cols(k);
   const int64_t total = int64_t(rows) * blocks_per_row;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
@@ -54,20 +62,26 @@ __global__ void __launch_bounds__(kActDequantThreads)
       srow = s_sf[lo] + (r - s_off[lo]);
       if (srow >= scale_rows) continue;  // cannot happen with a buffer sized as documented
     }
-    const float s = e4m3_to_float(scales[swizzled_scale_offset(srow, c, pc)]);
-    const uint2 q = *reinterpret_cast<const uint2*>(codes + (int64_t(r) * k + int64_t(c) * kBlockSize) / 2);
-    uint32_t packed[8];
+    uint32_t packed[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (c < blocks_in) {
+      const float s = e4m3_to_float(scales[swizzled_scale_offset(srow, c, pc)]);
+      const uint2 q = *reinterpret_cast<const uint2*>(codes + (int64_t(r) * k + int64_t(c) * kBlockSize) / 2);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      uint32_t word = j < 4 ? q.x : q.y;
-      uint32_t byte = (word >> (8 * (j % 4))) & 0xffu;
-      __nv_bfloat16 lo_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte & 0xfu)) * s);
-      __nv_bfloat16 hi_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte >> 4)) * s);
-      packed[j] = uint32_t(__bfloat16_as_ushort(lo_v)) | (uint32_t(__bfloat16_as_ushort(hi_v)) << 16);
+      for (int j = 0; j < 8; ++j) {
+        uint32_t word = j < 4 ? q.x : q.y;
+        uint32_t byte = (word >> (8 * (j % 4))) & 0xffu;
+        __nv_bfloat16 lo_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte & 0xfu)) * s);
+        __nv_bfloat16 hi_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte >> 4)) * s);
+        packed[j] = uint32_t(__bfloat16_as_ushort(lo_v)) | (uint32_t(__bfloat16_as_ushort(hi_v)) << 16);
+      }
     }
-    uint4* dst = reinterpret_cast<uint4*>(out + int64_t(r) * k + int64_t(c) * kBlockSize);
-    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    if (prepared_order) {
+      store_group_prepared_order(reinterpret_cast<uint32_t*>(out + int64_t(r) * blocks_per_row * kBlockSize), c, packed);
+    } else {
+      uint4* dst = reinterpret_cast<uint4*>(out + int64_t(r) * k + int64_t(c) * kBlockSize);
+      dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+      dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Decode path of the NVFP4-weight x bf16-activation GEMM (<= 16 tokens per weight): a pure
 // weight stream. Same semantics, params, prepared layout and split-K protocol as
-// gemm_w4a16_sm90.cuh; used for token tiles 8 and 16 (gemm.cu, is_decode).
+// gemm_w4a16_sm90.cuh; used for token tiles 8 and 16 (gemm.cu, is_decode). A tile with
+// fewer rows than kTok skips its empty groups of 8 tokens (loads and MMAs).
 //
 // Why a separate kernel: at 8-16 tokens the tensor work is negligible and the time is the
 // weight stream; the limit is the instructions per weight (docs/GEMM.md). Every warp streams
@@ -35,6 +36,7 @@
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/mma_sync_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -58,6 +60,7 @@ struct GemmDecodeConfig {
 
 template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm>
 __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
   static_assert(Cfg::kThreads == 256, "launch bounds");
   constexpr int kDepth = Cfg::kDepth, kGroups = Cfg::kGroups;
@@ -75,7 +78,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   int total_tiles;
   if (grouped) {
     load_offsets(p.off, p.num_experts, p.rows, s_off);
-    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix);
+    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix) * p.splits;
   } else {
     total_tiles = n_blocks * tok_tiles_single * p.splits;
   }
@@ -84,8 +87,13 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   const int code_off = rw * 512 + lane * 16;
   const int scale_off = kAtomCodeBytes + (rw * 32 + lane) * 2 - code_off;  // from the codes pointer
 
+  // Grouped split-K: tile t covers expert tile t / splits, split t % splits (the splits of one
+  // output tile run side by side); single GEMMs order splits slowest (single_tile).
   auto tile_of = [&](int t) {
-    return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, n_blocks);
+    if (!grouped) return single_tile<kTok>(t, p.rows, n_blocks);
+    GemmTile tile = grouped_tile<kTok>(t / p.splits, s_off, s_prefix, p.num_experts);
+    tile.split = t % p.splits;
+    return tile;
   };
 
   // Register ring: slot d (of kDepth) holds one atom's codes, scale pair and activations,
@@ -98,6 +106,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   const uint8_t* w_tile = nullptr;
   const uint8_t* a_tile[kGroups];
   int k_left = 0;  // columns of K from column 16q of atom kw of the tile's first stage to the end
+  int groups_active = kGroups;  // token groups of 8 holding rows of the tile (warp-uniform)
   auto load = [&](int d, int i) {
     const uint8_t* wp = w_tile + int64_t(i) * (Cfg::kKWarps * kAtomBytes);
     codes[d] = ptx::ld_stream_v4(wp);
@@ -106,6 +115,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     const bool inside = col < k_left;              // lane's 16 columns are all in or all out
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
+      if (gi > 0 && gi >= groups_active) break;
       const uint8_t* ap = a_tile[gi] + int64_t(col) * 2;
       act[d][gi][0] = inside ? ptx::ld_cached_v4(ap) : make_uint4(0, 0, 0, 0);
       act[d][gi][1] = inside ? ptx::ld_cached_v4(ap + 16) : make_uint4(0, 0, 0, 0);
@@ -129,6 +139,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
       dequant_a_frag(code_w[s], s_r0, s_r8, a);
 #pragma unroll
       for (int gi = 0; gi < kGroups; ++gi) {
+        if (gi > 0 && gi >= groups_active) break;  // a short tile skips its empty token groups
         const uint4& v = act[d][gi][s / 2];
         ptx::mma_m16n8k16_bf16(acc[s % Cfg::kAccSets][gi], a, s % 2 ? v.z : v.x, s % 2 ? v.w : v.y);
       }
@@ -137,7 +148,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
 
   // Tile epilogue. Thread holds weight rows n0, n0 + 8 x tokens 8gi + 2q + {0, 1}:
   // v[gi][r]: r = 0, 1 -> row n0; r = 2, 3 -> row n0 + 8; token 8gi + 2q + r % 2.
-  auto epilogue = [&](const GemmTile& tile) {
+  auto epilogue = [&](const GemmTile& tile, int counter_index) {
     float v[kGroups][4];
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi)
@@ -189,7 +200,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
         __threadfence();
       }
       __syncthreads();
-      int* counter = p.counters + tile.n_block * tok_tiles_single + tile.tok_tile;
+      int* counter = p.counters + counter_index;
       if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
       __syncthreads();
       if (s_is_last && kw == 0) {
@@ -234,12 +245,13 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // i % kDepth, reloaded with atom i + kDepth right after its multiplies.
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
     const GemmTile tile = tile_of(t);
-    const int ks0 = grouped ? 0 : tile.split * per_split;
-    const int n = (grouped ? p.k_stages : min(p.k_stages, ks0 + per_split)) - ks0;  // atoms per warp
+    const int ks0 = tile.split * per_split;
+    const int n = min(p.k_stages, ks0 + per_split) - ks0;  // atoms per warp
     if (n <= 0) continue;  // uniform over the CTA
     const int ka0 = ks0 * Cfg::kKWarps + kw;
     w_tile = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ka0) * kAtomBytes + code_off;
     k_left = p.k - ka0 * kAtomK - 16 * q;
+    groups_active = (tile.rows_valid + 7) / 8;
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
       // Token columns past the tile read the tile's last row: an mma output column depends on
@@ -260,7 +272,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
         }
       }
     }
-    epilogue(tile);
+    epilogue(tile, grouped ? t / p.splits : tile.n_block * tok_tiles_single + tile.tok_tile);
   }
 }
 

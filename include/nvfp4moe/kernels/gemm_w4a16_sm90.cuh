@@ -7,8 +7,8 @@
 //   CTA = 2 warpgroups = 128 weight rows x kTok tokens; stage = 128 of K
 //     weights  (2 x 2 atoms, 9216 B) --cp.async--> smem --ld.shared--> registers
 //              --dequant (exact, bf16)--> wgmma A fragments (RS form)
-//     tokens   (kTok x 128 bf16)    --cp.async (4 B, prepared K order)--> smem, 128-byte
-//              swizzle --> wgmma B (desc)
+//     tokens   (kTok x 128 bf16, in the prepared K order, gemm_act_permute_sm90.cuh)
+//              --cp.async--> smem, 128-byte swizzle --> wgmma B (desc)
 //     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async ring over K, loads
 //              kStages-2 stages ahead (across tile boundaries for persistent CTAs); each
 //              k16 step is dequantized while up to 3 earlier wgmma are in flight.
@@ -28,13 +28,15 @@
 #include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/wgmma_rs_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/wgmma_sync_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
 struct GemmW4A16Params {
-  const __nv_bfloat16* a;  // [rows, k] bf16, row stride k
+  const __nv_bfloat16* a;  // decode kernel: [rows, k] bf16, natural K order, row stride k;
+                           // wgmma kernel: [rows, Kp] in the prepared K order (zeros past k)
   const uint8_t* w;        // prepared weights, expert e at w + e * w_expert_bytes
   int64_t w_expert_bytes;
   const float* alpha;      // [E][2]: alpha(n) = alpha[2e] for n < n/2, alpha[2e+1] otherwise
@@ -84,6 +86,7 @@ struct StageCursor {
 template <int kTok>
 __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Config<kTok>::kMinCtasPerSm)
     gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   using Cfg = GemmW4A16Config<kTok>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kDist = kStages - 2;  // loads run this many stages ahead (see the loop)
@@ -149,25 +152,20 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
     const int c16 = tid + it * Cfg::kThreads, g = c16 / kChunksPerWg;
     w_src_off[it] = g * k_atoms * kAtomBytes + (c16 - g * kChunksPerWg) * 16;
   }
-  // Activations enter shared memory in the prepared K order (gemm_layout_sm90.cuh): logical
-  // 16-byte chunk c of a 64-column half holds the actual column pairs c, c+8, c+16, c+24, so
-  // each chunk is four 4-byte copies (column 2c + 16j of the half, j = 0..3).
+  // Activations are already in the prepared K order (gemm_act_permute_sm90.cuh), rows padded
+  // to Kp columns (zeros past K): every 16-byte chunk of a stage exists.
   auto load_stage = [&](int slot, const StageCursor& c) {
     const uint32_t st = smem_base + slot * Cfg::kStageBytes;
-    const int kcol = c.ks * kWeightKPad + act_half * 64 + (act_ch % 8) * 2;
-    const __nv_bfloat16* src0 = p.a + (int64_t(c.tile.row0) + act_row0) * p.k + kcol;
+    const int kcol = c.ks * kWeightKPad + act_ch * 8;
+    const __nv_bfloat16* src0 = p.a + (int64_t(c.tile.row0) + act_row0) * (p.k_stages * kWeightKPad) + kcol;
 #pragma unroll
     for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
       const int row = act_row0 + it * (Cfg::kThreads / 16);
       if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
-        const bool row_ok = row < c.tile.rows_valid;
-        const __nv_bfloat16* src = src0 + int64_t(it) * (Cfg::kThreads / 16) * p.k;
-        const uint32_t dst = st + act_dst0 + it * (Cfg::kThreads / 16) * 128;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const bool ok = row_ok && kcol + 16 * j < p.k;
-          ptx::cp_async_4(dst + 4 * j, ok ? src + 16 * j : p.a, ok ? 4 : 0);
-        }
+        const bool ok = row < c.tile.rows_valid;
+        ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
+                         ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * (p.k_stages * kWeightKPad) : p.a,
+                         ok ? 16 : 0);
       }
     }
     // Weight rows of the tile: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.

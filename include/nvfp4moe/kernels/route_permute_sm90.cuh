@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 
 #include "nvfp4moe/kernels/permute_sm90.cuh"
 #include "nvfp4moe/kernels/routing_cta_sm90.cuh"
@@ -37,6 +38,7 @@ template <typename InT, int kSlots>
 __global__ void __launch_bounds__(kRouteCtaThreads)
     route_permute_sm90(const InT* __restrict__ logits, const float* __restrict__ correction_bias, int tokens,
                        RoutePermuteArgs a) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   __shared__ RouteCtaShared sh;
   __shared__ bool s_last;
   for (int t = int(blockIdx.x); t < tokens; t += int(gridDim.x)) {

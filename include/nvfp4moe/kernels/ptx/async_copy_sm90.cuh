@@ -1,4 +1,4 @@
-// cp.async (16- and 4-byte global -> shared copies that bypass registers) and the fences the GEMM
+// cp.async (16-byte global -> shared copies that bypass registers) and the fences the GEMM
 // mainloop needs around them. One instruction per function.
 #pragma once
 
@@ -15,13 +15,6 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 // nothing (used for rows/columns past the end of the operand).
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
-               : "memory");
-}
-
-// Copy 4 bytes global -> shared (through L1); src_bytes = 0 writes 4 zero bytes and reads
-// nothing. For operands that must be reordered at 4-byte granularity on the way in.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
                : "memory");
 }
 
