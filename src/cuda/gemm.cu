@@ -265,15 +265,11 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
 }
 
 // Grouped token tile from the balanced rows per expert (avg), measured on the H200 (E=256,
-// DSV3 w13, docs/GEMM.md v6): avg <= 4: 8 (decode kernel); <= 8: 16 (decode); <= 64: 64 (wgmma);
-// else 128. When the tiles of min(E, rows) busy experts fill less than two waves of the
-// tile-8 kernel, tile 16 (2 CTAs/SM, the same tiles in fewer, fuller waves) is faster.
-int grouped_tok_tile(int64_t rows, int64_t n, int num_experts) {
+// DSV3 w13, docs/GEMM.md v6): avg <= 4: 8 (decode kernel, 4 CTAs/SM); <= 8: 16 (decode);
+// <= 64: 64 (wgmma); else 128.
+int grouped_tok_tile(int64_t rows, int num_experts) {
   const int64_t avg = (rows + num_experts - 1) / num_experts;
-  if (avg <= 4) {
-    const int64_t est_tiles = std::min<int64_t>(num_experts, rows) * tile_blocks_of(n, true);
-    return est_tiles < 2 * int64_t(sm_count()) * ctas_per_sm_for(8, true, true) ? 16 : 8;
-  }
+  if (avg <= 4) return 8;
   if (avg <= 8) return 16;
   if (avg <= 64) return 64;
   return 128;
@@ -284,7 +280,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kn::kMaxExperts, "num_experts: expected 1..",
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
-  plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, n, num_experts);
+  plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
   const int64_t blocks = tile_blocks_of(n, decode);
   int64_t bound = blocks * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
