@@ -10,8 +10,12 @@
 // All pointers are device pointers; nothing is read back to the host, nothing is allocated, so
 // every call is CUDA-graph capturable (grouped calls for any routing). Requirements (checked,
 // Error naming the argument): K % 16 == 0, pointers 16-byte aligned, rows, N, K < 2^31,
-// E <= 1024, workspace as large as *_workspace_bytes says. The workspace must be zeroed once
-// after allocation (split-K counters reset themselves) and not be shared by concurrent calls.
+// E <= 1024, workspace as large as *_workspace_bytes says. *_workspace_bytes(m, ...) covers
+// every call with at most m rows (smaller batches may take another kernel, split count or
+// activation layout), so one workspace sized for the largest batch serves all. The workspace
+// must be zeroed once after allocation (split-K counters reset themselves) and not be shared
+// by concurrent calls. Kernels are launched with programmatic dependent launch
+// (common/pdl_launch.h; NVFP4MOE_PDL=0 disables it).
 // Grouped offsets off [E+1] (int32, device) are read on the device and clamped to [0, rows];
 // rows >= off[E] of out are not written.
 #pragma once
