@@ -21,10 +21,16 @@ namespace kn = nvfp4moe::kernels;
 constexpr size_t kAlign = 256;
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
+// SMs of the current device (cached per device: the heuristics run on every call).
 int sm_count() {
-  int dev = 0, n = 0;
+  constexpr int kMaxDevices = 64;
+  static int cached[kMaxDevices] = {};
+  int dev = 0;
   NVFP4MOE_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < kMaxDevices && cached[dev] > 0) return cached[dev];
+  int n = 0;
   NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  if (dev >= 0 && dev < kMaxDevices) cached[dev] = n;
   return n;
 }
 
@@ -373,10 +379,13 @@ size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4
   return act + grouped_split_layout(plan, rows, n, num_experts).total();
 }
 
-// The largest grouped_need over rows' <= rows. The split count depends on min(E, rows') and
-// the token tile, so every rows' <= E is a candidate, then the ends of the token-tile ranges.
+// The largest grouped_need over rows' <= rows. With a split override the split count is fixed
+// but the partial sums grow with rows' and the token tile (so the kernel) changes: every
+// rows' <= E is a candidate, then the ends of the token-tile ranges.
 size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
   plan_grouped_gemm(rows, n, k, num_experts);  // validates
+  // Without grouped split-K (the heuristics never choose it) the need only grows with rows.
+  if (g_split_override <= 1) return grouped_need(rows, n, k, num_experts, w4a4);
   size_t best = 0;
   auto consider = [&](int64_t r) {
     if (r >= 1 && r <= rows) best = std::max(best, grouped_need(r, n, k, num_experts, w4a4));
