@@ -1,6 +1,8 @@
 // Benchmark of the Hopper NVFP4 quantization kernels (cuda/quantize.h), bf16 input:
 //   quantize        [M, K], g from device memory
-//   runtime         amax pass + quantize (input read twice; bytes count both reads)
+//   runtime         amax + quantize: up to nvfp4moe::cuda::kQuantRuntimeSingleLaunchMaxElems
+//                   elements one launch reading the input once (bytes count one read), above
+//                   that an amax pass and a quantize pass (bytes count both reads)
 //   experts         per-expert quantize, E = 256, skewed split (half the rows on expert 0)
 //   experts+gather  the same reading rows through a random gather map
 //   silu_and_mul    [M, 2K] -> [M, K] bf16
@@ -10,13 +12,16 @@
 // (CUDA events, bench_util.h), every call on another rotation of buffers so inputs are not in
 // L2. Bandwidth: bytes read + written per call / time (per expert: the scale rows up to
 // sf_off[E], the ones written); "%copy" relative to a 1 GiB device-to-device cudaMemcpy
-// measured in the same run (read + written as well).
+// measured in the same run (read + written as well). The timing floor (an empty kernel
+// between the same events) is printed with the device.
 //
-//   nvfp4moe_bench_quantize [--json FILE] [--quick]
+//   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K]
+// (--m / --k: only that row count / width, e.g. to profile one shape.)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -52,6 +57,8 @@ nb::DeviceBytes upload(const std::vector<T>& v) {
   return d;
 }
 
+__global__ void empty_kernel() {}
+
 struct Row {
   std::string kernel;
   int64_t m, k;
@@ -71,10 +78,14 @@ int main(int argc, char** argv) {
   const nb::DeviceInfo dev = nb::device_info();
   const double copy_gbs = nb::measure_copy_bandwidth_gbs(stream);
   std::printf("device: %s\n", nb::describe(dev).c_str());
-  std::printf("copy bandwidth (1 GiB D2D, read + write): %.0f GB/s\n\n", copy_gbs);
+  std::printf("copy bandwidth (1 GiB D2D, read + write): %.0f GB/s\n", copy_gbs);
+  const nb::Timing empty = nb::time_median_us(stream, [&](int) { empty_kernel<<<1, 32, 0, stream>>>(); }, 10, 200);
+  std::printf("timing floor (empty kernel, median): %.2f us\n\n", empty.median_us);
 
-  const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 1024} : std::vector<int64_t>{1, 16, 128, 1024, 8192, 65536};
-  const std::vector<int64_t> ks = {2048, 7168};
+  std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 1024} : std::vector<int64_t>{1, 16, 128, 1024, 8192, 65536};
+  std::vector<int64_t> ks = {2048, 7168};
+  if (const char* only_m = nb::arg_value(argc, argv, "--m")) ms = {std::atoll(only_m)};
+  if (const char* only_k = nb::arg_value(argc, argv, "--k")) ks = {std::atoll(only_k)};
   std::vector<Row> rows;
 
   for (int64_t k : ks) {
@@ -118,7 +129,8 @@ int main(int argc, char** argv) {
       run("quantize", double(x_bytes + code_bytes + plain_scale_bytes), 1, [&](int i) {
         nc::quantize(xs.at(i), ActDType::kBF16, m, k, d_g.get<float>(), codes.at<uint8_t>(i), scales.at<uint8_t>(i), stream);
       });
-      run("runtime", double(2 * x_bytes + code_bytes + plain_scale_bytes), 1, [&](int i) {
+      const int reads = m * k <= nc::kQuantRuntimeSingleLaunchMaxElems ? 1 : 2;
+      run("runtime", double(reads * x_bytes + code_bytes + plain_scale_bytes), 1, [&](int i) {
         nc::quantize_runtime_scale(xs.at(i), ActDType::kBF16, m, k, codes.at<uint8_t>(i), scales.at<uint8_t>(i), amax,
                                    amax + 1, amax + 2, stream);
       });
@@ -157,6 +169,7 @@ int main(int argc, char** argv) {
   nb::Table table({"kernel", "M", "K", "E", "MB moved", "median us", "min us", "GB/s", "%copy", "fused/unfused", "target"});
   nb::JsonWriter json;
   nb::add_device_meta(json.meta(), dev, copy_gbs);
+  json.meta().add("empty_kernel_us", empty.median_us);
   json.meta().add("benchmark", "bench_quantize").add("dtype", "bf16");
   for (const Row& r : rows) {
     const double gbs = r.bytes / (r.t.median_us * 1e-6) / 1e9;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/error.h"
@@ -14,7 +15,9 @@
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/dequantize_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
+#include "nvfp4moe/kernels/runtime_quant_sm90.cuh"
 #include "nvfp4moe/kernels/silu_mul_sm90.cuh"
+#include "nvfp4moe/kernels/tile_quant_sm90.cuh"
 
 namespace nvfp4moe::cuda {
 namespace {
@@ -22,14 +25,21 @@ namespace {
 namespace k = ::nvfp4moe::kernels;
 
 constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();
-constexpr int kQuantUnroll = 2;  // chunks in flight per warp: 2 x 32 bytes per lane (plain input)
-constexpr int kSiluUnroll = 1;   // 64 bytes per lane per chunk already (gate and up)
 
 int sm_count() {
   int dev = 0, n = 0;
   NVFP4MOE_CUDA_CHECK(cudaGetDevice(&dev));
   NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
   return n;
+}
+
+// Blocks of a persistent warp-walk kernel (matrix_walk_quant_sm90.cuh) over `elems` elements
+// in warp steps of `step_elems`: one step per warp when the work is small, else one resident
+// wave (`per_sm` blocks per SM, the kernel's launch bound).
+unsigned walk_grid(int64_t elems, int64_t step_elems, int per_sm) {
+  const int64_t steps = (elems + step_elems - 1) / step_elems;
+  const int64_t blocks = (steps + k::kQuantThreads / 32 - 1) / (k::kQuantThreads / 32);
+  return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count()) * per_sm));
 }
 
 // Blocks for a grid-stride kernel over `items`, at most `per_sm` blocks per SM.
@@ -57,40 +67,76 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
   NVFP4MOE_CHECK(is_aligned(p, align), name, ": expected ", align, "-byte alignment, got ", p);
 }
 
-// Grid of the quantize kernel: grid.y = slabs of 2 * slab_pairs column groups, 4 pairs (512
-// elements) unless that leaves fewer than ~2 blocks per SM (then 2 or 1 pairs); grid.x =
-// scale tiles, or for the per-expert kernel one resident wave of blocks (kQuantBlocksPerSm
-// per SM in all) that each visit several tiles, so the per-block expert scan is amortized and
-// no partial last wave idles SMs.
-dim3 quantize_grid(int64_t scale_rows, int64_t k, bool experts, int32_t* slab_pairs) {
-  const int64_t col_groups = padded_scale_cols(k) / 4;
-  const int64_t tiles = scale_rows / 128;
-  const int64_t want_blocks = 2 * int64_t(sm_count());
-  int64_t pairs = k::kMaxSlabPairs;
-  while (pairs > 1 && tiles * ((col_groups + 2 * pairs - 1) / (2 * pairs)) < want_blocks) pairs /= 2;
-  const int64_t slabs = (col_groups + 2 * pairs - 1) / (2 * pairs);
-  NVFP4MOE_CHECK(slabs <= 65535, "k: too wide for the grid (", k, ")");
-  int64_t x = tiles;
-  if (experts) x = std::min(x, std::max<int64_t>(1, k::kQuantBlocksPerSm * int64_t(sm_count()) / slabs));
-  *slab_pairs = int32_t(pairs);
-  return dim3(unsigned(x), unsigned(slabs));
-}
-
-template <typename T, bool kSilu>
-void launch_quantize(k::QuantizeParams p, cudaStream_t stream) {
-  const dim3 grid = quantize_grid(p.scale_rows, p.k, p.off != nullptr, &p.slab_pairs);
-  if (grid.x == 0) return;
-  constexpr int kUnroll = kSilu ? kSiluUnroll : kQuantUnroll;
-  k::quantize_nvfp4_kernel<T, kSilu, kUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
+// Kernel variant by size: small tensors (less than one resident wave of warps with a full
+// step each) one chunk per warp step, so that the latency is one load and one chunk's
+// arithmetic; larger ones kQuantChunks / kSiluChunks chunks per step.
+template <typename T, bool kSilu, bool kLimit>
+void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
+  constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
+  const int64_t elems = int64_t(p.rows_out) * p.k;
+  const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
+  if (elems < wave_warps * kChunks * k::kWalkChunkElems) {
+    const unsigned grid = walk_grid(elems, k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
+    k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1><<<grid, k::kQuantThreads, 0, stream>>>(p);
+  } else {
+    const unsigned grid = walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
+    k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks><<<grid, k::kQuantThreads, 0, stream>>>(p);
+  }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
-void launch_quantize_dtype(ActDType dtype, bool silu, const k::QuantizeParams& p, cudaStream_t stream) {
-  if (dtype == ActDType::kBF16) {
-    silu ? launch_quantize<__nv_bfloat16, true>(p, stream) : launch_quantize<__nv_bfloat16, false>(p, stream);
+// silu: the SiLU input (with the clamp when has_limit).
+template <typename T>
+void launch_quantize_kind(bool silu, bool has_limit, const k::QuantizeParams& p, cudaStream_t stream) {
+  if (!silu) {
+    launch_quantize<T, false, false>(p, stream);
+  } else if (has_limit) {
+    launch_quantize<T, true, true>(p, stream);
   } else {
-    silu ? launch_quantize<__half, true>(p, stream) : launch_quantize<__half, false>(p, stream);
+    launch_quantize<T, true, false>(p, stream);
   }
+}
+
+void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::QuantizeParams& p,
+                           cudaStream_t stream) {
+  if (dtype == ActDType::kBF16) {
+    launch_quantize_kind<__nv_bfloat16>(silu, has_limit, p, stream);
+  } else {
+    launch_quantize_kind<__half>(silu, has_limit, p, stream);
+  }
+}
+
+// One matrix (quantize, and the quantize pass of quantize_runtime_scale above the single-
+// launch size): the tile-slab kernel (tile_quant_sm90.cuh; measured faster there). grid.y =
+// slabs of 2 * slab_pairs column groups, 4 pairs (512 elements) unless that leaves fewer
+// than ~2 blocks per SM (then 2 or 1 pairs); grid.x = scale tiles.
+void launch_tiles(ActDType dtype, k::tile::TileQuantizeParams p, cudaStream_t stream) {
+  const int64_t col_groups = padded_scale_cols(p.k) / 4;
+  const int64_t tiles = p.scale_tiles;
+  const int64_t want_blocks = 2 * int64_t(sm_count());
+  int64_t pairs = k::tile::kMaxSlabPairs;
+  while (pairs > 1 && tiles * ((col_groups + 2 * pairs - 1) / (2 * pairs)) < want_blocks) pairs /= 2;
+  const int64_t slabs = (col_groups + 2 * pairs - 1) / (2 * pairs);
+  NVFP4MOE_CHECK(slabs <= 65535, "k: too wide for the grid (", p.k, ")");
+  p.slab_pairs = int32_t(pairs);
+  const dim3 grid{unsigned(tiles), unsigned(slabs)};
+  if (dtype == ActDType::kBF16) {
+    k::tile::quantize_tiles_kernel<__nv_bfloat16, k::tile::kTileUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
+  } else {
+    k::tile::quantize_tiles_kernel<__half, k::tile::kTileUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
+  }
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+}
+
+k::tile::TileQuantizeParams tile_params(const void* x, int64_t rows, int64_t k, uint8_t* codes, uint8_t* scales) {
+  k::tile::TileQuantizeParams p{};
+  p.x = x;
+  p.k = int32_t(k);
+  p.rows_out = int32_t(rows);
+  p.codes = codes;
+  p.scales = scales;
+  p.scale_tiles = int32_t(padded_scale_rows(rows) / 128);
+  return p;
 }
 
 k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* codes, uint8_t* scales) {
@@ -103,7 +149,6 @@ k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* 
   p.scales = scales;
   p.rows_out = int32_t(rows);
   p.scale_rows = int32_t(padded_scale_rows(rows));
-  p.scale_tiles = p.scale_rows / 128;
   return p;
 }
 
@@ -135,7 +180,6 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
   p.scales = scales;
   p.rows_out = int32_t(rows_out);
   p.scale_rows = int32_t(scale_rows);
-  p.scale_tiles = int32_t(scale_rows / 128);
   p.g = g;
   p.off = off;
   p.num_experts = num_experts;
@@ -155,9 +199,9 @@ void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const floa
   check_ptr(codes, "codes");
   check_ptr(scales, "scales");
   check_ptr(g, "g", 4);
-  k::QuantizeParams p = plain_params(x, rows, k, codes, scales);
+  k::tile::TileQuantizeParams p = tile_params(x, rows, k, codes, scales);
   p.g = g;
-  launch_quantize_dtype(dtype, false, p, stream);
+  launch_tiles(dtype, p, stream);
 }
 
 void amax_abs(const void* x, ActDType dtype, int64_t numel, float* amax, cudaStream_t stream) {
@@ -190,17 +234,26 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
     check_ptr(codes, "codes");
     check_ptr(scales, "scales");
   }
-  amax_abs(x, dtype, rows * k, amax, stream);
-  if (rows == 0) {  // still publish g = 1 (the all-zero convention) and 1/g
-    k::global_scale_from_amax_kernel<<<1, 1, 0, stream>>>(amax, g, g_inv);
-    NVFP4MOE_CUDA_CHECK_LAUNCH();
-    return;
-  }
   k::QuantizeParams p = plain_params(x, rows, k, codes, scales);
   p.amax = amax;
   p.g_out = g;
   p.g_inv_out = g_inv;
-  launch_quantize_dtype(dtype, false, p, stream);
+  static_assert(k::kSmallRuntimeMaxElems == kQuantRuntimeSingleLaunchMaxElems);
+  if (rows * k <= k::kSmallRuntimeMaxElems) {  // one launch: amax and quantize in one cluster
+    if (dtype == ActDType::kBF16) {
+      k::quantize_runtime_small_kernel<__nv_bfloat16><<<k::kSmallRuntimeCtas, k::kSmallRuntimeThreads, 0, stream>>>(p);
+    } else {
+      k::quantize_runtime_small_kernel<__half><<<k::kSmallRuntimeCtas, k::kSmallRuntimeThreads, 0, stream>>>(p);
+    }
+    NVFP4MOE_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  amax_abs(x, dtype, rows * k, amax, stream);
+  k::tile::TileQuantizeParams tp = tile_params(x, rows, k, codes, scales);
+  tp.amax = amax;
+  tp.g_out = g;
+  tp.g_inv_out = g_inv;
+  launch_tiles(dtype, tp, stream);
 }
 
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k, const int32_t* off,
@@ -218,7 +271,7 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
   k::QuantizeParams p =
       expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags);
   p.gather = gather;
-  launch_quantize_dtype(dtype, false, p, stream);
+  launch_quantize_dtype(dtype, false, false, p, stream);
 }
 
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, std::optional<float> limit,
@@ -231,16 +284,18 @@ void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, st
   if (rows == 0) return;
   check_ptr(x, "x");
   check_ptr(out, "out");
-  const unsigned grid = grid_for(rows, 1, 16);
-  const int has_limit = limit ? 1 : 0;
+  const unsigned grid = walk_grid(rows * inter, int64_t(k::kSiluChunks) * k::kWalkChunkElems, k::kSiluBlocksPerSm);
   const float l = limit ? *limit : 0.0f;
+  auto launch = [&](auto kernel, auto* typed_x) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(typed_x)>>;
+    kernel<<<grid, k::kQuantThreads, 0, stream>>>(typed_x, static_cast<T*>(out), int32_t(rows), int32_t(inter), l);
+  };
   if (dtype == ActDType::kBF16) {
-    k::silu_and_mul_kernel<__nv_bfloat16><<<grid, k::kQuantThreads, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out), int32_t(rows), int32_t(inter),
-        has_limit, l);
+    const auto* xt = static_cast<const __nv_bfloat16*>(x);
+    limit ? launch(k::silu_and_mul_kernel<__nv_bfloat16, true>, xt) : launch(k::silu_and_mul_kernel<__nv_bfloat16, false>, xt);
   } else {
-    k::silu_and_mul_kernel<__half><<<grid, k::kQuantThreads, 0, stream>>>(
-        static_cast<const __half*>(x), static_cast<__half*>(out), int32_t(rows), int32_t(inter), has_limit, l);
+    const auto* xt = static_cast<const __half*>(x);
+    limit ? launch(k::silu_and_mul_kernel<__half, true>, xt) : launch(k::silu_and_mul_kernel<__half, false>, xt);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
@@ -256,9 +311,8 @@ void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, 
   k::QuantizeParams p =
       expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags);
   p.x_row_stride = 2 * inter;
-  p.has_limit = limit ? 1 : 0;
   p.limit = limit ? *limit : 0.0f;
-  launch_quantize_dtype(dtype, true, p, stream);
+  launch_quantize_dtype(dtype, true, limit.has_value(), p, stream);
 }
 
 namespace {

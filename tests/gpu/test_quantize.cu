@@ -24,8 +24,15 @@ namespace {
 struct Shape {
   int64_t rows, k;
 };
-const Shape kSmallShapes[] = {{0, 16}, {1, 16}, {3, 48}, {19, 16}, {19, 48}, {129, 48}, {1, 7168}, {3, 7168}, {19, 7168}};
-const Shape kLargeShapes[] = {{129, 7168}, {1024, 2048}, {333, 4096}};
+const Shape kSmallShapes[] = {{0, 16},  {1, 16},   {3, 48},   {19, 16},   {19, 48},  {129, 48},
+                               {19, 64}, {5, 2048}, {1, 7168}, {3, 7168}, {19, 7168}};
+// Runtime scale around the single-launch limit (kernels::kSmallRuntimeMaxElems = 131072
+// elements): 16 x 7168 and 128 x 1024 take the one-cluster kernel, 129 x 1024 the two passes.
+const Shape kRuntimeEdgeShapes[] = {{16, 7168}, {128, 1024}, {129, 1024}, {2, 65536}};
+// Large shapes: wide and narrow slabs of the tile kernel (tile_quant_sm90.cuh), many tiles,
+// K not a multiple of 64 (1040); the runtime-scale test runs them through the two-pass path.
+const Shape kLargeShapes[] = {{129, 7168}, {1024, 2048}, {333, 4096}, {700, 7168},
+                              {4300, 256}, {4400, 2048}, {4300, 1040}, {4300, 512}};
 
 std::string label(const Shape& s, ActDType dt, uint32_t seed) {
   return std::string(to_string(dt)) + " rows=" + std::to_string(s.rows) + " k=" + std::to_string(s.k) +
@@ -53,7 +60,7 @@ void check_quantize(const Shape& s, ActDType dt, uint32_t seed, float g) {
 
 // Counts the non-NaN floats whose fast e2m1 code differs from e2m1_from_float (bad[0]) and
 // those whose e2m1_magnitude_bits has a set bit outside the code and the exponent (bad[1]:
-// the packed accumulation in quantize_block16_lane relies on bits 3..22 and 31 being zero).
+// the packed accumulation in quantize_pair8 relies on bits 3..22 and 31 being zero).
 __global__ void count_fast_e2m1_mismatches(unsigned long long* bad) {
   unsigned long long local = 0, local_bits = 0;
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (uint64_t(1) << 32);
@@ -66,6 +73,36 @@ __global__ void count_fast_e2m1_mismatches(unsigned long long* bad) {
   }
   if (local) atomicAdd(bad, local);
   if (local_bits) atomicAdd(bad + 1, local_bits);
+}
+
+// Counts the non-NaN floats whose hardware e4m3 conversion (kernels::e4m3_code_hw, used for
+// the block scales) differs from e4m3_from_float, and the e4m3 codes 0..0x7e whose
+// e4m3_value_nonneg differs from e4m3_to_float.
+__global__ void count_e4m3_hw_mismatches(unsigned long long* bad) {
+  unsigned long long local = 0;
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (uint64_t(1) << 32);
+       i += uint64_t(gridDim.x) * blockDim.x) {
+    const uint32_t u = uint32_t(i);
+    if ((u & 0x7fffffffu) > 0x7f800000u) continue;
+    local += kernels::e4m3_code_hw(__uint_as_float(u)) != e4m3_from_float(__uint_as_float(u));
+  }
+  if (local) atomicAdd(bad, local);
+  if (blockIdx.x == 0 && threadIdx.x < 0x7f) {
+    const float a = kernels::e4m3_value_nonneg(threadIdx.x), b = e4m3_to_float(uint8_t(threadIdx.x));
+    if (__float_as_uint(a) != __float_as_uint(b)) atomicAdd(bad + 1, 1ull);
+  }
+}
+
+TEST(QuantizeSm90, HardwareE4M3EqualsReferenceOnAllFloatsExhaustive) {
+  NVFP4MOE_REQUIRE_GPU();
+  DeviceBuffer<unsigned long long> bad(2);
+  bad.fill_bytes(0);
+  count_e4m3_hw_mismatches<<<1024, 256>>>(bad.get());
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto counts = bad.download();
+  EXPECT_EQ(counts[0], 0ull) << "floats where cvt.rn.satfinite.e4m3x2 != e4m3_from_float";
+  EXPECT_EQ(counts[1], 0ull) << "codes where e4m3_value_nonneg != e4m3_to_float";
 }
 
 TEST(QuantizeSm90, FastE2M1EqualsReferenceOnAllFloatsExhaustive) {
@@ -134,6 +171,10 @@ TEST(QuantizeSm90, RuntimeScaleMatchesReferenceSmall) {
       check_runtime_scale(s, dt, test_seed(++salt), false, false);
     }
     check_runtime_scale({19, 48}, dt, test_seed(++salt), false, true);  // all zero: g = 1
+    for (const Shape& s : kRuntimeEdgeShapes) {
+      check_runtime_scale(s, dt, test_seed(++salt), true, false);
+      check_runtime_scale(s, dt, test_seed(++salt), false, false);
+    }
   }
 }
 

@@ -29,10 +29,15 @@ const ExpertCase kSmallCases[] = {
     {0, 0, 16, 1, "random"},   {0, 5, 48, 4, "random"},   {1, 0, 16, 1, "one"},
     {3, 2, 48, 4, "random"},   {19, 3, 16, 8, "one"},     {19, 0, 48, 8, "random"},
     {129, 7, 48, 3, "skewed"}, {129, 0, 16, 256, "random"}, {19, 1, 7168, 4, "random"},
-    {3, 0, 7168, 256, "one"},
+    {3, 0, 7168, 256, "one"},  {19, 2, 64, 4, "random"}, {5, 0, 2048, 256, "random"},
+    {3, 300, 64, 8, "skewed"},  // capacity far above off[E]: many zero code rows
 };
+// Both kernel variants (src/cuda/quantize.cu, launch_quantize, 132-SM H200): one chunk per
+// warp step (1000 x 2048, 129 x 7168, 4500 x 512) and 4 chunks per step (700 x 7168,
+// 4300 x 2048: above one resident wave of 4-chunk steps).
 const ExpertCase kLargeCases[] = {
     {1000, 24, 2048, 256, "skewed"}, {129, 0, 7168, 256, "random"}, {700, 0, 7168, 8, "one"},
+    {4300, 40, 2048, 256, "skewed"}, {4500, 0, 512, 3, "random"},
 };
 
 std::vector<float> expert_global_scales(int experts, uint32_t seed) {
@@ -262,6 +267,7 @@ TEST(QuantizeSiluSm90, FusedEqualsUnfusedLarge) {
   for (ActDType dt : {ActDType::kBF16, ActDType::kFP16}) {
     for (std::optional<float> limit : {std::optional<float>(), std::optional<float>(7.0f)}) {
       check_silu(1024, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);
+      check_silu(1800, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);  // 2 chunks per warp step
     }
   }
 }
@@ -274,21 +280,26 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
   const uint32_t seed = test_seed(1500);
   const auto x = random_activations(rows, k, ActDType::kBF16, seed);
   const auto xs = random_silu_inputs(rows, 2 * inter, ActDType::kBF16, seed + 1);
+  // Runtime scale of a tensor above the single-launch limit: memset + amax + quantize.
+  const int64_t kb = 1024;
+  const auto xb = random_activations(rows, kb, ActDType::kBF16, seed + 2);
   const auto off = offsets_from_counts(split_rows(rows, experts, "random", seed));
   const auto g = expert_global_scales(experts, seed);
   const int64_t scale_rows = expert_scale_rows_capacity(rows, experts);
-  DeviceBuffer<uint16_t> dx(x), dxs(xs), dact(size_t(rows * inter));
+  DeviceBuffer<uint16_t> dx(x), dxs(xs), dxb(xb), dact(size_t(rows * inter));
   DeviceBuffer<int32_t> doff(off);
-  DeviceBuffer<float> dg(g), dfloats(3);
+  DeviceBuffer<float> dg(g), dfloats(6);
   DeviceBuffer<uint32_t> derr(1);
   const size_t plain_scales = size_t(swizzled_scale_bytes(rows, k)), ex_scales = size_t(scale_rows * padded_scale_cols(k));
   DeviceBuffer<uint8_t> c1(size_t(rows * k / 2)), s1(plain_scales), c2(size_t(rows * k / 2)), s2(ex_scales),
-      c3(size_t(rows * inter / 2)), s3(ex_scales);
+      c3(size_t(rows * inter / 2)), s3(ex_scales), c4(size_t(rows * kb / 2)), s4(size_t(swizzled_scale_bytes(rows, kb)));
   cudaStream_t stream;
   NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto enqueue = [&] {
     cuda::quantize_runtime_scale(dx.get(), ActDType::kBF16, rows, k, c1.get(), s1.get(), dfloats.get(),
                                  dfloats.get() + 1, dfloats.get() + 2, stream);
+    cuda::quantize_runtime_scale(dxb.get(), ActDType::kBF16, rows, kb, c4.get(), s4.get(), dfloats.get() + 3,
+                                 dfloats.get() + 4, dfloats.get() + 5, stream);
     cuda::quantize_experts(dx.get(), ActDType::kBF16, rows, k, doff.get(), experts, dg.get(), nullptr, rows, c2.get(),
                            s2.get(), scale_rows, derr.get(), stream);
     cuda::silu_and_mul(dxs.get(), ActDType::kBF16, rows, inter, 7.0f, dact.get(), stream);
@@ -297,7 +308,7 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
   };
   auto snapshot = [&] {
     std::vector<std::vector<uint8_t>> v = {c1.download(), s1.download(), c2.download(), s2.download(), c3.download(),
-                                           s3.download()};
+                                           s3.download(), c4.download(), s4.download()};
     const auto f = dfloats.download();
     const auto a = dact.download();
     v.emplace_back(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data() + f.size()));
@@ -308,7 +319,7 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
   // stream does not wait for: finish the poison before enqueueing, or it can land on top of
   // the results (seen: the poison overwriting g and 1/g after the quantize kernel wrote them).
   auto poison = [&] {
-    for (auto* b : {&c1, &s1, &c2, &s2, &c3, &s3}) b->fill_bytes(0xab);
+    for (auto* b : {&c1, &s1, &c2, &s2, &c3, &s3, &c4, &s4}) b->fill_bytes(0xab);
     dfloats.fill_bytes(0xab);
     dact.fill_bytes(0xab);
     derr.fill_bytes(0);

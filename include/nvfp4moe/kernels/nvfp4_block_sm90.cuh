@@ -1,18 +1,21 @@
 // Register-level building blocks of the NVFP4 quantization kernels: 16-byte activation loads,
-// a bit-exact fast float -> e2m1 conversion, and the quantization of one 16-element block held
-// by one lane (two 16-byte words).
+// a bit-exact fast float -> e2m1 conversion, the hardware e4m3 conversion of the block scale,
+// and the quantization of one 16-element block held by a pair of lanes (8 elements each).
 //
-// Work split inside a warp (one "chunk" = 4 scale rows x 2 scale-column groups of 4 blocks):
+// Work split inside a warp (one warp instruction = 256 consecutive elements of a row-major
+// matrix, matrix_walk_quant_sm90.cuh):
 //
-//   lane = 16 h + 4 b + c:  h = column group of the pair, b = row (a + 32 b), c = block in group
-//   each lane: 16 elements (two 16-byte loads), 8 bytes of codes, one scale byte; the 4 lanes
-//   c = 0..3 assemble one little-endian 4-byte swizzled scale word (shuffles xor 1, 2), and the
-//   4 words of rows a, a+32, a+64, a+96 are 16 contiguous bytes of a 512-byte scale tile.
+//   lane l: elements 8l .. 8l+7 (one 16-byte load; 512 contiguous bytes per instruction)
+//   lanes 2i, 2i+1: one 16-element block (block amax exchanged with one shuffle), each lane
+//     4 code bytes (128 contiguous bytes per instruction);
+//   lanes 8i .. 8i+7: one group of 4 scale columns of one row (K % 64 == 0): the 4 scale bytes
+//     form one little-endian 4-byte word of the 128x4 swizzled layout (shuffles xor 2, 4).
 //
 // Every arithmetic step is the one of format/block_quant.h (the CPU golden model), so GPU and
 // CPU agree bit for bit; e2m1_code_fast is a cheaper but equal form of e2m1_from_float for
-// non-NaN inputs, and the block amax uses a packed max that gives the same value (tests check
-// all 2^32 floats for the former, and every kernel against the golden model).
+// non-NaN inputs, e4m3_code_hw equals e4m3_from_float, and the block amax uses a packed max
+// that gives the same value (tests check all 2^32 floats for the first two, and every kernel
+// against the golden model).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,12 +38,17 @@ namespace nvfp4moe::kernels {
 // e2m1_magnitude_bits returns the sum's bits: the magnitude code in bits 0..2, mantissa bits
 // 3..22 zero (the sum is M plus at most 7 steps), exponent 149..151 above, sign 0; so codes
 // can be packed by multiply-adds without masking each one (tests check all 2^32 floats).
-NVFP4MOE_HD uint32_t e2m1_magnitude_bits(float y) {
-  const float a = fminf(float_from_bits(float_bits(y) & 0x7fffffffu), 6.0f);
+// e2m1_magnitude_bits_of_abs takes |y| (sign bit clear, as a product |x| * m with m >= 0 is):
+// it skips the one masking instruction.
+NVFP4MOE_HD uint32_t e2m1_magnitude_bits_of_abs(float abs_y) {
+  const float a = fminf(abs_y, 6.0f);
   const uint32_t ea = float_bits(a) >> 23;  // biased exponent of a (<= 129)
   const uint32_t e = ea < 127u ? 127u : ea;  // 127, 128 or 129
   const float magic = float_from_bits(e * 0x800002u + (0xB000000u - 254u));
   return float_bits(a + magic);
+}
+NVFP4MOE_HD uint32_t e2m1_magnitude_bits(float y) {
+  return e2m1_magnitude_bits_of_abs(float_from_bits(float_bits(y) & 0x7fffffffu));
 }
 NVFP4MOE_HD uint32_t e2m1_code_fast(float y) {
   return (e2m1_magnitude_bits(y) & 7u) | ((float_bits(y) >> 28) & 8u);
@@ -66,6 +74,11 @@ struct ActTraits<__nv_bfloat16> {
     __nv_bfloat162 r = __hmax2_nan(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<uint32_t*>(&r);
   }
+  // Lane-wise max ignoring NaN (a NaN lane yields the other input).
+  __device__ __forceinline__ static uint32_t max_num(uint32_t a, uint32_t b) {
+    __nv_bfloat162 r = __hmax2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
 };
 template <>
 struct ActTraits<__half> {
@@ -84,6 +97,10 @@ struct ActTraits<__half> {
     __half2 r = __hmax2_nan(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
     return *reinterpret_cast<uint32_t*>(&r);
   }
+  __device__ __forceinline__ static uint32_t max_num(uint32_t a, uint32_t b) {
+    __half2 r = __hmax2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
 };
 
 // 16-byte read-only load that does not allocate in L1 (each input byte is read once).
@@ -95,6 +112,18 @@ __device__ __forceinline__ uint4 load_16b_stream(const void* p) {
   return v;
 }
 
+// Running |x| max of 8 packed activations, NaN ignored: acc is a packed pair of magnitudes
+// that starts at 0 (never NaN: a NaN lane yields the other input). Exact.
+template <typename T>
+__device__ __forceinline__ uint32_t abs_max8(uint32_t acc, const uint4& w) {
+  using Tr = ActTraits<T>;
+  constexpr uint32_t kMag = 0x7fff7fffu;
+  acc = Tr::max_num(acc, w.x & kMag);
+  acc = Tr::max_num(acc, w.y & kMag);
+  acc = Tr::max_num(acc, w.z & kMag);
+  return Tr::max_num(acc, w.w & kMag);
+}
+
 // 8 packed activations -> 8 floats (exact).
 template <typename T>
 __device__ __forceinline__ void unpack8(const uint4& w, float (&v)[8]) {
@@ -103,14 +132,6 @@ __device__ __forceinline__ void unpack8(const uint4& w, float (&v)[8]) {
   v[2] = Tr::lo(w.y); v[3] = Tr::hi(w.y);
   v[4] = Tr::lo(w.z); v[5] = Tr::hi(w.z);
   v[6] = Tr::lo(w.w); v[7] = Tr::hi(w.w);
-}
-
-// block_multiplier(s, g) with reciprocal_rn(g) computed once by the caller: the same two
-// correctly rounded steps, m = (s == 0) ? 0 : 1 / (float(s) * (1 / g)).
-__device__ __forceinline__ float block_multiplier_inv_g(uint8_t scale_code, float inv_g) {
-  const float s = e4m3_to_float(scale_code);
-  if (s == 0.0f) return 0.0f;
-  return reciprocal_rn(s * inv_g);
 }
 
 // Byte permute (PTX prmt, default mode): selector nibble n picks byte (sel & 7) of {b:a} for
@@ -140,73 +161,80 @@ __device__ __forceinline__ uint32_t pack_codes8(const uint32_t (&b)[8], uint32_t
   return prmt(lo, hi, 0x5410u) | signs;
 }
 
-// 16-byte read-only load through L1 (the two halves of a lane's block share 32-byte sectors).
-__device__ __forceinline__ uint4 load_16b(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
+// ---- Lane-pair quantization (one 16-element block held by lanes 2i, 2i+1: 8 elements each) ----
+
+// e4m3_from_float(y) for every non-NaN y with the sm_89+ hardware conversion (round to nearest
+// even, saturating finite; tests compare it with the software form on all 2^32 floats).
+__device__ __forceinline__ uint32_t e4m3_code_hw(float y) {
+  uint16_t r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(y));  // y -> low byte
+  return r & 0xffu;
 }
 
-// amax(|x|) of a 16-element block given as two packed words, and whether it holds a NaN: one
-// NaN-propagating packed max tree over the magnitudes. Without NaN the result is the exact
-// amax (the same value abs_max_ignore_nan gives); with a NaN the amax is not used.
+// e4m3_to_float of a non-negative, non-NaN code (b <= 0x7e): normal codes are the float
+// with exponent + 120 and the 3 mantissa bits on top; subnormal ones b * 2^-9 (exact).
+__device__ __forceinline__ float e4m3_value_nonneg(uint32_t b) {
+  return b >= 8u ? __uint_as_float((b << 20) + 0x3C000000u) : float(b) * 0.001953125f;
+}
+
+// Codes of 8 activations times m by the reference conversion (NaN products, e.g. 0 * Inf).
+// Out of line: only blocks with such products call it, the hot loop stays small.
 template <typename T>
-__device__ __forceinline__ float block_amax16(const uint4& w0, const uint4& w1, bool* has_nan) {
+__device__ __noinline__ uint32_t codes8_reference(uint4 w, float m) {
+  float v[8];
+  unpack8<T>(w, v);
+  uint32_t c = 0;
+#pragma unroll
+  for (int i = 7; i >= 0; --i) c = c * 16u + e2m1_from_float(v[i] * m);
+  return c;
+}
+
+// Quantizes the 8 activations w of this lane (T packed, element 2i in the low half of word i)
+// as one half of the 16-element block it shares with lane ^ 1: the block amax is exchanged
+// with one shuffle, both lanes derive the same scale and multiplier, each packs its 8 codes
+// (element 2i in the low nibble of byte i) into the returned word. *scale_code receives the
+// block's e4m3 byte. All 32 lanes must call it (lanes without data pass zeros). Every value
+// equals block_quant.h's: the block amax is exact (NaN blocks get scale 0x7F, codes 7), the
+// scale and multiplier are the same correctly rounded steps.
+template <typename T>
+__device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, float inv_g, uint32_t* scale_code) {
   using Tr = ActTraits<T>;
   constexpr uint32_t kMag = 0x7fff7fffu;
-  const uint32_t m01 = Tr::max_nan(w0.x & kMag, w0.y & kMag), m23 = Tr::max_nan(w0.z & kMag, w0.w & kMag);
-  const uint32_t m45 = Tr::max_nan(w1.x & kMag, w1.y & kMag), m67 = Tr::max_nan(w1.z & kMag, w1.w & kMag);
-  const uint32_t m = Tr::max_nan(Tr::max_nan(m01, m23), Tr::max_nan(m45, m67));
-  *has_nan = ((((m & kMag) + Tr::kNaNCarry) & 0x80008000u) != 0);
-  return fmaxf(Tr::lo(m), Tr::hi(m));
-}
-
-// Quantizes this lane's 16-element block (w0: elements 0..7, w1: 8..15) with global scale g
-// (inv_g = reciprocal_rn(g)). Returns the 8 code bytes (element 2i in the low nibble of byte i)
-// as two words; *scale_code receives the block's e4m3 scale. No shuffles: lanes independent.
-template <typename T>
-__device__ __forceinline__ uint2 quantize_block16_lane(const uint4& w0, const uint4& w1, float g, float inv_g,
-                                                       uint8_t* scale_code) {
-  bool has_nan;
-  const float amax = block_amax16<T>(w0, w1, &has_nan);
-  const uint8_t s = block_scale_code(amax, has_nan, g);
-  const float m = block_multiplier_inv_g(s, inv_g);
-  *scale_code = s;
-  float v[16];
-  unpack8<T>(w0, *reinterpret_cast<float(*)[8]>(&v[0]));
-  unpack8<T>(w1, *reinterpret_cast<float(*)[8]>(&v[8]));
-  // x * m is never NaN when the block holds no NaN, m is finite and not (m == 0 with an Inf
-  // in the block): then the fast conversion applies; otherwise use the reference one. In the
-  // fast case m >= 0, so every product has its input's sign (also when it is +-0): the sign
-  // bits come straight from the packed inputs.
-  const bool fast = !has_nan && is_finite_f32(m) && (m != 0.0f || is_finite_f32(amax));
-  uint32_t lo = 0, hi = 0;
-  if (fast) {
-    uint32_t b[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) b[i] = e2m1_magnitude_bits(v[i] * m);
-    lo = pack_codes8(b, sign_nibbles8(w0));
-#pragma unroll
-    for (int i = 0; i < 8; ++i) b[i] = e2m1_magnitude_bits(v[8 + i] * m);
-    hi = pack_codes8(b, sign_nibbles8(w1));
-  } else {
-#pragma unroll
-    for (int i = 7; i >= 0; --i) {
-      lo = lo * 16u + e2m1_from_float(v[i] * m);
-      hi = hi * 16u + e2m1_from_float(v[8 + i] * m);
-    }
+  const uint32_t ax = w.x & kMag, ay = w.y & kMag, az = w.z & kMag, aw = w.w & kMag;
+  uint32_t m2 = Tr::max_nan(Tr::max_nan(ax, ay), Tr::max_nan(az, aw));
+  m2 = Tr::max_nan(m2, __shfl_xor_sync(0xffffffffu, m2, 1)) & kMag;
+  if (((m2 + Tr::kNaNCarry) & 0x80008000u) != 0) {  // NaN in the block: scale NaN, m NaN
+    *scale_code = kE4M3NaN;
+    return 0x77777777u;  // e2m1_from_float(NaN) = 7 for every element
   }
-  return make_uint2(lo, hi);
+  const float amax = fmaxf(Tr::lo(m2), Tr::hi(m2));
+  const uint32_t s = e4m3_code_hw(g * (amax * kOneSixth));  // block_scale_code
+  *scale_code = s;
+  const float sv = e4m3_value_nonneg(s);
+  const float m = sv == 0.0f ? 0.0f : reciprocal_rn(sv * inv_g);  // block_multiplier
+  // The fast conversion needs x * m not NaN: m finite, and not 0 * Inf (in the fast case m >= 0, so every
+  // product has its input's sign, also when it is +-0: the sign bits come from the packed input).
+  if (is_finite_f32(m) && (m != 0.0f || is_finite_f32(amax))) {
+    uint32_t b[8];
+    b[0] = e2m1_magnitude_bits_of_abs(Tr::lo(ax) * m);
+    b[1] = e2m1_magnitude_bits_of_abs(Tr::hi(ax) * m);
+    b[2] = e2m1_magnitude_bits_of_abs(Tr::lo(ay) * m);
+    b[3] = e2m1_magnitude_bits_of_abs(Tr::hi(ay) * m);
+    b[4] = e2m1_magnitude_bits_of_abs(Tr::lo(az) * m);
+    b[5] = e2m1_magnitude_bits_of_abs(Tr::hi(az) * m);
+    b[6] = e2m1_magnitude_bits_of_abs(Tr::lo(aw) * m);
+    b[7] = e2m1_magnitude_bits_of_abs(Tr::hi(aw) * m);
+    return pack_codes8(b, sign_nibbles8(w));
+  }
+  return codes8_reference<T>(w, m);
 }
 
-// Assembles the scale bytes of lanes 4k .. 4k+3 (blocks c = 0..3 of one group) into one
-// little-endian word, valid in all four lanes. All 32 lanes must call it together.
-__device__ __forceinline__ uint32_t scale_word_of_group(uint8_t scale_code, int lane) {
-  uint32_t w = uint32_t(scale_code) << (8 * (lane & 3));
-  w |= __shfl_xor_sync(0xffffffffu, w, 1);
+// Assembles the scale bytes of lane pairs 4k .. 4k+3 (blocks 0..3 of one scale-column group,
+// lanes 8k .. 8k+7) into one little-endian word, valid in all eight lanes. All lanes call it.
+__device__ __forceinline__ uint32_t scale_word_of_pairs(uint32_t scale_code, int lane) {
+  uint32_t w = scale_code << (8 * ((lane >> 1) & 3));
   w |= __shfl_xor_sync(0xffffffffu, w, 2);
+  w |= __shfl_xor_sync(0xffffffffu, w, 4);
   return w;
 }
 
