@@ -6,8 +6,9 @@
 //     through distributed shared memory and quantizes (the input is read once);
 //   * larger ones: cudaMemsetAsync(amax, 0) -> amax_abs_kernel (each block reduces its
 //     grid-stride share and does one atomicMax on the float's bits, valid because |x| >= 0
-//     orders like its bit pattern) -> quantize_nvfp4_kernel reading *amax, where every block
-//     derives g = global_scale_from_amax(amax) and block 0 stores g and 1/g. The input is read
+//     orders like its bit pattern) -> tile::quantize_tiles_kernel (tile_quant_sm90.cuh) reading
+//     *amax, where every block derives g = global_scale_from_amax(amax) and block (0, 0)
+//     stores g and 1/g. The input is read
 //     twice (inherent: g is needed before the first block can be quantized); amax_abs_kernel
 //     walks the tensor from its end to its start, so the quantize pass, which walks from the
 //     start, finds the last-read part (up to the L2 size) still in L2.
