@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/amax_sm90.cuh"
@@ -77,10 +78,10 @@ void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
   const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
   if (elems < wave_warps * kChunks * k::kWalkChunkElems) {
     const unsigned grid = walk_grid(elems, k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
-    k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1><<<grid, k::kQuantThreads, 0, stream>>>(p);
+    launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, dim3(grid), dim3(k::kQuantThreads), 0, stream, p);
   } else {
     const unsigned grid = walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
-    k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks><<<grid, k::kQuantThreads, 0, stream>>>(p);
+    launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, dim3(grid), dim3(k::kQuantThreads), 0, stream, p);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }

@@ -35,6 +35,7 @@
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/matrix_walk_quant_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/silu_mul_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -253,6 +254,7 @@ __device__ __forceinline__ void load_chunk(const QuantizeParams& p, WalkPos q, i
 // few rows spread over many warps and no warp runs several chunks one after another).
 template <typename T, bool kSilu, bool kLimit, int kChunks>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_kernel(QuantizeParams p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
   __shared__ ExpertTables t;
   const int lane = int(threadIdx.x) & 31;
   const int64_t cap = p.rows_out;
