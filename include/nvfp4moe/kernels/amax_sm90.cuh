@@ -18,6 +18,7 @@
 
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -48,7 +49,7 @@ __global__ void __launch_bounds__(kQuantThreads) amax_abs_kernel(const uint4* __
 #pragma unroll
     for (int u = 0; u < kAmaxUnroll; ++u) {
       const int64_t i = i0 + u * stride;
-      w[u] = i < n16 ? load_16b_stream(x + (n16 - 1 - i)) : make_uint4(0u, 0u, 0u, 0u);  // end first
+      w[u] = i < n16 ? ptx::ld_stream_v4(x + (n16 - 1 - i)) : make_uint4(0u, 0u, 0u, 0u);  // end first
     }
 #pragma unroll
     for (int u = 0; u < kAmaxUnroll; ++u) acc = abs_max8<T>(acc, w[u]);

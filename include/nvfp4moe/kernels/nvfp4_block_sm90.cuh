@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "nvfp4moe/format/block_quant.h"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -102,15 +103,6 @@ struct ActTraits<__half> {
     return *reinterpret_cast<uint32_t*>(&r);
   }
 };
-
-// 16-byte read-only load that does not allocate in L1 (each input byte is read once).
-__device__ __forceinline__ uint4 load_16b_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // Running |x| max of 8 packed activations, NaN ignored: acc is a packed pair of magnitudes
 // that starts at 0 (never NaN: a NaN lane yields the other input). Exact.

@@ -37,6 +37,7 @@
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/silu_mul_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -246,8 +247,8 @@ __device__ __forceinline__ void load_chunk(const QuantizeParams& p, WalkPos q, i
     }
   }
   const T* ptr = static_cast<const T*>(p.x) + int64_t(src) * p.x_row_stride + q.col;
-  c.a = load_16b_stream(ptr);
-  if constexpr (kSilu) c.up = load_16b_stream(ptr + p.k);
+  c.a = ptx::ld_stream_v4(ptr);
+  if constexpr (kSilu) c.up = ptx::ld_stream_v4(ptr + p.k);
 }
 
 // kChunks: chunks per warp step (kQuantChunks / kSiluChunks; 1 for small tensors, so that a

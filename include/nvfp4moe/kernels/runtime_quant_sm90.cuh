@@ -19,6 +19,7 @@
 
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -46,7 +47,7 @@ __global__ void __cluster_dims__(kSmallRuntimeCtas, 1, 1) __launch_bounds__(kSma
 #pragma unroll
   for (int i = 0; i < kSmallRuntimeSteps; ++i) {
     const uint32_t e = uint32_t(gw + kSmallRuntimeWarps * i) * kWalkChunkElems + 8 * lane;
-    w[i] = e < n ? load_16b_stream(x + e) : make_uint4(0u, 0u, 0u, 0u);
+    w[i] = e < n ? ptx::ld_stream_v4(x + e) : make_uint4(0u, 0u, 0u, 0u);
   }
   uint32_t acc = 0;
 #pragma unroll

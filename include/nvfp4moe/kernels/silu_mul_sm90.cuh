@@ -26,6 +26,7 @@
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/matrix_walk_quant_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -120,8 +121,8 @@ __global__ void __launch_bounds__(kQuantThreads, kSiluBlocksPerSm)
       gw[u] = uw[u] = make_uint4(0u, 0u, 0u, 0u);
       if (q.row < rows) {
         const T* g = x + q.row * 2 * int64_t(inter) + q.col;
-        gw[u] = load_16b_stream(g);
-        uw[u] = load_16b_stream(g + inter);
+        gw[u] = ptx::ld_stream_v4(g);
+        uw[u] = ptx::ld_stream_v4(g + inter);
       }
     }
 #pragma unroll

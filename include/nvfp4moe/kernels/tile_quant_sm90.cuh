@@ -29,6 +29,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels::tile {
 
@@ -58,15 +59,6 @@ __device__ __forceinline__ float block_multiplier_inv_g(uint8_t scale_code, floa
   const float s = e4m3_to_float(scale_code);
   if (s == 0.0f) return 0.0f;
   return reciprocal_rn(s * inv_g);
-}
-
-// 16-byte read-only load through L1 (the two halves of a lane's block share 32-byte sectors).
-__device__ __forceinline__ uint4 load_16b(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
 }
 
 // amax(|x|) of a 16-element block given as two packed words, and whether it holds a NaN: one
@@ -192,8 +184,8 @@ __device__ __forceinline__ void load_chunk(const TileQuantizeParams& p, const Sl
   R.in[0] = R.in[1] = make_uint4(0u, 0u, 0u, 0u);
   if (ok && lu.active) {
     const T* ptr = static_cast<const T*>(p.x) + int64_t(first_row + lu.r) * p.k + 16 * lu.j;
-    R.in[0] = load_16b(ptr);
-    R.in[1] = load_16b(ptr + 8);
+    R.in[0] = ptx::ld_cached_v4(ptr);
+    R.in[1] = ptx::ld_cached_v4(ptr + 8);
   }
 }
 
