@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -78,15 +79,6 @@ __device__ __forceinline__ void store8<__half>(__half* out, const float (&f)[8])
   *reinterpret_cast<uint4*>(out) = v;
 }
 
-// Streaming 16-byte load (each expert row is read once): skip L1.
-__device__ __forceinline__ uint4 ld_stream_v4(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
 template <typename RowT, typename OutT, bool kHasShared>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_sm90(const RowT* __restrict__ rows, const float* __restrict__ weights,
@@ -110,7 +102,7 @@ __global__ void __launch_bounds__(kCombineThreads)
   uint4 x[kCombineMaxTopK];
 #pragma unroll
   for (int j = 0; j < kCombineMaxTopK; ++j) {
-    if (j < top_k) x[j] = ld_stream_v4(rows + int64_t(s_row[j]) * hidden + col);
+    if (j < top_k) x[j] = ptx::ld_stream_v4(rows + int64_t(s_row[j]) * hidden + col);
   }
   float acc[8];
 #pragma unroll
@@ -127,7 +119,7 @@ __global__ void __launch_bounds__(kCombineThreads)
   }
   if constexpr (kHasShared) {
     float f[8];
-    unpack8<RowT>(ld_stream_v4(shared + t * hidden + col), f);
+    unpack8<RowT>(ptx::ld_stream_v4(shared + t * hidden + col), f);
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], f[i]);
   }
