@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 
 #include "nvfp4moe/kernels/permute_sm90.cuh"
