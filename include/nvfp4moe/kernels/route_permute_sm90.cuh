@@ -16,9 +16,8 @@
 
 #include <cstdint>
 
-#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
-
 #include "nvfp4moe/kernels/permute_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/routing_cta_sm90.cuh"
 
 namespace nvfp4moe::kernels {
