@@ -223,6 +223,16 @@ void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloa
              dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out);
 }
 
+// The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted
+// into the prepared K order at the start of the workspace (act_bytes_for bytes).
+const __nv_bfloat16* kernel_activations(const __nv_bfloat16* a, int64_t rows, int64_t k, bool decode, uint8_t* ws,
+                                        cudaStream_t stream) {
+  if (decode) return a;
+  auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
+  run_act_permute(a, rows, k, perm, stream);
+  return perm;
+}
+
 void run_act_dequant(const Nvfp4Act& a, int64_t rows, int64_t k, const int32_t* off, int num_experts,
                      bool prepared_order, __nv_bfloat16* out, cudaStream_t stream) {
   const int64_t work = rows * ((prepared_order ? kn::prepared_cols(k) : k) / 16);
@@ -430,12 +440,7 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
   auto* ws = static_cast<uint8_t*>(workspace);
-  const __nv_bfloat16* a_kernel = a;
-  if (!decode) {
-    auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
-    run_act_permute(a, m, w.k, perm, stream);
-    a_kernel = perm;
-  }
+  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws, stream);
   launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(m, w.k, decode), stream);
 }
 
@@ -468,12 +473,7 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
                   "grouped_gemm_w4a16_workspace_bytes");
   auto* ws = static_cast<uint8_t*>(workspace);
-  const __nv_bfloat16* a_kernel = a;
-  if (!decode) {
-    auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
-    run_act_permute(a, rows, w.k, perm, stream);
-    a_kernel = perm;
-  }
+  const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws, stream);
   launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(rows, w.k, decode),
                  stream);
 }
