@@ -93,26 +93,26 @@ __global__ void count_e4m3_hw_mismatches(unsigned long long* bad) {
   }
 }
 
-TEST(QuantizeSm90, HardwareE4M3EqualsReferenceOnAllFloatsExhaustive) {
-  NVFP4MOE_REQUIRE_GPU();
+// Runs an exhaustive mismatch-counting kernel (two counters) and returns the counts.
+std::vector<unsigned long long> count_mismatches(void (*kernel)(unsigned long long*)) {
   DeviceBuffer<unsigned long long> bad(2);
   bad.fill_bytes(0);
-  count_e4m3_hw_mismatches<<<1024, 256>>>(bad.get());
+  kernel<<<1024, 256>>>(bad.get());
   NVFP4MOE_CUDA_CHECK_LAUNCH();
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-  const auto counts = bad.download();
+  return bad.download();
+}
+
+TEST(QuantizeSm90, HardwareE4M3EqualsReferenceOnAllFloatsExhaustive) {
+  NVFP4MOE_REQUIRE_GPU();
+  const auto counts = count_mismatches(count_e4m3_hw_mismatches);
   EXPECT_EQ(counts[0], 0ull) << "floats where cvt.rn.satfinite.e4m3x2 != e4m3_from_float";
   EXPECT_EQ(counts[1], 0ull) << "codes where e4m3_value_nonneg != e4m3_to_float";
 }
 
 TEST(QuantizeSm90, FastE2M1EqualsReferenceOnAllFloatsExhaustive) {
   NVFP4MOE_REQUIRE_GPU();
-  DeviceBuffer<unsigned long long> bad(2);
-  bad.fill_bytes(0);
-  count_fast_e2m1_mismatches<<<1024, 256>>>(bad.get());
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
-  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-  const auto counts = bad.download();
+  const auto counts = count_mismatches(count_fast_e2m1_mismatches);
   EXPECT_EQ(counts[0], 0ull) << "floats where e2m1_code_fast != e2m1_from_float";
   EXPECT_EQ(counts[1], 0ull) << "floats where e2m1_magnitude_bits has bits beyond the code and exponent";
 }
