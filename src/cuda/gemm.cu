@@ -218,6 +218,12 @@ size_t act_bytes_for(int64_t rows, int64_t k, bool decode) {
   return decode ? 0 : align_up(size_t(rows) * size_t(kn::prepared_cols(k)) * 2);
 }
 
+// W4A4: the dequantized bf16 activations act_dequant writes (natural [rows, K] for the decode
+// kernel, prepared order [rows, Kp] for the wgmma kernel).
+size_t dequant_act_bytes_for(int64_t rows, int64_t k, bool decode) {
+  return align_up(size_t(rows) * size_t(decode ? k : kn::prepared_cols(k)) * 2);
+}
+
 void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream) {
   launch_pdl(kn::act_permute_bf16_sm90_kernel, dim3(grid_for(rows * (kn::prepared_cols(k) / 16), kn::kActPermuteThreads)),
              dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out);
@@ -320,7 +326,7 @@ namespace {
 size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
   const GemmPlan plan = plan_gemm(m, n, k);
   const bool decode = is_decode(plan.tok_tile, false, m);
-  const size_t act = w4a4 ? align_up(size_t(m) * size_t(decode ? k : kn::prepared_cols(k)) * 2)
+  const size_t act = w4a4 ? dequant_act_bytes_for(m, k, decode)
                           : act_bytes_for(m, k, decode);
   return act + split_layout(plan, m, n).total();
 }
@@ -384,7 +390,7 @@ SplitLayout grouped_split_layout(const GemmPlan& plan, int64_t rows, int64_t n, 
 size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  const size_t act = w4a4 ? align_up(size_t(rows) * size_t(decode ? k : kn::prepared_cols(k)) * 2)
+  const size_t act = w4a4 ? dequant_act_bytes_for(rows, k, decode)
                           : act_bytes_for(rows, k, decode);
   return act + grouped_split_layout(plan, rows, n, num_experts).total();
 }
@@ -456,7 +462,7 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   auto* ws = static_cast<uint8_t*>(workspace);
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
   run_act_dequant(a, m, w.k, nullptr, 1, !decode, act, stream);
-  const size_t act_bytes = align_up(size_t(m) * size_t(decode ? w.k : kn::prepared_cols(w.k)) * 2);
+  const size_t act_bytes = dequant_act_bytes_for(m, w.k, decode);
   launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
 }
 
@@ -493,7 +499,7 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   auto* ws = static_cast<uint8_t*>(workspace);
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
   run_act_dequant(a, rows, w.k, off, w.num_experts, !decode, act, stream);
-  const size_t act_bytes = align_up(size_t(rows) * size_t(decode ? w.k : kn::prepared_cols(w.k)) * 2);
+  const size_t act_bytes = dequant_act_bytes_for(rows, w.k, decode);
   launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
 }
 
