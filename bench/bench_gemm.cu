@@ -260,13 +260,16 @@ int main(int argc, char** argv) {
   const bool quick = nb::has_flag(argc, argv, "--quick");
   // --decode: only the shapes of the decode path (<= 16 rows per weight).
   const bool decode_only = nb::has_flag(argc, argv, "--decode");
-  // --grouped: only the grouped shapes. --tok T / --splits S: force the token tile / the grouped
-  // decode split count (tuning; 0 = heuristics).
+  // --grouped: only the grouped shapes. --tok T / --splits S / --prefetch P: force the token
+  // tile / the grouped decode split count (tuning; 0 = heuristics) / the decode kernel's L2
+  // prefetch distance in atoms (-1 = default, 0 = off).
   const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
   {
     const char* tok = nb::arg_value(argc, argv, "--tok");
     const char* splits = nb::arg_value(argc, argv, "--splits");
-    nc::set_gemm_plan_override(tok ? std::atoi(tok) : 0, splits ? std::atoi(splits) : 0);
+    const char* prefetch = nb::arg_value(argc, argv, "--prefetch");  // decode L2 prefetch atoms
+    nc::set_gemm_plan_override(tok ? std::atoi(tok) : 0, splits ? std::atoi(splits) : 0,
+                               prefetch ? std::atoi(prefetch) : -1);
   }
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");

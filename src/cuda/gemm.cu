@@ -68,6 +68,13 @@ bool is_decode(int tok, bool grouped, int64_t m) {
 
 int g_token_tile_override = 0;
 int g_split_override = 0;
+int g_prefetch_override = -1;
+
+// Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
+// (docs/GEMM.md v7). Measured on the H200: grouped calls with several tiles per CTA stream 4-6%
+// faster at 16 (8 and 32 no better); single GEMMs, whose split tiles are short, 3-8% slower.
+constexpr int kDecodePrefetchAtomsGrouped = 16;
+constexpr int kDecodePrefetchAtomsSingle = 0;
 
 // CTAs per SM of the token-tile-8 decode kernel (register budget 65536 / 256 / CTAs). Measured
 // on the H200 (docs/GEMM.md v6): grouped calls stream 12-14% faster at 4 (64 registers, a
@@ -80,7 +87,7 @@ int decode_ctas_per_sm() {
   static int cached = [] {
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok, 2, kMinCtas>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
+        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
     return std::max(n, 1);
   }();
   return cached;
@@ -156,7 +163,10 @@ void launch(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
 template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
 void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
-  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, 2, kMinCtas>, dim3(grid), dim3(kn::GemmDecodeConfig<kTok>::kThreads),
+  p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
+                     : p.off != nullptr      ? kDecodePrefetchAtomsGrouped
+                                             : kDecodePrefetchAtomsSingle;
+  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas>, dim3(grid), dim3(kn::GemmDecodeConfig<kTok>::kThreads),
              0, stream, p);
 }
 
@@ -261,12 +271,15 @@ void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num
 
 }  // namespace
 
-void set_gemm_plan_override(int tok, int splits) {
+void set_gemm_plan_override(int tok, int splits, int prefetch_atoms) {
   NVFP4MOE_CHECK(tok == 0 || tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128,
                  "tok: expected 0 (heuristics) or 8, 16, 32, 64, 128, got ", tok);
   NVFP4MOE_CHECK(splits >= 0 && splits <= 64, "splits: expected 0 (heuristics) .. 64, got ", splits);
+  NVFP4MOE_CHECK(prefetch_atoms >= -1 && prefetch_atoms <= 1024,
+                 "prefetch_atoms: expected -1 (default) .. 1024, got ", prefetch_atoms);
   g_token_tile_override = tok;
   g_split_override = splits;
+  g_prefetch_override = prefetch_atoms;
 }
 
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {

@@ -284,14 +284,15 @@ TEST(GemmSm90, WorkspaceForMaxRowsServesSmallerBatches) {
 }
 
 // The tuning override selects paths the heuristics do not take today (grouped split-K in the
-// decode kernel, token tiles forced against the row counts). They must be exact all the same.
+// decode kernel, token tiles forced against the row counts, L2 prefetch off or reaching past
+// the tile's end). They must be exact all the same.
 TEST(GemmSm90, TuningOverridesGroupedSplitK) {
   NVFP4MOE_REQUIRE_GPU();
-  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0); } } reset;
+  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1); } } reset;
   std::mt19937 rng(91);
   uint32_t seed = 400;
-  for (auto o : {std::array<int, 2>{8, 3}, {16, 2}, {8, 1}, {64, 0}}) {
-    cuda::set_gemm_plan_override(o[0], o[1]);
+  for (auto o : {std::array<int, 3>{8, 3, -1}, {16, 2, 0}, {8, 1, 1000}, {64, 0, -1}, {8, 0, 0}, {16, 0, 3}}) {
+    cuda::set_gemm_plan_override(o[0], o[1], o[2]);
     for (bool w4a4 : {false, true}) {
       EXPECT_TRUE(run_case(Case{w4a4, true, 40, 256, 1024, 8, random_offsets(rng, 40, 8, 3), Mode::kRandom,
                                 OutDType::kBF16, seed++}));

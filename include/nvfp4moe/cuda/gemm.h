@@ -74,10 +74,11 @@ struct GemmPlan {
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 
-// Tuning only (the GEMM benchmark's --tok / --splits): force the token tile (8, 16: decode
-// kernel; 32, 64, 128: wgmma kernel) and the grouped decode split count of every later plan;
-// 0 restores the heuristics. Process-wide, not thread-safe; workspaces must be sized while the
-// same override is in force.
-void set_gemm_plan_override(int tok, int splits);
+// Tuning only (the GEMM benchmark's --tok / --splits / --prefetch): force the token tile (8,
+// 16: decode kernel; 32, 64, 128: wgmma kernel), the grouped decode split count of every later
+// plan (0 restores the heuristics) and the decode kernel's L2 prefetch distance in weight atoms
+// per CTA (-1: the default, 0: off). Process-wide, not thread-safe; workspaces must be sized
+// while the same override is in force.
+void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1);
 
 }  // namespace nvfp4moe::cuda

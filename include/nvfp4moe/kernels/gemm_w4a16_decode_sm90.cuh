@@ -97,29 +97,50 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   };
 
   // Register ring: slot d (of kDepth) holds one atom's codes, scale pair and activations,
-  // loaded kDepth atoms ahead. w_tile: this thread's codes in atom kw of the tile's first K
-  // stage; atom i of this warp's walk is at w_tile + i * 2 atoms. a_tile[gi]: its token row at
-  // column 16q of the same atom (the lane's 16 columns: prepared K order).
+  // loaded kDepth atoms ahead. Atom i of this warp's walk (atom ka0 + 2i of the tile's block)
+  // has its codes at w_base + i * kWStride and this lane's 16 activation columns at
+  // a_base[gi] + i * kAStride. The bases advance once per kDepth atoms and every load adds a
+  // compile-time offset that ptxas folds into the load's immediate: ~8 instructions per atom
+  // instead of ~45 with the addresses recomputed from (i, col) (ncu, docs/GEMM.md v7).
+  constexpr int kWStride = Cfg::kKWarps * kAtomBytes;   // bytes between a warp's atoms
+  constexpr int kAStride = Cfg::kKWarps * kAtomK * 2;   // bf16 activation bytes likewise
   uint4 codes[kDepth];
   uint32_t scales[kDepth];
   uint4 act[kDepth][kGroups][2];
-  const uint8_t* w_tile = nullptr;
-  const uint8_t* a_tile[kGroups];
-  int k_left = 0;  // columns of K from column 16q of atom kw of the tile's first stage to the end
+  const uint8_t* w_base = nullptr;
+  const uint8_t* a_base[kGroups];
+  int n = 0;       // atoms of this warp's walk over the current tile
+  int n_full = 0;  // leading atoms of the walk whose 64 columns are all inside K (warp-uniform)
+  int k_left = 0;  // columns of K from this lane's first column of atom 0 to the end
   int groups_active = kGroups;  // token groups of 8 holding rows of the tile (warp-uniform)
-  auto load = [&](int d, int i) {
-    const uint8_t* wp = w_tile + int64_t(i) * (Cfg::kKWarps * kAtomBytes);
+  auto load = [&](int d, int rel, int i) {  // atom i = base + rel into ring slot d
+    const uint8_t* wp = w_base + rel * kWStride;
     codes[d] = ptx::ld_stream_v4(wp);
     scales[d] = ptx::ld_stream_u16(wp + scale_off);
-    const int col = i * (Cfg::kKWarps * kAtomK);  // relative to k_left; K % 16 == 0, so the
-    const bool inside = col < k_left;              // lane's 16 columns are all in or all out
+    if (i < n_full) {
 #pragma unroll
-    for (int gi = 0; gi < kGroups; ++gi) {
-      if (gi > 0 && gi >= groups_active) break;
-      const uint8_t* ap = a_tile[gi] + int64_t(col) * 2;
-      act[d][gi][0] = inside ? ptx::ld_cached_v4(ap) : make_uint4(0, 0, 0, 0);
-      act[d][gi][1] = inside ? ptx::ld_cached_v4(ap + 16) : make_uint4(0, 0, 0, 0);
+      for (int gi = 0; gi < kGroups; ++gi) {
+        if (gi > 0 && gi >= groups_active) break;
+        const uint8_t* ap = a_base[gi] + rel * kAStride;
+        act[d][gi][0] = ptx::ld_cached_v4(ap);
+        act[d][gi][1] = ptx::ld_cached_v4(ap + 16);
+      }
+    } else {  // a K that is not a multiple of 128: zeros past K (K % 16 == 0, so the lane's 16
+              // columns are all in or all out)
+      const bool inside = i * kAtomK * Cfg::kKWarps < k_left;
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi) {
+        if (gi > 0 && gi >= groups_active) break;
+        const uint8_t* ap = a_base[gi] + rel * kAStride;
+        act[d][gi][0] = inside ? ptx::ld_cached_v4(ap) : make_uint4(0, 0, 0, 0);
+        act[d][gi][1] = inside ? ptx::ld_cached_v4(ap + 16) : make_uint4(0, 0, 0, 0);
+      }
     }
+  };
+  auto advance = [&] {
+    w_base += kDepth * kWStride;
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi) a_base[gi] += kDepth * kAStride;
   };
 
   float acc[Cfg::kAccSets][kGroups][4];
@@ -246,31 +267,49 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
     const GemmTile tile = tile_of(t);
     const int ks0 = tile.split * per_split;
-    const int n = min(p.k_stages, ks0 + per_split) - ks0;  // atoms per warp
+    n = min(p.k_stages, ks0 + per_split) - ks0;  // atoms per warp
     if (n <= 0) continue;  // uniform over the CTA
     const int ka0 = ks0 * Cfg::kKWarps + kw;
-    w_tile = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ka0) * kAtomBytes + code_off;
+    const uint8_t* block_w = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ks0 * Cfg::kKWarps) * kAtomBytes;
+    w_base = block_w + kw * kAtomBytes + code_off;
     k_left = p.k - ka0 * kAtomK - 16 * q;
+    n_full = min(n, max(0, (p.k / kAtomK - ka0 + 1) / Cfg::kKWarps));
     groups_active = (tile.rows_valid + 7) / 8;
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
       // Token columns past the tile read the tile's last row: an mma output column depends on
       // its own B column only, and those columns are never stored (no select, no predicate).
       const int tok = min(gi * 8 + g, tile.rows_valid - 1);
-      a_tile[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 16 * q);
+      a_base[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 16 * q);
     }
+    // L2 prefetch: the tile's atoms are contiguous (K fastest within a 64-row block). The ring
+    // loads atoms [0, ring) of the CTA's walk first; thread 0 keeps the next prefetch_atoms
+    // behind them on their way into L2.
+    const int tile_atoms = n * Cfg::kKWarps, ring = kDepth * Cfg::kKWarps;
+    int prefetch_next = ring;  // thread 0: first atom of the tile not yet prefetched
+    auto prefetch_to = [&](int a_end) {
+      a_end = min(a_end, tile_atoms);
+      if (prefetch_next < a_end) {
+        ptx::prefetch_l2_bulk(block_w + int64_t(prefetch_next) * kAtomBytes, uint32_t(a_end - prefetch_next) * kAtomBytes);
+        prefetch_next = a_end;
+      }
+    };
+    const bool prefetcher = tid == 0 && p.prefetch_atoms > 0;
+    if (prefetcher) prefetch_to(ring + p.prefetch_atoms);
 #pragma unroll
     for (int d = 0; d < kDepth; ++d)
-      if (d < n) load(d, d);
+      if (d < n) load(d, d, d);
     for (int i0 = 0; i0 < n; i0 += kDepth) {
+      if (prefetcher) prefetch_to((i0 + 2 * kDepth) * Cfg::kKWarps + p.prefetch_atoms);
 #pragma unroll
       for (int d = 0; d < kDepth; ++d) {
         const int i = i0 + d;
         if (i < n) {
           compute(d);
-          if (i + kDepth < n) load(d, i + kDepth);
+          if (i + kDepth < n) load(d, kDepth + d, i + kDepth);
         }
       }
+      advance();
     }
     epilogue(tile, grouped ? t / p.splits : tile.n_block * tok_tiles_single + tile.tok_tile);
   }

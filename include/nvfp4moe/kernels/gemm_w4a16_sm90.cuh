@@ -51,6 +51,8 @@ struct GemmW4A16Params {
   int splits;              // single only; > 1 needs partial + counters
   float* partial;          // [splits][rows][n]
   int* counters;           // [n_blocks * tok_tiles], zero before the first launch
+  int prefetch_atoms;      // decode kernel: weight atoms per CTA prefetched into L2 ahead of
+                           // the register ring (0: none)
 };
 
 template <int kTok>

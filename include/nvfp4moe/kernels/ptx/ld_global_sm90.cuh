@@ -44,3 +44,14 @@ __device__ __forceinline__ uint32_t ld_cached_u32(const void* p) {
 }
 
 }  // namespace nvfp4moe::kernels::ptx
+
+namespace nvfp4moe::kernels::ptx {
+
+// Ask the TMA unit to bring `bytes` (a multiple of 16, 16-byte aligned address) into L2. No
+// registers, no shared memory and no completion to wait for: the decode GEMM uses it to keep
+// more of the weight stream in flight than its register ring holds.
+__device__ __forceinline__ void prefetch_l2_bulk(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
+}  // namespace nvfp4moe::kernels::ptx
