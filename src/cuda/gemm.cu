@@ -121,19 +121,36 @@ void check_shape(int64_t rows, int64_t n, int64_t k) {
                  "w.k: expected a positive multiple of 16 below 2^31, got ", k);
 }
 
-struct SplitLayout {
-  size_t partial_bytes = 0, counter_bytes = 0;
-  size_t total() const { return partial_bytes + counter_bytes; }
+// Workspace layout of every call: [split-K tile counters | kernel activations | partial sums].
+// The counters sit at one fixed place for all calls: calls of other shapes that share the
+// workspace (the MoE layer's two GEMMs) leave activations and partial sums behind, never on a
+// counter, and the last CTA of each output tile resets its counter to zero. A split call has at
+// most one counter per CTA of the grid (splits are chosen only when tiles < CTAs), far below
+// kMaxSplitCounters; the plans check it.
+constexpr int64_t kMaxSplitCounters = 8192;
+constexpr size_t kCounterBytes = size_t(kMaxSplitCounters) * sizeof(int);  // 32 KiB
+
+// fp32 partial sums [splits][rows][n] of a split-K call (single or grouped).
+size_t partial_bytes_for(const GemmPlan& plan, int64_t rows, int64_t n) {
+  return plan.splits > 1 ? align_up(size_t(plan.splits) * size_t(rows) * size_t(n) * sizeof(float)) : 0;
+}
+
+struct WorkspaceParts {
+  int* counters;
+  uint8_t* act;
+  float* partial;
 };
 
-SplitLayout split_layout(const GemmPlan& plan, int64_t m, int64_t n) {
-  SplitLayout s;
-  if (plan.splits > 1) {
-    int64_t tok_tiles = (m + plan.tok_tile - 1) / plan.tok_tile;
-    s.partial_bytes = align_up(size_t(plan.splits) * size_t(m) * size_t(n) * sizeof(float));
-    s.counter_bytes = align_up(size_t(tile_blocks_of(n, is_decode(plan.tok_tile, false, m)) * tok_tiles) * sizeof(int));
-  }
-  return s;
+WorkspaceParts carve(void* workspace, size_t act_bytes) {
+  auto* ws = static_cast<uint8_t*>(workspace);
+  return {reinterpret_cast<int*>(ws), ws + kCounterBytes, reinterpret_cast<float*>(ws + kCounterBytes + act_bytes)};
+}
+
+// Token tiles a grouped call over `rows` rows can have at most, per weight-row block: an
+// expert with r rows has ceil(r / tok) tiles, so at most rows / tok + (experts hit) in all, and
+// never more than rows.
+int64_t grouped_max_tok_tiles(int64_t rows, int tok, int num_experts) {
+  return std::min<int64_t>(rows, (rows + tok - 1) / tok + std::min<int64_t>(num_experts, rows));
 }
 
 void check_ptr(const void* p, const char* name) {
@@ -292,7 +309,8 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
   // >= 1 stage (one atom per K warp), one wave of CTAs.
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
-  if (tiles > 0 && tiles < ctas) plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
+  if (tiles > 0 && tiles < ctas && tiles <= kMaxSplitCounters)
+    plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
@@ -318,13 +336,19 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
   const int64_t blocks = tile_blocks_of(n, decode);
-  int64_t bound = blocks * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
   int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true);
-  if (decode && g_split_override > 1) {
-    // Grouped split-K is supported (partial sums + last-CTA reduction as for single GEMMs) but
-    // not chosen by the heuristics: measured, the per-tile cost of a split outweighed the fuller
-    // last wave (docs/GEMM.md v6); the tuning override can still select it.
-    plan.splits = int(std::min<int64_t>(g_split_override, k_stages_of(k)));
+  // Grouped split-K (decode kernel; partial sums + last-CTA reduction as for single GEMMs) only
+  // where even the most tiles the routing can produce leave half the CTAs idle (small models at
+  // a few tokens): then each warp's serial chain of weight loads gets shorter. Where the tiles
+  // fill the grid a split costs more than it gains (docs/GEMM.md v6). The tuning override can
+  // force a split count.
+  const int64_t max_tiles = blocks * grouped_max_tok_tiles(rows, plan.tok_tile, num_experts);
+  int64_t bound = max_tiles;  // persistent grid: no more CTAs than work items
+  int splits = 1;
+  if (decode && g_split_override > 1) splits = g_split_override;
+  else if (decode && g_split_override == 0 && max_tiles > 0 && 2 * max_tiles <= ctas) splits = int(ctas / max_tiles);
+  if (splits > 1 && max_tiles <= kMaxSplitCounters) {
+    plan.splits = int(std::min<int64_t>(splits, k_stages_of(k)));
     const int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
     plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
     bound *= plan.splits;
@@ -335,13 +359,13 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
 
 namespace {
 
-// Workspace of one single-GEMM call with m rows: [activations for the kernel | split-K].
+// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums].
 size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
   const GemmPlan plan = plan_gemm(m, n, k);
   const bool decode = is_decode(plan.tok_tile, false, m);
   const size_t act = w4a4 ? dequant_act_bytes_for(m, k, decode)
                           : act_bytes_for(m, k, decode);
-  return act + split_layout(plan, m, n).total();
+  return kCounterBytes + act + partial_bytes_for(plan, m, n);
 }
 
 // The largest single_need over m' <= m: one workspace then serves every batch up to m. The
@@ -362,14 +386,13 @@ size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
 }
 
 void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeights& w, const float* alpha,
-                   void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, uint8_t* split_ws,
+                   void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, const WorkspaceParts& ws,
                    cudaStream_t stream) {
   kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
   p.splits = plan.splits;
   if (plan.splits > 1) {
-    SplitLayout ws = split_layout(plan, m, w.n);
-    p.partial = reinterpret_cast<float*>(split_ws);
-    p.counters = reinterpret_cast<int*>(split_ws + ws.partial_bytes);
+    p.partial = ws.partial;
+    p.counters = ws.counters;
   }
   dispatch(plan.tok_tile, decode, p, plan.grid, stream);
 }
@@ -388,38 +411,26 @@ size_t gemm_w4a4_workspace_bytes(int64_t m, int64_t n, int64_t k) { return singl
 
 namespace {
 
-// Grouped split-K workspace: partial sums [splits][rows][n] fp32 + one counter per tile.
-SplitLayout grouped_split_layout(const GemmPlan& plan, int64_t rows, int64_t n, int num_experts) {
-  SplitLayout s;
-  if (plan.splits > 1) {
-    s.partial_bytes = align_up(size_t(plan.splits) * size_t(rows) * size_t(n) * sizeof(float));
-    const int64_t tiles = tile_blocks_of(n, true) * ((rows + plan.tok_tile - 1) / plan.tok_tile + num_experts);
-    s.counter_bytes = align_up(size_t(tiles) * sizeof(int));
-  }
-  return s;
-}
-
-// Workspace of one grouped call: [activations for the kernel | split-K].
+// Workspace of one grouped call: [counters | activations | partial sums].
 size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
   const size_t act = w4a4 ? dequant_act_bytes_for(rows, k, decode)
                           : act_bytes_for(rows, k, decode);
-  return act + grouped_split_layout(plan, rows, n, num_experts).total();
+  return kCounterBytes + act + partial_bytes_for(plan, rows, n);
 }
 
-// The largest grouped_need over rows' <= rows. With a split override the split count is fixed
-// but the partial sums grow with rows' and the token tile (so the kernel) changes: every
-// rows' <= E is a candidate, then the ends of the token-tile ranges.
+// The largest grouped_need over rows' <= rows. Split-K makes the need non-monotone (the split
+// count falls as rows' grows, the partial sums grow with it; the token tile, so the kernel,
+// changes): every rows' up to a few thousand is a candidate (splits need few tiles, so few
+// rows), then the ends of the token-tile ranges and rows itself.
 size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
   plan_grouped_gemm(rows, n, k, num_experts);  // validates
-  // Without grouped split-K (the heuristics never choose it) the need only grows with rows.
-  if (g_split_override <= 1) return grouped_need(rows, n, k, num_experts, w4a4);
   size_t best = 0;
   auto consider = [&](int64_t r) {
     if (r >= 1 && r <= rows) best = std::max(best, grouped_need(r, n, k, num_experts, w4a4));
   };
-  for (int64_t r = 1; r <= std::min<int64_t>(rows, num_experts); ++r) consider(r);
+  for (int64_t r = 1; r <= std::min<int64_t>(rows, 4096); ++r) consider(r);
   for (int64_t t : {4, 8, 16, 32, 64}) consider(int64_t(num_experts) * t);
   consider(rows);
   return best;
@@ -427,14 +438,13 @@ size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w
 
 void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
                     const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
-                    uint8_t* split_ws, cudaStream_t stream) {
+                    const WorkspaceParts& ws, cudaStream_t stream) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
   p.splits = plan.splits;
   if (plan.splits > 1) {
-    const SplitLayout ws = grouped_split_layout(plan, rows, w.n, w.num_experts);
-    p.partial = reinterpret_cast<float*>(split_ws);
-    p.counters = reinterpret_cast<int*>(split_ws + ws.partial_bytes);
+    p.partial = ws.partial;
+    p.counters = ws.counters;
   }
   dispatch(plan.tok_tile, decode, p, plan.grid, stream);
 }
@@ -458,9 +468,9 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   const GemmPlan plan = plan_gemm(m, w.n, w.k);
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
-  auto* ws = static_cast<uint8_t*>(workspace);
-  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws, stream);
-  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(m, w.k, decode), stream);
+  const WorkspaceParts ws = carve(workspace, act_bytes_for(m, w.k, decode));
+  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream);
+  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -472,11 +482,10 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   const GemmPlan plan = plan_gemm(m, w.n, w.k);
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, true), "gemm_w4a4_workspace_bytes");
-  auto* ws = static_cast<uint8_t*>(workspace);
-  auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
+  const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(m, w.k, decode));
+  auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
   run_act_dequant(a, m, w.k, nullptr, 1, !decode, act, stream);
-  const size_t act_bytes = dequant_act_bytes_for(m, w.k, decode);
-  launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
+  launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
@@ -491,10 +500,9 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   const bool decode = is_decode(plan.tok_tile, true, rows);
   check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
                   "grouped_gemm_w4a16_workspace_bytes");
-  auto* ws = static_cast<uint8_t*>(workspace);
-  const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws, stream);
-  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes_for(rows, w.k, decode),
-                 stream);
+  const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
+  const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws.act, stream);
+  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
@@ -509,11 +517,10 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   const bool decode = is_decode(plan.tok_tile, true, rows);
   check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, true),
                   "grouped_gemm_w4a4_workspace_bytes");
-  auto* ws = static_cast<uint8_t*>(workspace);
-  auto* act = reinterpret_cast<__nv_bfloat16*>(ws);
+  const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(rows, w.k, decode));
+  auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
   run_act_dequant(a, rows, w.k, off, w.num_experts, !decode, act, stream);
-  const size_t act_bytes = dequant_act_bytes_for(rows, w.k, decode);
-  launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws + act_bytes, stream);
+  launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 }  // namespace nvfp4moe::cuda

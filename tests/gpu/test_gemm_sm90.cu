@@ -223,23 +223,28 @@ std::vector<float> to_float(const std::vector<uint8_t>& bytes, OutDType t) {
                                        << got[worst] << ", want " << p.want[worst];
 }
 
-// ws_rows > 0: size the workspace for that many rows instead of c.rows (the *_workspace_bytes
-// functions promise enough for every batch up to their row count).
-::testing::AssertionResult run_case(const Case& c, int64_t ws_rows = 0) {
+// Runs c with a given workspace (zeroed once by the caller, possibly used by earlier calls).
+::testing::AssertionResult run_case_in(const Case& c, void* ws, size_t ws_bytes) {
   Prepared p = prepare(c);
   const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
   DeviceBuffer<uint8_t> out(std::max<size_t>(1, size_t(c.rows * c.n) * esz));
   out.fill_bytes(0xff);
-  Case sized = c;
-  if (ws_rows > 0) sized.rows = ws_rows;
-  size_t ws_bytes = workspace_for(sized);
-  DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
-  ws.fill_bytes(0);
-  launch(c, p, out.get(), ws.get(), ws_bytes, nullptr);
+  launch(c, p, out.get(), ws, ws_bytes, nullptr);
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<uint8_t> got = out.download();
   got.resize(size_t(c.rows * c.n) * esz);
   return check(c, p, got);
+}
+
+// ws_rows > 0: size the workspace for that many rows instead of c.rows (the *_workspace_bytes
+// functions promise enough for every batch up to their row count).
+::testing::AssertionResult run_case(const Case& c, int64_t ws_rows = 0) {
+  Case sized = c;
+  if (ws_rows > 0) sized.rows = ws_rows;
+  const size_t ws_bytes = workspace_for(sized);
+  DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
+  ws.fill_bytes(0);
+  return run_case_in(c, ws.get(), ws_bytes);
 }
 
 // Offsets over E experts for `rows` rows: balanced-random, with some experts empty.
@@ -281,6 +286,31 @@ TEST(GemmSm90, WorkspaceForMaxRowsServesSmallerBatches) {
                                 OutDType::kBF16, seed++}, 300));
     }
   }
+}
+
+// As the MoE layer's two GEMMs share one workspace: calls of other shapes, row counts and split
+// counts in sequence on one workspace, zeroed once. Split-K leaves partial sums behind, and the
+// next call's split-K counters must not land on them.
+TEST(GemmSm90, OneWorkspaceServesCallsOfDifferentShapes) {
+  NVFP4MOE_REQUIRE_GPU();
+  std::mt19937 rng(123);
+  uint32_t seed = 700;
+  std::vector<Case> cases;
+  for (bool w4a4 : {false, true}) {
+    cases.push_back(Case{w4a4, false, 1, 512, 7168, 1, {}, Mode::kRandom, OutDType::kBF16, seed++});  // many splits
+    cases.push_back(Case{w4a4, false, 1, 256, 2048, 1, {}, Mode::kRandom, OutDType::kBF16, seed++});
+    cases.push_back(Case{w4a4, false, 3, 520, 4112, 1, {}, Mode::kExact, OutDType::kFP32, seed++});
+    cases.push_back(Case{w4a4, true, 2, 192, 2048, 8, random_offsets(rng, 2, 8, 0), Mode::kRandom, OutDType::kBF16, seed++});
+    cases.push_back(Case{w4a4, false, 16, 136, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, seed++});
+    cases.push_back(Case{w4a4, true, 40, 256, 1024, 8, random_offsets(rng, 40, 8, 3), Mode::kRandom, OutDType::kBF16, seed++});
+  }
+  ASSERT_GT(cuda::plan_gemm(1, 512, 7168).splits, cuda::plan_gemm(1, 256, 2048).splits) << "the test needs split-K";
+  size_t bytes = 16;
+  for (const Case& c : cases) bytes = std::max(bytes, workspace_for(c));
+  DeviceBuffer<uint8_t> ws(bytes);
+  ws.fill_bytes(0);
+  for (int round = 0; round < 2; ++round)
+    for (const Case& c : cases) EXPECT_TRUE(run_case_in(c, ws.get(), bytes)) << "round " << round << ": " << describe(c);
 }
 
 // The tuning override selects paths the heuristics do not take today (grouped split-K in the

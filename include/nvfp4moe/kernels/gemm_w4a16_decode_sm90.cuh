@@ -15,7 +15,9 @@
 //   per atom and lane: one 16-byte load of codes (4 k16 steps), one 2-byte load of its scale
 //               pair (the lane's scale group is the same for the 4 steps: prepared K order),
 //               two 16-byte L1-cached loads of activations per 8 tokens (its 16 columns);
-//               a register ring kDepth atoms deep; per k16 step 9 integer ops + 4 HMUL2 of
+//               a register ring kDepth atoms deep, addressed from two running bases with
+//               compile-time offsets, and an optional L2 bulk prefetch by thread 0 running
+//               prefetch_atoms ahead of the ring; per k16 step 9 integer ops + 4 HMUL2 of
 //               dequantization and kTok/8 mma m16n8k16 (kTok 8: two alternating
 //               accumulator sets, so consecutive MMAs are independent)
 //   epilogue:   K warp 1 adds its sums through shared memory (fixed order, so deterministic),
@@ -42,8 +44,9 @@
 namespace nvfp4moe::kernels {
 
 // kDepthT: weight atoms in flight per warp; kMinCtasT: CTAs per SM (register budget
-// 65536 / (256 x kMinCtasT)).
-template <int kTok, int kDepthT = 2, int kMinCtasT = (kTok == 8 ? 3 : 2)>
+// 65536 / (256 x kMinCtasT)). 3 for both tiles: kTok 16 fits 80 registers with a 4-byte spill
+// and streams 24% faster than at 2 CTAs (128 registers); gemm.cu picks 4 for grouped kTok 8.
+template <int kTok, int kDepthT = 2, int kMinCtasT = 3>
 struct GemmDecodeConfig {
   static_assert(kTok == 8 || kTok == 16, "decode path: 8 or 16 tokens per tile");
   static constexpr int kRowWarps = kAtomRows / 16;  // 4: one m16 slice each
