@@ -318,12 +318,13 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
 }
 
 // Grouped token tile from the balanced rows per expert (avg), measured on the H200 (E=256,
-// DSV3 w13, docs/GEMM.md v6): avg <= 4: 8 (decode kernel, 4 CTAs/SM); <= 8: 16 (decode);
+// DSV3 w13, docs/GEMM.md v6, v7): avg <= 4: 8 (decode kernel, 4 CTAs/SM); <= 16: 16 (decode,
+// 3 CTAs/SM: at avg 16 10-16% faster than 64, although many experts take two tiles);
 // <= 64: 64 (wgmma); else 128.
 int grouped_tok_tile(int64_t rows, int num_experts) {
   const int64_t avg = (rows + num_experts - 1) / num_experts;
   if (avg <= 4) return 8;
-  if (avg <= 8) return 16;
+  if (avg <= 16) return 16;
   if (avg <= 64) return 64;
   return 128;
 }
@@ -337,18 +338,14 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   const bool decode = is_decode(plan.tok_tile, true, rows);
   const int64_t blocks = tile_blocks_of(n, decode);
   int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true);
-  // Grouped split-K (decode kernel; partial sums + last-CTA reduction as for single GEMMs) only
-  // where even the most tiles the routing can produce leave half the CTAs idle (small models at
-  // a few tokens): then each warp's serial chain of weight loads gets shorter. Where the tiles
-  // fill the grid a split costs more than it gains (docs/GEMM.md v6). The tuning override can
-  // force a split count.
   const int64_t max_tiles = blocks * grouped_max_tok_tiles(rows, plan.tok_tile, num_experts);
   int64_t bound = max_tiles;  // persistent grid: no more CTAs than work items
-  int splits = 1;
-  if (decode && g_split_override > 1) splits = g_split_override;
-  else if (decode && g_split_override == 0 && max_tiles > 0 && 2 * max_tiles <= ctas) splits = int(ctas / max_tiles);
-  if (splits > 1 && max_tiles <= kMaxSplitCounters) {
-    plan.splits = int(std::min<int64_t>(splits, k_stages_of(k)));
+  if (decode && g_split_override > 1 && max_tiles <= kMaxSplitCounters) {
+    // Grouped split-K is supported (partial sums + last-CTA reduction as for single GEMMs) but
+    // not chosen by the heuristics: measured, the per-tile cost of a split outweighed the fuller
+    // last wave at DeepSeek-V3 shapes (docs/GEMM.md v6) and gained nothing where the routing
+    // leaves half the CTAs idle (Qwen3 at T = 1, v7); the tuning override can still select it.
+    plan.splits = int(std::min<int64_t>(g_split_override, k_stages_of(k)));
     const int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
     plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
     bound *= plan.splits;
