@@ -276,6 +276,20 @@ TEST(MoeGpu, SmallW4A4WithSharedExpert) {
   NVFP4MOE_REQUIRE_GPU();
   check_case({3, 8, 2, 1, true, false});
 }
+// At T = 1 both shared-expert GEMMs split K (H = 512, I = 256) and share one workspace: the
+// second call's split-K counters must not fall on the first call's partial sums (docs/GEMM.md
+// v7: they did, and the shared expert's output was never written).
+TEST(MoeGpu, OneTokenSharedExpertBothGemmsSplitK) {
+  NVFP4MOE_REQUIRE_GPU();
+  for (MoeMode mode : {MoeMode::kW4A4, MoeMode::kW4A16}) {
+    Case c{1, 8, 2, 1, true, false, mode};
+    c.hidden = 512;
+    c.inter = 256;
+    check_case(c);
+    c.tokens = 3;
+    check_case(c);
+  }
+}
 TEST(MoeGpu, SmallW4A16) {
   NVFP4MOE_REQUIRE_GPU();
   check_case({5, 8, 2, 1, false, false, MoeMode::kW4A16});
