@@ -32,6 +32,17 @@ class Carver {
   size_t offset_ = 0;
 };
 
+// W4A4: routed rows up to which the workspace holds bf16 copies of the quantized activations
+// (a1_bf16, a2_bf16), so small batches skip the GEMMs' dequantization launches. 256 rows are
+// T = 32 at top-8: beyond, the launches are a small part of the layer. DeepSeek-V3: 4.7 MB.
+constexpr int64_t kDirectValueRows = 256;
+
+// Whether a W4A4 grouped GEMM of m rows takes the quantizer's bf16 values: the workspace holds
+// them and the GEMM takes its decode kernel (token tile <= 16), which reads them as they are.
+bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num_experts) {
+  return m > 0 && m <= direct_rows && plan_grouped_gemm(m, n, k, num_experts).tok_tile <= 16;
+}
+
 }  // namespace
 
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
@@ -57,6 +68,7 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
   const int64_t is = int64_t(cfg.n_shared_experts) * inter;
   const bool w4a4 = cfg.mode == MoeMode::kW4A4;
   v_.scale_rows = expert_scale_rows_capacity(m, e);
+  v_.direct_rows = w4a4 ? std::min<int64_t>(m, kDirectValueRows) : 0;
   const int64_t shared_scale_rows = expert_scale_rows_capacity(t, 1);
   permute_ws_bytes_ = route_and_permute_workspace_bytes(t, int(k), int(e));
   if (w4a4) {
@@ -91,6 +103,10 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
       v_.a1_scales = c.take<uint8_t>(size_t(v_.scale_rows * padded_scale_cols(h)));
       v_.a2_codes = c.take<uint8_t>(size_t(m * inter / 2));
       v_.a2_scales = c.take<uint8_t>(size_t(v_.scale_rows * padded_scale_cols(inter)));
+      if (v_.direct_rows > 0) {
+        v_.a1_bf16 = c.take(size_t(v_.direct_rows * h) * 2);
+        v_.a2_bf16 = c.take(size_t(v_.direct_rows * inter) * 2);
+      }
     } else {
       v_.a1_bf16 = c.take(size_t(m * h) * 2);
       v_.a2_bf16 = c.take(size_t(m * inter) * 2);
@@ -194,14 +210,30 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
 
   // 3-6. Routed experts.
   if (w4a4) {
+    // Small batches: the quantizers also write the quantized values as bf16 and the GEMMs take
+    // them as W4A16 input with the W4A4 alpha 1/(gA*gB): the same operand the W4A4 GEMM would
+    // dequantize itself, one launch fewer per GEMM. Only where the GEMM takes its decode kernel,
+    // which reads that operand as it is (the wgmma kernel would permute it, no gain).
+    const bool direct1 = direct_values(m, v.direct_rows, 2 * inter, h, int(e));
+    const bool direct2 = direct_values(m, v.direct_rows, h, inter, int(e));
     quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m, v.a1_codes, v.a1_scales,
-                     v.scale_rows, ws.error_flags_, stream);
-    grouped_gemm_w4a4(Nvfp4Act{v.a1_codes, v.a1_scales, v.scale_rows}, m, v.off, w.w13(), w.alpha1(), v.gemm1,
-                      OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+                     v.scale_rows, ws.error_flags_, stream, direct1 ? v.a1_bf16 : nullptr);
+    if (direct1) {
+      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
+                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    } else {
+      grouped_gemm_w4a4(Nvfp4Act{v.a1_codes, v.a1_scales, v.scale_rows}, m, v.off, w.w13(), w.alpha1(), v.gemm1,
+                        OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    }
     silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(), v.a2_codes,
-                                  v.a2_scales, v.scale_rows, ws.error_flags_, stream);
-    grouped_gemm_w4a4(Nvfp4Act{v.a2_codes, v.a2_scales, v.scale_rows}, m, v.off, w.w2(), w.alpha2(), v.gemm2,
-                      OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+                                  v.a2_scales, v.scale_rows, ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
+    if (direct2) {
+      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
+                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    } else {
+      grouped_gemm_w4a4(Nvfp4Act{v.a2_codes, v.a2_scales, v.scale_rows}, m, v.off, w.w2(), w.alpha2(), v.gemm2,
+                        OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    }
   } else {
     gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
     grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,

@@ -259,10 +259,11 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k, const int32_t* off,
                       int num_experts, const float* g, const int32_t* gather, int64_t rows_out, uint8_t* codes,
-                      uint8_t* scales, int64_t scale_rows, uint32_t* error_flags, cudaStream_t stream) {
+                      uint8_t* scales, int64_t scale_rows, uint32_t* error_flags, cudaStream_t stream, void* values) {
   check_dtype(dtype);
   check_width(k, "k");
   check_rows(rows_in, "rows_in");
+  if (values != nullptr) check_ptr(values, "values");
   if (gather != nullptr) {
     check_ptr(gather, "gather", 4);
   } else {
@@ -272,6 +273,7 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
   k::QuantizeParams p =
       expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags);
   p.gather = gather;
+  p.values = static_cast<uint16_t*>(values);
   launch_quantize_dtype(dtype, false, false, p, stream);
 }
 
@@ -304,15 +306,17 @@ void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, st
 void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, int64_t inter,
                                    std::optional<float> limit, const int32_t* off, int num_experts, const float* g,
                                    uint8_t* codes, uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, void* values) {
   check_dtype(dtype);
   check_width(inter, "inter");
+  if (values != nullptr) check_ptr(values, "values");
   NVFP4MOE_CHECK(inter <= kMaxRows / 2, "inter: expected < 2^30, got ", inter);
   NVFP4MOE_CHECK(!limit || *limit > 0.0f, "limit: expected a positive SwiGLU limit, got ", limit ? *limit : 0.0f);
   k::QuantizeParams p =
       expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags);
   p.x_row_stride = 2 * inter;
   p.limit = limit ? *limit : 0.0f;
+  p.values = static_cast<uint16_t*>(values);
   launch_quantize_dtype(dtype, true, limit.has_value(), p, stream);
 }
 

@@ -55,6 +55,37 @@ std::string label(const ExpertCase& c, ActDType dt, uint32_t seed, bool gather) 
          (gather ? " gather" : "") + " seed=" + std::to_string(seed);
 }
 
+// The optional values output: data rows (< off[E]) hold bf16(e2m1(code) * e4m3(scale)) of the
+// given codes and swizzled scales (no global scale); the other rows keep the 0xabab poison.
+::testing::AssertionResult values_match(const std::vector<uint16_t>& got, const std::vector<uint8_t>& codes,
+                                        const std::vector<uint8_t>& scales, const std::vector<int32_t>& off,
+                                        int64_t rows_out, int64_t k, const std::string& what) {
+  const int experts = int(off.size()) - 1;
+  const int64_t pc = padded_scale_cols(k);
+  int64_t sf = 0;
+  for (int e = 0; e < experts; ++e) {
+    for (int64_t r = off[size_t(e)]; r < off[size_t(e) + 1]; ++r) {
+      const int64_t srow = sf + (r - off[size_t(e)]);
+      for (int64_t c = 0; c < k; ++c) {
+        const uint8_t byte = codes[size_t((r * k + c) / 2)];
+        const uint8_t code = c % 2 ? uint8_t(byte >> 4) : uint8_t(byte & 0xf);
+        const float s = e4m3_to_float(scales[size_t(swizzled_scale_offset(srow, c / kBlockSize, pc))]);
+        const uint16_t want = bf16_from_float(e2m1_to_float(code) * s);
+        const uint16_t g = got[size_t(r * k + c)];
+        if (g != want) {
+          return ::testing::AssertionFailure() << what << ": values row " << r << " col " << c << ": got 0x" << std::hex
+                                               << g << ", want 0x" << want;
+        }
+      }
+    }
+    sf += round_up(off[size_t(e) + 1] - off[size_t(e)], kScaleTileRows);
+  }
+  for (int64_t i = int64_t(off.back()) * k; i < rows_out * k; ++i) {
+    if (got[size_t(i)] != 0xabab) return ::testing::AssertionFailure() << what << ": values past off[E] written at " << i;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gather) {
   const int32_t rows_out = c.rows + c.extra;
   const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
@@ -80,18 +111,27 @@ void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gat
   DeviceBuffer<int32_t> doff(off), dgather(gather);
   DeviceBuffer<float> dg(g);
   DeviceBuffer<uint8_t> dcodes(want_codes.size()), dscales(want_scales.size());
+  DeviceBuffer<uint16_t> dvalues(std::max<size_t>(1, size_t(rows_out * c.k)));
   DeviceBuffer<uint32_t> derr(1);
   dcodes.fill_bytes(0xab);
   dscales.fill_bytes(0xab);
+  dvalues.fill_bytes(0xab);
   derr.fill_bytes(0);
+  // Every other seed with the values output: the codes and scales must not depend on it.
+  const bool values = seed % 2 == 0;
   cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
                          use_gather ? dgather.get() : nullptr, rows_out, dcodes.get(), dscales.get(), scale_rows,
-                         derr.get(), nullptr);
+                         derr.get(), nullptr, values ? dvalues.get() : nullptr);
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   const std::string what = label(c, dt, seed, use_gather);
   EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags";
   EXPECT_TRUE(codes_equal(dcodes.download(), want_codes, c.k, what + " codes"));
   EXPECT_TRUE(scales_equal(dscales.download(), want_scales, c.k, what + " scales"));
+  if (values) {
+    std::vector<uint16_t> got = dvalues.download();
+    got.resize(size_t(rows_out * c.k));
+    EXPECT_TRUE(values_match(got, want_codes, want_scales, off, rows_out, c.k, what));
+  }
 }
 
 TEST(QuantizeExpertsSm90, MatchesReferenceSmall) {
@@ -193,13 +233,16 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
   DeviceBuffer<int32_t> doff(off);
   DeviceBuffer<float> dg(g);
   DeviceBuffer<uint8_t> fused_codes(code_bytes), fused_scales(scale_bytes), codes(code_bytes), scales(scale_bytes);
+  DeviceBuffer<uint16_t> values(std::max<size_t>(1, size_t(rows * inter)));
   DeviceBuffer<uint32_t> derr(1);
   fused_codes.fill_bytes(0xab);
   fused_scales.fill_bytes(0xab);
   scales.fill_bytes(0xab);  // scale bytes past sf_off[E] are not written: same start for both
+  values.fill_bytes(0xab);
   derr.fill_bytes(0);
   cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
-                                      fused_codes.get(), fused_scales.get(), scale_rows, derr.get(), nullptr);
+                                      fused_codes.get(), fused_scales.get(), scale_rows, derr.get(), nullptr,
+                                      values.get());
   cuda::silu_and_mul(dx.get(), dt, rows, inter, limit, dact.get(), nullptr);
   cuda::quantize_experts(dact.get(), dt, rows, inter, doff.get(), experts, dg.get(), nullptr, rows, codes.get(),
                          scales.get(), scale_rows, derr.get(), nullptr);
@@ -208,6 +251,11 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
   const auto fc = fused_codes.download(), fs = fused_scales.download();
   EXPECT_TRUE(codes_equal(fc, codes.download(), inter, what + " fused vs unfused codes"));
   EXPECT_TRUE(scales_equal(fs, scales.download(), inter, what + " fused vs unfused scales"));
+  {
+    std::vector<uint16_t> got = values.download();
+    got.resize(size_t(rows * inter));
+    EXPECT_TRUE(values_match(got, fc, fs, off, rows, inter, what + " fused values"));
+  }
 
   // Products: GPU vs CPU.
   const auto act = dact.download();

@@ -85,13 +85,18 @@ class MoeWorkspace {
     int32_t* off; int32_t* sf_off;                 // [E+1]
     int32_t* sorted_to_pair; int32_t* sorted_to_token; int32_t* pair_to_sorted;  // [T k]
     uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input
-    void* a1_bf16;                                 // W4A16 GEMM1 input [T k, H]
+    void* a1_bf16;                                 // GEMM1 bf16 input [T k, H]: W4A16; W4A4 at
+                                                   // small batches (the quantized values, see
+                                                   // direct_rows), else null
     void* gemm1;                                   // [T k, 2I] bf16
     uint8_t* a2_codes; uint8_t* a2_scales;         // W4A4 GEMM2 input
-    void* a2_bf16;                                 // W4A16 GEMM2 input [T k, I]
+    void* a2_bf16;                                 // GEMM2 bf16 input [T k, I], likewise
     void* gemm2;                                   // [T k, H] bf16
     void* shared_out;                              // [T, H] bf16 or null
     int64_t scale_rows;                            // rows of a1/a2 scale buffers
+    int64_t direct_rows;                           // W4A4: up to this many routed rows the
+                                                   // quantizers also write a1/a2_bf16 and the
+                                                   // GEMMs read them (no dequantization launch)
   };
   const Views& views() const { return v_; }
 

@@ -69,11 +69,16 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 //   is not known on the host, scale_rows must be >= expert_scale_rows_capacity(rows_out, E)
 //   (bound for any split) and a multiple of 128.
 // Grids are sized from rows_out and scale_rows (capacities); each block finds its expert.
+//   values (optional, 16-byte aligned) [rows_out, k] bf16: rows < off[E] also receive their
+//   quantized values e2m1(code) * e4m3(scale) without the global scale (exact in bf16), i.e.
+//   the W4A4 GEMM's activation operand as its decode kernel reads it, so a caller at small
+//   batches can hand them to grouped_gemm_w4a16 (alpha 1/(gA*gB)) and skip the GEMM's own
+//   dequantization launch (the MoE layer does). Rows >= off[E] are not touched.
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       const int32_t* off, int num_experts, const float* g,
                       const int32_t* gather, int64_t rows_out, uint8_t* codes,
                       uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                      cudaStream_t stream);
+                      cudaStream_t stream, void* values = nullptr);
 
 // (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
 // inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
@@ -87,7 +92,7 @@ void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, 
                                    std::optional<float> limit, const int32_t* off,
                                    int num_experts, const float* g, uint8_t* codes,
                                    uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                                   cudaStream_t stream);
+                                   cudaStream_t stream, void* values = nullptr);
 
 // (5) Dequantize codes [rows, k/2] + swizzled scales with global scale *g (device) to
 // float32 or bf16 (out [rows, k]): e2m1 * e4m3 / g, bf16 rounded to nearest even.

@@ -25,6 +25,8 @@
 #include <cstdint>
 
 #include "nvfp4moe/format/block_quant.h"
+#include "nvfp4moe/format/e2m1.h"
+#include "nvfp4moe/format/e4m3.h"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -219,6 +221,21 @@ __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, floa
     return pack_codes8(b, sign_nibbles8(w));
   }
   return codes8_reference<T>(w, m);
+}
+
+// The 8 values of a lane's quantized elements as bf16 (element i: nibble i of codes), each
+// e2m1(code) * e4m3(scale_code) without the global scale: at most 5 significant bits, so exact
+// (the W4A4 GEMM's activation operand, as gemm_act_dequant_sm90.cuh computes it from memory).
+__device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
+  const float s = e4m3_to_float(uint8_t(scale_code));
+  uint32_t v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const __nv_bfloat16 lo = __float2bfloat16_rn(e2m1_to_float(uint8_t((codes >> (8 * j)) & 0xfu)) * s);
+    const __nv_bfloat16 hi = __float2bfloat16_rn(e2m1_to_float(uint8_t((codes >> (8 * j + 4)) & 0xfu)) * s);
+    v[j] = uint32_t(__bfloat16_as_ushort(lo)) | (uint32_t(__bfloat16_as_ushort(hi)) << 16);
+  }
+  return make_uint4(v[0], v[1], v[2], v[3]);
 }
 
 // Assembles the scale bytes of lane pairs 4k .. 4k+3 (blocks 0..3 of one scale-column group,

@@ -65,6 +65,8 @@ struct QuantizeParams {
   const int32_t* gather;  // [rows_out] input row of each output row, or nullptr
   uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
   float limit;            // SwiGLU clamp (kSilu with a limit only)
+  uint16_t* values;       // optional [rows_out, k] bf16: data rows receive their quantized
+                          // values e2m1 * e4m3 (no global scale; block_values_bf16x8)
 };
 
 // Expert tables of one block.
@@ -216,6 +218,9 @@ __device__ __forceinline__ void quantize_store_chunk(const QuantizeParams& p, Wa
   uint32_t s;
   const uint32_t codes = quantize_pair8<T>(w, g, g_inv, &s);
   if (in_cap) *reinterpret_cast<uint32_t*>(p.codes + q.row * (p.k / 2) + q.col / 2) = codes;
+  if (p.values != nullptr && data) {  // 16 bytes per lane, 512 contiguous per warp
+    *reinterpret_cast<uint4*>(p.values + q.row * p.k + q.col) = block_values_bf16x8(codes, s);
+  }
   const int32_t j = int32_t(q.col >> 4);
   if ((p.k & 63) == 0) {
     const uint32_t word = scale_word_of_pairs(s, lane);
