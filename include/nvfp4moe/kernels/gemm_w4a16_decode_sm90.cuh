@@ -44,8 +44,8 @@
 namespace nvfp4moe::kernels {
 
 // kDepthT: weight atoms in flight per warp; kMinCtasT: CTAs per SM (register budget
-// 65536 / (256 x kMinCtasT)). 3 for both tiles: kTok 16 fits 80 registers with a 4-byte spill
-// and streams 24% faster than at 2 CTAs (128 registers); gemm.cu picks 4 for grouped kTok 8.
+// 65536 / (256 x kMinCtasT)). gemm.cu picks per call: kTok 8 at 4 (grouped) or 3 (single),
+// kTok 16 at 3 (grouped: 80 registers, 4-byte spill, 24% faster than 2) or 2 (single).
 template <int kTok, int kDepthT = 2, int kMinCtasT = 3>
 struct GemmDecodeConfig {
   static_assert(kTok == 8 || kTok == 16, "decode path: 8 or 16 tokens per tile");
