@@ -70,13 +70,14 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
 
 // Kernel variant by size: small tensors (less than one resident wave of warps with a full
 // step each) one chunk per warp step, so that the latency is one load and one chunk's
-// arithmetic; larger ones kQuantChunks / kSiluChunks chunks per step.
+// arithmetic; larger ones kQuantChunks / kSiluChunks chunks per step. The values output is
+// compiled into the one-chunk kernel only, so a call with it takes that one at any size.
 template <typename T, bool kSilu, bool kLimit>
 void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   const int64_t elems = int64_t(p.rows_out) * p.k;
   const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
-  if (elems < wave_warps * kChunks * k::kWalkChunkElems) {
+  if (p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems) {
     const unsigned grid = walk_grid(elems, k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
     launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, dim3(grid), dim3(k::kQuantThreads), 0, stream, p);
   } else {

@@ -73,7 +73,8 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 //   quantized values e2m1(code) * e4m3(scale) without the global scale (exact in bf16), i.e.
 //   the W4A4 GEMM's activation operand as its decode kernel reads it, so a caller at small
 //   batches can hand them to grouped_gemm_w4a16 (alpha 1/(gA*gB)) and skip the GEMM's own
-//   dequantization launch (the MoE layer does). Rows >= off[E] are not touched.
+//   dequantization launch (the MoE layer does). Rows >= off[E] are not touched. Meant for
+//   small batches: with it the kernel runs its small-tensor variant at any size.
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       const int32_t* off, int num_experts, const float* g,
                       const int32_t* gather, int64_t rows_out, uint8_t* codes,

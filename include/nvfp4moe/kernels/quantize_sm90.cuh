@@ -66,7 +66,8 @@ struct QuantizeParams {
   uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
   float limit;            // SwiGLU clamp (kSilu with a limit only)
   uint16_t* values;       // optional [rows_out, k] bf16: data rows receive their quantized
-                          // values e2m1 * e4m3 (no global scale; block_values_bf16x8)
+                          // values e2m1 * e4m3 (no global scale; block_values_bf16x8);
+                          // only the one-chunk kernel writes them (the launcher picks it)
 };
 
 // Expert tables of one block.
@@ -211,14 +212,16 @@ __device__ __noinline__ void store_scale_byte(uint8_t* scales, int32_t sf_row, i
 // byte at scale row sf_row: with K % 64 == 0 one 4-byte word per 8 lanes (a whole column
 // group of one row), else one byte per lane pair, the row's last block also zeroing the
 // row's padding columns.
-template <typename T>
+// kValues: also store p.values when set (compiled only into the one-chunk kernel that small
+// tensors take: the large-tensor kernels are instruction-bound and pay for every test).
+template <typename T, bool kValues = false>
 __device__ __forceinline__ void quantize_store_chunk(const QuantizeParams& p, WalkPos q, bool in_cap, bool data,
                                                      const uint4& w, float g, float g_inv, int32_t sf_row, int32_t nq,
                                                      int lane) {
   uint32_t s;
   const uint32_t codes = quantize_pair8<T>(w, g, g_inv, &s);
   if (in_cap) *reinterpret_cast<uint32_t*>(p.codes + q.row * (p.k / 2) + q.col / 2) = codes;
-  if (p.values != nullptr && data) {  // 16 bytes per lane, 512 contiguous per warp
+  if (kValues && p.values != nullptr && data) {  // 16 bytes per lane, 512 contiguous per warp
     *reinterpret_cast<uint4*>(p.values + q.row * p.k + q.col) = block_values_bf16x8(codes, s);
   }
   const int32_t j = int32_t(q.col >> 4);
@@ -310,7 +313,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
             w = in[u].a;
           }
         }
-        quantize_store_chunk<T>(p, q, q.row < cap, data, w, ec.g, ec.g_inv, sf_row, nq, lane);
+        quantize_store_chunk<T, kChunks == 1>(p, q, q.row < cap, data, w, ec.g, ec.g_inv, sf_row, nq, lane);
       }
       if (more_next) load_chunk<T, kSilu>(p, next.at(u * kWalkChunkElems + 8 * lane), total, in[u]);
     }
