@@ -216,24 +216,23 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     // which reads that operand as it is (the wgmma kernel would permute it, no gain).
     const bool direct1 = direct_values(m, v.direct_rows, 2 * inter, h, int(e));
     const bool direct2 = direct_values(m, v.direct_rows, h, inter, int(e));
+    // GEMM on the quantized activations: their bf16 values (direct) or codes + scales.
+    auto routed_gemm = [&](bool direct, const void* values, const uint8_t* codes, const uint8_t* scales,
+                           const PreparedWeights& wt, const float* alpha, void* out) {
+      if (direct) {
+        grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(values), m, v.off, wt, alpha, out, OutDType::kBF16,
+                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+      } else {
+        grouped_gemm_w4a4(Nvfp4Act{codes, scales, v.scale_rows}, m, v.off, wt, alpha, out, OutDType::kBF16,
+                          ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+      }
+    };
     quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m, v.a1_codes, v.a1_scales,
                      v.scale_rows, ws.error_flags_, stream, direct1 ? v.a1_bf16 : nullptr);
-    if (direct1) {
-      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
-                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    } else {
-      grouped_gemm_w4a4(Nvfp4Act{v.a1_codes, v.a1_scales, v.scale_rows}, m, v.off, w.w13(), w.alpha1(), v.gemm1,
-                        OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    }
+    routed_gemm(direct1, v.a1_bf16, v.a1_codes, v.a1_scales, w.w13(), w.alpha1(), v.gemm1);
     silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(), v.a2_codes,
                                   v.a2_scales, v.scale_rows, ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
-    if (direct2) {
-      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
-                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    } else {
-      grouped_gemm_w4a4(Nvfp4Act{v.a2_codes, v.a2_scales, v.scale_rows}, m, v.off, w.w2(), w.alpha2(), v.gemm2,
-                        OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    }
+    routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
   } else {
     gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
     grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
