@@ -213,7 +213,7 @@ __device__ __noinline__ void store_scale_byte(uint8_t* scales, int32_t sf_row, i
 // group of one row), else one byte per lane pair, the row's last block also zeroing the
 // row's padding columns.
 // kValues: also store p.values when set (compiled only into the one-chunk kernel that small
-// tensors take: the large-tensor kernels are instruction-bound and pay for every test).
+// tensors take: in the large-tensor kernels the test alone cost 2-4%, docs/RESULTS.md).
 template <typename T, bool kValues = false>
 __device__ __forceinline__ void quantize_store_chunk(const QuantizeParams& p, WalkPos q, bool in_cap, bool data,
                                                      const uint4& w, float g, float g_inv, int32_t sf_row, int32_t nq,

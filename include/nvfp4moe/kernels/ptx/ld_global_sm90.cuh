@@ -1,4 +1,5 @@
-// Read-only global loads for streamed operands. One instruction per function.
+// Read-only global loads for streamed operands, and the L2 prefetch of a streamed range. One
+// instruction per function.
 #pragma once
 
 #include <cstdint>
@@ -42,10 +43,6 @@ __device__ __forceinline__ uint32_t ld_cached_u32(const void* p) {
   asm volatile("ld.global.nc.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
   return v;
 }
-
-}  // namespace nvfp4moe::kernels::ptx
-
-namespace nvfp4moe::kernels::ptx {
 
 // Ask the TMA unit to bring `bytes` (a multiple of 16, 16-byte aligned address) into L2. No
 // registers, no shared memory and no completion to wait for: the decode GEMM uses it to keep
