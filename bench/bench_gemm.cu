@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
   const bool quick = nb::has_flag(argc, argv, "--quick");
   // --decode: only the shapes of the decode path (<= 16 rows per weight).
   const bool decode_only = nb::has_flag(argc, argv, "--decode");
-  // --grouped: only the grouped shapes. --tok T / --splits S / --prefetch P: force the token
+  // --grouped: only the grouped shapes. --tok T / --splits S / --prefetch P / --block-n B: force the token
   // tile / the grouped decode split count (tuning; 0 = heuristics) / the decode kernel's L2
   // prefetch distance in atoms (-1 = default, 0 = off).
   const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
@@ -268,8 +268,9 @@ int main(int argc, char** argv) {
     const char* tok = nb::arg_value(argc, argv, "--tok");
     const char* splits = nb::arg_value(argc, argv, "--splits");
     const char* prefetch = nb::arg_value(argc, argv, "--prefetch");  // decode L2 prefetch atoms
+    const char* block_n = nb::arg_value(argc, argv, "--block-n");    // wgmma weight rows per CTA
     nc::set_gemm_plan_override(tok ? std::atoi(tok) : 0, splits ? std::atoi(splits) : 0,
-                               prefetch ? std::atoi(prefetch) : -1);
+                               prefetch ? std::atoi(prefetch) : -1, block_n ? std::atoi(block_n) : 0);
   }
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");
@@ -311,7 +312,7 @@ int main(int argc, char** argv) {
 
   }  // not --single
 
-  nb::Table table({"shape", "kind", "M/rows", "N", "K", "tok", "split", "us", "TFLOP/s", "wGB/s", "%copy",
+  nb::Table table({"shape", "kind", "M/rows", "N", "K", "tok", "bn", "split", "us", "TFLOP/s", "wGB/s", "%copy",
                    "cuBLAS us", "cuBLAS TF", "%cuBLAS TF", "x cuBLAS"});
   nb::JsonWriter json;
   nb::add_device_meta(json.meta(), cx.dev, cx.copy_gbs);
@@ -321,13 +322,13 @@ int main(int argc, char** argv) {
     double wgbs = r.weight_bytes / (r.us * 1e-6) / 1e9;
     double frac_copy = r.io_bytes / (r.us * 1e-6) / 1e9 / cx.copy_gbs;
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
-                   std::to_string(r.plan.tok_tile), std::to_string(r.plan.splits), nb::fmt("%.1f", r.us),
+                   std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n), std::to_string(r.plan.splits), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
                    nb::fmt("%.1f", r.cublas_us), nb::fmt("%.1f", tfc), nb::fmt("%.0f%%", 100 * tf / tfc),
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

@@ -43,15 +43,15 @@ int tok_tile_for(int64_t rows_per_weight) {
   return 128;
 }
 
-template <int kTok>
+template <int kTok, int kWarpGroups = 2>
 int ctas_per_sm() {
   static int cached = [] {
-    using Cfg = kn::GemmW4A16Config<kTok>;
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok>,
+    using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_sm90_kernel<kTok>, Cfg::kThreads, Cfg::kSmemBytes));
+        &n, kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, Cfg::kThreads, Cfg::kSmemBytes));
     return std::max(n, 1);
   }();
   return cached;
@@ -69,6 +69,7 @@ bool is_decode(int tok, bool grouped, int64_t m) {
 int g_token_tile_override = 0;
 int g_split_override = 0;
 int g_prefetch_override = -1;
+int g_block_n_override = 0;
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7). Measured on the H200: grouped calls with several tiles per CTA stream 4-6%
@@ -98,7 +99,7 @@ int decode_ctas_per_sm() {
   return cached;
 }
 
-int ctas_per_sm_for(int tok, bool decode, bool grouped) {
+int ctas_per_sm_for(int tok, bool decode, bool grouped, int block_n) {
   if (decode) {
     if (tok == 16) {
       return grouped ? decode_ctas_per_sm<16, kDecode16CtasGrouped>() : decode_ctas_per_sm<16, kDecode16CtasSingle>();
@@ -109,15 +110,15 @@ int ctas_per_sm_for(int tok, bool decode, bool grouped) {
     case 8: return ctas_per_sm<8>();
     case 16: return ctas_per_sm<16>();
     case 32: return ctas_per_sm<32>();
-    case 64: return ctas_per_sm<64>();
-    default: return ctas_per_sm<128>();
+    case 64: return block_n == 256 ? ctas_per_sm<64, 4>() : ctas_per_sm<64>();
+    default: return block_n == 256 ? ctas_per_sm<128, 4>() : ctas_per_sm<128>();
   }
 }
 
-int64_t n_blocks_of(int64_t n) { return kn::prepared_rows(n) / kn::kWeightRowPad; }
-// Weight-row blocks of a tile: 64 rows (decode kernel) or 128 (wgmma kernel).
-int64_t tile_blocks_of(int64_t n, bool decode) {
-  return decode ? kn::prepared_rows(n) / kn::kAtomRows : n_blocks_of(n);
+// Weight-row blocks of a tile: 64 rows (decode kernel) or block_n = 128 or 256 (wgmma kernel;
+// a 256-row block may end past Np by 128 rows).
+int64_t tile_blocks_of(int64_t n, bool decode, int block_n) {
+  return decode ? kn::prepared_rows(n) / kn::kAtomRows : (kn::prepared_rows(n) + block_n - 1) / block_n;
 }
 int64_t k_stages_of(int64_t k) { return kn::prepared_cols(k) / kn::kWeightKPad; }
 
@@ -176,11 +177,13 @@ void check_weights(const PreparedWeights& w, bool grouped) {
   }
 }
 
-template <int kTok>
-void launch(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
-  using Cfg = kn::GemmW4A16Config<kTok>;
-  ctas_per_sm<kTok>();  // sets the dynamic shared memory limit once
-  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p);
+template <int kTok, int kWarpGroups = 2>
+void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
+  using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
+  ctas_per_sm<kTok, kWarpGroups>();  // sets the dynamic shared memory limit once
+  p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
+  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream,
+             p);
 }
 
 // The decode kernel counts tiles in 64-row weight blocks.
@@ -194,7 +197,8 @@ void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
              0, stream, p);
 }
 
-void dispatch(int tok, bool decode, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream) {
+  const int tok = plan.tok_tile, grid = plan.grid;
   if (decode) {
     if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, stream);
     else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, stream);
@@ -206,8 +210,8 @@ void dispatch(int tok, bool decode, const kn::GemmW4A16Params& p, int grid, cuda
     case 8: launch<8>(p, grid, stream); break;
     case 16: launch<16>(p, grid, stream); break;
     case 32: launch<32>(p, grid, stream); break;
-    case 64: launch<64>(p, grid, stream); break;
-    default: launch<128>(p, grid, stream); break;
+    case 64: plan.block_n == 256 ? launch<64, 4>(p, grid, stream) : launch<64>(p, grid, stream); break;
+    default: plan.block_n == 256 ? launch<128, 4>(p, grid, stream) : launch<128>(p, grid, stream); break;
   }
 }
 
@@ -225,7 +229,6 @@ kn::GemmW4A16Params base_params(const __nv_bfloat16* a, int64_t rows, const Prep
   p.n = int(w.n);
   p.k = int(w.k);
   p.k_stages = int(k_stages_of(w.k));
-  p.n_blocks = int(n_blocks_of(w.n));
   p.splits = 1;
   return p;
 }
@@ -296,28 +299,55 @@ void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num
 
 }  // namespace
 
-void set_gemm_plan_override(int tok, int splits, int prefetch_atoms) {
+void set_gemm_plan_override(int tok, int splits, int prefetch_atoms, int block_n) {
   NVFP4MOE_CHECK(tok == 0 || tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128,
                  "tok: expected 0 (heuristics) or 8, 16, 32, 64, 128, got ", tok);
   NVFP4MOE_CHECK(splits >= 0 && splits <= 64, "splits: expected 0 (heuristics) .. 64, got ", splits);
   NVFP4MOE_CHECK(prefetch_atoms >= -1 && prefetch_atoms <= 1024,
                  "prefetch_atoms: expected -1 (default) .. 1024, got ", prefetch_atoms);
+  NVFP4MOE_CHECK(block_n == 0 || block_n == 128 || block_n == 256,
+                 "block_n: expected 0 (heuristics), 128 or 256, got ", block_n);
   g_token_tile_override = tok;
+  g_block_n_override = block_n;
   g_split_override = splits;
   g_prefetch_override = prefetch_atoms;
 }
+
+namespace {
+
+// Weight rows per CTA of the wgmma kernel (docs/GEMM.md v8). 256 rows (4 warpgroups) reuse each
+// bf16 activation tile for twice the weight rows, halving the L2 traffic per MMA: measured on
+// the H200, a 256-row tile takes 1.67x the time of a 128-row tile (1.2x the work rate) at token
+// tile 128. Both kernels run one CTA per SM, so a call takes ceil(tiles / SMs) waves; the wider
+// tile is taken when its waves cost less (Qwen3 w13 at M = 4096: 2 waves x 1.67 > 3 waves of
+// 128-row tiles, measured 5% slower wide). Token tile 64: the same rule (grouped E=256 at 8192
+// rows: wide 18-20% faster). The decode kernel has its own 64-row blocks (0 here).
+constexpr double kWideTileTimeRatio = 1.67;
+
+int wgmma_block_n(int tok, bool decode, int64_t n, int64_t tok_tiles) {
+  if (decode) return 0;
+  if (g_block_n_override != 0) return tok >= 64 ? g_block_n_override : 128;
+  if (tok < 64) return 128;
+  const int64_t sms = sm_count();
+  const int64_t waves128 = (tile_blocks_of(n, false, 128) * tok_tiles + sms - 1) / sms;
+  const int64_t waves256 = (tile_blocks_of(n, false, 256) * tok_tiles + sms - 1) / sms;
+  return double(waves256) * kWideTileTimeRatio < double(waves128) ? 256 : 128;
+}
+
+}  // namespace
 
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   check_shape(m, n, k);
   GemmPlan plan;
   plan.tok_tile = g_token_tile_override ? g_token_tile_override : tok_tile_for(m);
   const bool decode = is_decode(plan.tok_tile, false, m);
-  int64_t tiles = tile_blocks_of(n, decode) * ((m + plan.tok_tile - 1) / plan.tok_tile);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, false);
+  plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, (m + plan.tok_tile - 1) / plan.tok_tile);
+  int64_t tiles = tile_blocks_of(n, decode, plan.block_n) * ((m + plan.tok_tile - 1) / plan.tok_tile);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, false, plan.block_n);
   // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
   // >= 1 stage (one atom per K warp), one wave of CTAs.
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
-  if (tiles > 0 && tiles < ctas && tiles <= kMaxSplitCounters)
+  if (tiles > 0 && tiles < ctas && tiles <= kMaxSplitCounters && plan.block_n != 256)  // 256: never split
     plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
@@ -344,8 +374,9 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   GemmPlan plan;
   plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  const int64_t blocks = tile_blocks_of(n, decode);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true);
+  plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, grouped_max_tok_tiles(rows, plan.tok_tile, num_experts));
+  const int64_t blocks = tile_blocks_of(n, decode, plan.block_n);
+  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true, plan.block_n);
   const int64_t max_tiles = blocks * grouped_max_tok_tiles(rows, plan.tok_tile, num_experts);
   int64_t bound = max_tiles;  // persistent grid: no more CTAs than work items
   if (decode && g_split_override > 1 && max_tiles <= kMaxSplitCounters) {
@@ -384,7 +415,8 @@ size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
     if (mm >= 1 && mm <= m) best = std::max(best, single_need(mm, n, k, w4a4));
   };
   for (int64_t t : {8, 16, 32, 64}) consider(std::min(t, m));
-  const int64_t blocks = n_blocks_of(n), ctas = int64_t(sm_count()) * 2;
+  // Fewest blocks (256 rows) and most CTAs (2 per SM) of any plan: a superset of the split cases.
+  const int64_t blocks = tile_blocks_of(n, false, 256), ctas = int64_t(sm_count()) * 2;
   for (int64_t c = 1; c * blocks < ctas && c * 128 < m; ++c) consider(c * 128);
   consider(m);
   return best;
@@ -399,7 +431,7 @@ void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeigh
     p.partial = ws.partial;
     p.counters = ws.counters;
   }
-  dispatch(plan.tok_tile, decode, p, plan.grid, stream);
+  dispatch(plan, decode, p, stream);
 }
 
 void check_workspace(void* workspace, size_t workspace_bytes, size_t need, const char* bound_fn) {
@@ -451,7 +483,7 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
     p.partial = ws.partial;
     p.counters = ws.counters;
   }
-  dispatch(plan.tok_tile, decode, p, plan.grid, stream);
+  dispatch(plan, decode, p, stream);
 }
 
 }  // namespace

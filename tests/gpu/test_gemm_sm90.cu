@@ -318,7 +318,7 @@ TEST(GemmSm90, OneWorkspaceServesCallsOfDifferentShapes) {
 // the tile's end). They must be exact all the same.
 TEST(GemmSm90, TuningOverridesGroupedSplitK) {
   NVFP4MOE_REQUIRE_GPU();
-  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1); } } reset;
+  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1, 0); } } reset;
   std::mt19937 rng(91);
   uint32_t seed = 400;
   for (auto o : {std::array<int, 3>{8, 3, -1}, {16, 2, 0}, {8, 1, 1000}, {64, 0, -1}, {8, 0, 0}, {16, 0, 3}}) {
@@ -330,6 +330,33 @@ TEST(GemmSm90, TuningOverridesGroupedSplitK) {
                                 OutDType::kFP32, seed++}));
     }
     EXPECT_TRUE(run_case(Case{false, false, 1, 256, 2048, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
+  }
+}
+
+// 256 weight rows per CTA (4 warpgroups), forced for every wgmma call: N with Np = 128 mod 256
+// (the CTA's second row block lies past the weights and must be zero-filled and masked), N off
+// the 128 edge, token tiles 64 and 128 with partial tiles, short and long K (tile boundaries of
+// the persistent pipeline), single and grouped with empty experts, exact and random.
+TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1, 0); } } reset;
+  std::mt19937 rng(77);
+  uint32_t seed = 900;
+  for (int tok : {64, 128}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    ASSERT_EQ(cuda::plan_gemm(300, 384, 256).block_n, 256);
+    for (bool w4a4 : {false, true}) {
+      for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}, {512, 2048}}) {
+        EXPECT_TRUE(run_case(Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kBF16,
+                                  seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kFP32,
+                                  seed++}));
+      }
+      EXPECT_TRUE(run_case(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3), Mode::kExact,
+                                OutDType::kBF16, seed++}));
+      EXPECT_TRUE(run_case(Case{w4a4, true, 700, 136, 256, 128, random_offsets(rng, 700, 128, 5), Mode::kRandom,
+                                OutDType::kFP32, seed++}));
+    }
   }
 }
 

@@ -65,20 +65,23 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        OutDType out_dtype, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream);
 
-// The tile shape the heuristics pick (for benchmarks and docs): token tile and K splits.
+// The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
+// CTA of the wgmma kernel (128 or 256; 0 for the decode kernel) and K splits.
 struct GemmPlan {
   int tok_tile = 0;
+  int block_n = 0;
   int splits = 1;
   int grid = 0;
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 
-// Tuning only (the GEMM benchmark's --tok / --splits / --prefetch): force the token tile (8,
-// 16: decode kernel; 32, 64, 128: wgmma kernel), the grouped decode split count of every later
-// plan (0 restores the heuristics) and the decode kernel's L2 prefetch distance in weight atoms
-// per CTA (-1: the default, 0: off). Process-wide, not thread-safe; workspaces must be sized
-// while the same override is in force.
-void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1);
+// Tuning only (the GEMM benchmark's --tok / --splits / --prefetch / --block-n): force the token
+// tile (8, 16: decode kernel; 32, 64, 128: wgmma kernel), the grouped decode split count of
+// every later plan (0 restores the heuristics), the decode kernel's L2 prefetch distance in
+// weight atoms per CTA (-1: the default, 0: off) and the wgmma kernel's weight rows per CTA
+// (128 or 256, honoured for token tiles 64 and 128; 0: heuristics). Process-wide, not
+// thread-safe; workspaces must be sized while the same override is in force.
+void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int block_n = 0);
 
 }  // namespace nvfp4moe::cuda

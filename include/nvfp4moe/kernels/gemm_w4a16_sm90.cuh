@@ -55,23 +55,34 @@ struct GemmW4A16Params {
                            // the register ring (0: none)
 };
 
-template <int kTok>
+// kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows
+// per CTA (two row blocks; the second may lie past Np and is then zero-filled and masked): the
+// bf16 activation tile, four times the bytes of the weight tile per element, is then reused by
+// twice the weight rows, halving the L2 traffic per MMA at large M (docs/GEMM.md v8).
+template <int kTok, int kWarpGroupsT = 2>
 struct GemmW4A16Config {
   static_assert(kTok % 8 == 0 && kTok >= 8 && kTok <= 256, "wgmma n must be 8..256, multiple of 8");
-  static constexpr int kWarpGroups = 2;
+  static_assert(kWarpGroupsT == 2 || kWarpGroupsT == 4, "2 or 4 warpgroups (128 or 256 weight rows)");
+  static constexpr int kWarpGroups = kWarpGroupsT;
   static constexpr int kThreads = 128 * kWarpGroups;
   static constexpr int kBlockN = 64 * kWarpGroups;
-  static_assert(kBlockN == kWeightRowPad, "prepared rows are padded to one CTA block");
+  static_assert(kBlockN % kWeightRowPad == 0, "a CTA covers whole prepared row blocks");
   static constexpr int kAtomsK = kWeightKPad / kAtomK;                  // 2 atoms per stage
   static constexpr int kActSubBytes = kTok * 128;                       // kTok x 64 bf16
   static constexpr int kActBytes = kAtomsK * kActSubBytes;
-  static constexpr int kWeightBytes = kWarpGroups * kAtomsK * kAtomBytes;  // 9216
+  static constexpr int kWeightBytes = kWarpGroups * kAtomsK * kAtomBytes;  // 9216 per 2 warpgroups
   static constexpr int kStageBytes = kActBytes + kWeightBytes;
   static_assert(kActSubBytes % 1024 == 0 && kStageBytes % 1024 == 0, "128B-swizzle tiles need 1 KiB alignment");
-  // Stages sized so that kTok 8..32 fit 2 CTAs per SM (228 KB), kTok 64 and 128 one.
-  static constexpr int kStages = kTok == 8 ? 8 : (kTok == 16 ? 7 : (kTok == 32 ? 5 : (kTok == 64 ? 6 : 5)));
+  // 2 warpgroups: stages sized so that kTok 8..32 fit 2 CTAs per SM (228 KB), kTok 64 and 128
+  // one. 4 warpgroups (one CTA per SM): as many stages as fit next to the 8 KB of static
+  // shared memory (kTok 128: 4 stages of 50 KB; kTok 64: 6 of 34 KB).
+  static constexpr int kStages =
+      kWarpGroups == 4 ? (220 * 1024) / kStageBytes
+                       : (kTok == 8 ? 8 : (kTok == 16 ? 7 : (kTok == 32 ? 5 : (kTok == 64 ? 6 : 5))));
+  static_assert(kStages >= 3, "the pipeline loads kStages-2 stages ahead");
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
-  static constexpr int kMinCtasPerSm = kTok <= 32 ? 2 : 1;  // register budget (<= 128 / 255)
+  // Register budget: 2 warpgroups <= 128 (kTok <= 32, 2 CTAs) or 255; 4 warpgroups 128.
+  static constexpr int kMinCtasPerSm = (kWarpGroups == 2 && kTok <= 32) ? 2 : 1;
 };
 
 // One CTA's walk over its tiles and their K stages (tiles t = blockIdx.x + j * gridDim.x).
@@ -85,11 +96,13 @@ struct StageCursor {
   GemmTile tile{};
 };
 
-template <int kTok>
-__global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Config<kTok>::kMinCtasPerSm)
+// p.n_blocks counts CTA row blocks of Cfg::kBlockN rows (the launcher sets it).
+template <int kTok, int kWarpGroups = 2>
+__global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
+                                  GemmW4A16Config<kTok, kWarpGroups>::kMinCtasPerSm)
     gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
-  using Cfg = GemmW4A16Config<kTok>;
+  using Cfg = GemmW4A16Config<kTok, kWarpGroups>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kDist = kStages - 2;  // loads run this many stages ahead (see the loop)
   constexpr int kBufs = 4;            // A-fragment buffers = wgmma in flight + 1
@@ -143,17 +156,22 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
   const int act_row0 = tid / 16;
   const uint32_t act_dst0 = uint32_t(act_half * Cfg::kActSubBytes + act_row0 * 128 +
                                      (((act_ch % 8) ^ (act_row0 & 7)) << 4));
-  // Weight chunk c16 = tid + 256*it of a stage: warpgroup g = c16 / 288, byte (c16 % 288) * 16
-  // of that warpgroup's 2-atom run; source offsets are fixed per thread (int32: < 2^31).
+  // Weight chunk c16 = tid + kThreads*it of a stage: warpgroup g = c16 / 288, byte
+  // (c16 % 288) * 16 of that warpgroup's 2-atom run; source offsets are fixed per thread
+  // (int32: < 2^31). With 4 warpgroups the 64-row block of warpgroups 2 and 3 may lie past Np
+  // (Np = 128 mod 256): those chunks are zero-filled (w_blk: the chunk's 64-row block in the CTA).
   constexpr int kChunksPerWg = Cfg::kAtomsK * kAtomBytes / 16;  // 288
   constexpr int kWeightChunks = Cfg::kWarpGroups * kChunksPerWg;
   constexpr int kWeightChunkIters = (kWeightChunks + Cfg::kThreads - 1) / Cfg::kThreads;
   int w_src_off[kWeightChunkIters];
+  int w_blk[kWeightChunkIters];
 #pragma unroll
   for (int it = 0; it < kWeightChunkIters; ++it) {
     const int c16 = tid + it * Cfg::kThreads, g = c16 / kChunksPerWg;
     w_src_off[it] = g * k_atoms * kAtomBytes + (c16 - g * kChunksPerWg) * 16;
+    w_blk[it] = g;
   }
+  const int row_blocks64 = int(prepared_rows(p.n) / kAtomRows);
   // Activations are already in the prepared K order (gemm_act_permute_sm90.cuh), rows padded
   // to Kp columns (zeros past K): every 16-byte chunk of a stage exists.
   auto load_stage = [&](int slot, const StageCursor& c) {
@@ -163,11 +181,12 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
 #pragma unroll
     for (int it = 0; it < (kTok * 16 + Cfg::kThreads - 1) / Cfg::kThreads; ++it) {
       const int row = act_row0 + it * (Cfg::kThreads / 16);
-      if (kTok * 16 % Cfg::kThreads == 0 || row < kTok) {
-        const bool ok = row < c.tile.rows_valid;
+      // Rows past the tile's valid rows are not loaded: token j of the MMA reads only row j of
+      // the tile, and the epilogue never stores tokens >= rows_valid, so whatever those rows
+      // hold (a previous stage, or garbage) never reaches the output.
+      if ((kTok * 16 % Cfg::kThreads == 0 || row < kTok) && row < c.tile.rows_valid) {
         ptx::cp_async_16(st + act_dst0 + it * (Cfg::kThreads / 16) * 128,
-                         ok ? src0 + int64_t(it) * (Cfg::kThreads / 16) * (p.k_stages * kWeightKPad) : p.a,
-                         ok ? 16 : 0);
+                         src0 + int64_t(it) * (Cfg::kThreads / 16) * (p.k_stages * kWeightKPad), 16);
       }
     }
     // Weight rows of the tile: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
@@ -176,8 +195,10 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
                               kAtomBytes;
 #pragma unroll
     for (int it = 0; it < kWeightChunkIters; ++it) {
-      if (it * Cfg::kThreads + tid < kWeightChunks) {
-        ptx::cp_async_16(st + Cfg::kActBytes + (it * Cfg::kThreads + tid) * 16, wsrc + w_src_off[it], 16);
+      if (kWeightChunks % Cfg::kThreads == 0 || it * Cfg::kThreads + tid < kWeightChunks) {
+        const bool ok = Cfg::kBlockN == kWeightRowPad || c.tile.n_block * Cfg::kWarpGroups + w_blk[it] < row_blocks64;
+        ptx::cp_async_16(st + Cfg::kActBytes + (it * Cfg::kThreads + tid) * 16, ok ? wsrc + w_src_off[it] : p.w,
+                         ok ? 16 : 0);
       }
     }
   };
@@ -221,22 +242,34 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
 
     const uint32_t act = smem_base + (i % kStages) * Cfg::kStageBytes;
     const uint32_t wsm = act + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
+    // One stage of MMAs at token width kN <= kTok: the first kN/2 accumulators of the kTok
+    // layout are exactly the m64nkN accumulators (same fragment order, tokens 0..kN-1).
+    auto mma_stage = [&]<int kN>() {
 #pragma unroll
-    for (int at = 0; at < Cfg::kAtomsK; ++at) {
-      const uint4 codes = ptx::ld_shared_v4(wsm + at * kAtomBytes + tid_wg * 16);
-      const uint32_t sc = ptx::ld_shared_u16(wsm + at * kAtomBytes + kAtomCodeBytes + tid_wg * 2);
-      const uint32_t s_r0 = scale_to_bf16x2<0>(sc), s_r8 = scale_to_bf16x2<1>(sc);
-      const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
+      for (int at = 0; at < Cfg::kAtomsK; ++at) {
+        const uint4 codes = ptx::ld_shared_v4(wsm + at * kAtomBytes + tid_wg * 16);
+        const uint32_t sc = ptx::ld_shared_u16(wsm + at * kAtomBytes + kAtomCodeBytes + tid_wg * 2);
+        const uint32_t s_r0 = scale_to_bf16x2<0>(sc), s_r8 = scale_to_bf16x2<1>(sc);
+        const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        uint32_t(&a)[4] = buf[(at * 4 + s) % kBufs];
-        dequant_a_frag(code_w[s], s_r0, s_r8, a);
-        ptx::wgmma_fence();
-        ptx::WgmmaRS<kTok>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
-        ptx::wgmma_commit();
-        ptx::wgmma_wait<kBufs - 1>();
+        for (int s = 0; s < 4; ++s) {
+          uint32_t(&a)[4] = buf[(at * 4 + s) % kBufs];
+          dequant_a_frag(code_w[s], s_r0, s_r8, a);
+          ptx::wgmma_fence();
+          ptx::WgmmaRS<kN>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
+          ptx::wgmma_commit();
+          ptx::wgmma_wait<kBufs - 1>();
+        }
       }
-    }
+    };
+    // A tile with few valid tokens (an expert's last token tile, a small expert, a short
+    // single GEMM) runs the narrowest MMA that covers them: the tensor-core time of a token
+    // tile 128 holding 10 rows drops 4x at width 32 (docs/GEMM.md v8).
+    constexpr int kN32 = kTok > 32 ? 32 : kTok, kN64 = kTok > 64 ? 64 : kTok;
+    const int tile_rows = cp.tile.rows_valid;
+    if (kTok > 32 && tile_rows <= 32) mma_stage.template operator()<kN32>();
+    else if (kTok > 64 && tile_rows <= 64) mma_stage.template operator()<kN64>();
+    else mma_stage.template operator()<kTok>();
 
     if (cp.ks + 1 == cp.ks_end) {  // last stage of the tile: epilogue
       ptx::wgmma_wait<0>();
@@ -252,13 +285,15 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok>::kThreads, GemmW4A16Conf
         if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
         else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
       };
-      if (p.splits == 1) {
+      // 4 warpgroups: never split (the plans take 256-row tiles only when tiles fill the GPU);
+      // leaving the split path out keeps the kernel within its 128 registers.
+      if (kWarpGroups == 4 || p.splits == 1) {
 #pragma unroll
         for (int r = 0; r < kTok / 2; ++r) {
           int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
           if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, acc[r] * kDequantRescale);
         }
-      } else {
+      } else if constexpr (kWarpGroups == 2) {
         float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
 #pragma unroll
         for (int r = 0; r < kTok / 2; ++r) {
