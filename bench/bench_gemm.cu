@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
   const bool quick = nb::has_flag(argc, argv, "--quick");
   // --decode: only the shapes of the decode path (<= 16 rows per weight).
   const bool decode_only = nb::has_flag(argc, argv, "--decode");
-  // --grouped: only the grouped shapes. --tok T / --splits S / --prefetch P / --block-n B: force the token
+  // --grouped: only the grouped shapes (--rows a,b,c: these row counts). --tok T / --splits S / --prefetch P / --block-n B: force the token
   // tile / the grouped decode split count (tuning; 0 = heuristics) / the decode kernel's L2
   // prefetch distance in atoms (-1 = default, 0 = off).
   const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
@@ -302,7 +302,16 @@ int main(int argc, char** argv) {
     g.wb = nb::DeviceBytes(size_t(g.n * g.k * 2) * g.experts);
     fill_bytes(g.w.get(), g.w.bytes(), 1234, false);
     nb::fill_random_act16(g.wb.get<uint16_t>(), g.wb.bytes() / 2, false, 4321, cx.s);
-    for (int64_t rows : {8, 64, 512, 2048, 4096, 8192, 32768}) {
+    std::vector<int64_t> row_counts = {8, 64, 512, 2048, 4096, 8192, 32768};
+    if (const char* list = nb::arg_value(argc, argv, "--rows")) {  // --rows a,b,c: these grouped row counts
+      row_counts.clear();
+      for (const char* c = list; *c != 0;) {
+        row_counts.push_back(std::atoll(c));
+        while (*c != 0 && *c != ',') ++c;
+        if (*c == ',') ++c;
+      }
+    }
+    for (int64_t rows : row_counts) {
       if (quick && rows != 64 && rows != 32768) continue;
       if (decode_only && rows > 4096) continue;
       bench_grouped(cx, g, "E256 DSV3 w13", rows, false);

@@ -356,14 +356,16 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
 }
 
 // Grouped token tile from the balanced rows per expert (avg), measured on the H200 (E=256,
-// DSV3 w13, docs/GEMM.md v6, v7): avg <= 4: 8 (decode kernel, 4 CTAs/SM); <= 16: 16 (decode,
-// 3 CTAs/SM: at avg 16 10-16% faster than 64, although many experts take two tiles);
-// <= 64: 64 (wgmma); else 128.
+// DSV3 w13, docs/GEMM.md v6-v8; weight GB/s at rows 1024..16384): avg <= 4: 8 (decode kernel,
+// 4 CTAs/SM); <= 12: 16 (decode, 3 CTAs/SM); <= 16: 32 (wgmma, 128 rows: 2276 vs 1771 GB/s for
+// decode 16 at 4096 rows); <= 32: 64 (wgmma, 256 rows by the wave rule); else 128 (16384 rows:
+// 1353 vs 1203 GB/s for 64).
 int grouped_tok_tile(int64_t rows, int num_experts) {
   const int64_t avg = (rows + num_experts - 1) / num_experts;
   if (avg <= 4) return 8;
-  if (avg <= 16) return 16;
-  if (avg <= 64) return 64;
+  if (avg <= 12) return 16;
+  if (avg <= 16) return 32;
+  if (avg <= 32) return 64;
   return 128;
 }
 

@@ -82,6 +82,12 @@ struct GemmW4A16Config {
   static_assert(kStages >= 3, "the pipeline loads kStages-2 stages ahead");
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
   // Register budget: 2 warpgroups <= 128 (kTok <= 32, 2 CTAs) or 255; 4 warpgroups 128.
+  // A-fragment buffers = wgmma in flight per warpgroup + 1. Each in-flight RS wgmma pins its
+  // 4 A registers; with 4 warpgroups at kTok 128, 4 buffers next to 64 accumulators exceed 128
+  // registers and ptxas then serializes every wgmma (C7512; SASS: WARPGROUP.DEPBAR 0 after
+  // each HGMMA, one in flight). 2 buffers keep one wgmma per warpgroup in flight while the
+  // next is dequantized, and 4 warpgroups queue 4 at the tensor core.
+  static constexpr int kABuffers = (kWarpGroups == 4 && kTok > 64) ? 2 : 4;
   static constexpr int kMinCtasPerSm = (kWarpGroups == 2 && kTok <= 32) ? 2 : 1;
 };
 
@@ -105,7 +111,7 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
   using Cfg = GemmW4A16Config<kTok, kWarpGroups>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kDist = kStages - 2;  // loads run this many stages ahead (see the loop)
-  constexpr int kBufs = 4;            // A-fragment buffers = wgmma in flight + 1
+  constexpr int kBufs = Cfg::kABuffers;
   static_assert((Cfg::kAtomsK * 4) % kBufs == 0, "buffer rotation must repeat every stage");
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
