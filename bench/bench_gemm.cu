@@ -260,9 +260,10 @@ int main(int argc, char** argv) {
   const bool quick = nb::has_flag(argc, argv, "--quick");
   // --decode: only the shapes of the decode path (<= 16 rows per weight).
   const bool decode_only = nb::has_flag(argc, argv, "--decode");
-  // --grouped: only the grouped shapes (--rows a,b,c: these row counts). --tok T / --splits S / --prefetch P / --block-n B: force the token
-  // tile / the grouped decode split count (tuning; 0 = heuristics) / the decode kernel's L2
-  // prefetch distance in atoms (-1 = default, 0 = off).
+  // --grouped: only the grouped shapes (--rows a,b,c: these row counts). --tok T / --splits S /
+  // --prefetch P / --block-n B: force the token tile / the grouped decode split count (tuning;
+  // 0 = heuristics) / the decode kernel's L2 prefetch distance in atoms (-1 = default, 0 = off) /
+  // the wgmma kernel's weight rows per CTA (128, 256; 0 = heuristics).
   const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
   {
     const char* tok = nb::arg_value(argc, argv, "--tok");

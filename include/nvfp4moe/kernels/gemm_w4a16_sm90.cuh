@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
                          src0 + int64_t(it) * (Cfg::kThreads / 16) * (p.k_stages * kWeightKPad), 16);
       }
     }
-    // Weight rows of the tile: 64-row blocks 2*n_block (warpgroup 0) and 2*n_block+1.
+    // Weight rows of the tile: 64-row blocks kWarpGroups*n_block + g, one per warpgroup g.
     const uint8_t* wsrc = p.w + c.tile.expert * p.w_expert_bytes +
                           (int64_t(c.tile.n_block) * Cfg::kWarpGroups * k_atoms + int64_t(c.ks) * Cfg::kAtomsK) *
                               kAtomBytes;
