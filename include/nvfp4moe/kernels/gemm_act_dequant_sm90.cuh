@@ -17,11 +17,10 @@
 
 #include <cstdint>
 
-#include "nvfp4moe/format/e2m1.h"
-#include "nvfp4moe/format/e4m3.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -64,16 +63,11 @@ __global__ void __launch_bounds__(kActDequantThreads)
     }
     uint32_t packed[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (c < blocks_in) {
-      const float s = e4m3_to_float(scales[swizzled_scale_offset(srow, c, pc)]);
+      const uint32_t sc = scales[swizzled_scale_offset(srow, c, pc)];
       const uint2 q = *reinterpret_cast<const uint2*>(codes + (int64_t(r) * k + int64_t(c) * kBlockSize) / 2);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        uint32_t word = j < 4 ? q.x : q.y;
-        uint32_t byte = (word >> (8 * (j % 4))) & 0xffu;
-        __nv_bfloat16 lo_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte & 0xfu)) * s);
-        __nv_bfloat16 hi_v = __float2bfloat16_rn(e2m1_to_float(uint8_t(byte >> 4)) * s);
-        packed[j] = uint32_t(__bfloat16_as_ushort(lo_v)) | (uint32_t(__bfloat16_as_ushort(hi_v)) << 16);
-      }
+      const uint4 v0 = block_values_bf16x8(q.x, sc), v1 = block_values_bf16x8(q.y, sc);
+      packed[0] = v0.x, packed[1] = v0.y, packed[2] = v0.z, packed[3] = v0.w;
+      packed[4] = v1.x, packed[5] = v1.y, packed[6] = v1.z, packed[7] = v1.w;
     }
     if (prepared_order) {
       store_group_prepared_order(reinterpret_cast<uint32_t*>(out + int64_t(r) * blocks_per_row * kBlockSize), c, packed);
