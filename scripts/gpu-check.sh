@@ -41,6 +41,14 @@ rc=$?
 record "ctest (all, incl. GPU)" "$(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) rc=$rc"
 grep -E '^\s+[0-9]+ - .*\((Failed|SEGFAULT|Timeout|Subprocess)' "$OUT/ctest.log" | head -20
 
+# The GEMM and MoE suites once more with the wgmma kernel's TMA pipeline for every call
+# (cuda/gemm.h set_gemm_tma_pipeline; ctest above ran them with the default pipeline).
+if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
+  NVFP4MOE_GEMM_TMA=1 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-tma.log" 2>&1
+  rc=$?
+  record "GEMM+MoE tests, TMA pipeline" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-tma.log" | head -2 | tr '\n' ' ') rc=$rc"
+fi
+
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers.
   for tool in memcheck racecheck; do
@@ -93,6 +101,14 @@ if ((run_bench)); then
   timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
   rc=$?
   record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
+  # A/B of the wgmma kernel's pipelines in the same session: the GEMM bench's wgmma shapes and the
+  # MoE layer from 1024 tokens (where the wgmma kernel runs) with the TMA pipeline.
+  timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --tma 1 --json "$OUT/nvfp4moe_bench_gemm_tma.json" \
+    > "$OUT/nvfp4moe_bench_gemm_tma.txt" 2>&1
+  record "nvfp4moe_bench_gemm --tma 1" "rc=$? (table in nvfp4moe_bench_gemm_tma.txt)"
+  NVFP4MOE_GEMM_TMA=1 timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench_tma.json" \
+    > "$OUT/nvfp4moe_bench_moe_layer_tma.txt" 2>&1
+  record "nvfp4-moe bench, TMA pipeline" "rc=$? (table in nvfp4moe_bench_moe_layer_tma.txt)"
 fi
 
 echo

@@ -3,6 +3,8 @@
 #include "nvfp4moe/cuda/gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/pdl_launch.h"
@@ -12,6 +14,7 @@
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "tensor_map.h"
 
 namespace nvfp4moe::cuda {
 namespace {
@@ -43,15 +46,15 @@ int tok_tile_for(int64_t rows_per_weight) {
   return 128;
 }
 
-template <int kTok, int kWarpGroups = 2>
+template <int kTok, int kWarpGroups = 2, bool kTma = false>
 int ctas_per_sm() {
   static int cached = [] {
     using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>,
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, Cfg::kThreads, Cfg::kSmemBytes));
+        &n, kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>, Cfg::kThreads, Cfg::kSmemBytes));
     return std::max(n, 1);
   }();
   return cached;
@@ -70,6 +73,19 @@ int g_token_tile_override = 0;
 int g_split_override = 0;
 int g_prefetch_override = -1;
 int g_block_n_override = 0;
+int g_tma_override = -1;
+
+// Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
+// set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment; off by default until
+// measured against the cp.async pipeline on a GPU (docs/GEMM.md v9).
+bool tma_pipeline() {
+  if (g_tma_override >= 0) return g_tma_override == 1;
+  static const bool from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_TMA");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return from_env;
+}
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7). Measured on the H200: grouped calls with several tiles per CTA stream 4-6%
@@ -177,13 +193,31 @@ void check_weights(const PreparedWeights& w, bool grouped) {
   }
 }
 
-template <int kTok, int kWarpGroups = 2>
+template <int kTok, int kWarpGroups = 2, bool kTma = false>
 void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
-  ctas_per_sm<kTok, kWarpGroups>();  // sets the dynamic shared memory limit once
+  ctas_per_sm<kTok, kWarpGroups, kTma>();  // sets the dynamic shared memory limit once
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
-  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream,
-             p);
+  // The activation tiles [rows, Kp] in the prepared K order, boxes of 64 columns x kTok rows.
+  const CUtensorMap act_map =
+      kTma ? bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2, kTok)
+           : CUtensorMap{};
+  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
+             stream, p, act_map);
+}
+
+template <bool kTma>
+void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
+  const int grid = plan.grid;
+  switch (plan.tok_tile) {
+    case 8: launch<8, 2, kTma>(p, grid, stream); break;
+    case 16: launch<16, 2, kTma>(p, grid, stream); break;
+    case 32: launch<32, 2, kTma>(p, grid, stream); break;
+    case 64: plan.block_n == 256 ? launch<64, 4, kTma>(p, grid, stream) : launch<64, 2, kTma>(p, grid, stream); break;
+    default:
+      plan.block_n == 256 ? launch<128, 4, kTma>(p, grid, stream) : launch<128, 2, kTma>(p, grid, stream);
+      break;
+  }
 }
 
 // The decode kernel counts tiles in 64-row weight blocks.
@@ -206,13 +240,8 @@ void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, c
     else launch_decode<8, kDecode8CtasSingle>(p, grid, stream);
     return;
   }
-  switch (tok) {
-    case 8: launch<8>(p, grid, stream); break;
-    case 16: launch<16>(p, grid, stream); break;
-    case 32: launch<32>(p, grid, stream); break;
-    case 64: plan.block_n == 256 ? launch<64, 4>(p, grid, stream) : launch<64>(p, grid, stream); break;
-    default: plan.block_n == 256 ? launch<128, 4>(p, grid, stream) : launch<128>(p, grid, stream); break;
-  }
+  if (plan.tma) dispatch_wgmma<true>(plan, p, stream);
+  else dispatch_wgmma<false>(plan, p, stream);
 }
 
 kn::GemmW4A16Params base_params(const __nv_bfloat16* a, int64_t rows, const PreparedWeights& w,
@@ -313,6 +342,11 @@ void set_gemm_plan_override(int tok, int splits, int prefetch_atoms, int block_n
   g_prefetch_override = prefetch_atoms;
 }
 
+void set_gemm_tma_pipeline(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
+  g_tma_override = mode;
+}
+
 namespace {
 
 // Weight rows per CTA of the wgmma kernel (docs/GEMM.md v8). 256 rows (4 warpgroups) reuse each
@@ -352,6 +386,7 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
+  plan.tma = !decode && tma_pipeline();
   return plan;
 }
 
@@ -392,6 +427,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
     bound *= plan.splits;
   }
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
+  plan.tma = !decode && tma_pipeline();
   return plan;
 }
 

@@ -360,6 +360,93 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
   }
 }
 
+// The TMA + mbarrier pipeline of the wgmma kernel (set_gemm_tma_pipeline(1)) against the golden
+// model, and bit for bit against the cp.async pipeline on the same inputs (same MMAs in the
+// same order): every token tile and CTA width, N with Np = 128 mod 256 (a 256-row CTA's second
+// half not loaded), K of one stage and of many (persistent CTAs crossing tile boundaries with
+// the ring full), split-K, grouped with empty experts and one expert taking every row.
+::testing::AssertionResult same_on_both_pipelines(const Case& c) {
+  Prepared p = prepare(c);
+  const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
+  std::vector<uint8_t> results[2];
+  for (int tma : {0, 1}) {
+    cuda::set_gemm_tma_pipeline(tma);
+    const size_t ws_bytes = workspace_for(c);
+    DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
+    ws.fill_bytes(0);
+    DeviceBuffer<uint8_t> out(std::max<size_t>(1, size_t(c.rows * c.n) * esz));
+    out.fill_bytes(0xff);
+    launch(c, p, out.get(), ws.get(), ws_bytes, nullptr);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    results[tma] = out.download();
+    results[tma].resize(size_t(c.rows * c.n) * esz);
+  }
+  auto model = check(c, p, results[1]);
+  if (!model) return model << " (TMA pipeline)";
+  return bytes_equal(results[1], results[0], describe(c) + ": TMA vs cp.async pipeline");
+}
+
+struct ResetPlanOverrides {
+  ~ResetPlanOverrides() {
+    cuda::set_gemm_plan_override(0, 0, -1, 0);
+    cuda::set_gemm_tma_pipeline(-1);
+  }
+};
+
+// A few small cases of the TMA pipeline for compute-sanitizer (gpu-check runs *Small* there):
+// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K.
+TEST(GemmSm90, TmaPipelineSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  std::mt19937 rng(4343);
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 70, 136, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1300}));
+  cuda::set_gemm_plan_override(32, 0, -1, 0);
+  EXPECT_TRUE(same_on_both_pipelines(Case{false, true, 200, 256, 144, 8, random_offsets(rng, 190, 8, 3),
+                                          Mode::kRandom, OutDType::kFP32, 1301}));
+  cuda::set_gemm_plan_override(0, 0, -1, 0);
+  EXPECT_TRUE(same_on_both_pipelines(Case{false, false, 20, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, 1302}));
+}
+
+TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_tma_pipeline(1);
+  ASSERT_TRUE(cuda::plan_gemm(300, 384, 256).tma);
+  ASSERT_FALSE(cuda::plan_gemm(1, 384, 256).tma) << "the decode kernel has no TMA pipeline";
+  std::mt19937 rng(4242);
+  uint32_t seed = 1200;
+  struct Tiles { int tok, block_n; };
+  for (Tiles t : {Tiles{0, 0}, Tiles{32, 0}, Tiles{64, 128}, Tiles{64, 256}, Tiles{128, 128}, Tiles{128, 256}}) {
+    cuda::set_gemm_plan_override(t.tok, 0, -1, t.block_n);
+    for (bool w4a4 : {false, true}) {
+      for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}}) {
+        EXPECT_TRUE(same_on_both_pipelines(
+            Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
+        EXPECT_TRUE(same_on_both_pipelines(
+            Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+      }
+      EXPECT_TRUE(same_on_both_pipelines(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
+                                              Mode::kExact, OutDType::kBF16, seed++}));
+      EXPECT_TRUE(same_on_both_pipelines(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9),
+                                              Mode::kRandom, OutDType::kFP32, seed++}));
+    }
+  }
+  cuda::set_gemm_plan_override(0, 0, -1, 0);
+  // Split-K of the 128-row CTA (few tiles, long K), and the heuristics' own grouped tiles.
+  ASSERT_GT(cuda::plan_gemm(40, 512, 7168).splits, 1);
+  EXPECT_TRUE(same_on_both_pipelines(Case{false, false, 40, 512, 7168, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 100, 520, 4112, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
+  for (int experts : {8, 256}) {
+    std::vector<int32_t> off(size_t(experts + 1), 0);
+    for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 700;  // expert E/2 owns all
+    EXPECT_TRUE(same_on_both_pipelines(Case{false, true, 700, 256, 512, experts, off, Mode::kRandom,
+                                            OutDType::kBF16, seed++}));
+  }
+  EXPECT_TRUE(same_on_both_pipelines(Case{true, true, 8192, 256, 1024, 256, random_offsets(rng, 8000, 256, 7),
+                                          Mode::kRandom, OutDType::kBF16, seed++}));
+}
+
 TEST(GemmSm90, SingleW4A16LargeM) {
   NVFP4MOE_REQUIRE_GPU();
   EXPECT_TRUE(run_case(Case{false, false, 4096, 384, 256, 1, {}, Mode::kRandom, OutDType::kFP32, 7}));

@@ -66,12 +66,14 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        cudaStream_t stream);
 
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
-// CTA of the wgmma kernel (128 or 256; 0 for the decode kernel) and K splits.
+// CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits, and whether the
+// wgmma kernel fills its pipeline by TMA + mbarriers (else cp.async + a CTA barrier per stage).
 struct GemmPlan {
   int tok_tile = 0;
   int block_n = 0;
   int splits = 1;
   int grid = 0;
+  bool tma = false;
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -83,5 +85,13 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 // (128 or 256, honoured for token tiles 64 and 128; 0: heuristics). Process-wide, not
 // thread-safe; workspaces must be sized while the same override is in force.
 void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int block_n = 0);
+
+// Tuning and validation only: how the wgmma kernel (token tiles 32..128, and 8/16 when forced)
+// fills its shared-memory stages. 1: TMA for the activation tile and bulk copies for the
+// weights, full/empty mbarriers per stage, no CTA-wide barrier in the mainloop; 0: cp.async by
+// every thread and one __syncthreads per stage; -1: the default (cp.async, or TMA when the
+// environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit. Process-wide, not
+// thread-safe.
+void set_gemm_tma_pipeline(int mode);
 
 }  // namespace nvfp4moe::cuda
