@@ -6,7 +6,7 @@
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
 // single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b],
-// --tok/--splits/--prefetch/--block-n/--tma (tuning overrides, below), --json FILE. Column
+// --tok/--splits/--prefetch/--block-n/--tma/--hot (tuning overrides, below), --json FILE. Column
 // `pipe`: dec = decode kernel, cp / tma = wgmma kernel with the cp.async / TMA pipeline.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -277,6 +277,9 @@ int main(int argc, char** argv) {
     // --tma 0|1: how the wgmma kernel fills its stages (cp.async / TMA + mbarriers; default:
     // the library's, see cuda/gemm.h set_gemm_tma_pipeline). The `pipe` column says which ran.
     if (const char* tma = nb::arg_value(argc, argv, "--tma")) nc::set_gemm_tma_pipeline(std::atoi(tma));
+    // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
+    // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
+    if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));
   }
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");
@@ -327,7 +330,7 @@ int main(int argc, char** argv) {
 
   }  // not --single
 
-  nb::Table table({"shape", "kind", "M/rows", "N", "K", "tok", "bn", "pipe", "split", "us", "TFLOP/s", "wGB/s", "%copy",
+  nb::Table table({"shape", "kind", "M/rows", "N", "K", "tok", "bn", "pipe", "split", "hot", "us", "TFLOP/s", "wGB/s", "%copy",
                    "cuBLAS us", "cuBLAS TF", "%cuBLAS TF", "x cuBLAS"});
   nb::JsonWriter json;
   nb::add_device_meta(json.meta(), cx.dev, cx.copy_gbs);
@@ -339,13 +342,13 @@ int main(int argc, char** argv) {
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
                    std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
                    r.plan.tok_tile <= 16 ? "dec" : (r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
-                   nb::fmt("%.1f", r.us),
+                   std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
                    nb::fmt("%.1f", r.cublas_us), nb::fmt("%.1f", tfc), nb::fmt("%.0f%%", 100 * tf / tfc),
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

@@ -74,6 +74,7 @@ int g_split_override = 0;
 int g_prefetch_override = -1;
 int g_block_n_override = 0;
 int g_tma_override = -1;
+int g_hot_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment; off by default until
@@ -342,6 +343,11 @@ void set_gemm_plan_override(int tok, int splits, int prefetch_atoms, int block_n
   g_prefetch_override = prefetch_atoms;
 }
 
+void set_gemm_hot_expert_rows(int rows) {
+  NVFP4MOE_CHECK(rows >= -1, "rows: expected -1 (heuristics), 0 (off) or a row count, got ", rows);
+  g_hot_override = rows;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -428,6 +434,33 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   }
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
+  // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
+  // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the
+  // expert's weights again (Zipf over 256 experts at 4096 rows: 322 token tiles per weight
+  // block instead of 256 balanced, +19-28% time measured). Experts above hot_rows go to a
+  // second launch at token tile 128 (6 tiles instead of 21 for a 670-row expert); which
+  // experts those are is decided on the device from the offsets, so a balanced routing's
+  // second launch finds no tiles and returns.
+  static const int hot_env = [] {  // NVFP4MOE_GEMM_HOT=R: the threshold for every call (tuning)
+    const char* v = std::getenv("NVFP4MOE_GEMM_HOT");
+    return v != nullptr ? std::max(0, std::atoi(v)) : -1;
+  }();
+  const int hot_set = g_hot_override >= 0 ? g_hot_override : hot_env;
+  // By default only for calls of >= 100 GFLOP (>= ~200 us): the second launch costs 5-10 us
+  // even when it finds no hot expert (132 CTAs of 214 KB shared memory start and exit; measured
+  // +10-25 us on the Qwen3 layer at T = 256..512), 3% or less there.
+  const bool big_call = 2.0 * double(rows) * double(n) * double(k) >= 1e11;
+  const int hot = hot_set >= 0                                              ? hot_set
+                  : big_call && (plan.tok_tile == 32 || plan.tok_tile == 64) ? 2 * plan.tok_tile
+                                                                             : 0;
+  if (!decode && plan.splits == 1 && hot > 0 && hot < rows) {
+    plan.hot_rows = hot;
+    const int64_t hot_experts = std::min<int64_t>(num_experts, rows / (hot + 1));
+    const int64_t hot_tok_tiles = grouped_max_tok_tiles(rows, 128, int(std::max<int64_t>(1, hot_experts)));
+    plan.hot_block_n = wgmma_block_n(128, false, n, hot_tok_tiles);
+    const int64_t hot_ctas = int64_t(sm_count()) * ctas_per_sm_for(128, false, true, plan.hot_block_n);
+    plan.hot_grid = int(std::max<int64_t>(1, std::min(tile_blocks_of(n, false, plan.hot_block_n) * hot_tok_tiles, hot_ctas)));
+  }
   return plan;
 }
 
@@ -521,7 +554,17 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
     p.partial = ws.partial;
     p.counters = ws.counters;
   }
+  p.expert_rows_hi = plan.hot_rows;  // 0: every expert
   dispatch(plan, decode, p, stream);
+  if (plan.hot_rows > 0) {  // the hot experts, same activations (prepared K order) and output
+    GemmPlan hot = plan;
+    hot.tok_tile = 128;
+    hot.block_n = plan.hot_block_n;
+    hot.grid = plan.hot_grid;
+    p.expert_rows_lo = plan.hot_rows + 1;
+    p.expert_rows_hi = 0;
+    dispatch(hot, false, p, stream);
+  }
 }
 
 }  // namespace

@@ -390,6 +390,7 @@ struct ResetPlanOverrides {
   ~ResetPlanOverrides() {
     cuda::set_gemm_plan_override(0, 0, -1, 0);
     cuda::set_gemm_tma_pipeline(-1);
+    cuda::set_gemm_hot_expert_rows(-1);
   }
 };
 
@@ -400,7 +401,7 @@ TEST(GemmSm90, TmaPipelineSmall) {
   ResetPlanOverrides reset;
   std::mt19937 rng(4343);
   cuda::set_gemm_plan_override(64, 0, -1, 256);
-  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 70, 136, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1300}));
+  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1300}));
   cuda::set_gemm_plan_override(32, 0, -1, 0);
   EXPECT_TRUE(same_on_both_pipelines(Case{false, true, 200, 256, 144, 8, random_offsets(rng, 190, 8, 3),
                                           Mode::kRandom, OutDType::kFP32, 1301}));
@@ -445,6 +446,66 @@ TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
   }
   EXPECT_TRUE(same_on_both_pipelines(Case{true, true, 8192, 256, 1024, 256, random_offsets(rng, 8000, 256, 7),
                                           Mode::kRandom, OutDType::kBF16, seed++}));
+}
+
+// Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):
+// a few hot experts with hundreds of rows, a long tail of experts with a few.
+std::vector<int32_t> zipf_offsets(std::mt19937& rng, int64_t rows, int experts) {
+  std::vector<int> rank(static_cast<size_t>(experts));
+  for (int e = 0; e < experts; ++e) rank[size_t(e)] = e;
+  std::shuffle(rank.begin(), rank.end(), rng);
+  std::vector<double> wgt(static_cast<size_t>(experts));
+  for (int e = 0; e < experts; ++e) wgt[size_t(e)] = 1.0 / (rank[size_t(e)] + 1);
+  std::discrete_distribution<int> pick(wgt.begin(), wgt.end());
+  std::vector<int64_t> cnt(size_t(experts), 0);
+  for (int64_t r = 0; r < rows; ++r) cnt[size_t(pick(rng))]++;
+  std::vector<int32_t> off(size_t(experts + 1), 0);
+  for (int e = 0; e < experts; ++e) off[size_t(e + 1)] = off[size_t(e)] + int32_t(cnt[size_t(e)]);
+  return off;
+}
+
+// Large grouped calls whose token tile is 32 or 64 take a second launch for the hot experts
+// (more rows than GemmPlan::hot_rows: token tile 128, 256-row CTAs), decided on the device
+// from the offsets: skewed routings with hot experts, a balanced one with none (the second launch finds
+// no tiles), one expert taking every row (the first finds none), on both pipelines.
+TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  std::mt19937 rng(5150);
+  uint32_t seed = 1400;
+  // The heuristics split calls of >= 100 GFLOP (DeepSeek-V3 w13 at 4096 rows), not small ones.
+  EXPECT_EQ(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).hot_rows, 64);
+  EXPECT_EQ(cuda::plan_grouped_gemm(8192, 4096, 7168, 256).hot_rows, 128);
+  EXPECT_EQ(cuda::plan_grouped_gemm(2048, 1536, 2048, 128).hot_rows, 0);
+  for (int64_t rows : {4096, 8192}) {
+    const int tok = cuda::plan_grouped_gemm(rows, 256, 512, 256).tok_tile;
+    ASSERT_TRUE(tok == 32 || tok == 64) << "rows " << rows;
+    cuda::set_gemm_hot_expert_rows(2 * tok);  // the default threshold, on these small shapes
+    ASSERT_EQ(cuda::plan_grouped_gemm(rows, 256, 512, 256).hot_rows, 2 * tok) << "rows " << rows;
+    std::vector<int32_t> all_to_one(257, 0);
+    for (int e = 101; e <= 256; ++e) all_to_one[size_t(e)] = int32_t(rows);  // expert 100 owns all
+    for (int tma : {0, 1}) {
+      cuda::set_gemm_tma_pipeline(tma);
+      for (bool w4a4 : {false, true}) {
+        EXPECT_TRUE(run_case(Case{w4a4, true, rows, 256, 512, 256, zipf_offsets(rng, rows, 256), Mode::kRandom,
+                                  OutDType::kFP32, seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, true, rows + 3, 136, 272, 256, zipf_offsets(rng, rows, 256), Mode::kExact,
+                                  OutDType::kBF16, seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, true, rows, 256, 512, 256, random_offsets(rng, rows, 256, 0),
+                                  Mode::kExact, OutDType::kBF16, seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, true, rows, 256, 512, 256, all_to_one, Mode::kRandom, OutDType::kBF16,
+                                  seed++}));
+      }
+    }
+  }
+  // The threshold override: every expert with more than 8 rows hot (most of a balanced call),
+  // and off (one launch, as before v9).
+  for (int hot : {8, 0}) {
+    cuda::set_gemm_hot_expert_rows(hot);
+    EXPECT_EQ(cuda::plan_grouped_gemm(4096, 256, 512, 256).hot_rows, hot);
+    EXPECT_TRUE(run_case(Case{false, true, 4096, 256, 512, 256, zipf_offsets(rng, 4096, 256), Mode::kExact,
+                              OutDType::kBF16, seed++}));
+  }
 }
 
 TEST(GemmSm90, SingleW4A16LargeM) {

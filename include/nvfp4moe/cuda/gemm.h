@@ -68,12 +68,18 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
 // CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits, and whether the
 // wgmma kernel fills its pipeline by TMA + mbarriers (else cp.async + a CTA barrier per stage).
+// Grouped calls with hot_rows > 0 run two launches, each finding its experts on the device
+// from the offsets: experts with <= hot_rows rows at tok_tile, the others (hot experts of a
+// skewed routing) at token tile 128 with hot_block_n weight rows per CTA and grid hot_grid.
 struct GemmPlan {
   int tok_tile = 0;
   int block_n = 0;
   int splits = 1;
   int grid = 0;
   bool tma = false;
+  int hot_rows = 0;
+  int hot_block_n = 0;
+  int hot_grid = 0;
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -85,6 +91,13 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 // (128 or 256, honoured for token tiles 64 and 128; 0: heuristics). Process-wide, not
 // thread-safe; workspaces must be sized while the same override is in force.
 void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int block_n = 0);
+
+// Tuning only: the expert row count above which a grouped call's experts go to the second,
+// token-tile-128 launch (GemmPlan::hot_rows). -1: the heuristics (2 x the token tile for
+// token tiles 32 and 64 in calls of >= 100 GFLOP, else none, or NVFP4MOE_GEMM_HOT=R from the environment); 0: one
+// launch; > 0: that threshold for every grouped call on the wgmma kernel. Process-wide, not
+// thread-safe.
+void set_gemm_hot_expert_rows(int rows);
 
 // Tuning and validation only: how the wgmma kernel (token tiles 32..128, and 8/16 when forced)
 // fills its shared-memory stages. 1: TMA for the activation tile and bulk copies for the

@@ -57,12 +57,15 @@ __device__ __forceinline__ void load_offsets(const int32_t* off, int num_experts
 __device__ __forceinline__ int expert_rows(const int* s_off, int e) { return max(0, s_off[e + 1] - s_off[e]); }
 
 // Tiles per expert (into s_prefix[0..E)), then their exclusive prefix (s_prefix[E] = total).
+// Only experts with rows_lo <= rows <= rows_hi (rows_hi = 0: no upper bound) get tiles: a
+// grouped call may be split into launches for cold and hot experts (GemmPlan::hot_rows).
 template <int kTok>
 __device__ __forceinline__ int build_tile_prefix(const int* s_off, int num_experts, int n_blocks,
-                                                 int* s_prefix) {
+                                                 int* s_prefix, int rows_lo = 0, int rows_hi = 0) {
   for (int e = threadIdx.x; e < num_experts; e += blockDim.x) {
     int rows_e = expert_rows(s_off, e);
-    s_prefix[e] = n_blocks * ((rows_e + kTok - 1) / kTok);
+    const bool mine = rows_e >= rows_lo && (rows_hi == 0 || rows_e <= rows_hi);
+    s_prefix[e] = mine ? n_blocks * ((rows_e + kTok - 1) / kTok) : 0;
   }
   __syncthreads();
   block_exclusive_scan(s_prefix, num_experts);

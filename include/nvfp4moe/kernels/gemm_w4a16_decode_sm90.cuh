@@ -81,7 +81,8 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   int total_tiles;
   if (grouped) {
     load_offsets(p.off, p.num_experts, p.rows, s_off);
-    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix) * p.splits;
+    total_tiles =
+        build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
   } else {
     total_tiles = n_blocks * tok_tiles_single * p.splits;
   }

@@ -9,8 +9,8 @@
 //              registers --dequant (exact, bf16)--> wgmma A fragments (RS form)
 //     tokens   (kTok x 128 bf16, in the prepared K order, gemm_act_permute_sm90.cuh)
 //              --cp.async (or TMA)--> smem, 128-byte swizzle --> wgmma B (desc)
-//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep cp.async ring over K, loads
-//              kStages-2 stages ahead (across tile boundaries for persistent CTAs); each
+//     acc      fp32 [64 x kTok] per warpgroup; kStages-deep ring over K, loads kStages-2
+//              (TMA: up to kStages-1) stages ahead (across tile boundaries for persistent CTAs); each
 //              k16 step is dequantized while up to 3 earlier wgmma are in flight.
 //
 // Epilogue: v = acc * 2^7 (undoes the dequant scaling, exact), out = v * alpha(n), rounded to
@@ -56,6 +56,8 @@ struct GemmW4A16Params {
   int* counters;           // [n_blocks * tok_tiles], zero before the first launch
   int prefetch_atoms;      // decode kernel: weight atoms per CTA prefetched into L2 ahead of
                            // the register ring (0: none)
+  int expert_rows_lo;      // grouped: only experts with lo <= rows <= hi (hi = 0: no bound)
+  int expert_rows_hi;      // get tiles (the cold / hot launches of GemmPlan::hot_rows)
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows
@@ -116,8 +118,8 @@ struct StageCursor {
 //     per warpgroup (its contiguous 2-atom weight run), completing on the slot's `full`
 //     mbarrier; each warp arrives on the slot's `empty` mbarrier once its wgmma of the stage
 //     have retired. No CTA-wide barrier in the mainloop: warpgroups wait only for their data
-//     and drift up to kStages-2 stages apart. In the middle of each of its stages thread 0
-//     refills the next slot if every warp has freed it (without blocking), and it blocks only
+//     and drift up to kStages-1 stages apart. In the middle of each of its stages thread 0
+//     refills every slot that all warps have freed (without blocking), and it blocks only
 //     when the stage it is about to compute has not been issued yet.
 //   Not yet measured on a GPU (written 2026-12-05 without one): off by default, selected by
 //   cuda::set_gemm_tma_pipeline(1) or NVFP4MOE_GEMM_TMA=1 (docs/GEMM.md v9).
@@ -162,7 +164,7 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
   int total_tiles;
   if (grouped) {
     load_offsets(p.off, p.num_experts, p.rows, s_off);
-    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, p.n_blocks, s_prefix);
+    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, p.n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi);
   } else {
     total_tiles = p.n_blocks * tok_tiles_single * p.splits;
   }
@@ -363,13 +365,12 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
               __syncwarp();
               if (lane == 0) ptx::mbarrier_arrive(empty_bar(cp_slot == 0 ? kStages - 1 : cp_slot - 1));
             }
-            // Mid-stage, thread 0 refills the next slot if every warp has freed it (this warp
-            // freed stage i-1's above). Here and not at the stage start: with the issue code
+            // Mid-stage, thread 0 refills every slot that all warps have freed (this warp freed
+            // stage i-1's above), so the distance ahead recovers after a slow warp. Here and not at the stage start: with the issue code
             // only between stages, ptxas serializes every wgmma (C7513; checked by ctest
             // GemmWgmmaNotSerialized), and here the slot of stage i-1 is usually free already.
-            if (at == 1 && s == 0 && tid == 0 && ld.valid &&
-                ptx::mbarrier_test_wait(empty_bar(tma_slot), tma_empty_parity)) {
-              tma_issue();
+            if (at == 1 && s == 0 && tid == 0) {
+              while (ld.valid && ptx::mbarrier_test_wait(empty_bar(tma_slot), tma_empty_parity)) tma_issue();
             }
           }
         }
