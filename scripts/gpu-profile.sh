@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Nsight Compute profiles that the open performance questions need (docs/GEMM.md "What limits
-# it now", docs/results/quantize.md "Next step"), in one command for a GPU machine. Expects a
-# built tree (scripts/gpu-check.sh builds one in build/). Reports (.ncu-rep) and their text
-# pages go to $OUT (default ./out/profile).
+# it now", docs/results/quantize.md "Next step"), in one command for a GPU machine. Expects the
+# benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
+# (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
 #   scripts/gpu-profile.sh [quant] [gemm] [decode]     (default: all three)
 #
@@ -10,8 +10,9 @@
 #           at M = 65536, K = 7168: memory tables (L1/L2 sectors per request, DRAM), warp
 #           states, issue and pipe utilisation side by side (why 41-50% of copy where
 #           silu_and_mul on the same walk reaches 92%).
-#   gemm    the 4-warpgroup wgmma kernel at DSV3 w13 M = 4096, cp.async and TMA pipelines:
-#           tensor pipe, stall reasons (CTA barrier vs mbarrier waits).
+#   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
+#           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
+#           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
 #   decode  the grouped decode kernel at 8 and 512 rows (E = 256): memory tables (what its
 #           loads wait for: L1 hit rate of the activation loads, L2 sectors per request).
 set -uo pipefail
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}/profile
 mkdir -p "$OUT"
 what=("$@"); ((${#what[@]})) || what=(quant gemm decode)
+BIN=${BIN:-build/bench}
 sections=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables
           --section WarpStateStats --section SchedulerStats --section InstructionStats --section ComputeWorkloadAnalysis
           --section LaunchStats --section Occupancy --section SourceCounters)
@@ -32,15 +34,17 @@ prof() {  # name kernel-regex (on the demangled name) count binary args...
 for w in "${what[@]}"; do
   case "$w" in
     quant)
-      prof quant_experts 'quantize_nvfp4_kernel<__nv_bfloat16, false' 1 build/bench/nvfp4moe_bench_quantize --m 65536 --k 7168
-      prof quant_fused 'quantize_nvfp4_kernel<__nv_bfloat16, true' 1 build/bench/nvfp4moe_bench_quantize --m 65536 --k 7168
-      prof quant_silu 'silu_and_mul_kernel' 1 build/bench/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
+      prof quant_experts 'quantize_nvfp4_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_fused 'quantize_nvfp4_kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_silu 'silu_and_mul_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
     gemm)
-      prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 build/bench/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
-      prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 build/bench/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1 ;;
+      prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
+      prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1
+      prof gemm_grouped4096_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 0
+      prof gemm_grouped4096_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 1 ;;
     decode)
-      prof decode_8rows 'gemm_w4a16_decode' 1 build/bench/nvfp4moe_bench_gemm --grouped --rows 8
-      prof decode_512rows 'gemm_w4a16_decode' 1 build/bench/nvfp4moe_bench_gemm --grouped --rows 512 ;;
+      prof decode_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 8
+      prof decode_512rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 512 ;;
     *) echo "gpu-profile: unknown part $w (quant, gemm, decode)" >&2; exit 2 ;;
   esac
 done
