@@ -389,6 +389,8 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
   if (tiles > 0 && tiles < ctas && tiles <= kMaxSplitCounters && plan.block_n != 256)  // 256: never split
     plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
+  if (g_split_override > 0 && plan.block_n != 256 && tiles <= kMaxSplitCounters)  // tuning
+    plan.splits = int(std::clamp<int64_t>(g_split_override, 1, max_splits));
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);

@@ -85,8 +85,8 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 
 // Tuning only (the GEMM benchmark's --tok / --splits / --prefetch / --block-n): force the token
-// tile (8, 16: decode kernel; 32, 64, 128: wgmma kernel), the grouped decode split count of
-// every later plan (0 restores the heuristics), the decode kernel's L2 prefetch distance in
+// tile (8, 16: decode kernel; 32, 64, 128: wgmma kernel), the K split count of every later
+// single plan and grouped decode plan (0 restores the heuristics; 1: no split), the decode kernel's L2 prefetch distance in
 // weight atoms per CTA (-1: the default, 0: off) and the wgmma kernel's weight rows per CTA
 // (128 or 256, honoured for token tiles 64 and 128; 0: heuristics). Process-wide, not
 // thread-safe; workspaces must be sized while the same override is in force.
