@@ -121,8 +121,10 @@ struct StageCursor {
 //     and drift up to kStages-1 stages apart. In the middle of each of its stages thread 0
 //     refills every slot that all warps have freed (without blocking), and it blocks only
 //     when the stage it is about to compute has not been issued yet.
-//   Not yet measured on a GPU (written 2026-12-05 without one): off by default, selected by
-//   cuda::set_gemm_tma_pipeline(1) or NVFP4MOE_GEMM_TMA=1 (docs/GEMM.md v9).
+//   Exact (bit-identical to the cp.async path) but measured 4-15% slower on the H100: thread 0
+//   issues inside its own warpgroup's MMA stream, and the boxes load all kTok rows where the
+//   cp.async path loads the valid ones. Off by default; cuda::set_gemm_tma_pipeline(1) or
+//   NVFP4MOE_GEMM_TMA=1 selects it (docs/GEMM.md v9).
 // act_map is used only when kTma.
 template <int kTok, int kWarpGroups = 2, bool kTma = false>
 __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
