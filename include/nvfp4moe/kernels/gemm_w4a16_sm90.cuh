@@ -28,6 +28,7 @@
 #include "nvfp4moe/kernels/gemm_dequant_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_split_reduce_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
@@ -423,25 +424,9 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
         __syncthreads();
         if (s_is_last) {
           __threadfence();
-          // Sum the splits in split order; the loads of several splits are in flight at
-          // once and never wait on the stores.
-          float sum[kTok / 2];
-#pragma unroll
-          for (int r = 0; r < kTok / 2; ++r) sum[r] = 0.0f;
-#pragma unroll 4
-          for (int s = 0; s < p.splits; ++s) {
-            const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
-#pragma unroll
-            for (int r = 0; r < kTok / 2; ++r) {
-              int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
-              if (tok < tile.rows_valid && n < p.n) sum[r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
-            }
-          }
-#pragma unroll
-          for (int r = 0; r < kTok / 2; ++r) {
-            int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
-            if (tok < tile.rows_valid && n < p.n) store(tile.row0 + tok, n, sum[r]);
-          }
+          const int col0 = tile.n_block * Cfg::kBlockN;
+          reduce_split_tile<Cfg::kThreads>(p.partial, p.splits, p.rows, p.n, tile.row0, tile.rows_valid, col0,
+                                           min(Cfg::kBlockN, p.n - col0), store);
           if (tid == 0) *counter = 0;
         }
       }
