@@ -449,12 +449,14 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
     return v != nullptr ? std::max(0, std::atoi(v)) : -1;
   }();
   const int hot_set = g_hot_override >= 0 ? g_hot_override : hot_env;
-  // By default only for calls of >= 100 GFLOP (>= ~200 us): the second launch costs 5-10 us
+  // Threshold = the token tile: measured at 1, 1.5, 2 and 3 tiles on the H100 (skewed E=256,
+  // DSV3 w13): 4096 rows 2201 / 2229 / 2283 / 2263 us, 8192 rows 2587 / 2599 / 2686 / 2659 us
+  // (one launch: 2425 and 2682 us). By default only for calls of >= 100 GFLOP (>= ~200 us): the second launch costs 5-10 us
   // even when it finds no hot expert (132 CTAs of 214 KB shared memory start and exit; measured
   // +10-25 us on the Qwen3 layer at T = 256..512), 3% or less there.
   const bool big_call = 2.0 * double(rows) * double(n) * double(k) >= 1e11;
   const int hot = hot_set >= 0                                              ? hot_set
-                  : big_call && (plan.tok_tile == 32 || plan.tok_tile == 64) ? 2 * plan.tok_tile
+                  : big_call && (plan.tok_tile == 32 || plan.tok_tile == 64) ? plan.tok_tile
                                                                              : 0;
   if (!decode && plan.splits == 1 && hot > 0 && hot < rows) {
     plan.hot_rows = hot;

@@ -474,14 +474,14 @@ TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
   std::mt19937 rng(5150);
   uint32_t seed = 1400;
   // The heuristics split calls of >= 100 GFLOP (DeepSeek-V3 w13 at 4096 rows), not small ones.
-  EXPECT_EQ(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).hot_rows, 64);
-  EXPECT_EQ(cuda::plan_grouped_gemm(8192, 4096, 7168, 256).hot_rows, 128);
+  EXPECT_EQ(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).hot_rows, 32);
+  EXPECT_EQ(cuda::plan_grouped_gemm(8192, 4096, 7168, 256).hot_rows, 64);
   EXPECT_EQ(cuda::plan_grouped_gemm(2048, 1536, 2048, 128).hot_rows, 0);
   for (int64_t rows : {4096, 8192}) {
     const int tok = cuda::plan_grouped_gemm(rows, 256, 512, 256).tok_tile;
     ASSERT_TRUE(tok == 32 || tok == 64) << "rows " << rows;
-    cuda::set_gemm_hot_expert_rows(2 * tok);  // the default threshold, on these small shapes
-    ASSERT_EQ(cuda::plan_grouped_gemm(rows, 256, 512, 256).hot_rows, 2 * tok) << "rows " << rows;
+    cuda::set_gemm_hot_expert_rows(tok);  // the default threshold, on these small shapes
+    ASSERT_EQ(cuda::plan_grouped_gemm(rows, 256, 512, 256).hot_rows, tok) << "rows " << rows;
     std::vector<int32_t> all_to_one(257, 0);
     for (int e = 101; e <= 256; ++e) all_to_one[size_t(e)] = int32_t(rows);  // expert 100 owns all
     for (int tma : {0, 1}) {

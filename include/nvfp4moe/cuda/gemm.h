@@ -93,7 +93,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int block_n = 0);
 
 // Tuning only: the expert row count above which a grouped call's experts go to the second,
-// token-tile-128 launch (GemmPlan::hot_rows). -1: the heuristics (2 x the token tile for
+// token-tile-128 launch (GemmPlan::hot_rows). -1: the heuristics (the token tile itself for
 // token tiles 32 and 64 in calls of >= 100 GFLOP, else none, or NVFP4MOE_GEMM_HOT=R from the environment); 0: one
 // launch; > 0: that threshold for every grouped call on the wgmma kernel. Process-wide, not
 // thread-safe.
