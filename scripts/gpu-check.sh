@@ -101,14 +101,6 @@ if ((run_bench)); then
   timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
   rc=$?
   record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
-  # A/B of the wgmma kernel's pipelines in the same session: the GEMM bench's wgmma shapes and the
-  # MoE layer from 1024 tokens (where the wgmma kernel runs) with the TMA pipeline.
-  timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --tma 1 --json "$OUT/nvfp4moe_bench_gemm_tma.json" \
-    > "$OUT/nvfp4moe_bench_gemm_tma.txt" 2>&1
-  record "nvfp4moe_bench_gemm --tma 1" "rc=$? (table in nvfp4moe_bench_gemm_tma.txt)"
-  NVFP4MOE_GEMM_TMA=1 timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench_tma.json" \
-    > "$OUT/nvfp4moe_bench_moe_layer_tma.txt" 2>&1
-  record "nvfp4-moe bench, TMA pipeline" "rc=$? (table in nvfp4moe_bench_moe_layer_tma.txt)"
 fi
 
 echo

@@ -86,25 +86,26 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
 
 // Tuning only (the GEMM benchmark's --tok / --splits / --prefetch / --block-n): force the token
 // tile (8, 16: decode kernel; 32, 64, 128: wgmma kernel), the K split count of every later
-// single plan and grouped decode plan (0 restores the heuristics; 1: no split), the decode kernel's L2 prefetch distance in
-// weight atoms per CTA (-1: the default, 0: off) and the wgmma kernel's weight rows per CTA
+// single plan and grouped decode plan (0 restores the heuristics; 1: no split), the decode
+// kernel's L2 prefetch distance in weight atoms per CTA (-1: the default, 0: off) and the
+// wgmma kernel's weight rows per CTA
 // (128 or 256, honoured for token tiles 64 and 128; 0: heuristics). Process-wide, not
 // thread-safe; workspaces must be sized while the same override is in force.
 void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int block_n = 0);
 
 // Tuning only: the expert row count above which a grouped call's experts go to the second,
 // token-tile-128 launch (GemmPlan::hot_rows). -1: the heuristics (the token tile itself for
-// token tiles 32 and 64 in calls of >= 100 GFLOP, else none, or NVFP4MOE_GEMM_HOT=R from the environment); 0: one
-// launch; > 0: that threshold for every grouped call on the wgmma kernel. Process-wide, not
-// thread-safe.
+// token tiles 32 and 64 in calls of >= 100 GFLOP, else none; or NVFP4MOE_GEMM_HOT=R from the
+// environment); 0: one launch; > 0: that threshold for every grouped call on the wgmma
+// kernel. Process-wide, not thread-safe.
 void set_gemm_hot_expert_rows(int rows);
 
 // Tuning and validation only: how the wgmma kernel (token tiles 32..128, and 8/16 when forced)
 // fills its shared-memory stages. 1: TMA for the activation tile and bulk copies for the
 // weights, full/empty mbarriers per stage, no CTA-wide barrier in the mainloop; 0: cp.async by
 // every thread and one __syncthreads per stage; -1: the default (cp.async, or TMA when the
-// environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit. Process-wide, not
-// thread-safe.
+// environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit; measured 4-15% slower on
+// the H100 (docs/GEMM.md v9), hence off. Process-wide, not thread-safe.
 void set_gemm_tma_pipeline(int mode);
 
 }  // namespace nvfp4moe::cuda
