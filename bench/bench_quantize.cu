@@ -13,7 +13,10 @@
 // L2. Bandwidth: bytes read + written per call / time (per expert: the scale rows up to
 // sf_off[E], the ones written); "%copy" relative to a 1 GiB device-to-device cudaMemcpy
 // measured in the same run (read + written as well). The timing floor (an empty kernel
-// between the same events) is printed with the device.
+// between the same events) is printed with the device. "b2b us" (M <= 1024): the per-call time
+// of 20 calls back to back between one event pair (bench_util.h time_batch_us), i.e. without
+// the per-call event overhead: what a call costs inside a captured forward pass, and the
+// measure of the "M <= 16 under 5 us" target.
 //
 //   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K]
 // (--m / --k: only that row count / width, e.g. to profile one shape.)
@@ -66,6 +69,7 @@ struct Row {
   double bytes;
   nb::Timing t;
   double ratio = 0;  // fused only: unfused time / fused time
+  double b2b_us = 0;  // small calls (M <= 1024): per-call time back to back (time_batch_us)
 };
 
 }  // namespace
@@ -119,6 +123,7 @@ int main(int argc, char** argv) {
       auto run = [&](const std::string& name, double bytes, int experts, auto&& fn) {
         const nb::Timing t = nb::time_median_us(stream, fn, 10, nb::iterations_for_bytes(bytes));
         rows.push_back(Row{name, m, k, experts, bytes, t});
+        if (m <= 1024) rows.back().b2b_us = nb::time_batch_us(stream, fn).median_us;
         return t;
       };
       const double data_rows = double(off.back());
@@ -166,7 +171,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  nb::Table table({"kernel", "M", "K", "E", "MB moved", "median us", "min us", "GB/s", "%copy", "fused/unfused", "target"});
+  nb::Table table({"kernel", "M", "K", "E", "MB moved", "median us", "min us", "b2b us", "GB/s", "%copy", "fused/unfused",
+                   "target"});
   nb::JsonWriter json;
   nb::add_device_meta(json.meta(), dev, copy_gbs);
   json.meta().add("empty_kernel_us", empty.median_us);
@@ -177,14 +183,18 @@ int main(int argc, char** argv) {
     std::string target;
     if (r.kernel == "fused") target = r.ratio >= 1.6 ? "ratio>=1.6 ok" : "ratio<1.6";
     else if (r.bytes >= 64e6) target = pct >= 90.0 ? ">=90% ok" : "<90%";
-    if (r.m <= 16) target += std::string(target.empty() ? "" : ", ") + (r.t.median_us < 5.0 ? "<5us ok" : ">=5us");
+    // M <= 16: under 5 us per call back to back (the event pair around a single call adds the
+    // timing floor printed above); the single-call median is in its own column.
+    if (r.m <= 16) target += std::string(target.empty() ? "" : ", ") + (r.b2b_us < 5.0 ? "b2b<5us ok" : "b2b>=5us");
     table.add_row({r.kernel, std::to_string(r.m), std::to_string(r.k), std::to_string(r.experts), nb::fmt("%.2f", r.bytes / 1e6),
-                   nb::fmt("%.2f", r.t.median_us), nb::fmt("%.2f", r.t.min_us), nb::fmt("%.0f", gbs), nb::fmt("%.1f", pct),
+                   nb::fmt("%.2f", r.t.median_us), nb::fmt("%.2f", r.t.min_us),
+                   r.b2b_us > 0 ? nb::fmt("%.2f", r.b2b_us) : "", nb::fmt("%.0f", gbs), nb::fmt("%.1f", pct),
                    r.ratio > 0 ? nb::fmt("%.2fx", r.ratio) : "", target});
     nb::JsonObject o;
     o.add("kernel", r.kernel).add("m", r.m).add("k", r.k).add("experts", r.experts).add("bytes", r.bytes)
         .add("median_us", r.t.median_us).add("min_us", r.t.min_us).add("gbs", gbs).add("pct_copy", pct)
         .add("iterations", r.t.iterations);
+    if (r.b2b_us > 0) o.add("b2b_us", r.b2b_us);
     if (r.ratio > 0) o.add("unfused_over_fused", r.ratio);
     json.add_result(o);
   }

@@ -129,6 +129,44 @@ Timing time_median_us(cudaStream_t stream, Fn&& fn, int warmup = 10, int iters =
   return t;
 }
 
+// Per-call device time of fn when calls run back to back, as in a CUDA graph or a stream of
+// launches: `batch` calls between one pair of events, per call, median over `reps` batches
+// (behind the same spin kernel head start). time_median_us puts an event pair around every
+// call, which costs a few microseconds of its own (the "timing floor" the benches print); for
+// calls that short this is the number that says what the call costs inside a forward pass.
+// fn(i) rotates its buffers as for time_median_us.
+template <typename Fn>
+Timing time_batch_us(cudaStream_t stream, Fn&& fn, int batch = 20, int reps = 15, int warmup = 10) {
+  int call = 0;
+  for (int i = 0; i < warmup; ++i) fn(call++);
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<cudaEvent_t> ev(2 * size_t(reps));
+  for (auto& e : ev) NVFP4MOE_CUDA_CHECK(cudaEventCreate(&e));
+  detail::spin_kernel<<<1, 1, 0, stream>>>(uint64_t(5'000'000));  // 5 ms head start
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
+  for (int r = 0; r < reps; ++r) {
+    NVFP4MOE_CUDA_CHECK(cudaEventRecord(ev[2 * r], stream));
+    for (int i = 0; i < batch; ++i) fn(call++);
+    NVFP4MOE_CUDA_CHECK(cudaEventRecord(ev[2 * r + 1], stream));
+  }
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<double> us(reps);
+  for (int r = 0; r < reps; ++r) {
+    float ms = 0;
+    NVFP4MOE_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[2 * r], ev[2 * r + 1]));
+    us[r] = double(ms) * 1e3 / batch;
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  Timing t;
+  t.iterations = reps * batch;
+  for (double v : us) t.mean_us += v;
+  t.mean_us /= reps;
+  std::sort(us.begin(), us.end());
+  t.min_us = us.front();
+  t.median_us = (reps % 2) ? us[reps / 2] : 0.5 * (us[reps / 2 - 1] + us[reps / 2]);
+  return t;
+}
+
 // Iterations for a call that moves `bytes`: many for small calls, fewer (>= 20) for the
 // multi-GB ones so a benchmark row stays well under a second of device time.
 inline int iterations_for_bytes(double bytes, int max_iters = 200, int min_iters = 20) {

@@ -15,6 +15,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/dequantize_sm90.cuh"
+#include "nvfp4moe/kernels/quantize_rows_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
 #include "nvfp4moe/kernels/runtime_quant_sm90.cuh"
 #include "nvfp4moe/kernels/silu_mul_sm90.cuh"
@@ -68,21 +69,39 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
   NVFP4MOE_CHECK(is_aligned(p, align), name, ": expected ", align, "-byte alignment, got ", p);
 }
 
-// Kernel variant by size: small tensors (less than one resident wave of warps with a full
-// step each) one chunk per warp step, so that the latency is one load and one chunk's
-// arithmetic; larger ones kQuantChunks / kSiluChunks chunks per step. The values output is
-// compiled into the one-chunk kernel only, so a call with it takes that one at any size.
+// Kernel variant by width: K % 256 == 0 (every model width) takes the row-step walk
+// (quantize_rows_sm90.cuh) with the largest step of kQuantChunks (plain) or kSiluChunks (SiLU
+// input) chunks or fewer that divides the row (plain 4 or 2; SiLU 2 or 3); other widths and rows
+// of other chunk counts take the flat walk (quantize_sm90.cuh), as does a call with the
+// values output (compiled into the flat one-chunk kernel only). By size: small tensors (less
+// than one resident wave of warps with a full step each) one chunk per warp step, so that the
+// latency is one load and one chunk's arithmetic.
 template <typename T, bool kSilu, bool kLimit>
 void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
+  constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   const int64_t elems = int64_t(p.rows_out) * p.k;
-  const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
-  if (p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems) {
-    const unsigned grid = walk_grid(elems, k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
-    launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, dim3(grid), dim3(k::kQuantThreads), 0, stream, p);
-  } else {
-    const unsigned grid = walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, k::kBlocksPerSm<kSilu>);
-    launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, dim3(grid), dim3(k::kQuantThreads), 0, stream, p);
+  const int64_t wave_warps = int64_t(sm_count()) * kPerSm * (k::kQuantThreads / 32);
+  const bool one_chunk = p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems;
+  const int64_t cpr = p.k % k::kWalkChunkElems == 0 ? p.k / k::kWalkChunkElems : 0;  // chunks per row
+  int row_step = 0;  // chunks per step of the row-step walk; 0: the flat walk
+  if (p.values == nullptr && cpr > 0 && p.rows_out < (int32_t(1) << 30)) {
+    const int candidates[2] = {kChunks, kSilu ? 3 : 2};
+    if (one_chunk) row_step = 1;
+    for (int c : candidates) {
+      if (row_step == 0 && cpr % c == 0) row_step = c;
+    }
+  }
+  const int64_t step = (row_step > 0 ? row_step : one_chunk ? 1 : kChunks) * int64_t(k::kWalkChunkElems);
+  const dim3 grid(walk_grid(elems, step, kPerSm)), block(k::kQuantThreads);
+  constexpr int kAlt = kSilu ? 3 : 2;
+  switch (row_step) {
+    case 1: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p); break;
+    case kChunks: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p); break;
+    case kAlt: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kAlt>, grid, block, 0, stream, p); break;
+    default:
+      one_chunk ? launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p)
+                : launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
@@ -109,7 +128,8 @@ void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::Q
 }
 
 // One matrix (quantize, and the quantize pass of quantize_runtime_scale above the single-
-// launch size): the tile-slab kernel (tile_quant_sm90.cuh; measured faster there). grid.y =
+// launch size) of a width that is not a multiple of 256 (those take the row-step walk): the
+// tile-slab kernel (tile_quant_sm90.cuh). grid.y =
 // slabs of 2 * slab_pairs column groups, 4 pairs (512 elements) unless that leaves fewer
 // than ~2 blocks per SM (then 2 or 1 pairs); grid.x = scale tiles.
 void launch_tiles(ActDType dtype, k::tile::TileQuantizeParams p, cudaStream_t stream) {
@@ -201,6 +221,12 @@ void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const floa
   check_ptr(codes, "codes");
   check_ptr(scales, "scales");
   check_ptr(g, "g", 4);
+  if (k % k::kWalkChunkElems == 0) {  // every model width: the row-step walk (one matrix)
+    k::QuantizeParams p = plain_params(x, rows, k, codes, scales);
+    p.g = g;
+    launch_quantize_dtype(dtype, false, false, p, stream);
+    return;
+  }
   k::tile::TileQuantizeParams p = tile_params(x, rows, k, codes, scales);
   p.g = g;
   launch_tiles(dtype, p, stream);
@@ -251,6 +277,10 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
     return;
   }
   amax_abs(x, dtype, rows * k, amax, stream);
+  if (k % k::kWalkChunkElems == 0) {  // the row-step walk reads g from the finished amax
+    launch_quantize_dtype(dtype, false, false, p, stream);
+    return;
+  }
   k::tile::TileQuantizeParams tp = tile_params(x, rows, k, codes, scales);
   tp.amax = amax;
   tp.g_out = g;

@@ -77,7 +77,7 @@ __global__ void count_fast_e2m1_mismatches(unsigned long long* bad) {
 
 // Counts the non-NaN floats whose hardware e4m3 conversion (kernels::e4m3_code_hw, used for
 // the block scales) differs from e4m3_from_float, and the e4m3 codes 0..0x7e whose
-// e4m3_value_nonneg differs from e4m3_to_float.
+// e4m3_value_hw differs from e4m3_to_float.
 __global__ void count_e4m3_hw_mismatches(unsigned long long* bad) {
   unsigned long long local = 0;
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (uint64_t(1) << 32);
@@ -88,9 +88,27 @@ __global__ void count_e4m3_hw_mismatches(unsigned long long* bad) {
   }
   if (local) atomicAdd(bad, local);
   if (blockIdx.x == 0 && threadIdx.x < 0x7f) {
-    const float a = kernels::e4m3_value_nonneg(threadIdx.x), b = e4m3_to_float(uint8_t(threadIdx.x));
+    const float a = kernels::e4m3_value_hw(threadIdx.x), b = e4m3_to_float(uint8_t(threadIdx.x));
     if (__float_as_uint(a) != __float_as_uint(b)) atomicAdd(bad + 1, 1ull);
   }
+}
+
+// Counts the floats in the fast reciprocal's range (kernels::rcp_rn_fast_range) where
+// rcp_rn_fast differs from __frcp_rn (counter 0), and the floats outside it that the range test
+// accepts or inside it that it rejects, against its definition (exponent field 1..252, sign 0).
+__global__ void count_fast_rcp_mismatches(unsigned long long* bad) {
+  unsigned long long local = 0, local_range = 0;
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (uint64_t(1) << 32);
+       i += uint64_t(gridDim.x) * blockDim.x) {
+    const uint32_t u = uint32_t(i);
+    const float d = __uint_as_float(u);
+    const uint32_t exponent = (u >> 23) & 0xffu;
+    const bool in_range = (u >> 31) == 0 && exponent >= 1 && exponent <= 252;
+    local_range += kernels::rcp_rn_fast_range(d) != in_range;
+    if (in_range) local += __float_as_uint(kernels::rcp_rn_fast(d)) != __float_as_uint(__frcp_rn(d));
+  }
+  if (local) atomicAdd(bad, local);
+  if (local_range) atomicAdd(bad + 1, local_range);
 }
 
 // Runs an exhaustive mismatch-counting kernel (two counters) and returns the counts.
@@ -107,7 +125,14 @@ TEST(QuantizeSm90, HardwareE4M3EqualsReferenceOnAllFloatsExhaustive) {
   NVFP4MOE_REQUIRE_GPU();
   const auto counts = count_mismatches(count_e4m3_hw_mismatches);
   EXPECT_EQ(counts[0], 0ull) << "floats where cvt.rn.satfinite.e4m3x2 != e4m3_from_float";
-  EXPECT_EQ(counts[1], 0ull) << "codes where e4m3_value_nonneg != e4m3_to_float";
+  EXPECT_EQ(counts[1], 0ull) << "codes where e4m3_value_hw != e4m3_to_float";
+}
+
+TEST(QuantizeSm90, FastReciprocalEqualsFrcpRnOnItsRangeExhaustive) {
+  NVFP4MOE_REQUIRE_GPU();
+  const auto counts = count_mismatches(count_fast_rcp_mismatches);
+  EXPECT_EQ(counts[0], 0ull) << "floats where rcp_rn_fast != __frcp_rn";
+  EXPECT_EQ(counts[1], 0ull) << "floats where rcp_rn_fast_range disagrees with its definition";
 }
 
 TEST(QuantizeSm90, FastE2M1EqualsReferenceOnAllFloatsExhaustive) {

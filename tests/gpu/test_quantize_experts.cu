@@ -32,12 +32,15 @@ const ExpertCase kSmallCases[] = {
     {3, 0, 7168, 256, "one"},  {19, 2, 64, 4, "random"}, {5, 0, 2048, 256, "random"},
     {3, 300, 64, 8, "skewed"},  // capacity far above off[E]: many zero code rows
 };
-// Both kernel variants (src/cuda/quantize.cu, launch_quantize, 132-SM H200): one chunk per
-// warp step (1000 x 2048, 129 x 7168, 4500 x 512) and 4 chunks per step (700 x 7168,
-// 4300 x 2048: above one resident wave of 4-chunk steps).
+// The kernel variants (src/cuda/quantize.cu, launch_quantize, 132 SMs; every other seed takes
+// the flat one-chunk kernel of the values output instead): one chunk per warp step
+// (1000 x 2048, 129 x 7168, 4500 x 512: row-step walk) and, above one resident wave of 4-chunk
+// steps, the row-step walk with 4 chunks per step (700 x 7168, 4300 x 2048, 5000 x 1024: one
+// step per row) or 2 (9000 x 512), and the flat walk with 4 chunks (6000 x 768: 3 chunks a row).
 const ExpertCase kLargeCases[] = {
     {1000, 24, 2048, 256, "skewed"}, {129, 0, 7168, 256, "random"}, {700, 0, 7168, 8, "one"},
-    {4300, 40, 2048, 256, "skewed"}, {4500, 0, 512, 3, "random"},
+    {4300, 40, 2048, 256, "skewed"}, {4500, 0, 512, 3, "random"},    {5000, 20, 1024, 256, "skewed"},
+    {9000, 0, 512, 8, "random"},     {6000, 0, 768, 8, "one"},
 };
 
 std::vector<float> expert_global_scales(int experts, uint32_t seed) {
@@ -320,6 +323,8 @@ TEST(QuantizeSiluSm90, FusedEqualsUnfusedLarge) {
     for (std::optional<float> limit : {std::optional<float>(), std::optional<float>(7.0f)}) {
       check_silu(1024, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);
       check_silu(1800, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);  // 2 chunks per warp step
+      check_silu(2200, 768, 256, "skewed", dt, limit, test_seed(++salt), true);   // 3 chunks: one row per step
+      check_silu(3300, 512, 8, "random", dt, limit, test_seed(++salt), true);     // 2 chunks: one row per step
     }
   }
 }

@@ -158,29 +158,56 @@ __device__ __forceinline__ uint32_t pack_codes8(const uint32_t (&b)[8], uint32_t
 // ---- Lane-pair quantization (one 16-element block held by lanes 2i, 2i+1: 8 elements each) ----
 
 // e4m3_from_float(y) for every non-NaN y with the sm_89+ hardware conversion (round to nearest
-// even, saturating finite; tests compare it with the software form on all 2^32 floats).
+// even, saturating finite; tests compare it with the software form on all 2^32 floats). The
+// result's high byte is the conversion of +0.0 (0x00), so no masking is needed.
 __device__ __forceinline__ uint32_t e4m3_code_hw(float y) {
   uint16_t r;
   asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(y));  // y -> low byte
-  return r & 0xffu;
+  return r;
 }
 
-// e4m3_to_float of a non-negative, non-NaN code (b <= 0x7e): normal codes are the float
-// with exponent + 120 and the 3 mantissa bits on top; subnormal ones b * 2^-9 (exact).
-__device__ __forceinline__ float e4m3_value_nonneg(uint32_t b) {
-  return b >= 8u ? __uint_as_float((b << 20) + 0x3C000000u) : float(b) * 0.001953125f;
+// e4m3_to_float of a code 0..0x7e (non-negative, not NaN) by the sm_89+ conversion to fp16
+// (every e4m3 value is an fp16 value: exact) and fp16 -> fp32 (exact): two instructions.
+__device__ __forceinline__ float e4m3_value_hw(uint32_t code) {
+  uint32_t h2;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(uint16_t(code)));  // low byte -> low half
+  return __half2float(__ushort_as_half(uint16_t(h2 & 0xffffu)));
+}
+
+// reciprocal_rn(d) (= __frcp_rn) for d whose exponent field is 1..252 (d positive normal, 1/d
+// normal): the sequence __frcp_rn runs on that range (MUFU.RCP, one Newton step with FMAs,
+// correctly rounded; a test compares the two on every such float). Other d take the reference.
+__device__ __forceinline__ bool rcp_rn_fast_range(float d) {
+  return float_bits(d) - 0x00800000u < 0x7e800000u - 0x00800000u;
+}
+__device__ __forceinline__ float rcp_rn_fast(float d) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+  const float e = __fmaf_rn(-d, r, 1.0f);
+  return __fmaf_rn(r, e, r);
 }
 
 // Codes of 8 activations times m by the reference conversion (NaN products, e.g. 0 * Inf).
-// Out of line: only blocks with such products call it, the hot loop stays small.
 template <typename T>
-__device__ __noinline__ uint32_t codes8_reference(uint4 w, float m) {
+__device__ __forceinline__ uint32_t codes8_reference(uint4 w, float m) {
   float v[8];
   unpack8<T>(w, v);
   uint32_t c = 0;
 #pragma unroll
   for (int i = 7; i >= 0; --i) c = c * 16u + e2m1_from_float(v[i] * m);
   return c;
+}
+
+// The block's codes by the reference steps of block_quant.h (out of line: only blocks the fast
+// path of quantize_pair8 does not cover call it, the hot loop stays small): NaN in the block
+// (scale 0x7F, codes 7), a negative or NaN scale code (g not positive), a multiplier outside
+// the fast reciprocal's range.
+template <typename T>
+__device__ __noinline__ uint32_t quantize_pair8_reference(uint4 w, bool nan_block, uint32_t s, float inv_g) {
+  if (nan_block) return 0x77777777u;  // e2m1_from_float(NaN) = 7 for every element
+  const float sv = e4m3_to_float(uint8_t(s));
+  const float m = sv == 0.0f ? 0.0f : reciprocal_rn(sv * inv_g);  // block_multiplier
+  return codes8_reference<T>(w, m);
 }
 
 // Quantizes the 8 activations w of this lane (T packed, element 2i in the low half of word i)
@@ -190,6 +217,12 @@ __device__ __noinline__ uint32_t codes8_reference(uint4 w, float m) {
 // block's e4m3 byte. All 32 lanes must call it (lanes without data pass zeros). Every value
 // equals block_quant.h's: the block amax is exact (NaN blocks get scale 0x7F, codes 7), the
 // scale and multiplier are the same correctly rounded steps.
+//
+// Fast path (every block of finite data with a positive global scale): scale code 0..0x7e,
+// multiplier m = 0 (zero scale) or reciprocal_rn(sv / g) by rcp_rn_fast. m >= 0 is finite, so
+// x * m is never NaN (x = +-Inf only with m > 0: a zero scale needs a finite amax) and keeps
+// x's sign, also for +-0: codes from |x| * m, signs from the packed input. One predicate
+// guards it, so the common path has a single branch.
 template <typename T>
 __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, float inv_g, uint32_t* scale_code) {
   using Tr = ActTraits<T>;
@@ -197,18 +230,16 @@ __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, floa
   const uint32_t ax = w.x & kMag, ay = w.y & kMag, az = w.z & kMag, aw = w.w & kMag;
   uint32_t m2 = Tr::max_nan(Tr::max_nan(ax, ay), Tr::max_nan(az, aw));
   m2 = Tr::max_nan(m2, __shfl_xor_sync(0xffffffffu, m2, 1)) & kMag;
-  if (((m2 + Tr::kNaNCarry) & 0x80008000u) != 0) {  // NaN in the block: scale NaN, m NaN
-    *scale_code = kE4M3NaN;
-    return 0x77777777u;  // e2m1_from_float(NaN) = 7 for every element
-  }
+  const bool nan_block = ((m2 + Tr::kNaNCarry) & 0x80008000u) != 0;
   const float amax = fmaxf(Tr::lo(m2), Tr::hi(m2));
-  const uint32_t s = e4m3_code_hw(g * (amax * kOneSixth));  // block_scale_code
+  const uint32_t s0 = e4m3_code_hw(g * (amax * kOneSixth));  // block_scale_code
+  const uint32_t s = nan_block ? kE4M3NaN : s0;
   *scale_code = s;
-  const float sv = e4m3_value_nonneg(s);
-  const float m = sv == 0.0f ? 0.0f : reciprocal_rn(sv * inv_g);  // block_multiplier
-  // The fast conversion needs x * m not NaN: m finite, and not 0 * Inf (in the fast case m >= 0, so every
-  // product has its input's sign, also when it is +-0: the sign bits come from the packed input).
-  if (is_finite_f32(m) && (m != 0.0f || is_finite_f32(amax))) {
+  const bool zero = s == 0u;
+  const float d = e4m3_value_hw(s) * inv_g;
+  const bool fast = s <= 0x7eu && (zero || rcp_rn_fast_range(d));
+  if (fast) {
+    const float m = zero ? 0.0f : rcp_rn_fast(d);
     uint32_t b[8];
     b[0] = e2m1_magnitude_bits_of_abs(Tr::lo(ax) * m);
     b[1] = e2m1_magnitude_bits_of_abs(Tr::hi(ax) * m);
@@ -220,7 +251,7 @@ __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, floa
     b[7] = e2m1_magnitude_bits_of_abs(Tr::hi(aw) * m);
     return pack_codes8(b, sign_nibbles8(w));
   }
-  return codes8_reference<T>(w, m);
+  return quantize_pair8_reference<T>(w, nan_block, s, inv_g);
 }
 
 // The 8 values of a lane's quantized elements as bf16 (element i: nibble i of codes), each

@@ -1,0 +1,182 @@
+// Per-expert NVFP4 quantization (and the fused SiLU*Mul + quantization) for widths that are a
+// multiple of 256 -- every model width -- on Hopper (sm_90a). Same work split and outputs as
+// quantize_nvfp4_kernel (quantize_sm90.cuh: lanes 2i, 2i+1 share a 16-element block, 8 lanes
+// one 4-byte scale word, persistent grid, rolling prefetch, expert tables in shared memory),
+// but a warp step is kChunks chunks of 256 elements of ONE row (kChunks divides K / 256):
+//
+//   row r: | step 0: kChunks x 256 | step 1 | ... | step K / (256 kChunks) - 1 |
+//   warp w takes steps w, w + W, w + 2W, ... (row-major order, W = warps of the grid)
+//
+// so a step's row, expert, gather entry, source pointer and scale row are computed once for
+// the whole step (not per lane and chunk), every chunk's addresses are those plus constant
+// offsets, and rows past off[E] are skipped as whole steps. Why: in the flat walk (any
+// K % 16 == 0) a lane could sit in a different row than its neighbours, which cost per-lane
+// row arithmetic, bounds tests and reconvergence around every chunk: 35 lane-instructions per
+// element there (Nsight Compute, H100, M = 65536, K = 7168), of which 8 convert.
+#pragma once
+
+#include <cstdint>
+
+#include "nvfp4moe/format/swizzle.h"
+#include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
+#include "nvfp4moe/kernels/matrix_walk_quant_sm90.cuh"
+#include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
+#include "nvfp4moe/kernels/quantize_sm90.cuh"
+#include "nvfp4moe/kernels/silu_mul_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance of the row-step walk, in steps
+
+// The step walk: step s = (row s / spr, segment s % spr), spr = steps per row. Rows plus one
+// grid stride of rows stay below 2^31 (the launcher checks rows < 2^30).
+struct RowStepWalk {
+  int32_t row, seg;              // the current step
+  int32_t step_rows, step_segs;  // distance to this warp's next step
+  int32_t spr;
+
+  __device__ __forceinline__ void init(int64_t warp, int64_t warps, int32_t steps_per_row) {
+    spr = steps_per_row;
+    row = int32_t(warp / spr);
+    seg = int32_t(warp % spr);
+    step_rows = int32_t(warps / spr);
+    step_segs = int32_t(warps % spr);
+  }
+  __device__ __forceinline__ void advance() {
+    seg += step_segs;
+    row += step_rows;
+    if (seg >= spr) {
+      seg -= spr;
+      ++row;
+    }
+  }
+};
+
+// One lane's input of a step: kChunks x 8 activations (and 8 up values each with the SiLU input).
+template <bool kSilu, int kChunks>
+struct StepIn {
+  uint4 a[kChunks];
+  uint4 up[kChunks];  // kSilu only
+};
+
+// The source row of output row `row` (through the gather map), or nullptr when row >= bound or
+// the gather entry is out of range (*bad_src set).
+template <typename T>
+__device__ __forceinline__ const T* step_source(const QuantizeParams& p, int32_t row, int32_t col0, int32_t bound,
+                                                int lane, bool* bad_src) {
+  *bad_src = false;
+  if (row >= bound) return nullptr;
+  int32_t src = row;
+  if (p.gather != nullptr) {
+    src = __ldg(p.gather + row);
+    if (src < 0 || src >= p.rows_in) {
+      *bad_src = true;
+      return nullptr;
+    }
+  }
+  return static_cast<const T*>(p.x) + int64_t(src) * p.x_row_stride + col0 + 8 * lane;
+}
+
+// Asks L2 for step `st`'s input (kChunks x 512 bytes, twice with the SiLU input) when its row
+// holds data (< bound). One lane calls it; no registers, nothing to wait for.
+template <typename T, bool kSilu, int kChunks>
+__device__ __forceinline__ void prefetch_step_l2(const QuantizeParams& p, const RowStepWalk& st, int32_t bound) {
+  if (st.row >= bound) return;
+  int32_t src = st.row;
+  if (p.gather != nullptr) {
+    src = __ldg(p.gather + st.row);
+    if (src < 0 || src >= p.rows_in) return;
+  }
+  const T* x = static_cast<const T*>(p.x) + int64_t(src) * p.x_row_stride + st.seg * (kChunks * kWalkChunkElems);
+  constexpr uint32_t kBytes = kChunks * kWalkChunkElems * sizeof(T);
+  ptx::prefetch_l2_bulk(x, kBytes);
+  if constexpr (kSilu) ptx::prefetch_l2_bulk(x + p.k, kBytes);
+}
+
+template <typename T, bool kSilu, int kChunks>
+__device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T* src, int u, StepIn<kSilu, kChunks>& in) {
+  in.a[u] = in.up[u] = make_uint4(0u, 0u, 0u, 0u);
+  if (src == nullptr) return;
+  in.a[u] = ptx::ld_stream_v4(src + u * kWalkChunkElems);
+  if constexpr (kSilu) in.up[u] = ptx::ld_stream_v4(src + p.k + u * kWalkChunkElems);
+}
+
+// kChunks: chunks per warp step; (K / 256) % kChunks == 0. The launcher takes kChunks = 1 for
+// small tensors (as for quantize_nvfp4_kernel), else the largest of kQuantChunks or
+// kSiluChunks .. 1 that divides K / 256.
+template <typename T, bool kSilu, bool kLimit, int kChunks>
+__global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_rows_kernel(QuantizeParams p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
+  __shared__ ExpertTables t;
+  const int lane = int(threadIdx.x) & 31;
+  const int32_t cap = p.rows_out;
+  constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
+  RowStepWalk walk;
+  walk.init(global_warp(), total_warps(), p.k / kStepElems);
+  StepIn<kSilu, kChunks> in;
+  bool more = walk.row < cap;
+  bool bad_src = false;
+  // First step's loads before the tables: rows up to the capacity (off[E] is not known yet).
+  if (more) {
+    const T* src = step_source<T>(p, walk.row, walk.seg * kStepElems, cap, lane, &bad_src);
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) load_step_chunk<T, kSilu, kChunks>(p, src, u, in);
+  }
+  const int E = build_expert_tables(p, t);
+  const int32_t nq = int32_t(padded_scale_cols(p.k) / 4);
+  zero_scales_outside_data(p, t, nq);
+  const int32_t total = t.off[E];
+  // L2 prefetch kL2AheadSteps steps ahead of the loads (which run one step ahead of the
+  // arithmetic): the registers hold one step per warp, too few bytes in flight to cover the
+  // DRAM latency at full bandwidth (measured: the warps' first instruction on each chunk was
+  // 46% of the stall samples, DRAM 62% busy, Nsight Compute, H100).
+  RowStepWalk ahead = walk;
+  ahead.advance();
+#pragma unroll
+  for (int i = 1; i < kL2AheadSteps; ++i) {
+    if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
+    ahead.advance();
+  }
+  ExpertCache ec;
+  while (more) {
+    if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
+    ahead.advance();
+    const int32_t row = walk.row, col0 = walk.seg * kStepElems;
+    uint32_t* codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + lane;
+    const bool data = row < total;  // the whole warp: rows past off[E] get zero codes
+    uint8_t* scale_word = nullptr;  // this lane group's scale word of chunk 0 (lanes 8i write)
+    if (data) {
+      if (row < ec.lo || row >= ec.hi) ec.find(t, E, row);
+      const int32_t sf_row = row + ec.sf_minus_lo;
+      scale_word = p.scales + swizzled_offset(sf_row, col0 / kBlockSize + 4 * (lane >> 3), nq);
+      if (bad_src && lane == 0 && p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
+    }
+    // The next step's source; its chunk u is loaded as soon as chunk u is quantized.
+    RowStepWalk next = walk;
+    next.advance();
+    const bool more_next = next.row < cap;
+    bool next_bad = false;
+    const T* next_src = more_next ? step_source<T>(p, next.row, next.seg * kStepElems, total, lane, &next_bad) : nullptr;
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) {
+      if (data) {
+        uint4 w = in.a[u];
+        if constexpr (kSilu) w = silu_mul_pack8<T, kLimit>(in.a[u], in.up[u], p.limit);
+        uint32_t s;
+        codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
+        const uint32_t word = scale_word_of_pairs(s, lane);
+        if ((lane & 7) == 0) *reinterpret_cast<uint32_t*>(scale_word + u * 4 * kScaleTileBytes) = word;
+      } else {
+        codes[u * (kWalkChunkElems / 8)] = 0u;
+      }
+      if (more_next) load_step_chunk<T, kSilu, kChunks>(p, next_src, u, in);
+    }
+    walk = next;
+    more = more_next;
+    bad_src = next_bad;
+  }
+}
+
+}  // namespace nvfp4moe::kernels
