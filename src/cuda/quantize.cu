@@ -128,8 +128,8 @@ void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::Q
 }
 
 // One matrix (quantize, and the quantize pass of quantize_runtime_scale above the single-
-// launch size) of a width that is not a multiple of 256 (those take the row-step walk): the
-// tile-slab kernel (tile_quant_sm90.cuh). grid.y =
+// launch size): the tile-slab kernel (tile_quant_sm90.cuh; measured faster there, also than the
+// row-step walk on the H100: docs/results/quantize.md). grid.y =
 // slabs of 2 * slab_pairs column groups, 4 pairs (512 elements) unless that leaves fewer
 // than ~2 blocks per SM (then 2 or 1 pairs); grid.x = scale tiles.
 void launch_tiles(ActDType dtype, k::tile::TileQuantizeParams p, cudaStream_t stream) {
@@ -221,12 +221,6 @@ void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const floa
   check_ptr(codes, "codes");
   check_ptr(scales, "scales");
   check_ptr(g, "g", 4);
-  if (k % k::kWalkChunkElems == 0) {  // every model width: the row-step walk (one matrix)
-    k::QuantizeParams p = plain_params(x, rows, k, codes, scales);
-    p.g = g;
-    launch_quantize_dtype(dtype, false, false, p, stream);
-    return;
-  }
   k::tile::TileQuantizeParams p = tile_params(x, rows, k, codes, scales);
   p.g = g;
   launch_tiles(dtype, p, stream);
@@ -277,10 +271,6 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
     return;
   }
   amax_abs(x, dtype, rows * k, amax, stream);
-  if (k % k::kWalkChunkElems == 0) {  // the row-step walk reads g from the finished amax
-    launch_quantize_dtype(dtype, false, false, p, stream);
-    return;
-  }
   k::tile::TileQuantizeParams tp = tile_params(x, rows, k, codes, scales);
   tp.amax = amax;
   tp.g_out = g;

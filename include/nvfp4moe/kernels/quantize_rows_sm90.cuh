@@ -28,7 +28,7 @@
 
 namespace nvfp4moe::kernels {
 
-inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance of the row-step walk, in steps
+inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance (SiLU input), in steps
 
 // The step walk: step s = (row s / spr, segment s % spr), spr = steps per row. Rows plus one
 // grid stride of rows stay below 2^31 (the launcher checks rows < 2^30).
@@ -128,21 +128,26 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
   const int32_t nq = int32_t(padded_scale_cols(p.k) / 4);
   zero_scales_outside_data(p, t, nq);
   const int32_t total = t.off[E];
-  // L2 prefetch kL2AheadSteps steps ahead of the loads (which run one step ahead of the
-  // arithmetic): the registers hold one step per warp, too few bytes in flight to cover the
-  // DRAM latency at full bandwidth (measured: the warps' first instruction on each chunk was
-  // 46% of the stall samples, DRAM 62% busy, Nsight Compute, H100).
+  // SiLU input only: L2 prefetch kL2AheadSteps steps ahead of the loads (which run one step
+  // ahead of the arithmetic): the registers hold one step per warp, too few bytes in flight
+  // to cover the DRAM latency (the warps' first instruction on each chunk had 46% of the stall
+  // samples, DRAM 62% busy). Measured on the H100: fused 77 -> 81% of copy; the plain input
+  // got slower with it (72 -> 61-68%), so it has none.
   RowStepWalk ahead = walk;
-  ahead.advance();
-#pragma unroll
-  for (int i = 1; i < kL2AheadSteps; ++i) {
-    if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
+  if constexpr (kSilu) {
     ahead.advance();
+#pragma unroll
+    for (int i = 1; i < kL2AheadSteps; ++i) {
+      if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
+      ahead.advance();
+    }
   }
   ExpertCache ec;
   while (more) {
-    if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
-    ahead.advance();
+    if constexpr (kSilu) {
+      if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
+      ahead.advance();
+    }
     const int32_t row = walk.row, col0 = walk.seg * kStepElems;
     uint32_t* codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + lane;
     const bool data = row < total;  // the whole warp: rows past off[E] get zero codes

@@ -2,12 +2,11 @@
 // codes [rows_out, K/2] + per-expert swizzled e4m3 scales (128x4 tiles, padding zeroed), in
 // one pass with no sm_100 instruction (launchers in src/cuda/quantize.cu):
 //   * per-expert matrices over device offsets off[E+1], g[e] per expert, optional row gather;
-//   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh);
-//   * one matrix (off == nullptr: quantize, quantize_runtime_scale's quantize pass).
+//   * the same fed by silu(gate) * up of a [rows, 2K] input (kSilu, silu_mul_sm90.cuh).
 // This file's kernel is the flat walk for any K % 16 == 0; widths that are a multiple of 256
 // take the row-step walk (quantize_rows_sm90.cuh), which shares the tables, loads and stores
-// defined here. One matrix of another width takes tile_quant_sm90.cuh; small runtime-scale
-// tensors runtime_quant_sm90.cuh (which reuses quantize_store_chunk from here).
+// defined here. One matrix (quantize, runtime scale) takes tile_quant_sm90.cuh (large) or
+// runtime_quant_sm90.cuh (small runtime-scale tensors; it reuses quantize_store_chunk).
 //
 // Work split: the output [rows_out, K] is walked as one flat array (matrix_walk_quant_sm90.cuh):
 // a warp step is kChunks x 256 consecutive elements, lane l holds elements 8l .. 8l+7 of each
@@ -59,8 +58,7 @@ struct QuantizeParams {
   int32_t rows_out;       // output rows (per expert: the capacity; rows past off[E] -> 0)
   int32_t scale_rows;     // multiple of 128
   const float* g;         // [E] or [1] encode global scales (unused when amax != nullptr)
-  float* amax;            // runtime scale: g = global_scale_from_amax(*amax) (small kernel: written;
-                          // the others read the amax of the preceding amax_abs_kernel)
+  float* amax;            // runtime scale: g = global_scale_from_amax(*amax) (small kernel: written)
   float* g_out;           // runtime scale: receives g and 1/g (may be null)
   float* g_inv_out;
   const int32_t* off;     // [E+1] expert offsets; nullptr: one matrix of rows_out rows
@@ -85,35 +83,8 @@ struct ExpertTables {
   int32_t scan[8];
 };
 
-// Tables of one matrix (off == nullptr: quantize, quantize_runtime_scale): rows_out rows,
-// g = *p.g, or from the finished amax (runtime scale; block 0 stores g and 1/g).
-__device__ __forceinline__ void build_one_matrix_tables(const QuantizeParams& p, ExpertTables& t) {
-  if (threadIdx.x == 0) {
-    const float g = p.amax != nullptr ? global_scale_from_amax(*p.amax) : __ldg(p.g);
-    const float g_inv = reciprocal_rn(g);
-    t.off[0] = 0;
-    t.off[1] = p.rows_out;
-    t.sf[0] = 0;
-    t.sf[1] = (p.rows_out + 127) / 128 * 128;
-    t.g[0] = g;
-    t.g_inv[0] = g_inv;
-    t.pad_list[0] = 0;
-    t.n_pad = (p.rows_out & 127) != 0;
-    t.bad = 0;
-    if (p.amax != nullptr && blockIdx.x == 0) {
-      if (p.g_out != nullptr) *p.g_out = g;
-      if (p.g_inv_out != nullptr) *p.g_inv_out = g_inv;
-    }
-  }
-  __syncthreads();
-}
-
 // Builds the tables from off and g (all threads; synchronizes). Returns E.
 __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, ExpertTables& t) {
-  if (p.off == nullptr) {
-    build_one_matrix_tables(p, t);
-    return 1;
-  }
   constexpr int kPer = kQuantMaxExperts / kQuantThreads;  // experts per thread
   const int E = p.num_experts;
   const int e0 = int(threadIdx.x) * kPer;

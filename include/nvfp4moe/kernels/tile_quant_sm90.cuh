@@ -1,7 +1,9 @@
 // Tile-slab NVFP4 quantization of ONE matrix (quantize with g from device memory, and the
-// quantize pass of quantize_runtime_scale above the single-launch size) for widths that are
-// not a multiple of 256; those take the row-step walk (quantize_rows_sm90.cuh), which
-// replaced this kernel there (measured faster: docs/results/quantize.md).
+// quantize pass of quantize_runtime_scale above the single-launch size) -- the kernel these
+// two operations had before the flat-walk rewrite (quantize_sm90.cuh), kept for them because
+// it measured faster there on the H200 (docs/results/quantize.md: 61% vs 48% of copy at
+// M = 65536, K = 7168; 4.9 us vs 6.1 us at M = 1). The per-expert and fused paths use
+// quantize_sm90.cuh, which measured faster for them.
 //
 // Work split. grid.x = scale tiles (rows / 128), grid.y = slabs of W = 2 * slab_pairs column
 // groups (a group = 4 scale columns = 64 elements; slabs narrow when there are few tiles, to
