@@ -89,6 +89,19 @@ struct Timing {
   int iterations = 0;
 };
 
+// Median, minimum and mean of per-call samples (us, non-empty).
+inline Timing summarize_us(std::vector<double> us, int iterations) {
+  Timing t;
+  t.iterations = iterations;
+  for (double v : us) t.mean_us += v;
+  t.mean_us /= double(us.size());
+  std::sort(us.begin(), us.end());
+  const size_t n = us.size();
+  t.min_us = us.front();
+  t.median_us = (n % 2) ? us[n / 2] : 0.5 * (us[n / 2 - 1] + us[n / 2]);
+  return t;
+}
+
 // Times fn(i) (which enqueues work on `stream`; i counts calls so the callable can rotate its
 // buffers) with one pair of CUDA events per call: `warmup` untimed calls, then `iters` timed
 // ones enqueued behind a spin kernel. Keep iters <= ~300 so the launch queue does not fill
@@ -117,16 +130,7 @@ Timing time_median_us(cudaStream_t stream, Fn&& fn, int warmup = 10, int iters =
     us[i] = double(ms) * 1e3;
   }
   for (auto& e : ev) cudaEventDestroy(e);
-
-  Timing t;
-  t.iterations = iters;
-  t.mean_us = 0;
-  for (double v : us) t.mean_us += v;
-  t.mean_us /= iters;
-  std::sort(us.begin(), us.end());
-  t.min_us = us.front();
-  t.median_us = (iters % 2) ? us[iters / 2] : 0.5 * (us[iters / 2 - 1] + us[iters / 2]);
-  return t;
+  return summarize_us(std::move(us), iters);
 }
 
 // Per-call device time of fn when calls run back to back, as in a CUDA graph or a stream of
@@ -157,14 +161,7 @@ Timing time_batch_us(cudaStream_t stream, Fn&& fn, int batch = 20, int reps = 15
     us[r] = double(ms) * 1e3 / batch;
   }
   for (auto& e : ev) cudaEventDestroy(e);
-  Timing t;
-  t.iterations = reps * batch;
-  for (double v : us) t.mean_us += v;
-  t.mean_us /= reps;
-  std::sort(us.begin(), us.end());
-  t.min_us = us.front();
-  t.median_us = (reps % 2) ? us[reps / 2] : 0.5 * (us[reps / 2 - 1] + us[reps / 2]);
-  return t;
+  return summarize_us(std::move(us), reps * batch);
 }
 
 // Iterations for a call that moves `bytes`: many for small calls, fewer (>= 20) for the
