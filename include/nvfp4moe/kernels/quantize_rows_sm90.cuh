@@ -104,8 +104,8 @@ __device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T
 }
 
 // kChunks: chunks per warp step; (K / 256) % kChunks == 0. The launcher takes kChunks = 1 for
-// small tensors (as for quantize_nvfp4_kernel), else the largest of kQuantChunks or
-// kSiluChunks .. 1 that divides K / 256.
+// small tensors (as for quantize_nvfp4_kernel), else 4 or 2 (plain input) or 2 or 3 (SiLU
+// input), the first that divides K / 256; other widths take the flat walk.
 template <typename T, bool kSilu, bool kLimit, int kChunks>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_rows_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
