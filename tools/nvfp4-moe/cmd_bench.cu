@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cold_timer.h"
 #include "commands.h"
 #include "gpu_runner.h"
 #include "moe_bf16_baseline.h"
@@ -55,38 +56,6 @@ MoeConfig model_config(const std::string& name, MoeMode mode) {
   }
   return c;
 }
-
-class EventTimer {
- public:
-  EventTimer() {
-    NVFP4MOE_CUDA_CHECK(cudaEventCreate(&a_));
-    NVFP4MOE_CUDA_CHECK(cudaEventCreate(&b_));
-  }
-  ~EventTimer() {
-    cudaEventDestroy(a_);
-    cudaEventDestroy(b_);
-  }
-  // Median ms of `iters` calls of fn on `stream` (after 2 warm-ups).
-  template <typename Fn>
-  double median_ms(cudaStream_t stream, int iters, Fn&& fn) {
-    for (int i = 0; i < 2; ++i) fn();
-    std::vector<float> ms;
-    for (int i = 0; i < iters; ++i) {
-      NVFP4MOE_CUDA_CHECK(cudaEventRecord(a_, stream));
-      fn();
-      NVFP4MOE_CUDA_CHECK(cudaEventRecord(b_, stream));
-      NVFP4MOE_CUDA_CHECK(cudaEventSynchronize(b_));
-      float t = 0;
-      NVFP4MOE_CUDA_CHECK(cudaEventElapsedTime(&t, a_, b_));
-      ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-
- private:
-  cudaEvent_t a_, b_;
-};
 
 std::string today() {
   std::time_t t = std::time(nullptr);
@@ -132,8 +101,8 @@ int bench(const BenchOptions& o) {
   int64_t done = 0;
   std::ostringstream table;
   char line[512];
-  std::snprintf(line, sizeof line, "%-14s %6s %4s %10s %10s %10s %7s %10s %8s %7s %10s %7s %9s %9s %6s\n", "model",
-                "T", "hit", "graph_us", "eager_us", "wfloor_us", "x_wfl", "tcfloor_us", "x_floor", "%bf16TC",
+  std::snprintf(line, sizeof line, "%-14s %6s %4s %10s %10s %10s %10s %7s %10s %8s %7s %10s %7s %9s %9s %6s\n", "model",
+                "T", "hit", "graph_us", "idle_us", "eager_us", "wfloor_us", "x_wfl", "tcfloor_us", "x_floor", "%bf16TC",
                 "bf16_us", "speedup", "fused_us", "unfus_us", "gain");
   table << line;
 
@@ -148,15 +117,16 @@ int bench(const BenchOptions& o) {
     cuda::DeviceMemory base_out(size_t(t_max * h) * 2), unfused_tmp(size_t(t_max * k * inter) * 2);
     if (o.baseline) baseline = std::make_unique<Bf16MoeBaseline>(cfg, t_max, 43);
     NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(runner.stream()));
-    EventTimer timer;
+    ColdQueuedTimer timer;
     const double expert_bytes = 3.0 * double(inter) * double(h) * 0.5625;  // 4 bits + e4m3 per 16
     const double shared_bytes = 3.0 * double(is) * double(h) * 0.5625;
 
     for (int64_t t : o.tokens) {
       progress.update(done, name + " T=" + std::to_string(t));
       runner.set_tokens(t);
-      const double graph_ms = runner.time_graph_ms(o.iters);
-      const double eager_ms = runner.time_eager_ms(std::max(5, o.iters / 2));
+      const double graph_ms = runner.time_graph_ms(o.iters, &timer);
+      const double idle_ms = runner.time_graph_ms(o.iters);
+      const double eager_ms = runner.time_eager_ms(std::max(5, o.iters / 2), &timer);
       const auto& v = runner.workspace().views();
       std::vector<int32_t> counts(static_cast<size_t>(e));
       NVFP4MOE_CUDA_CHECK(cudaMemcpy(counts.data(), v.counts, size_t(e) * 4, cudaMemcpyDeviceToHost));
@@ -172,6 +142,7 @@ int bench(const BenchOptions& o) {
                                   {"tokens", t},
                                   {"experts_hit", hit},
                                   {"latency_us", graph_ms * 1e3},
+                                  {"latency_idle_launch_us", idle_ms * 1e3},
                                   {"eager_us", eager_ms * 1e3},
                                   {"weight_bytes", w_bytes},
                                   {"weight_floor_us", w_floor_ms * 1e3},
@@ -206,8 +177,8 @@ int bench(const BenchOptions& o) {
         r["fused_gain"] = unfused_ms / fused_ms;
       }
       std::snprintf(line, sizeof line,
-                    "%-14s %6lld %4lld %10.1f %10.1f %10.1f %7.2f %10.1f %8.2f %6.1f%% %10.1f %7.2f %9.1f %9.1f %6.2f\n",
-                    name.c_str(), (long long)t, (long long)hit, graph_ms * 1e3, eager_ms * 1e3, w_floor_ms * 1e3,
+                    "%-14s %6lld %4lld %10.1f %10.1f %10.1f %10.1f %7.2f %10.1f %8.2f %6.1f%% %10.1f %7.2f %9.1f %9.1f %6.2f\n",
+                    name.c_str(), (long long)t, (long long)hit, graph_ms * 1e3, idle_ms * 1e3, eager_ms * 1e3, w_floor_ms * 1e3,
                     graph_ms / w_floor_ms, tc_floor_ms * 1e3, graph_ms / floor_ms,
                     100.0 * flops / (graph_ms * 1e-3) / 1e12 / peak_tflops, base_ms * 1e3,
                     base_ms > 0 ? base_ms / graph_ms : 0.0, fused_ms * 1e3, unfused_ms * 1e3,
@@ -218,7 +189,10 @@ int bench(const BenchOptions& o) {
     }
   }
   std::printf("%s", table.str().c_str());
-  std::printf("\nhit: experts that received tokens; wfloor: their NVFP4 bytes (+ shared expert) / copy bandwidth;\n"
+  std::printf("\ngraph_us: CUDA-graph replay queued behind an L2 flush (weights cold, host launch hidden), the\n"
+              "latency every ratio uses; idle_us: one replay launched on an idle stream (host launch latency in,\n"
+              "weights of the previous replay maybe in L2); eager_us: eager launches, likewise queued and flushed.\n"
+              "hit: experts that received tokens; wfloor: their NVFP4 bytes (+ shared expert) / copy bandwidth;\n"
               "tcfloor: FLOPs at the cuBLAS bf16 rate; x_floor: latency / max(floors); %%bf16TC: effective FLOP rate /\n"
               "cuBLAS bf16 rate; bf16_us: same layer with bf16 weights on cuBLAS (per-expert GEMMs, one host sync);\n"
               "fused/unfus: SiLU*Mul+quantize fused vs silu_and_mul then quantize_experts on the GEMM1 output.\n");

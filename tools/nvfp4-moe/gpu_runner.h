@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "cold_timer.h"
 #include "nvfp4moe/cuda/moe.h"
 
 namespace nvfp4moe::tool {
@@ -31,8 +32,11 @@ class GpuLayerRunner {
   // One forward on the runner's stream, then the output [T, H] bf16 bits.
   std::vector<uint16_t> forward_and_download();
   // Median milliseconds of `iters` forwards: eager launches, or replays of a captured graph.
-  double time_eager_ms(int iters);
-  double time_graph_ms(int iters);
+  // Without `cold`, each replay starts on an idle stream (the host's launch latency inside the
+  // time, the weights of the previous replay maybe still in L2); with it, replays are queued
+  // behind an L2 flush (cold_timer.h: how a serving engine's forward runs).
+  double time_eager_ms(int iters, ColdQueuedTimer* cold = nullptr);
+  double time_graph_ms(int iters, ColdQueuedTimer* cold = nullptr);
 
   const cuda::MoeLayerWeights& weights() const { return *weights_; }
 
