@@ -302,29 +302,34 @@ int main(int argc, char** argv) {
   }
   if (!decode_only && !grouped_only) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
 
-  {  // grouped, DeepSeek-V3 w13 shape, E = 256
+  // Grouped, E = 256, the DeepSeek-V3 expert shapes: w13 at every row count, w2 (the MoE
+  // layer's second GEMM: K = 2048, so 4x shorter tiles) at the decode row counts (<= 2048).
+  std::vector<int64_t> row_counts = {8, 64, 512, 2048, 4096, 8192, 32768};
+  if (const char* list = nb::arg_value(argc, argv, "--rows")) {  // --rows a,b,c: these grouped row counts
+    row_counts.clear();
+    for (const char* c = list; *c != 0;) {
+      row_counts.push_back(std::atoll(c));
+      while (*c != 0 && *c != ',') ++c;
+      if (*c == ',') ++c;
+    }
+  }
+  struct GroupedShape { const char* name; int64_t n, k, max_rows; };
+  const GroupedShape grouped_shapes[] = {{"E256 DSV3 w13", 4096, 7168, int64_t(1) << 40}, {"E256 DSV3 w2", 7168, 2048, 2048}};
+  for (const GroupedShape& gs : grouped_shapes) {
     GroupedBuffers g;
-    g.n = 4096;
-    g.k = 7168;
+    g.n = gs.n;
+    g.k = gs.k;
     g.experts = 256;
     g.w = nb::DeviceBytes(size_t(nc::prepared_weight_bytes(g.n, g.k)) * g.experts);
     g.wb = nb::DeviceBytes(size_t(g.n * g.k * 2) * g.experts);
     fill_bytes(g.w.get(), g.w.bytes(), 1234, false);
     nb::fill_random_act16(g.wb.get<uint16_t>(), g.wb.bytes() / 2, false, 4321, cx.s);
-    std::vector<int64_t> row_counts = {8, 64, 512, 2048, 4096, 8192, 32768};
-    if (const char* list = nb::arg_value(argc, argv, "--rows")) {  // --rows a,b,c: these grouped row counts
-      row_counts.clear();
-      for (const char* c = list; *c != 0;) {
-        row_counts.push_back(std::atoll(c));
-        while (*c != 0 && *c != ',') ++c;
-        if (*c == ',') ++c;
-      }
-    }
     for (int64_t rows : row_counts) {
+      if (rows > gs.max_rows) continue;
       if (quick && rows != 64 && rows != 32768) continue;
       if (decode_only && rows > 4096) continue;
-      bench_grouped(cx, g, "E256 DSV3 w13", rows, false);
-      bench_grouped(cx, g, "E256 DSV3 w13", rows, true);
+      bench_grouped(cx, g, gs.name, rows, false);
+      bench_grouped(cx, g, gs.name, rows, true);
     }
   }
 

@@ -95,6 +95,18 @@ bool tma_pipeline() {
 constexpr int kDecodePrefetchAtomsGrouped = 16;
 constexpr int kDecodePrefetchAtomsSingle = 0;
 
+// Grouped decode calls: bytes of weights (all CTAs together) prefetched into L2 before the
+// wait on the previous kernel, i.e. while it finishes (each CTA the start of its first tile;
+// docs/GEMM.md v10). NVFP4MOE_GEMM_PREWAIT_MB overrides it (A/B measurements; 0: off).
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != 0 ? std::atoi(v) : fallback;
+}
+int64_t decode_prewait_bytes() {
+  static const int64_t mb = env_int("NVFP4MOE_GEMM_PREWAIT_MB", 32);
+  return std::max<int64_t>(mb, 0) << 20;
+}
+
 // CTAs per SM of the token-tile-8 decode kernel (register budget 65536 / 256 / CTAs). Measured
 // on the H200 (docs/GEMM.md v6): grouped calls stream 12-14% faster at 4 (64 registers, a
 // 16-byte spill), single M = 1 GEMMs 1-12% faster at 3 (80 registers).
@@ -224,22 +236,27 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
 
 // The decode kernel counts tiles in 64-row weight blocks.
 template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
-void launch_decode(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
+void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, cudaStream_t stream) {
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
   p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
                      : p.off != nullptr      ? kDecodePrefetchAtomsGrouped
                                              : kDecodePrefetchAtomsSingle;
+  if (p.off != nullptr && prefetch_before_wait) {
+    p.prewait_atoms = int(std::min<int64_t>(decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20));
+  }
   launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas>, dim3(grid), dim3(kn::GemmDecodeConfig<kTok>::kThreads),
              0, stream, p);
 }
 
-void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream) {
+void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
+              bool prefetch_before_wait = false) {
   const int tok = plan.tok_tile, grid = plan.grid;
+  const bool early = prefetch_before_wait;
   if (decode) {
-    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, stream);
-    else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, stream);
-    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, stream);
-    else launch_decode<8, kDecode8CtasSingle>(p, grid, stream);
+    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, early, stream);
+    else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, early, stream);
+    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, early, stream);
+    else launch_decode<8, kDecode8CtasSingle>(p, grid, early, stream);
     return;
   }
   if (plan.tma) dispatch_wgmma<true>(plan, p, stream);
@@ -551,7 +568,7 @@ size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w
 
 void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
                     const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
-                    const WorkspaceParts& ws, cudaStream_t stream) {
+                    const WorkspaceParts& ws, cudaStream_t stream, bool prefetch_before_wait = false) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
   p.splits = plan.splits;
@@ -560,7 +577,7 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
     p.counters = ws.counters;
   }
   p.expert_rows_hi = plan.hot_rows;  // 0: every expert
-  dispatch(plan, decode, p, stream);
+  dispatch(plan, decode, p, stream, prefetch_before_wait);
   if (plan.hot_rows > 0) {  // the hot experts, same activations (prepared K order) and output
     GemmPlan hot = plan;
     hot.tok_tile = 128;
@@ -614,7 +631,7 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
 void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
                         const PreparedWeights& w, const float* alpha, void* out,
                         OutDType out_dtype, void* workspace, size_t workspace_bytes,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, bool prefetch_before_wait) {
   check_common(rows, w, alpha, out, out_dtype, true);
   if (rows == 0) return;
   check_ptr(a, "a");
@@ -625,7 +642,7 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
                   "grouped_gemm_w4a16_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
   const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws.act, stream);
-  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
+  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, prefetch_before_wait);
 }
 
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,

@@ -220,8 +220,10 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     auto routed_gemm = [&](bool direct, const void* values, const uint8_t* codes, const uint8_t* scales,
                            const PreparedWeights& wt, const float* alpha, void* out) {
       if (direct) {
+        // The quantizer before it (values output) lets it launch only after its own wait, so
+        // the GEMM may prefetch its weights by the offsets before it waits.
         grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(values), m, v.off, wt, alpha, out, OutDType::kBF16,
-                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream, /*prefetch_before_wait=*/true);
       } else {
         grouped_gemm_w4a4(Nvfp4Act{codes, scales, v.scale_rows}, m, v.off, wt, alpha, out, OutDType::kBF16,
                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);

@@ -72,6 +72,7 @@ struct Case {
   Mode mode = Mode::kRandom;
   OutDType out_dtype = OutDType::kFP32;
   uint32_t seed = 1;
+  bool prefetch_before_wait = false;  // grouped W4A16: the early L2 prefetch hint
 };
 
 std::string describe(const Case& c) {
@@ -174,7 +175,8 @@ void launch(const Case& c, Prepared& p, void* out, void* ws, size_t ws_bytes, cu
   cuda::Nvfp4Act act{p.a_codes.get(), p.a_scales.get(), p.scale_rows};
   if (c.grouped) {
     if (c.w4a4) cuda::grouped_gemm_w4a4(act, c.rows, p.off.get(), p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
-    else cuda::grouped_gemm_w4a16(a, c.rows, p.off.get(), p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
+    else cuda::grouped_gemm_w4a16(a, c.rows, p.off.get(), p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s,
+                                  c.prefetch_before_wait);
   } else {
     if (c.w4a4) cuda::gemm_w4a4(act, c.rows, p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
     else cuda::gemm_w4a16(a, c.rows, p.pw, p.alpha.get(), out, c.out_dtype, ws, ws_bytes, s);
@@ -582,6 +584,53 @@ TEST(GemmSm90, GroupedShortK) {
       EXPECT_TRUE(run_case(c));
     }
   }
+}
+
+// The decode kernel's early L2 prefetch (prefetch_before_wait: the offsets read before the
+// wait, the first tile's weights prefetched) changes no result: token tiles 8 and 16, a K
+// ending inside an atom, empty experts, one expert taking every row, and a call sequence on one
+// stream where the offsets change between calls (each call must use its own).
+TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 880;
+  struct G { int experts; int64_t rows, n, k; };
+  for (G g : {G{256, 8, 520, 7168}, G{256, 200, 256, 400}, G{64, 900, 520, 144}}) {
+    for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+      std::mt19937 rng(seed);
+      Case c{false, true, g.rows, g.n, g.k, g.experts, random_offsets(rng, g.rows, g.experts, 5), mode,
+             mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++, true};
+      EXPECT_TRUE(run_case(c));
+    }
+  }
+  std::vector<int32_t> one(257, 0);
+  for (int e = 131; e <= 256; ++e) one[size_t(e)] = 16;  // expert 130 owns all 16 rows
+  EXPECT_TRUE(run_case(Case{false, true, 16, 520, 2048, 256, one, Mode::kExact, OutDType::kBF16, seed++, true}));
+
+  // Two routings on one stream and one workspace, the second call's offsets written just before
+  // it (the first call's offsets are then what a too-early read would see).
+  std::mt19937 rng(seed);
+  Case a{false, true, 64, 520, 2048, 256, random_offsets(rng, 64, 256, 0), Mode::kExact, OutDType::kBF16, seed++, true};
+  Case b = a;
+  b.off = random_offsets(rng, 64, 256, 3);
+  b.seed = seed++;
+  Prepared pa = prepare(a), pb = prepare(b);
+  const size_t ws_bytes = workspace_for(a);
+  DeviceBuffer<uint8_t> ws(ws_bytes);
+  ws.fill_bytes(0);
+  DeviceBuffer<int32_t> off(a.off);
+  DeviceBuffer<uint8_t> out_a(size_t(a.rows * a.n) * 2), out_b(size_t(b.rows * b.n) * 2);
+  out_a.fill_bytes(0xff);
+  out_b.fill_bytes(0xff);
+  const auto* act_a = reinterpret_cast<const __nv_bfloat16*>(pa.a.get());
+  const auto* act_b = reinterpret_cast<const __nv_bfloat16*>(pb.a.get());
+  cuda::grouped_gemm_w4a16(act_a, a.rows, off.get(), pa.pw, pa.alpha.get(), out_a.get(), OutDType::kBF16, ws.get(),
+                           ws_bytes, nullptr, true);
+  NVFP4MOE_CUDA_CHECK(cudaMemcpyAsync(off.get(), b.off.data(), b.off.size() * 4, cudaMemcpyHostToDevice, nullptr));
+  cuda::grouped_gemm_w4a16(act_b, b.rows, off.get(), pb.pw, pb.alpha.get(), out_b.get(), OutDType::kBF16, ws.get(),
+                           ws_bytes, nullptr, true);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(check(a, pa, out_a.download()));
+  EXPECT_TRUE(check(b, pb, out_b.download()));
 }
 
 // Short K on the small-token paths (token tile 8: decode kernel; 16: wgmma kernel): one or two

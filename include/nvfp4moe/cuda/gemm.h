@@ -54,10 +54,16 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
 
 // ---- grouped GEMM: rows [off[e], off[e+1]) of a (rows allocated) use expert e ----
 size_t grouped_gemm_w4a16_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
+// prefetch_before_wait: the kernel before this call on the stream lets its dependents launch
+// only after its own griddepcontrol.wait (quantize_experts / silu_and_mul_quantize_experts with
+// a values output do), so `off` is complete when this launch begins. The decode kernel (token
+// tile <= 16) then prefetches the start of its weights into L2 before it waits, while that
+// kernel finishes (docs/GEMM.md v10). A hint only: results never depend on it; without that
+// ordering it would prefetch by stale offsets (wasted bandwidth), so it is off by default.
 void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
                         const PreparedWeights& w, const float* alpha, void* out,
                         OutDType out_dtype, void* workspace, size_t workspace_bytes,
-                        cudaStream_t stream);
+                        cudaStream_t stream, bool prefetch_before_wait = false);
 
 size_t grouped_gemm_w4a4_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,

@@ -48,8 +48,14 @@ __device__ __forceinline__ void block_exclusive_scan(int* v, int n) {
 // Expert offsets clamped to [0, rows], so malformed offsets can never address rows outside
 // the buffers (an expert whose end is before its start is empty). s_off: E+1 entries. Ends
 // with a barrier.
+// kThroughL2: read with ld.global.cg (no L1 line is kept), for a read made before
+// griddepcontrol.wait whose result is only a hint (the decode kernel's early L2 prefetch).
+template <bool kThroughL2 = false>
 __device__ __forceinline__ void load_offsets(const int32_t* off, int num_experts, int rows, int* s_off) {
-  for (int e = threadIdx.x; e <= num_experts; e += blockDim.x) s_off[e] = min(max(off[e], 0), rows);
+  for (int e = threadIdx.x; e <= num_experts; e += blockDim.x) {
+    const int32_t v = kThroughL2 ? __ldcg(off + e) : off[e];
+    s_off[e] = min(max(v, 0), rows);
+  }
   __syncthreads();
 }
 

@@ -20,6 +20,9 @@
 //               prefetch_atoms ahead of the ring; per k16 step 9 integer ops + 4 HMUL2 of
 //               dequantization and kTok/8 mma m16n8k16 (kTok 8: two alternating
 //               accumulator sets, so consecutive MMAs are independent)
+//   before the wait (grouped, prewait_atoms > 0; the launcher's prefetch_before_wait): the
+//               CTA reads the offsets, finds its first tile and prefetches its start into L2
+//               while the previous kernel finishes; all of it is redone after the wait
 //   epilogue:   K warp 1 adds its sums through shared memory (fixed order, so deterministic),
 //               then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
 //
@@ -63,7 +66,7 @@ struct GemmDecodeConfig {
 
 template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm>
 __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
-  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
+  ptx::launch_dependents();  // launched with PDL (common/pdl_launch.h); the wait is below
   using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
   static_assert(Cfg::kThreads == 256, "launch bounds");
   constexpr int kDepth = Cfg::kDepth, kGroups = Cfg::kGroups;
@@ -78,14 +81,6 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   const bool grouped = p.off != nullptr;
   const int n_blocks = p.n_blocks;  // 64-row blocks (set by the launcher)
   const int tok_tiles_single = (p.rows + kTok - 1) / kTok;
-  int total_tiles;
-  if (grouped) {
-    load_offsets(p.off, p.num_experts, p.rows, s_off);
-    total_tiles =
-        build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
-  } else {
-    total_tiles = n_blocks * tok_tiles_single * p.splits;
-  }
   const int k_atoms = p.k_stages * Cfg::kKWarps;
   const int per_split = (p.k_stages + p.splits - 1) / p.splits;
   const int code_off = rw * 512 + lane * 16;
@@ -99,6 +94,51 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     tile.split = t % p.splits;
     return tile;
   };
+  // The tile's weights: its atoms are contiguous (K fastest within a 64-row block) from the
+  // returned address; n_atoms = K stages of its split (atoms per warp; <= 0: nothing to do).
+  auto tile_weights = [&](const GemmTile& tile, int& n_atoms) {
+    const int ks0 = tile.split * per_split;
+    n_atoms = min(p.k_stages, ks0 + per_split) - ks0;
+    return p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ks0 * Cfg::kKWarps) * kAtomBytes;
+  };
+  // Thread 0 only: the CTA's first tile and how many of its atoms are already on their way
+  // into L2 (prefetched before the wait); in shared memory, not registers across the mainloop.
+  __shared__ const uint8_t* s_ahead_w;
+  __shared__ int s_ahead_atoms;
+  if (tid == 0) s_ahead_w = nullptr;
+
+  // Before the wait (the previous kernel of the stream may still run): the first tile's weights
+  // start streaming into L2 while it finishes. The offsets read here are a hint: in the MoE
+  // forward the kernel before this one triggers its dependents only after its own wait, so the
+  // routing that wrote them is complete, but nothing else orders this read; stale offsets would
+  // only prefetch other weights (clamped: always inside the weight buffer). Everything below
+  // the wait reads the offsets again.
+  if (grouped && p.prewait_atoms > 0) {
+    load_offsets<true>(p.off, p.num_experts, p.rows, s_off);
+    const int early_tiles =
+        build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
+    if (tid == 0 && int(blockIdx.x) < early_tiles) {
+      int n_first;
+      const uint8_t* w_first = tile_weights(tile_of(blockIdx.x), n_first);
+      const int atoms = min(p.prewait_atoms, n_first * Cfg::kKWarps);
+      if (atoms > 0) ptx::prefetch_l2_bulk(w_first, uint32_t(atoms) * kAtomBytes);
+      s_ahead_w = w_first;
+      s_ahead_atoms = atoms;
+    }
+    __syncthreads();  // s_off / s_prefix are rebuilt below; s_ahead_* are set
+  } else {
+    __syncthreads();  // s_ahead_w is set before any warp's tile loop reads it
+  }
+  ptx::grid_dependency_wait();
+
+  int total_tiles;
+  if (grouped) {
+    load_offsets(p.off, p.num_experts, p.rows, s_off);
+    total_tiles =
+        build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
+  } else {
+    total_tiles = n_blocks * tok_tiles_single * p.splits;
+  }
 
   // Register ring: slot d (of kDepth) holds one atom's codes, scale pair and activations,
   // loaded kDepth atoms ahead. Atom i of this warp's walk (atom ka0 + 2i of the tile's block)
@@ -270,11 +310,9 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // i % kDepth, reloaded with atom i + kDepth right after its multiplies.
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
     const GemmTile tile = tile_of(t);
-    const int ks0 = tile.split * per_split;
-    n = min(p.k_stages, ks0 + per_split) - ks0;  // atoms per warp
+    const uint8_t* block_w = tile_weights(tile, n);  // n: atoms per warp
     if (n <= 0) continue;  // uniform over the CTA
-    const int ka0 = ks0 * Cfg::kKWarps + kw;
-    const uint8_t* block_w = p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ks0 * Cfg::kKWarps) * kAtomBytes;
+    const int ka0 = tile.split * per_split * Cfg::kKWarps + kw;
     w_base = block_w + kw * kAtomBytes + code_off;
     k_left = p.k - ka0 * kAtomK - 16 * q;
     n_full = min(n, max(0, (p.k / kAtomK - ka0 + 1) / Cfg::kKWarps));
@@ -288,9 +326,12 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     }
     // L2 prefetch: the tile's atoms are contiguous (K fastest within a 64-row block). The ring
     // loads atoms [0, ring) of the CTA's walk first; thread 0 keeps the next prefetch_atoms
-    // behind them on their way into L2.
+    // behind them on their way into L2. (Prefetching the start of the CTA's next tile as well
+    // was 3-9% slower: docs/GEMM.md v10.)
     const int tile_atoms = n * Cfg::kKWarps, ring = kDepth * Cfg::kKWarps;
-    int prefetch_next = ring;  // thread 0: first atom of the tile not yet prefetched
+    // thread 0: first atom of the tile not yet prefetched
+    int prefetch_next = ring;
+    if (tid == 0 && block_w == s_ahead_w) prefetch_next = max(ring, s_ahead_atoms);
     auto prefetch_to = [&](int a_end) {
       a_end = min(a_end, tile_atoms);
       if (prefetch_next < a_end) {

@@ -59,6 +59,9 @@ struct GemmW4A16Params {
                            // the register ring (0: none)
   int expert_rows_lo;      // grouped: only experts with lo <= rows <= hi (hi = 0: no bound)
   int expert_rows_hi;      // get tiles (the cold / hot launches of GemmPlan::hot_rows)
+  int prewait_atoms;       // decode kernel, grouped: before griddepcontrol.wait, prefetch this
+                           // many atoms of the CTA's first tile into L2 (0: off; a hint: the
+                           // offsets read then may be stale, see the decode kernel)
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

@@ -278,7 +278,12 @@ __device__ __forceinline__ void load_chunk(const QuantizeParams& p, WalkPos q, i
 // few rows spread over many warps and no warp runs several chunks one after another).
 template <typename T, bool kSilu, bool kLimit, int kChunks>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_kernel(QuantizeParams p) {
-  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
+  // Launched with PDL (common/pdl_launch.h). With the values output (the MoE layer's small
+  // batches, whose next kernel is a grouped decode GEMM called with prefetch_before_wait) the
+  // next kernel may launch only after this one's wait: the routing is then complete when it
+  // starts, and it prefetches its first weights by the routing's offsets while this one runs.
+  if (p.values != nullptr) ptx::pdl_prologue_ordered();
+  else ptx::pdl_prologue();
   __shared__ ExpertTables t;
   const int lane = int(threadIdx.x) & 31;
   const int64_t cap = p.rows_out;

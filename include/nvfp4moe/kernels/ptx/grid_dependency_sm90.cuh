@@ -20,4 +20,13 @@ __device__ __forceinline__ void pdl_prologue() {
   grid_dependency_wait();
 }
 
+// The prologue of a kernel whose successor reads, before its own wait, what the kernels
+// before this one wrote (the grouped decode GEMM's early L2 prefetch reads the routing
+// offsets): wait first, then let the next kernel launch, so everything before this kernel is
+// complete when the next one starts. Costs nothing where this kernel runs longer than a launch.
+__device__ __forceinline__ void pdl_prologue_ordered() {
+  grid_dependency_wait();
+  launch_dependents();
+}
+
 }  // namespace nvfp4moe::kernels::ptx
