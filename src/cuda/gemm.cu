@@ -251,12 +251,11 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
 void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
               bool prefetch_before_wait = false) {
   const int tok = plan.tok_tile, grid = plan.grid;
-  const bool early = prefetch_before_wait;
   if (decode) {
-    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, early, stream);
-    else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, early, stream);
-    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, early, stream);
-    else launch_decode<8, kDecode8CtasSingle>(p, grid, early, stream);
+    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, prefetch_before_wait, stream);
+    else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, prefetch_before_wait, stream);
+    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, prefetch_before_wait, stream);
+    else launch_decode<8, kDecode8CtasSingle>(p, grid, prefetch_before_wait, stream);
     return;
   }
   if (plan.tma) dispatch_wgmma<true>(plan, p, stream);
