@@ -229,11 +229,15 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
       }
     };
-    quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m, v.a1_codes, v.a1_scales,
-                     v.scale_rows, ws.error_flags_, stream, direct1 ? v.a1_bf16 : nullptr);
+    // Direct: the quantizers write the values only (no codes, scales or scale padding: the
+    // decode GEMM reads nothing else; at DeepSeek-V3 T = 16 the padding alone is ~6 MB).
+    quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m,
+                     direct1 ? nullptr : v.a1_codes, direct1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
+                     stream, direct1 ? v.a1_bf16 : nullptr);
     routed_gemm(direct1, v.a1_bf16, v.a1_codes, v.a1_scales, w.w13(), w.alpha1(), v.gemm1);
-    silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(), v.a2_codes,
-                                  v.a2_scales, v.scale_rows, ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
+    silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(),
+                                  direct2 ? nullptr : v.a2_codes, direct2 ? nullptr : v.a2_scales, v.scale_rows,
+                                  ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
     routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
   } else {
     gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);

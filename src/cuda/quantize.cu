@@ -174,24 +174,29 @@ k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* 
   return p;
 }
 
-// Shared checks and parameters of the two per-expert entry points.
+// Shared checks and parameters of the two per-expert entry points. Values only (codes and
+// scales both null, values given): scale_rows is not used.
 k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const int32_t* off, int num_experts,
                                 const float* g, int64_t rows_out, uint8_t* codes, uint8_t* scales,
-                                int64_t scale_rows, uint32_t* error_flags) {
+                                int64_t scale_rows, uint32_t* error_flags, void* values) {
   check_rows(rows_out, "rows_out");
   check_ptr(off, "off", 4);
   check_ptr(g, "g", 4);
   NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..",
                  kQuantMaxExperts, ", got ", num_experts);
   if (error_flags != nullptr) check_ptr(error_flags, "error_flags", 4);
-  const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
-  NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
-                 "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
-                 ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
-  check_ptr(scales, "scales");
+  if (values != nullptr) check_ptr(values, "values");
+  const bool values_only = values != nullptr && codes == nullptr && scales == nullptr;
+  if (!values_only) {
+    const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
+    NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
+                   "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
+                   ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
+    check_ptr(scales, "scales");
+  }
   if (rows_out > 0) {
     check_ptr(x, "x");
-    check_ptr(codes, "codes");
+    if (!values_only) check_ptr(codes, "codes");
   }
   k::QuantizeParams p{};
   p.x = x;
@@ -206,6 +211,7 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
   p.off = off;
   p.num_experts = num_experts;
   p.error_flags = error_flags;
+  p.values = static_cast<uint16_t*>(values);
   return p;
 }
 
@@ -284,7 +290,6 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
   check_dtype(dtype);
   check_width(k, "k");
   check_rows(rows_in, "rows_in");
-  if (values != nullptr) check_ptr(values, "values");
   if (gather != nullptr) {
     check_ptr(gather, "gather", 4);
   } else {
@@ -292,9 +297,8 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                    ", got ", rows_in);
   }
   k::QuantizeParams p =
-      expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags);
+      expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags, values);
   p.gather = gather;
-  p.values = static_cast<uint16_t*>(values);
   launch_quantize_dtype(dtype, false, false, p, stream);
 }
 
@@ -330,14 +334,12 @@ void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, 
                                    cudaStream_t stream, void* values) {
   check_dtype(dtype);
   check_width(inter, "inter");
-  if (values != nullptr) check_ptr(values, "values");
   NVFP4MOE_CHECK(inter <= kMaxRows / 2, "inter: expected < 2^30, got ", inter);
   NVFP4MOE_CHECK(!limit || *limit > 0.0f, "limit: expected a positive SwiGLU limit, got ", limit ? *limit : 0.0f);
   k::QuantizeParams p =
-      expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags);
+      expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags, values);
   p.x_row_stride = 2 * inter;
   p.limit = limit ? *limit : 0.0f;
-  p.values = static_cast<uint16_t*>(values);
   launch_quantize_dtype(dtype, true, limit.has_value(), p, stream);
 }
 

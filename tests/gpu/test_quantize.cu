@@ -281,6 +281,18 @@ TEST(QuantizeSm90, BadArgumentsThrowBeforeLaunch) {
                Error);
   EXPECT_THROW(cuda::quantize_experts(x, bf, 10, 16, off + 1, 4, g, reinterpret_cast<const int32_t*>(buf + 2), 10,
                                       codes, scales, cap, nullptr, nullptr), Error);  // gather misaligned
+  // Values only needs both codes and scales null, and the values output.
+  void* values = buf;
+  EXPECT_THROW(cuda::quantize_experts(x, bf, 10, 16, off, 4, g, nullptr, 10, nullptr, scales, cap, nullptr, nullptr,
+                                      values), Error);  // codes null alone
+  EXPECT_THROW(cuda::quantize_experts(x, bf, 10, 16, off, 4, g, nullptr, 10, codes, nullptr, cap, nullptr, nullptr,
+                                      values), Error);  // scales null alone
+  EXPECT_THROW(cuda::quantize_experts(x, bf, 10, 16, off, 4, g, nullptr, 10, nullptr, nullptr, cap, nullptr, nullptr),
+               Error);  // nothing to write
+  EXPECT_THROW(cuda::quantize_experts(x, bf, 10, 16, off, 4, g, nullptr, 10, nullptr, nullptr, 0, nullptr, nullptr,
+                                      buf + 8), Error);  // values misaligned
+  EXPECT_THROW(cuda::silu_and_mul_quantize_experts(x, bf, 10, 16, std::nullopt, off, 4, g, nullptr, scales, cap,
+                                                   nullptr, nullptr, values), Error);  // codes null alone
   EXPECT_THROW(cuda::silu_and_mul(x, bf, 4, 12, std::nullopt, buf, nullptr), Error);  // inter % 8
   EXPECT_THROW(cuda::silu_and_mul(x, bf, 4, 16, -1.0f, buf, nullptr), Error);         // limit <= 0
   EXPECT_THROW(cuda::silu_and_mul_quantize_experts(x, bf, 10, 24, std::nullopt, off, 4, g, codes, scales, cap,

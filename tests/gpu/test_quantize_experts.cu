@@ -135,6 +135,17 @@ void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gat
     std::vector<uint16_t> got = dvalues.download();
     got.resize(size_t(rows_out * c.k));
     EXPECT_TRUE(values_match(got, want_codes, want_scales, off, rows_out, c.k, what));
+    // Values only (codes and scales null): the same values, nothing else written.
+    DeviceBuffer<uint16_t> only(dvalues.size());
+    only.fill_bytes(0xab);
+    cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
+                           use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0, derr.get(), nullptr,
+                           only.get());
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags (values only)";
+    std::vector<uint16_t> got_only = only.download();
+    got_only.resize(got.size());
+    EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
   }
 }
 
@@ -262,6 +273,16 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
     std::vector<uint16_t> got = values.download();
     got.resize(size_t(rows * inter));
     EXPECT_TRUE(values_match(got, fc, fs, off, rows, inter, what + " fused values"));
+    // Values only (codes and scales null): the same values, nothing else written.
+    DeviceBuffer<uint16_t> only(values.size());
+    only.fill_bytes(0xab);
+    cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(), nullptr,
+                                        nullptr, 0, derr.get(), nullptr, only.get());
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags (values only)";
+    std::vector<uint16_t> got_only = only.download();
+    got_only.resize(got.size());
+    EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
   }
 
   // Products: GPU vs CPU.

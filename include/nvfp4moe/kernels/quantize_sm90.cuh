@@ -68,7 +68,9 @@ struct QuantizeParams {
   float limit;            // SwiGLU clamp (kSilu with a limit only)
   uint16_t* values;       // optional [rows_out, k] bf16: data rows receive their quantized
                           // values e2m1 * e4m3 (no global scale; block_values_bf16x8);
-                          // only the one-chunk kernel writes them (the launcher picks it)
+                          // only the one-chunk kernel writes them (the launcher picks it).
+                          // With values, codes and scales may both be null: values only
+                          // (the MoE's small batches, whose decode GEMM reads nothing else)
 };
 
 // Expert tables of one block.
@@ -202,6 +204,7 @@ __device__ __forceinline__ void zero_padding_tiles(const QuantizeParams& p, cons
 // (codes: every row is then past off[E] = 0 and gets zero codes), else the padding rows of the
 // experts' last tiles.
 __device__ __forceinline__ void zero_scales_outside_data(const QuantizeParams& p, const ExpertTables& t, int32_t nq) {
+  if (p.scales == nullptr) return;  // values only: no scale buffer
   if (t.bad) {
     const int64_t n16 = int64_t(p.scale_rows / 128) * nq * (kScaleTileBytes / 16);  // 16-byte lines
     for (int64_t i = int64_t(blockIdx.x) * kQuantThreads + threadIdx.x; i < n16; i += int64_t(gridDim.x) * kQuantThreads) {
@@ -235,10 +238,13 @@ __device__ __forceinline__ void quantize_store_chunk(const QuantizeParams& p, Wa
                                                      int lane) {
   uint32_t s;
   const uint32_t codes = quantize_pair8<T>(w, g, g_inv, &s);
-  if (in_cap) *reinterpret_cast<uint32_t*>(p.codes + q.row * (p.k / 2) + q.col / 2) = codes;
-  if (kValues && p.values != nullptr && data) {  // 16 bytes per lane, 512 contiguous per warp
-    *reinterpret_cast<uint4*>(p.values + q.row * p.k + q.col) = block_values_bf16x8(codes, s);
+  if constexpr (kValues) {
+    if (p.values != nullptr && data) {  // 16 bytes per lane, 512 contiguous per warp
+      *reinterpret_cast<uint4*>(p.values + q.row * p.k + q.col) = block_values_bf16x8(codes, s);
+    }
+    if (p.codes == nullptr) return;  // values only (the launcher allows it with values alone)
   }
+  if (in_cap) *reinterpret_cast<uint32_t*>(p.codes + q.row * (p.k / 2) + q.col / 2) = codes;
   const int32_t j = int32_t(q.col >> 4);
   if ((p.k & 63) == 0) {
     const uint32_t word = scale_word_of_pairs(s, lane);
