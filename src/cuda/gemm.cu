@@ -234,28 +234,36 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   }
 }
 
-// The decode kernel counts tiles in 64-row weight blocks.
-template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
+// The decode kernel counts tiles in 64-row weight blocks. kGrouped: p.off is set; only those
+// calls may prefetch before the wait (their own kernel instantiation).
+template <int kTok, int kMinCtas, bool kGrouped>
 void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, cudaStream_t stream) {
+  constexpr int kDepth = kn::GemmDecodeConfig<kTok>::kDepth;
+  const dim3 block(kn::GemmDecodeConfig<kTok>::kThreads);
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
   p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
-                     : p.off != nullptr      ? kDecodePrefetchAtomsGrouped
+                     : kGrouped              ? kDecodePrefetchAtomsGrouped
                                              : kDecodePrefetchAtomsSingle;
-  if (p.off != nullptr && prefetch_before_wait) {
-    p.prewait_atoms = int(std::min<int64_t>(decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20));
+  if constexpr (kGrouped) {
+    p.prewait_atoms =
+        prefetch_before_wait ? int(std::min<int64_t>(decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20))
+                             : 0;
+    if (p.prewait_atoms > 0) {
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true>, dim3(grid), block, 0, stream, p);
+      return;
+    }
   }
-  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas>, dim3(grid), dim3(kn::GemmDecodeConfig<kTok>::kThreads),
-             0, stream, p);
+  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
 }
 
 void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
               bool prefetch_before_wait = false) {
   const int tok = plan.tok_tile, grid = plan.grid;
   if (decode) {
-    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped>(p, grid, prefetch_before_wait, stream);
-    else if (tok == 16) launch_decode<16, kDecode16CtasSingle>(p, grid, prefetch_before_wait, stream);
-    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped>(p, grid, prefetch_before_wait, stream);
-    else launch_decode<8, kDecode8CtasSingle>(p, grid, prefetch_before_wait, stream);
+    if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped, true>(p, grid, prefetch_before_wait, stream);
+    else if (tok == 16) launch_decode<16, kDecode16CtasSingle, false>(p, grid, prefetch_before_wait, stream);
+    else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped, true>(p, grid, prefetch_before_wait, stream);
+    else launch_decode<8, kDecode8CtasSingle, false>(p, grid, prefetch_before_wait, stream);
     return;
   }
   if (plan.tma) dispatch_wgmma<true>(plan, p, stream);

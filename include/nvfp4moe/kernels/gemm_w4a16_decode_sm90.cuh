@@ -20,9 +20,10 @@
 //               prefetch_atoms ahead of the ring; per k16 step 9 integer ops + 4 HMUL2 of
 //               dequantization and kTok/8 mma m16n8k16 (kTok 8: two alternating
 //               accumulator sets, so consecutive MMAs are independent)
-//   before the wait (grouped, prewait_atoms > 0; the launcher's prefetch_before_wait): the
-//               CTA reads the offsets, finds its first tile and prefetches its start into L2
-//               while the previous kernel finishes; all of it is redone after the wait
+//   before the wait (kPrewait instantiation, grouped, prewait_atoms > 0; the launcher's
+//               prefetch_before_wait): the CTA reads the offsets, finds its first tile and
+//               prefetches its start into L2 while the previous kernel finishes; all of it is
+//               redone after the wait
 //   epilogue:   K warp 1 adds its sums through shared memory (fixed order, so deterministic),
 //               then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
 //
@@ -64,7 +65,11 @@ struct GemmDecodeConfig {
   static constexpr int kMinCtasPerSm = kMinCtasT;
 };
 
-template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm>
+// kPrewait: compiled with the early prefetch before the wait (grouped calls with
+// prefetch_before_wait). A separate instantiation: the prologue and bookkeeping it adds cost
+// the other calls ~1.5% when compiled into every kernel (DeepSeek-V3 T = 64, docs/GEMM.md v10).
+template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm,
+          bool kPrewait = false>
 __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
   ptx::launch_dependents();  // launched with PDL (common/pdl_launch.h); the wait is below
   using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
@@ -105,7 +110,6 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // into L2 (prefetched before the wait); in shared memory, not registers across the mainloop.
   __shared__ const uint8_t* s_ahead_w;
   __shared__ int s_ahead_atoms;
-  if (tid == 0) s_ahead_w = nullptr;
 
   // Before the wait (the previous kernel of the stream may still run): the first tile's weights
   // start streaming into L2 while it finishes. The offsets read here are a hint: in the MoE
@@ -113,21 +117,24 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // routing that wrote them is complete, but nothing else orders this read; stale offsets would
   // only prefetch other weights (clamped: always inside the weight buffer). Everything below
   // the wait reads the offsets again.
-  if (grouped && p.prewait_atoms > 0) {
-    load_offsets<true>(p.off, p.num_experts, p.rows, s_off);
-    const int early_tiles =
-        build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
-    if (tid == 0 && int(blockIdx.x) < early_tiles) {
-      int n_first;
-      const uint8_t* w_first = tile_weights(tile_of(blockIdx.x), n_first);
-      const int atoms = min(p.prewait_atoms, n_first * Cfg::kKWarps);
-      if (atoms > 0) ptx::prefetch_l2_bulk(w_first, uint32_t(atoms) * kAtomBytes);
-      s_ahead_w = w_first;
-      s_ahead_atoms = atoms;
+  if constexpr (kPrewait) {
+    if (tid == 0) s_ahead_w = nullptr;
+    if (grouped && p.prewait_atoms > 0) {
+      load_offsets<true>(p.off, p.num_experts, p.rows, s_off);
+      const int early_tiles =
+          build_tile_prefix<kTok>(s_off, p.num_experts, n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi) * p.splits;
+      if (tid == 0 && int(blockIdx.x) < early_tiles) {
+        int n_first;
+        const uint8_t* w_first = tile_weights(tile_of(blockIdx.x), n_first);
+        const int atoms = min(p.prewait_atoms, n_first * Cfg::kKWarps);
+        if (atoms > 0) ptx::prefetch_l2_bulk(w_first, uint32_t(atoms) * kAtomBytes);
+        s_ahead_w = w_first;
+        s_ahead_atoms = atoms;
+      }
+      __syncthreads();  // s_off / s_prefix are rebuilt below; s_ahead_* are set
+    } else {
+      __syncthreads();  // s_ahead_w is set before any warp's tile loop reads it
     }
-    __syncthreads();  // s_off / s_prefix are rebuilt below; s_ahead_* are set
-  } else {
-    __syncthreads();  // s_ahead_w is set before any warp's tile loop reads it
   }
   ptx::grid_dependency_wait();
 
@@ -331,7 +338,9 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     const int tile_atoms = n * Cfg::kKWarps, ring = kDepth * Cfg::kKWarps;
     // thread 0: first atom of the tile not yet prefetched
     int prefetch_next = ring;
-    if (tid == 0 && block_w == s_ahead_w) prefetch_next = max(ring, s_ahead_atoms);
+    if constexpr (kPrewait) {
+      if (tid == 0 && block_w == s_ahead_w) prefetch_next = max(ring, s_ahead_atoms);
+    }
     auto prefetch_to = [&](int a_end) {
       a_end = min(a_end, tile_atoms);
       if (prefetch_next < a_end) {
