@@ -50,10 +50,11 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
 fi
 
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers.
+  # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers,
+  # with the one-launch MoE front end and the forward paths test (small shapes only).
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 1 build/tests/nvfp4moe_gpu_tests \
-      --gtest_filter='*Small*' > "$OUT/sanitizer-$tool.log" 2>&1
+      --gtest_filter='*Small*:RoutePermuteValues.*:MoeGpu.ForwardPaths*' > "$OUT/sanitizer-$tool.log" 2>&1
     rc=$?
     record "compute-sanitizer $tool" "$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$rc"
   done
@@ -101,6 +102,15 @@ if ((run_bench)); then
   timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
   rc=$?
   record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
+  # A/B of the small-batch forward paths (cuda/moe.h MoeForwardPaths; off by default until
+  # measured): graph_us at the batches they touch, default vs each path vs all.
+  for v in default NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early all; do
+    envs=(); [[ $v == all ]] && envs=(NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early)
+    [[ $v == NVFP4MOE_* ]] && envs=("$v")
+    env "${envs[@]}" timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline --tokens 1,2,4,16,32 \
+      --iters 200 > "$OUT/moe_paths_$v.txt" 2>&1
+    record "MoE paths A/B: $v" "$(grep -E '^(deepseek|qwen)' "$OUT/moe_paths_$v.txt" | awk '{printf "%s T%s %s, ", substr($1,1,4), $2, $4}')"
+  done
 fi
 
 echo

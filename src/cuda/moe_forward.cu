@@ -1,5 +1,7 @@
 // The GPU MoE forward and its workspace (cuda/moe.h).
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/cuda/gemm.h"
@@ -43,7 +45,20 @@ bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num
   return m > 0 && m <= direct_rows && plan_grouped_gemm(m, n, k, num_experts).tok_tile <= 16;
 }
 
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
+
 }  // namespace
+
+MoeForwardPaths MoeForwardPaths::from_environment() {
+  MoeForwardPaths p;
+  p.values_only = env_is("NVFP4MOE_VALUES_ONLY", "1");
+  p.tiny_front_end = env_is("NVFP4MOE_TINY_FRONT_END", "1");
+  p.shared_fork_early = env_is("NVFP4MOE_SHARED_FORK", "early");
+  return p;
+}
 
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
                  cudaStream_t stream) {
@@ -170,20 +185,23 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   const bool has_shared = cfg.n_shared_experts > 0;
   const int64_t is = int64_t(cfg.n_shared_experts) * inter;
 
-  // 1-2. Routing and permutation.
-  PermuteOutputs po;
-  po.counts = v.counts;
-  po.off = v.off;
-  po.sf_off = v.sf_off;
-  po.sorted_to_pair = v.sorted_to_pair;
-  po.pair_to_sorted = v.pair_to_sorted;
-  po.sorted_to_token = v.sorted_to_token;
-  // One launch for small batches (route, then the last block permutes), else route + permute.
-  route_and_permute(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, ws.max_tokens_, v.ids,
-                    v.weights, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
+  // W4A4 small batches: the quantizers write the quantized values as bf16 and the GEMMs take
+  // them as W4A16 input with the W4A4 alpha 1/(gA*gB) (see routed_gemm below).
+  const bool direct1 = w4a4 && direct_values(m, v.direct_rows, 2 * inter, h, int(e));
+  const bool direct2 = w4a4 && direct_values(m, v.direct_rows, h, inter, int(e));
+  // The smallest batches: routing, permutation and the first quantization in one launch.
+  const MoeForwardPaths& paths = ws.paths_;
+  const bool tiny = direct1 && paths.tiny_front_end && uses_route_permute_values(t, k, h);
+  // Direct: the quantizers may write the values only (no codes, scales or scale padding: the
+  // decode GEMM reads nothing else; at DeepSeek-V3 T = 16 the padding alone is ~6 MB).
+  const bool only1 = direct1 && paths.values_only, only2 = direct2 && paths.values_only;
 
-  // Shared expert on the side stream, concurrent with the routed experts.
-  if (has_shared) {
+  // Shared expert on the side stream, concurrent with the routed experts. It needs neither
+  // the routing nor the permutation, so it may fork before them (shared_fork_early).
+  // The same pipeline as the routed experts with one expert (W4A4: quantize, GEMM1, SiLU*Mul +
+  // quantize, GEMM2; W4A16: GEMM1, SiLU*Mul, GEMM2).
+  auto fork_shared = [&] {
+    if (!has_shared) return;
     cudaStream_t side = ws.side_stream_;
     NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.fork_, stream));
     NVFP4MOE_CUDA_CHECK(cudaStreamWaitEvent(side, ws.fork_, 0));
@@ -206,22 +224,39 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
                  v.shared_out, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
     }
     NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.join_, side));
+  };
+  const bool fork_late = !paths.shared_fork_early;
+  if (!fork_late) fork_shared();
+
+  // 1-2. Routing and permutation.
+  PermuteOutputs po;
+  po.counts = v.counts;
+  po.off = v.off;
+  po.sf_off = v.sf_off;
+  po.sorted_to_pair = v.sorted_to_pair;
+  po.pair_to_sorted = v.pair_to_sorted;
+  po.sorted_to_token = v.sorted_to_token;
+  if (tiny) {
+    route_permute_values(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, v.ids, v.weights,
+                         po, hidden, ActDType::kBF16, h, w.gA1(), v.a1_bf16, stream);
+  } else {
+    // One launch for small batches (route, then the last block permutes), else route + permute.
+    route_and_permute(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, ws.max_tokens_,
+                      v.ids, v.weights, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
   }
+  if (fork_late) fork_shared();
 
   // 3-6. Routed experts.
   if (w4a4) {
-    // Small batches: the quantizers also write the quantized values as bf16 and the GEMMs take
-    // them as W4A16 input with the W4A4 alpha 1/(gA*gB): the same operand the W4A4 GEMM would
-    // dequantize itself, one launch fewer per GEMM. Only where the GEMM takes its decode kernel,
-    // which reads that operand as it is (the wgmma kernel would permute it, no gain).
-    const bool direct1 = direct_values(m, v.direct_rows, 2 * inter, h, int(e));
-    const bool direct2 = direct_values(m, v.direct_rows, h, inter, int(e));
-    // GEMM on the quantized activations: their bf16 values (direct) or codes + scales.
+    // Direct: the GEMM on the quantized values (decode kernel) instead of codes + scales, one
+    // launch fewer per GEMM. Only where the GEMM takes its decode kernel, which reads that
+    // operand as it is (the wgmma kernel would permute it, no gain).
     auto routed_gemm = [&](bool direct, const void* values, const uint8_t* codes, const uint8_t* scales,
                            const PreparedWeights& wt, const float* alpha, void* out) {
       if (direct) {
-        // The quantizer before it (values output) lets it launch only after its own wait, so
-        // the GEMM may prefetch its weights by the offsets before it waits.
+        // The kernel before it lets it launch only once the offsets are written (the values-
+        // output quantizer after its own wait; route_permute_values after the permutation),
+        // so the GEMM may prefetch its weights by the offsets before it waits.
         grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(values), m, v.off, wt, alpha, out, OutDType::kBF16,
                            ws.gemm_ws_, ws.gemm_ws_bytes_, stream, /*prefetch_before_wait=*/true);
       } else {
@@ -229,14 +264,14 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
       }
     };
-    // Direct: the quantizers write the values only (no codes, scales or scale padding: the
-    // decode GEMM reads nothing else; at DeepSeek-V3 T = 16 the padding alone is ~6 MB).
-    quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m,
-                     direct1 ? nullptr : v.a1_codes, direct1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
-                     stream, direct1 ? v.a1_bf16 : nullptr);
+    if (!tiny) {
+      quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m,
+                       only1 ? nullptr : v.a1_codes, only1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
+                       stream, direct1 ? v.a1_bf16 : nullptr);
+    }
     routed_gemm(direct1, v.a1_bf16, v.a1_codes, v.a1_scales, w.w13(), w.alpha1(), v.gemm1);
     silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(),
-                                  direct2 ? nullptr : v.a2_codes, direct2 ? nullptr : v.a2_scales, v.scale_rows,
+                                  only2 ? nullptr : v.a2_codes, only2 ? nullptr : v.a2_scales, v.scale_rows,
                                   ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
     routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
   } else {

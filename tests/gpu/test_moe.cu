@@ -161,6 +161,8 @@ void check_case(const Case& c) {
 
   cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
   cuda::MoeWorkspace ws(cfg, std::max<int64_t>(t, 1) + 5);  // capacity above T on purpose
+  ws.set_paths(cuda::MoeForwardPaths{});  // the default paths, whatever the environment says:
+                                          // this test reads the codes and scales they write
   DeviceBuffer<uint16_t> d_hidden(hidden.empty() ? std::vector<uint16_t>(8) : hidden);
   DeviceBuffer<float> d_logits(logits.empty() ? std::vector<float>(8) : logits);
   DeviceBuffer<uint16_t> d_out(std::max<size_t>(want.size(), 8));
@@ -368,6 +370,119 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(s);
+}
+
+// The execution choices of MoeForwardPaths change no result bit: every combination against
+// the default (all off) at the small batches where they apply (the one-launch front end at
+// T <= 4, values only up to direct_rows), with and without a shared expert, softmax and grouped
+// sigmoid, all tokens on one expert: output, routing, permutation, both GEMMs' rows and the
+// bf16 values the GEMMs read.
+TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
+  NVFP4MOE_REQUIRE_GPU();
+  const Case cases[] = {{1, 256, 8, 1, true, false}, {3, 128, 8, 0, false, false}, {4, 8, 2, 1, true, true},
+                        {2, 16, 16, 1, false, false}, {16, 32, 4, 1, true, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(name(c));
+    Layer l = make_layer(c, 500 + uint64_t(c.tokens));
+    const MoeConfig& cfg = l.cfg;
+    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
+    cuda::MoeWorkspace ws(cfg, t + 3);
+    const auto& v = ws.views();
+    ASSERT_GE(v.direct_rows, m) << "the case must take the direct (values) path";
+    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 31 + uint64_t(t)));
+    DeviceBuffer<float> d_logits(make_logits(c, 41 + uint64_t(t)));
+    DeviceBuffer<uint16_t> d_out(size_t(t * h));
+    cudaStream_t s;
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    struct Snapshot {
+      std::vector<uint16_t> out, gemm1, gemm2, a1, a2;
+      std::vector<int32_t> ids, counts, off, sf_off, s2p, p2s, s2t;
+      std::vector<float> weights;
+      uint32_t flags;
+    };
+    auto run = [&](const cuda::MoeForwardPaths& paths) {
+      ws.set_paths(paths);
+      d_out.fill_bytes(0xff);
+      // Poisoned, so that a path that leaves one of them unwritten cannot pass on stale data.
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_bf16, 0xff, size_t(m * h) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a2_bf16, 0xff, size_t(m * inter) * 2));
+      for (int32_t* b : {v.ids, v.sorted_to_pair, v.pair_to_sorted, v.sorted_to_token}) {
+        NVFP4MOE_CUDA_CHECK(cudaMemset(b, 0xff, size_t(m) * 4));
+      }
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.counts, 0xff, size_t(cfg.routing.num_experts) * 4));
+      for (int32_t* b : {v.off, v.sf_off}) {
+        NVFP4MOE_CUDA_CHECK(cudaMemset(b, 0xff, size_t(cfg.routing.num_experts + 1) * 4));
+      }
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      Snapshot r;
+      r.out = d_out.download();
+      r.gemm1 = download<uint16_t>(v.gemm1, size_t(m * 2 * inter));
+      r.gemm2 = download<uint16_t>(v.gemm2, size_t(m * h));
+      r.a1 = download<uint16_t>(v.a1_bf16, size_t(m * h));
+      r.a2 = download<uint16_t>(v.a2_bf16, size_t(m * inter));
+      r.ids = download<int32_t>(v.ids, size_t(m));
+      r.weights = download<float>(v.weights, size_t(m));
+      r.counts = download<int32_t>(v.counts, size_t(cfg.routing.num_experts));
+      r.off = download<int32_t>(v.off, size_t(cfg.routing.num_experts + 1));
+      r.sf_off = download<int32_t>(v.sf_off, size_t(cfg.routing.num_experts + 1));
+      r.s2p = download<int32_t>(v.sorted_to_pair, size_t(m));
+      r.p2s = download<int32_t>(v.pair_to_sorted, size_t(m));
+      r.s2t = download<int32_t>(v.sorted_to_token, size_t(m));
+      r.flags = download<uint32_t>(ws.error_flags(), 1)[0];
+      return r;
+    };
+    const Snapshot base = run(cuda::MoeForwardPaths{});
+    EXPECT_EQ(base.flags, 0u);
+    for (int mask = 1; mask < 8; ++mask) {
+      cuda::MoeForwardPaths p;
+      p.values_only = mask & 1;
+      p.tiny_front_end = mask & 2;
+      p.shared_fork_early = mask & 4;
+      const std::string what = "paths values_only=" + std::to_string(p.values_only) + " tiny=" +
+                               std::to_string(p.tiny_front_end) + " fork_early=" + std::to_string(p.shared_fork_early);
+      const Snapshot got = run(p);
+      EXPECT_EQ(got.flags, 0u) << what;
+      EXPECT_TRUE(test::bytes_equal(got.out, base.out, what + " output"));
+      EXPECT_TRUE(test::bytes_equal(got.ids, base.ids, what + " ids"));
+      EXPECT_TRUE(test::bytes_equal(got.weights, base.weights, what + " weights"));
+      EXPECT_TRUE(test::bytes_equal(got.counts, base.counts, what + " counts"));
+      EXPECT_TRUE(test::bytes_equal(got.off, base.off, what + " off"));
+      EXPECT_TRUE(test::bytes_equal(got.sf_off, base.sf_off, what + " sf_off"));
+      EXPECT_TRUE(test::bytes_equal(got.s2p, base.s2p, what + " sorted_to_pair"));
+      EXPECT_TRUE(test::bytes_equal(got.p2s, base.p2s, what + " pair_to_sorted"));
+      EXPECT_TRUE(test::bytes_equal(got.s2t, base.s2t, what + " sorted_to_token"));
+      EXPECT_TRUE(test::bytes_equal(got.a1, base.a1, what + " GEMM1 input values"));
+      EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, what + " GEMM1 rows"));
+      EXPECT_TRUE(test::bytes_equal(got.a2, base.a2, what + " GEMM2 input values"));
+      EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, what + " GEMM2 rows"));
+    }
+    // All of them in a CUDA graph: replay == the default eager output.
+    cuda::MoeForwardPaths all;
+    all.values_only = all.tiny_front_end = all.shared_fork_early = true;
+    ws.set_paths(all);
+    DeviceBuffer<uint16_t> d_graph_out(size_t(t * h));
+    d_graph_out.fill_bytes(0xff);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_graph_out.get(), s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int round = 0; round < 2; ++round) {
+      NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      EXPECT_TRUE(test::bytes_equal(d_graph_out.download(), base.out, "all paths, graph replay " + std::to_string(round)));
+    }
+    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
+    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+  }
 }
 
 TEST(MoeGpu, BadArgumentsThrowBeforeLaunch) {

@@ -63,6 +63,23 @@ class MoeLayerWeights {
   bool has_bias_ = false;
 };
 
+// Execution choices of the small-batch W4A4 forward that leave the layer output, the routing
+// and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). Written
+// on 2026-12-05 without a GPU to time them, so all are off by default until measured; the
+// environment turns them on for A/B runs: NVFP4MOE_VALUES_ONLY=1, NVFP4MOE_TINY_FRONT_END=1,
+// NVFP4MOE_SHARED_FORK=early.
+struct MoeForwardPaths {
+  // Where the GEMMs read the quantizers' bf16 values (direct_rows): the quantizers write only
+  // those values; a1/a2 codes and scales are then not written.
+  bool values_only = false;
+  // T <= 4 with T * k <= 32: routing, permutation and the first quantization in one launch
+  // (cuda::route_permute_values; the a1 values only).
+  bool tiny_front_end = false;
+  // The shared expert's branch forks before the routing instead of after it.
+  bool shared_fork_early = false;
+  static MoeForwardPaths from_environment();
+};
+
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
 // and events for the shared-expert branch. Not to be used by two forwards at the same time.
 class MoeWorkspace {
@@ -84,7 +101,8 @@ class MoeWorkspace {
     int32_t* counts;                               // [E]
     int32_t* off; int32_t* sf_off;                 // [E+1]
     int32_t* sorted_to_pair; int32_t* sorted_to_token; int32_t* pair_to_sorted;  // [T k]
-    uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input
+    uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input (not written by the
+                                                   // values-only paths, MoeForwardPaths)
     void* a1_bf16;                                 // GEMM1 bf16 input [T k, H]: W4A16; W4A4 at
                                                    // small batches (the quantized values, see
                                                    // direct_rows), else null
@@ -100,6 +118,10 @@ class MoeWorkspace {
   };
   const Views& views() const { return v_; }
 
+  // Execution choices of later forwards (MoeForwardPaths::from_environment() at creation).
+  const MoeForwardPaths& paths() const { return paths_; }
+  void set_paths(const MoeForwardPaths& paths) { paths_ = paths; }
+
  private:
   friend void moe_forward(const MoeLayerWeights&, MoeWorkspace&, const void*, const float*, int64_t,
                           void*, cudaStream_t);
@@ -107,6 +129,7 @@ class MoeWorkspace {
   int64_t max_tokens_ = 0;
   DeviceMemory mem_;
   Views v_{};
+  MoeForwardPaths paths_ = MoeForwardPaths::from_environment();
   uint32_t* error_flags_ = nullptr;
   int32_t* shared_off_ = nullptr;   // {0, T} for the shared expert's one-expert quantization
   void* permute_ws_ = nullptr;

@@ -77,7 +77,8 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 //   small batches: with it the kernel runs its small-tensor variant at any size.
 //   Values only: with values given, codes and scales may both be null; then nothing else is
 //   written (no codes, no scale bytes, no padding; scale_rows is not checked), which is all a
-//   decode GEMM on the values needs.
+//   decode GEMM on the values needs. With invalid offsets nothing is written (the values keep
+//   their old contents) and error_flags reports it.
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       const int32_t* off, int num_experts, const float* g,
                       const int32_t* gather, int64_t rows_out, uint8_t* codes,

@@ -72,6 +72,21 @@ void route_and_permute(const void* logits, LogitsDType logits_dtype, const float
                        const RoutingConfig& cfg, int64_t capacity_tokens, int32_t* ids, float* weights,
                        const PermuteOutputs& out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
+// The MoE front end of the smallest batches in one launch: route_and_permute, then
+// quantize_experts(x, gather = sorted_to_token, values only) of the tokens * top_k routed rows
+// with the per-expert encode scales g [E]: values [tokens * top_k, hidden] bf16, rows in
+// expert-sorted order (e2m1 * e4m3 without the global scale, the grouped decode GEMM's
+// operand). For uses_route_permute_values(tokens, top_k, hidden): 1 <= tokens <= 4,
+// tokens * top_k <= 32, hidden % 16 == 0 and hidden <= 2^24. Outputs identical to those calls
+// (ids, weights, the six maps, values); no workspace. x [tokens, hidden] (bf16 or fp16) and
+// values 16-byte aligned. The next kernel of the stream may launch (PDL) once the offsets are
+// written.
+bool uses_route_permute_values(int64_t tokens, int top_k, int64_t hidden);
+void route_permute_values(const void* logits, LogitsDType logits_dtype, const float* correction_bias, int64_t tokens,
+                          const RoutingConfig& cfg, int32_t* ids, float* weights, const PermuteOutputs& out,
+                          const void* x, ActDType x_dtype, int64_t hidden, const float* g, void* values,
+                          cudaStream_t stream);
+
 enum class CombineOutDType : int { kBF16 = 0, kFP16 = 1, kFloat32 = 2 };
 
 // out[t, :] = sum_j weights[t, j] * rows[pair_to_sorted[t * k + j], :] (+ shared[t, :]) in

@@ -18,21 +18,13 @@
 
 #include "nvfp4moe/kernels/permute_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
+#include "nvfp4moe/kernels/route_permute_args_sm90.cuh"
 #include "nvfp4moe/kernels/routing_cta_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
 static_assert(kRouteCtaThreads == kPermuteThreads, "one CTA shape routes and permutes");
 
-struct RoutePermuteArgs {
-  int num_experts, top_k, n_group, topk_group;
-  bool sigmoid, renormalize;
-  float scale;
-  int32_t* ids;
-  float* weights;
-  unsigned* counter;
-  int32_t *counts, *off, *sf_off, *sorted_to_pair, *pair_to_sorted, *sorted_to_token;
-};
 
 template <typename InT, int kSlots>
 __global__ void __launch_bounds__(kRouteCtaThreads)
