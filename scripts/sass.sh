@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SASS and resource usage of the compiled kernels, on a machine without a GPU (the CUDA toolkit
-# here has nvcc and ptxas but not cuobjdump): fetches NVIDIA's cuobjdump wheel from PyPI into
-# .deps/cuda-tools once (git-ignored; a development aid, not a build dependency).
+# here has nvcc and ptxas but not cuobjdump): fetches NVIDIA's cuobjdump and nvdisasm wheels
+# from PyPI into .deps/cuda-tools once (git-ignored; a development aid, not a build dependency).
 #
 #   scripts/sass.sh usage <object or library>              registers, stack, spills per kernel
 #   scripts/sass.sh dump  <object or library> <mangled>    SASS of one kernel
@@ -9,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools=.deps/cuda-tools
-if ! command -v cuobjdump > /dev/null; then
-  if [[ ! -x $tools/nvidia/cu13/bin/cuobjdump ]]; then
+if ! command -v cuobjdump > /dev/null || ! command -v nvdisasm > /dev/null; then
+  if [[ ! -x $tools/nvidia/cu13/bin/cuobjdump || ! -x $tools/nvidia/cu13/bin/nvdisasm ]]; then
     mkdir -p "$tools"
-    python3 -m pip download --quiet --no-deps --dest "$tools" nvidia-cuda-cuobjdump
-    for w in "$tools"/nvidia_cuda_cuobjdump-*.whl; do python3 -m zipfile -e "$w" "$tools"; done
+    python3 -m pip download --quiet --no-deps --dest "$tools" nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
+    for w in "$tools"/nvidia_cuda_*.whl; do python3 -m zipfile -e "$w" "$tools"; done
     chmod +x "$tools"/nvidia/cu13/bin/*
   fi
   PATH=$PWD/$tools/nvidia/cu13/bin:$PATH
