@@ -9,6 +9,7 @@
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/route_permute_sm90.cuh"
+#include "route_permute_args.h"
 #include "routing_checks.h"
 
 namespace nvfp4moe::cuda {
@@ -58,23 +59,7 @@ void route_and_permute(const void* logits, LogitsDType logits_dtype, const float
     permute(ids, tokens, cfg.top_k, cfg.num_experts, capacity_tokens, out, permute_ws, permute_ws_bytes, stream);
     return;
   }
-  kernels::RoutePermuteArgs a{};
-  a.num_experts = cfg.num_experts;
-  a.top_k = cfg.top_k;
-  a.n_group = cfg.n_group;
-  a.topk_group = cfg.topk_group;
-  a.sigmoid = cfg.scoring == ScoringFunc::kSigmoid;
-  a.renormalize = cfg.renormalize;
-  a.scale = cfg.routed_scaling_factor;
-  a.ids = ids;
-  a.weights = weights;
-  a.counter = static_cast<unsigned*>(workspace);
-  a.counts = out.counts;
-  a.off = out.off;
-  a.sf_off = out.sf_off;
-  a.sorted_to_pair = out.sorted_to_pair;
-  a.pair_to_sorted = out.pair_to_sorted;
-  a.sorted_to_token = out.sorted_to_token;
+  const kernels::RoutePermuteArgs a = route_permute_args(cfg, ids, weights, out, static_cast<unsigned*>(workspace));
   if (logits_dtype == LogitsDType::kFloat32) {
     dispatch_fused(static_cast<const float*>(logits), correction_bias, tokens, a, stream);
   } else {

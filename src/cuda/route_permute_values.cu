@@ -10,6 +10,7 @@
 #include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/kernels/route_permute_values_sm90.cuh"
+#include "route_permute_args.h"
 #include "routing_checks.h"
 
 namespace nvfp4moe::cuda {
@@ -83,23 +84,7 @@ void route_permute_values(const void* logits, LogitsDType logits_dtype, const fl
                  values);
   NVFP4MOE_CHECK(g != nullptr && is_aligned(g, 4), "g: expected a 4-byte aligned device pointer, got ", g);
 
-  k::RoutePermuteArgs a{};
-  a.num_experts = cfg.num_experts;
-  a.top_k = cfg.top_k;
-  a.n_group = cfg.n_group;
-  a.topk_group = cfg.topk_group;
-  a.sigmoid = cfg.scoring == ScoringFunc::kSigmoid;
-  a.renormalize = cfg.renormalize;
-  a.scale = cfg.routed_scaling_factor;
-  a.ids = ids;
-  a.weights = weights;
-  a.counter = nullptr;  // not used: no ticket
-  a.counts = out.counts;
-  a.off = out.off;
-  a.sf_off = out.sf_off;
-  a.sorted_to_pair = out.sorted_to_pair;
-  a.pair_to_sorted = out.pair_to_sorted;
-  a.sorted_to_token = out.sorted_to_token;
+  const k::RoutePermuteArgs a = route_permute_args(cfg, ids, weights, out, /*counter: no ticket*/ nullptr);
   k::TinyValuesArgs v{x, int32_t(hidden), g, static_cast<uint16_t*>(values)};
 
   // One 256-element chunk per warp (the latency of one load and one block's arithmetic),

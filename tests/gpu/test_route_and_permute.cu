@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
+#include "gpu/routing_test_models.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/halfs.h"
 #include "nvfp4moe/ref/permute.h"
@@ -24,18 +25,6 @@ namespace nvfp4moe {
 namespace {
 
 using test::DeviceBuffer;
-
-RoutingConfig make_cfg(int e, int k, ScoringFunc scoring, int n_group, int topk_group, float scale) {
-  RoutingConfig c;
-  c.num_experts = e;
-  c.top_k = k;
-  c.scoring = scoring;
-  c.renormalize = true;
-  c.n_group = n_group;
-  c.topk_group = topk_group;
-  c.routed_scaling_factor = scale;
-  return c;
-}
 
 // Logits N(0, 2), every fourth token on a coarse grid (exact ties between experts).
 std::vector<float> random_logits(int64_t tokens, int e, uint32_t seed) {
@@ -48,13 +37,6 @@ std::vector<float> random_logits(int64_t tokens, int e, uint32_t seed) {
     }
   }
   return out;
-}
-
-std::vector<float> random_bias(int e, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<float> b(static_cast<size_t>(e));
-  for (auto& x : b) x = float(int(rng() % 33) - 16) / 64.0f;
-  return b;
 }
 
 struct Result {
@@ -178,20 +160,8 @@ struct Fused {
   return test::bytes_equal(got.weights, want.weights, what + " weights");
 }
 
-struct Model {
-  const char* name;
-  RoutingConfig cfg;
-  bool bias;
-};
-
-std::vector<Model> models() {
-  return {{"deepseek-v3", make_cfg(256, 8, ScoringFunc::kSigmoid, 8, 4, 2.5f), true},
-          {"qwen3", make_cfg(128, 8, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
-          {"softmax-E512-k16", make_cfg(512, 16, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
-          {"sigmoid-E512-g16", make_cfg(512, 16, ScoringFunc::kSigmoid, 16, 4, 1.5f), true},
-          {"sigmoid-E96-g3", make_cfg(96, 5, ScoringFunc::kSigmoid, 3, 1, 1.0f), true},
-          {"softmax-E8-k2", make_cfg(8, 2, ScoringFunc::kSoftmax, 1, 1, 1.0f), false}};
-}
+using Model = test::RoutingModel;
+std::vector<Model> models() { return test::routing_models(); }
 
 void check(const Model& model, int64_t tokens, int64_t capacity, bool bf16, uint32_t seed) {
   const std::string what = std::string(model.name) + " T=" + std::to_string(tokens) + " cap=" +
@@ -199,7 +169,7 @@ void check(const Model& model, int64_t tokens, int64_t capacity, bool bf16, uint
                            (cuda::uses_fused_route_and_permute(tokens, model.cfg.top_k) ? " fused" : " two-launch");
   SCOPED_TRACE(what);
   auto logits = random_logits(tokens, model.cfg.num_experts, seed);
-  const auto bias = model.bias ? random_bias(model.cfg.num_experts, seed + 1) : std::vector<float>{};
+  const auto bias = model.bias ? test::random_routing_bias(model.cfg.num_experts, seed + 1) : std::vector<float>{};
   Fused f(capacity, model.cfg, bias);
   f.upload(logits);
   f.launch(tokens, bf16, nullptr);
@@ -247,7 +217,7 @@ TEST(RouteAndPermute, RepeatedCallsOnOneWorkspace) {
   NVFP4MOE_REQUIRE_GPU();
   const Model model = models()[0];
   const int64_t cap = 300;
-  const auto bias = random_bias(256, 41);
+  const auto bias = test::random_routing_bias(256, 41);
   Fused f(cap, model.cfg, bias);
   uint32_t seed = 9100;
   for (int64_t t : {1, 200, 7, 256, 1, 0, 64, 300, 2}) {
@@ -292,7 +262,7 @@ TEST(RouteAndPermute, GraphReplayMatchesRef) {
 TEST(RouteAndPermuteBadArgs, ThrowsBeforeLaunch) {
   NVFP4MOE_REQUIRE_GPU();
   const Model model = models()[0];
-  const auto bias = random_bias(256, 3);
+  const auto bias = test::random_routing_bias(256, 3);
   Fused f(16, model.cfg, bias);
   f.upload(random_logits(16, 256, 5));
   const auto out = f.outputs();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
+#include "gpu/routing_test_models.h"
 #include "gpu/test_quantize_util.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/block_quant.h"
@@ -29,33 +30,8 @@ namespace {
 
 using test::DeviceBuffer;
 
-struct Model {
-  const char* name;
-  RoutingConfig cfg;
-  bool bias;
-};
-
-RoutingConfig make_cfg(int e, int k, ScoringFunc scoring, int n_group, int topk_group, float scale) {
-  RoutingConfig c;
-  c.num_experts = e;
-  c.top_k = k;
-  c.scoring = scoring;
-  c.renormalize = true;
-  c.n_group = n_group;
-  c.topk_group = topk_group;
-  c.routed_scaling_factor = scale;
-  return c;
-}
-
-std::vector<Model> models() {
-  return {{"deepseek-v3", make_cfg(256, 8, ScoringFunc::kSigmoid, 8, 4, 2.5f), true},
-          {"qwen3", make_cfg(128, 8, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
-          {"softmax-E512-k16", make_cfg(512, 16, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
-          {"sigmoid-E512-g16", make_cfg(512, 16, ScoringFunc::kSigmoid, 16, 4, 1.5f), true},
-          {"sigmoid-E96-g3", make_cfg(96, 5, ScoringFunc::kSigmoid, 3, 1, 1.0f), true},
-          {"softmax-E8-k2", make_cfg(8, 2, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
-          {"softmax-E4-k1", make_cfg(4, 1, ScoringFunc::kSoftmax, 1, 1, 1.0f), false}};
-}
+using Model = test::RoutingModel;
+std::vector<Model> models() { return test::routing_models(); }
 
 // Logits N(0, 2); odd seeds put token 0 on a coarse grid (exact ties between experts).
 std::vector<float> random_logits(int64_t tokens, int e, uint32_t seed) {
@@ -224,7 +200,7 @@ void check(const Model& model, int64_t tokens, int64_t h, ActDType dt, bool bf16
                            " " + to_string(dt) + (bf16_logits ? " bf16-logits" : "") + " seed=" +
                            std::to_string(seed);
   SCOPED_TRACE(what);
-  const auto bias = model.bias ? random_vector(model.cfg.num_experts, -0.25f, 0.25f, seed + 3) : std::vector<float>{};
+  const auto bias = model.bias ? test::random_routing_bias(model.cfg.num_experts, seed + 3) : std::vector<float>{};
   Buffers b(model.cfg, tokens, h, bias);
   const Expected want = prepare(b, model, dt, bf16_logits, seed);
   b.launch(bf16_logits, dt, nullptr);
@@ -269,7 +245,7 @@ TEST(RoutePermuteValues, Range) {
 TEST(RoutePermuteValues, RepeatedCallsAndGraphReplay) {
   NVFP4MOE_REQUIRE_GPU();
   const Model model = models()[0];
-  const auto bias = random_vector(256, -0.25f, 0.25f, 77);
+  const auto bias = test::random_routing_bias(256, 77);
   Buffers b(model.cfg, 3, 7168, bias);
   cudaStream_t stream;
   NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

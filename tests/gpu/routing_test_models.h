@@ -1,0 +1,50 @@
+// Routing configurations and inputs shared by the fused routing GPU tests
+// (test_route_and_permute.cu, test_route_permute_values.cu): the two target models and shapes
+// at the kernels' edges (E > 256: two experts a thread; k = 16; uneven groups; tiny E).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "nvfp4moe/ref/routing.h"
+
+namespace nvfp4moe::test {
+
+inline RoutingConfig make_routing_cfg(int e, int k, ScoringFunc scoring, int n_group, int topk_group, float scale) {
+  RoutingConfig c;
+  c.num_experts = e;
+  c.top_k = k;
+  c.scoring = scoring;
+  c.renormalize = true;
+  c.n_group = n_group;
+  c.topk_group = topk_group;
+  c.routed_scaling_factor = scale;
+  return c;
+}
+
+struct RoutingModel {
+  const char* name;
+  RoutingConfig cfg;
+  bool bias;  // sigmoid scoring with a correction bias
+};
+
+inline std::vector<RoutingModel> routing_models() {
+  return {{"deepseek-v3", make_routing_cfg(256, 8, ScoringFunc::kSigmoid, 8, 4, 2.5f), true},
+          {"qwen3", make_routing_cfg(128, 8, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
+          {"softmax-E512-k16", make_routing_cfg(512, 16, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
+          {"sigmoid-E512-g16", make_routing_cfg(512, 16, ScoringFunc::kSigmoid, 16, 4, 1.5f), true},
+          {"sigmoid-E96-g3", make_routing_cfg(96, 5, ScoringFunc::kSigmoid, 3, 1, 1.0f), true},
+          {"softmax-E8-k2", make_routing_cfg(8, 2, ScoringFunc::kSoftmax, 1, 1, 1.0f), false},
+          {"softmax-E4-k1", make_routing_cfg(4, 1, ScoringFunc::kSoftmax, 1, 1, 1.0f), false}};
+}
+
+// Correction bias on a 1/64 grid in [-0.25, 0.25].
+inline std::vector<float> random_routing_bias(int e, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> b(static_cast<size_t>(e));
+  for (auto& x : b) x = float(int(rng() % 33) - 16) / 64.0f;
+  return b;
+}
+
+}  // namespace nvfp4moe::test
