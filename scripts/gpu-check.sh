@@ -104,8 +104,10 @@ if ((run_bench)); then
   record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
   # A/B of the small-batch forward paths (cuda/moe.h MoeForwardPaths; off by default until
   # measured): graph_us at the batches they touch, default vs each path vs all.
-  for v in default NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early all; do
-    envs=(); [[ $v == all ]] && envs=(NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early)
+  for v in default NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early \
+           NVFP4MOE_SHARED_VALUES=1 all; do
+    envs=(); [[ $v == all ]] && envs=(NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early
+                                      NVFP4MOE_SHARED_VALUES=1)
     [[ $v == NVFP4MOE_* ]] && envs=("$v")
     env "${envs[@]}" timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline --tokens 1,2,4,16,32 \
       --iters 200 > "$OUT/moe_paths_$v.txt" 2>&1

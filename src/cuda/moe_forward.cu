@@ -39,6 +39,10 @@ class Carver {
 // T = 32 at top-8: beyond, the launches are a small part of the layer. DeepSeek-V3: 4.7 MB.
 constexpr int64_t kDirectValueRows = 256;
 
+// The shared expert likewise (MoeForwardPaths::shared_values): up to 16 tokens, the decode
+// kernel's largest token tile.
+constexpr int64_t kSharedDirectValueRows = 16;
+
 // Whether a W4A4 grouped GEMM of m rows takes the quantizer's bf16 values: the workspace holds
 // them and the GEMM takes its decode kernel (token tile <= 16), which reads them as they are.
 bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num_experts) {
@@ -57,6 +61,7 @@ MoeForwardPaths MoeForwardPaths::from_environment() {
   p.values_only = env_is("NVFP4MOE_VALUES_ONLY", "1");
   p.tiny_front_end = env_is("NVFP4MOE_TINY_FRONT_END", "1");
   p.shared_fork_early = env_is("NVFP4MOE_SHARED_FORK", "early");
+  p.shared_values = env_is("NVFP4MOE_SHARED_VALUES", "1");
   return p;
 }
 
@@ -89,7 +94,12 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
   if (w4a4) {
     gemm_ws_bytes_ = std::max(grouped_gemm_w4a4_workspace_bytes(m, 2 * inter, h, int(e)),
                               grouped_gemm_w4a4_workspace_bytes(m, h, inter, int(e)));
-    if (is) shared_gemm_ws_bytes_ = std::max(gemm_w4a4_workspace_bytes(t, 2 * is, h), gemm_w4a4_workspace_bytes(t, h, is));
+    if (is) {
+      // W4A4 GEMMs, and W4A16 GEMMs on the quantized values of up to 16 tokens (shared_values).
+      const int64_t td = std::min<int64_t>(t, kSharedDirectValueRows);
+      shared_gemm_ws_bytes_ = std::max({gemm_w4a4_workspace_bytes(t, 2 * is, h), gemm_w4a4_workspace_bytes(t, h, is),
+                                        gemm_w4a16_workspace_bytes(td, 2 * is, h), gemm_w4a16_workspace_bytes(td, h, is)});
+    }
   } else {
     gemm_ws_bytes_ = std::max(grouped_gemm_w4a16_workspace_bytes(m, 2 * inter, h, int(e)),
                               grouped_gemm_w4a16_workspace_bytes(m, h, inter, int(e)));
@@ -136,6 +146,10 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
         shared_a1_scales_ = c.take<uint8_t>(size_t(swizzled_scale_bytes(t, h)));
         shared_a2_codes_ = c.take<uint8_t>(size_t(t * is / 2));
         shared_a2_scales_ = c.take<uint8_t>(size_t(shared_scale_rows * padded_scale_cols(is)));
+        // The quantized values of the shared expert's GEMM inputs at small T (shared_values).
+        shared_direct_rows_ = std::min<int64_t>(t, kSharedDirectValueRows);
+        shared_a1_bf16_ = c.take(size_t(shared_direct_rows_ * h) * 2);
+        shared_a2_bf16_ = c.take(size_t(shared_direct_rows_ * is) * 2);
       } else {
         shared_a2_bf16_ = c.take(size_t(t * is) * 2);
       }
@@ -195,6 +209,9 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   // Direct: the quantizers may write the values only (no codes, scales or scale padding: the
   // decode GEMM reads nothing else; at DeepSeek-V3 T = 16 the padding alone is ~6 MB).
   const bool only1 = direct1 && paths.values_only, only2 = direct2 && paths.values_only;
+  // The shared expert's W4A4 GEMMs on bf16 values where both take the decode kernel.
+  const bool shared_direct = has_shared && w4a4 && paths.shared_values && t <= ws.shared_direct_rows_ &&
+                             plan_gemm(t, 2 * is, h).tok_tile <= 16 && plan_gemm(t, h, is).tok_tile <= 16;
 
   // Shared expert on the side stream, concurrent with the routed experts. It needs neither
   // the routing nor the permutation, so it may fork before them (shared_fork_early).
@@ -205,15 +222,30 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     cudaStream_t side = ws.side_stream_;
     NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.fork_, stream));
     NVFP4MOE_CUDA_CHECK(cudaStreamWaitEvent(side, ws.fork_, 0));
-    if (w4a4) {
+    const int64_t shared_scale_rows = expert_scale_rows_capacity(ws.max_tokens_, 1);
+    if (shared_direct) {
+      // The GEMMs read the quantizers' bf16 values (alpha 1/(gA*gB) as for W4A4): the same
+      // operand gemm_w4a4 would dequantize itself, two act_dequant launches fewer.
+      kernels::write_single_expert_offsets_kernel<<<1, 1, 0, side>>>(ws.shared_off_, int32_t(t));
+      NVFP4MOE_CUDA_CHECK_LAUNCH();
+      quantize_experts(hidden, ActDType::kBF16, t, h, ws.shared_off_, 1, w.shared_gA1(), nullptr, t, nullptr, nullptr,
+                       shared_scale_rows, ws.error_flags_, side, ws.shared_a1_bf16_);
+      gemm_w4a16(static_cast<const __nv_bfloat16*>(ws.shared_a1_bf16_), t, w.shared_w13(), w.shared_alpha1(),
+                 ws.shared_gemm1_, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+      silu_and_mul_quantize_experts(ws.shared_gemm1_, ActDType::kBF16, t, is, cfg.swiglu_limit, ws.shared_off_, 1,
+                                    w.shared_gA2(), nullptr, nullptr, shared_scale_rows, ws.error_flags_, side,
+                                    ws.shared_a2_bf16_);
+      gemm_w4a16(static_cast<const __nv_bfloat16*>(ws.shared_a2_bf16_), t, w.shared_w2(), w.shared_alpha2(),
+                 v.shared_out, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
+    } else if (w4a4) {
       quantize(hidden, ActDType::kBF16, t, h, w.shared_gA1(), ws.shared_a1_codes_, ws.shared_a1_scales_, side);
       gemm_w4a4(Nvfp4Act{ws.shared_a1_codes_, ws.shared_a1_scales_, 0}, t, w.shared_w13(), w.shared_alpha1(),
                 ws.shared_gemm1_, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
       kernels::write_single_expert_offsets_kernel<<<1, 1, 0, side>>>(ws.shared_off_, int32_t(t));
       NVFP4MOE_CUDA_CHECK_LAUNCH();
       silu_and_mul_quantize_experts(ws.shared_gemm1_, ActDType::kBF16, t, is, cfg.swiglu_limit, ws.shared_off_, 1,
-                                    w.shared_gA2(), ws.shared_a2_codes_, ws.shared_a2_scales_,
-                                    expert_scale_rows_capacity(ws.max_tokens_, 1), ws.error_flags_, side);
+                                    w.shared_gA2(), ws.shared_a2_codes_, ws.shared_a2_scales_, shared_scale_rows,
+                                    ws.error_flags_, side);
       gemm_w4a4(Nvfp4Act{ws.shared_a2_codes_, ws.shared_a2_scales_, 0}, t, w.shared_w2(), w.shared_alpha2(),
                 v.shared_out, OutDType::kBF16, ws.shared_gemm_ws_, ws.shared_gemm_ws_bytes_, side);
     } else {

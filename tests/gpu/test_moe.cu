@@ -374,9 +374,9 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
 
 // The execution choices of MoeForwardPaths change no result bit: every combination against
 // the default (all off) at the small batches where they apply (the one-launch front end at
-// T <= 4, values only up to direct_rows), with and without a shared expert, softmax and grouped
-// sigmoid, all tokens on one expert: output, routing, permutation, both GEMMs' rows and the
-// bf16 values the GEMMs read.
+// T <= 4, values only up to direct_rows, the shared expert on values up to 16 tokens), with and
+// without a shared expert, softmax and grouped sigmoid, all tokens on one expert: output,
+// routing, permutation, both GEMMs' rows, the bf16 values the GEMMs read, the shared output.
 TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
   const Case cases[] = {{1, 256, 8, 1, true, false}, {3, 128, 8, 0, false, false}, {4, 8, 2, 1, true, true},
@@ -396,7 +396,7 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
     cudaStream_t s;
     NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     struct Snapshot {
-      std::vector<uint16_t> out, gemm1, gemm2, a1, a2;
+      std::vector<uint16_t> out, gemm1, gemm2, a1, a2, shared;
       std::vector<int32_t> ids, counts, off, sf_off, s2p, p2s, s2t;
       std::vector<float> weights;
       uint32_t flags;
@@ -409,6 +409,7 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
       NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
       NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_bf16, 0xff, size_t(m * h) * 2));
       NVFP4MOE_CUDA_CHECK(cudaMemset(v.a2_bf16, 0xff, size_t(m * inter) * 2));
+      if (c.shared) NVFP4MOE_CUDA_CHECK(cudaMemset(v.shared_out, 0xff, size_t(t * h) * 2));
       for (int32_t* b : {v.ids, v.sorted_to_pair, v.pair_to_sorted, v.sorted_to_token}) {
         NVFP4MOE_CUDA_CHECK(cudaMemset(b, 0xff, size_t(m) * 4));
       }
@@ -425,6 +426,7 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
       r.gemm2 = download<uint16_t>(v.gemm2, size_t(m * h));
       r.a1 = download<uint16_t>(v.a1_bf16, size_t(m * h));
       r.a2 = download<uint16_t>(v.a2_bf16, size_t(m * inter));
+      if (c.shared) r.shared = download<uint16_t>(v.shared_out, size_t(t * h));
       r.ids = download<int32_t>(v.ids, size_t(m));
       r.weights = download<float>(v.weights, size_t(m));
       r.counts = download<int32_t>(v.counts, size_t(cfg.routing.num_experts));
@@ -438,13 +440,15 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
     };
     const Snapshot base = run(cuda::MoeForwardPaths{});
     EXPECT_EQ(base.flags, 0u);
-    for (int mask = 1; mask < 8; ++mask) {
+    for (int mask = 1; mask < 16; ++mask) {
       cuda::MoeForwardPaths p;
       p.values_only = mask & 1;
       p.tiny_front_end = mask & 2;
       p.shared_fork_early = mask & 4;
+      p.shared_values = mask & 8;
       const std::string what = "paths values_only=" + std::to_string(p.values_only) + " tiny=" +
-                               std::to_string(p.tiny_front_end) + " fork_early=" + std::to_string(p.shared_fork_early);
+                               std::to_string(p.tiny_front_end) + " fork_early=" + std::to_string(p.shared_fork_early) +
+                               " shared_values=" + std::to_string(p.shared_values);
       const Snapshot got = run(p);
       EXPECT_EQ(got.flags, 0u) << what;
       EXPECT_TRUE(test::bytes_equal(got.out, base.out, what + " output"));
@@ -460,10 +464,11 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
       EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, what + " GEMM1 rows"));
       EXPECT_TRUE(test::bytes_equal(got.a2, base.a2, what + " GEMM2 input values"));
       EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, what + " GEMM2 rows"));
+      EXPECT_TRUE(test::bytes_equal(got.shared, base.shared, what + " shared expert output"));
     }
     // All of them in a CUDA graph: replay == the default eager output.
     cuda::MoeForwardPaths all;
-    all.values_only = all.tiny_front_end = all.shared_fork_early = true;
+    all.values_only = all.tiny_front_end = all.shared_fork_early = all.shared_values = true;
     ws.set_paths(all);
     DeviceBuffer<uint16_t> d_graph_out(size_t(t * h));
     d_graph_out.fill_bytes(0xff);

@@ -67,7 +67,7 @@ class MoeLayerWeights {
 // and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). Written
 // on 2026-12-05 without a GPU to time them, so all are off by default until measured; the
 // environment turns them on for A/B runs: NVFP4MOE_VALUES_ONLY=1, NVFP4MOE_TINY_FRONT_END=1,
-// NVFP4MOE_SHARED_FORK=early.
+// NVFP4MOE_SHARED_FORK=early, NVFP4MOE_SHARED_VALUES=1.
 struct MoeForwardPaths {
   // Where the GEMMs read the quantizers' bf16 values (direct_rows): the quantizers write only
   // those values; a1/a2 codes and scales are then not written.
@@ -77,6 +77,9 @@ struct MoeForwardPaths {
   bool tiny_front_end = false;
   // The shared expert's branch forks before the routing instead of after it.
   bool shared_fork_early = false;
+  // W4A4, T <= 16: the shared expert's GEMMs read its quantizers' bf16 values (values-only
+  // per-expert quantizers with one expert), two dequantization launches fewer.
+  bool shared_values = false;
   static MoeForwardPaths from_environment();
 };
 
@@ -139,7 +142,9 @@ class MoeWorkspace {
   size_t gemm_ws_bytes_ = 0, shared_gemm_ws_bytes_ = 0;
   uint8_t* shared_a1_codes_ = nullptr; uint8_t* shared_a1_scales_ = nullptr;
   uint8_t* shared_a2_codes_ = nullptr; uint8_t* shared_a2_scales_ = nullptr;
-  void* shared_a2_bf16_ = nullptr;
+  void* shared_a2_bf16_ = nullptr;  // W4A16: SiLU*Mul output; W4A4: GEMM2 input values
+  void* shared_a1_bf16_ = nullptr;  // W4A4: GEMM1 input values (shared_values)
+  int64_t shared_direct_rows_ = 0;  // W4A4: rows of shared_a1/a2_bf16_
   void* shared_gemm1_ = nullptr;
   cudaStream_t side_stream_ = nullptr;
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
