@@ -93,8 +93,12 @@ int bench(const BenchOptions& o) {
   const double peak_tflops = measure_cublas_bf16_tflops(8192, 8192, 8192, 10);
   std::printf("device %s, %d SMs, driver %d.%d, CUDA runtime %d.%d, %s\n", prop.name, prop.multiProcessorCount,
               driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10, today().c_str());
-  std::printf("ceilings measured now: copy %.0f GB/s (read + write), cuBLAS bf16 %.0f TFLOP/s (8192^3)\n\n", copy_gbs,
+  std::printf("ceilings measured now: copy %.0f GB/s (read + write), cuBLAS bf16 %.0f TFLOP/s (8192^3)\n", copy_gbs,
               peak_tflops);
+  // The workspaces made below take their forward paths from the environment (cuda/moe.h).
+  const cuda::MoeForwardPaths paths = cuda::MoeForwardPaths::from_environment();
+  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_fork_early=%d shared_values=%d\n\n",
+              paths.values_only, paths.tiny_front_end, paths.shared_fork_early, paths.shared_values);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -201,7 +205,10 @@ int bench(const BenchOptions& o) {
       {"meta",
        {{"device", prop.name}, {"sms", prop.multiProcessorCount}, {"driver", driver}, {"cuda_runtime", runtime},
         {"date", today()}, {"copy_gbs", copy_gbs}, {"cublas_bf16_tflops", peak_tflops},
-        {"commit", std::getenv("NVFP4MOE_COMMIT") ? std::getenv("NVFP4MOE_COMMIT") : ""}}},
+        {"commit", std::getenv("NVFP4MOE_COMMIT") ? std::getenv("NVFP4MOE_COMMIT") : ""},
+        {"forward_paths",
+         {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
+          {"shared_fork_early", paths.shared_fork_early}, {"shared_values", paths.shared_values}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";
