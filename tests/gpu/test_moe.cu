@@ -379,19 +379,33 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
 // routing, permutation, both GEMMs' rows, the bf16 values the GEMMs read, the shared output.
 TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
-  const Case cases[] = {{1, 256, 8, 1, true, false}, {3, 128, 8, 0, false, false}, {4, 8, 2, 1, true, true},
-                        {2, 16, 16, 1, false, false}, {16, 32, 4, 1, true, false}};
-  for (const Case& c : cases) {
-    SCOPED_TRACE(name(c));
+  // I = 256 with a clamp: the default SiLU quantizer takes its row-step kernel, the values
+  // paths the flat one. T = 20 (capacity 40): the shared expert falls back to W4A4.
+  Case clamp{5, 16, 4, 1, true, false};
+  clamp.inter = 256;
+  clamp.limit = 7.0f;
+  const struct {
+    Case c;
+    int64_t capacity;
+  } cases[] = {{{1, 256, 8, 1, true, false}, 4},  {{3, 128, 8, 0, false, false}, 6}, {{4, 8, 2, 1, true, true}, 7},
+               {{2, 16, 16, 1, false, false}, 5}, {{16, 32, 4, 1, true, false}, 19}, {clamp, 40},
+               {{20, 32, 4, 1, true, false}, 40}};
+  for (const auto& [c, capacity] : cases) {
+    SCOPED_TRACE(name(c) + " capacity " + std::to_string(capacity));
     Layer l = make_layer(c, 500 + uint64_t(c.tokens));
     const MoeConfig& cfg = l.cfg;
     const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
     cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
-    cuda::MoeWorkspace ws(cfg, t + 3);
+    cuda::MoeWorkspace ws(cfg, capacity);
     const auto& v = ws.views();
     ASSERT_GE(v.direct_rows, m) << "the case must take the direct (values) path";
     DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 31 + uint64_t(t)));
     DeviceBuffer<float> d_logits(make_logits(c, 41 + uint64_t(t)));
+    // Other inputs, run with the same paths before each checked run: a path that leaves one of
+    // its private buffers (the shared expert's values, its GEMM1 rows) unwritten, or reads one
+    // before it is written, then sees these inputs' data and fails.
+    DeviceBuffer<uint16_t> d_hidden_other(model::random_hidden(t, h, ActDType::kBF16, 61 + uint64_t(t)));
+    DeviceBuffer<float> d_logits_other(make_logits(c, 71 + uint64_t(t)));
     DeviceBuffer<uint16_t> d_out(size_t(t * h));
     cudaStream_t s;
     NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -403,6 +417,8 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
     };
     auto run = [&](const cuda::MoeForwardPaths& paths) {
       ws.set_paths(paths);
+      cuda::moe_forward(dw, ws, d_hidden_other.get(), d_logits_other.get(), t, d_out.get(), s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
       d_out.fill_bytes(0xff);
       // Poisoned, so that a path that leaves one of them unwritten cannot pass on stale data.
       NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
