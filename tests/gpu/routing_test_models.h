@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/ref/routing.h"
 
 namespace nvfp4moe::test {
@@ -45,6 +46,20 @@ inline std::vector<float> random_routing_bias(int e, uint32_t seed) {
   std::vector<float> b(static_cast<size_t>(e));
   for (auto& x : b) x = float(int(rng() % 33) - 16) / 64.0f;
   return b;
+}
+
+// The six permutation outputs of a test's device buffers (members counts, off, sf_off, s2p,
+// p2s, s2t).
+template <typename Buffers>
+cuda::PermuteOutputs permute_outputs_of(const Buffers& b) {
+  cuda::PermuteOutputs o;
+  o.counts = b.counts.get();
+  o.off = b.off.get();
+  o.sf_off = b.sf_off.get();
+  o.sorted_to_pair = b.s2p.get();
+  o.pair_to_sorted = b.p2s.get();
+  o.sorted_to_token = b.s2t.get();
+  return o;
 }
 
 }  // namespace nvfp4moe::test

@@ -87,16 +87,7 @@ struct Fused {
     ws.fill_bytes(0);
   }
 
-  cuda::PermuteOutputs outputs() const {
-    cuda::PermuteOutputs o;
-    o.counts = counts.get();
-    o.off = off.get();
-    o.sf_off = sf_off.get();
-    o.sorted_to_pair = s2p.get();
-    o.pair_to_sorted = p2s.get();
-    o.sorted_to_token = s2t.get();
-    return o;
-  }
+  cuda::PermuteOutputs outputs() const { return test::permute_outputs_of(*this); }
 
   void upload(const std::vector<float>& host_logits) {
     NVFP4MOE_CUDA_CHECK(cudaMemcpy(logits.get(), host_logits.data(), host_logits.size() * 4, cudaMemcpyHostToDevice));

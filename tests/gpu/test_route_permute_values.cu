@@ -106,16 +106,7 @@ struct Buffers {
         s2t(size_t(t * c.top_k)),
         weights(size_t(t * c.top_k)) {}
 
-  cuda::PermuteOutputs outputs() const {
-    cuda::PermuteOutputs o;
-    o.counts = counts.get();
-    o.off = off.get();
-    o.sf_off = sf_off.get();
-    o.sorted_to_pair = s2p.get();
-    o.pair_to_sorted = p2s.get();
-    o.sorted_to_token = s2t.get();
-    return o;
-  }
+  cuda::PermuteOutputs outputs() const { return test::permute_outputs_of(*this); }
 
   void poison() {
     for (auto* b : {&ids, &counts, &off, &sf_off, &s2p, &p2s, &s2t}) b->fill_bytes(0xff);
