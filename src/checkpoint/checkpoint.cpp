@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "nvfp4moe/common/error.h"
+#include "json_input.h"
 
 namespace nvfp4moe::checkpoint {
 
@@ -24,18 +25,14 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
   NVFP4MOE_CHECK(in.good(), "path: cannot open '", index_path.string(), "'");
   std::ostringstream ss;
   ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    NVFP4MOE_CHECK(false, index_path.string(), ": not valid JSON: ", e.what());
-  }
+  const std::string text = ss.str();
+  json j = checkpoint_json::parse_bounded(text.begin(), text.end(), index_path.string());
   NVFP4MOE_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
                  index_path.string(), ": missing key 'weight_map' (an object)");
   std::map<std::string, std::string> map;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
     NVFP4MOE_CHECK(it.value().is_string(), index_path.string(), ": weight_map['", it.key(),
-                   "']: expected a file name, got ", it.value().dump());
+                   "']: expected a file name, got ", checkpoint_json::brief(it.value()));
     std::string file = it.value().get<std::string>();
     NVFP4MOE_CHECK(!file.empty() && file.find('/') == std::string::npos && file != "." && file != "..",
                    index_path.string(), ": weight_map['", it.key(), "']: '", file,

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "nvfp4moe/common/error.h"
+#include "json_input.h"
 
 namespace nvfp4moe::checkpoint {
 
@@ -34,9 +35,9 @@ class Keys {
     const json* v = find(key);
     if (!v) return std::nullopt;
     NVFP4MOE_CHECK(v->is_number_integer(), label_, ": key '", key, "': expected an integer, got ",
-                   v->dump());
+                   checkpoint_json::brief(*v));
     NVFP4MOE_CHECK(!v->is_number_unsigned() || v->get<std::uint64_t>() <= std::uint64_t(hi),
-                   label_, ": key '", key, "': expected ", lo, "..", hi, ", got ", v->dump());
+                   label_, ": key '", key, "': expected ", lo, "..", hi, ", got ", checkpoint_json::brief(*v));
     std::int64_t x = v->get<std::int64_t>();
     NVFP4MOE_CHECK(x >= lo && x <= hi, label_, ": key '", key, "': expected ", lo, "..", hi,
                    ", got ", x);
@@ -50,20 +51,20 @@ class Keys {
   std::optional<double> opt_number(const char* key) const {
     const json* v = find(key);
     if (!v) return std::nullopt;
-    NVFP4MOE_CHECK(v->is_number(), label_, ": key '", key, "': expected a number, got ", v->dump());
+    NVFP4MOE_CHECK(v->is_number(), label_, ": key '", key, "': expected a number, got ", checkpoint_json::brief(*v));
     return v->get<double>();
   }
   std::optional<bool> opt_bool(const char* key) const {
     const json* v = find(key);
     if (!v) return std::nullopt;
     NVFP4MOE_CHECK(v->is_boolean(), label_, ": key '", key, "': expected true or false, got ",
-                   v->dump());
+                   checkpoint_json::brief(*v));
     return v->get<bool>();
   }
   std::optional<std::string> opt_string(const char* key) const {
     const json* v = find(key);
     if (!v) return std::nullopt;
-    NVFP4MOE_CHECK(v->is_string(), label_, ": key '", key, "': expected a string, got ", v->dump());
+    NVFP4MOE_CHECK(v->is_string(), label_, ": key '", key, "': expected a string, got ", checkpoint_json::brief(*v));
     return v->get<std::string>();
   }
   std::vector<std::string> opt_string_list(const char* key) const {
@@ -73,7 +74,7 @@ class Keys {
     NVFP4MOE_CHECK(v->is_array(), label_, ": key '", key, "': expected a list of strings, got ",
                    v->type_name());
     for (const json& s : *v) {
-      NVFP4MOE_CHECK(s.is_string(), label_, ": key '", key, "': expected strings, got ", s.dump());
+      NVFP4MOE_CHECK(s.is_string(), label_, ": key '", key, "': expected strings, got ", checkpoint_json::brief(s));
       out.push_back(s.get<std::string>());
     }
     return out;
@@ -87,7 +88,7 @@ class Keys {
     for (const json& s : *v) {
       NVFP4MOE_CHECK(s.is_number_integer() && s.get<std::int64_t>() >= 0 &&
                          s.get<std::int64_t>() <= std::numeric_limits<int>::max(),
-                     label_, ": key '", key, "': expected non-negative integers, got ", s.dump());
+                     label_, ": key '", key, "': expected non-negative integers, got ", checkpoint_json::brief(s));
       out.push_back(int(s.get<std::int64_t>()));
     }
     return out;
@@ -100,12 +101,7 @@ class Keys {
 };
 
 json parse_json_object(std::string_view text, const std::string& label) {
-  json j;
-  try {
-    j = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    NVFP4MOE_CHECK(false, label, ": not valid JSON: ", e.what());
-  }
+  const json j = checkpoint_json::parse_bounded(text.begin(), text.end(), label);
   NVFP4MOE_CHECK(j.is_object(), label, ": expected a JSON object at the top level, got ", j.type_name());
   return j;
 }

@@ -14,6 +14,7 @@
 
 #include "nvfp4moe/checkpoint/safetensors.h"
 #include "nvfp4moe/common/error.h"
+#include "json_input.h"
 
 namespace nvfp4moe::checkpoint {
 
@@ -119,12 +120,7 @@ json parse_header_json(const char* begin, const char* end, const std::string& la
     }
     return true;
   };
-  json header;
-  try {
-    header = json::parse(begin, end, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-  } catch (const json::exception& e) {
-    NVFP4MOE_CHECK(false, "safetensors '", label, "': header is not valid JSON: ", e.what());
-  }
+  json header = checkpoint_json::parse_bounded(begin, end, "safetensors '" + label + "': header", on_event);
   NVFP4MOE_CHECK(duplicate.empty(), "safetensors '", label, "': header: duplicate key '",
                  duplicate, "'");
   return header;
@@ -225,32 +221,32 @@ void SafetensorsFile::parse() {
       auto u = as_u64(dim);
       NVFP4MOE_CHECK(u.has_value() && *u <= std::uint64_t(std::numeric_limits<std::int64_t>::max()),
                      "safetensors '", L, "': tensor '", name,
-                     "': shape entries must be non-negative integers, got ", dim.dump());
+                     "': shape entries must be non-negative integers, got ", checkpoint_json::brief(dim));
       NVFP4MOE_CHECK(!__builtin_mul_overflow(numel, *u, &numel), "safetensors '", L, "': tensor '",
-                     name, "': shape ", s->dump(), " overflows the element count");
+                     name, "': shape ", checkpoint_json::brief(*s), " overflows the element count");
       info.shape.push_back(std::int64_t(*u));
     }
     std::uint64_t nbytes = 0;
     NVFP4MOE_CHECK(!__builtin_mul_overflow(numel, std::uint64_t(dtype_size(info.dtype)), &nbytes) &&
                        numel <= std::uint64_t(std::numeric_limits<std::int64_t>::max()),
-                   "safetensors '", L, "': tensor '", name, "': shape ", s->dump(),
+                   "safetensors '", L, "': tensor '", name, "': shape ", checkpoint_json::brief(*s),
                    " overflows the byte count");
     info.numel = std::int64_t(numel);
     // data_offsets
     auto o = v.find("data_offsets");
     NVFP4MOE_CHECK(o != v.end(), "safetensors '", L, "': tensor '", name, "': missing data_offsets");
     NVFP4MOE_CHECK(o->is_array() && o->size() == 2, "safetensors '", L, "': tensor '", name,
-                   "': data_offsets must be an array of two integers, got ", o->dump());
+                   "': data_offsets must be an array of two integers, got ", checkpoint_json::brief(*o));
     auto b = as_u64((*o)[0]), e = as_u64((*o)[1]);
     NVFP4MOE_CHECK(b.has_value() && e.has_value(), "safetensors '", L, "': tensor '", name,
-                   "': data_offsets must be non-negative integers, got ", o->dump());
+                   "': data_offsets must be non-negative integers, got ", checkpoint_json::brief(*o));
     NVFP4MOE_CHECK(*b <= *e, "safetensors '", L, "': tensor '", name, "': data_offsets [", *b,
                    ", ", *e, "] end before they begin");
     NVFP4MOE_CHECK(*e <= data_size, "safetensors '", L, "': tensor '", name, "': data_offsets [",
                    *b, ", ", *e, "] run past the data buffer (", data_size, " bytes)");
     NVFP4MOE_CHECK(*e - *b == nbytes, "safetensors '", L, "': tensor '", name, "': data_offsets [",
                    *b, ", ", *e, "] hold ", *e - *b, " bytes but ", to_string(info.dtype), " ",
-                   s->dump(), " needs ", nbytes);
+                   checkpoint_json::brief(*s), " needs ", nbytes);
     info.data_begin = *b;
     info.data_end = *e;
     tensors.emplace_back(name, std::move(info));

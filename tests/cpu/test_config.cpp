@@ -176,6 +176,8 @@ TEST(ModelConfig, ErrorsNameTheKey) {
       R"("hidden_size":64,"moe_intermediate_size":32,"num_experts":8,"num_experts_per_tok":2)";
   auto with = [&](const std::string& extra) { return "{" + base + "," + extra + "}"; };
   expect_error("not json", "not valid JSON");
+  // Deep nesting: an error, not a stack overflow while quoting the value.
+  expect_error("{\"hidden_size\":" + std::string(100000, '[') + std::string(100000, ']') + "}", "nested deeper");
   expect_error("[1,2]", "JSON object");
   expect_error(R"({"moe_intermediate_size":32,"num_experts":8,"num_experts_per_tok":2})",
                "missing key 'hidden_size'");

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cpu/temp_dir.h"
+#include "nvfp4moe/checkpoint/checkpoint.h"
 #include "nvfp4moe/checkpoint/safetensors.h"
 #include "nvfp4moe/common/error.h"
 
@@ -348,6 +349,30 @@ TEST(Safetensors, MalformedHeadersAreRejected) {
   expect_rejected(image("{\"__metadata__\":{\"k\":1}}", 0), "must be a string", "metadata number");
   expect_rejected(image("{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"}}", 0), "duplicate key 'k'",
                   "duplicate metadata key");
+}
+
+// Deep nesting is rejected while parsing (quoting such a value in an error message used to
+// recurse once per level and overflow the stack): in a header, and in the shard index that
+// Checkpoint::open reads. A moderate depth in an unused field is still accepted.
+TEST(Safetensors, DeepNestingIsRejectedNotACrash) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  expect_rejected(image("{\"t\":{\"dtype\":\"U8\",\"shape\":" + deep + ",\"data_offsets\":[0,0]}}", 0),
+                  "nested deeper", "shape nested 100000 deep");
+  expect_rejected(image("{\"__metadata__\":" + deep + "}", 0), "nested deeper", "metadata nested deep");
+  const std::string ok_entry = "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
+  const std::string shape_deep = std::string(40, '[') + "2" + std::string(40, ']');
+  expect_rejected(image("{\"a\":{\"dtype\":\"F32\",\"shape\":" + shape_deep + ",\"data_offsets\":[0,8]}}", 8),
+                  "nested deeper", "shape nested 40 deep");
+  ASSERT_NO_THROW(SafetensorsFile::from_memory(image("{\"a\":" + ok_entry + "}", 8), "base"));
+
+  TempDir dir;
+  { std::ofstream(dir.file("model.safetensors.index.json")) << "{\"weight_map\":{\"x\":" << deep << "}}"; }
+  try {
+    Checkpoint::open(dir.str());
+    ADD_FAILURE() << "a deeply nested index was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Safetensors, AcceptsWhatTheFormatAllows) {
