@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/cuda/gemm.h"
 #include "nvfp4moe/cuda/moe.h"
 #include "nvfp4moe/cuda/quantize.h"
@@ -83,6 +84,7 @@ void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* 
 MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg), max_tokens_(max_tokens) {
   validate(cfg);
   NVFP4MOE_CHECK(max_tokens >= 1, "max_tokens: expected >= 1, got ", max_tokens);
+  check_token_count(max_tokens, cfg.routing.top_k, "max_tokens");
   const int64_t e = cfg.routing.num_experts, k = cfg.routing.top_k, h = cfg.hidden, inter = cfg.intermediate;
   const int64_t m = max_tokens * k, t = max_tokens;
   const int64_t is = int64_t(cfg.n_shared_experts) * inter;

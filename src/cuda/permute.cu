@@ -28,8 +28,10 @@ void check_shape(int64_t tokens_or_capacity, const char* name, int top_k, int nu
   NVFP4MOE_CHECK(top_k >= 1 && top_k <= 16 && top_k <= num_experts,
                  "top_k: expected 1..min(16, num_experts), got ", top_k);
   NVFP4MOE_CHECK(tokens_or_capacity >= 0, name, ": expected >= 0, got ", tokens_or_capacity);
-  // Rows and scale rows (M + 127 E) must fit the int32 maps and offsets.
-  NVFP4MOE_CHECK(expert_scale_rows_capacity(tokens_or_capacity * top_k, num_experts) <=
+  // Rows and scale rows (M + 127 E) must fit the int32 maps and offsets (the first test keeps
+  // the product below from wrapping).
+  NVFP4MOE_CHECK(tokens_or_capacity <= std::numeric_limits<int32_t>::max() / top_k &&
+                     expert_scale_rows_capacity(tokens_or_capacity * top_k, num_experts) <=
                      std::numeric_limits<int32_t>::max(),
                  name, ": ", tokens_or_capacity, " tokens x top_k = ", top_k,
                  " rows exceed the int32 offset range");

@@ -1,4 +1,5 @@
 // The built-in default MoE layer: see include/nvfp4moe/model/builtin_model.h.
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/model/builtin_model.h"
 
 #include <algorithm>
@@ -113,7 +114,8 @@ FloatMoeLayer make_builtin_layer(const BuiltinModelSpec& spec) {
 }
 
 std::vector<uint16_t> random_hidden(int64_t tokens, int64_t hidden, ActDType act, uint64_t seed) {
-  NVFP4MOE_CHECK(tokens >= 0 && hidden > 0, "tokens/hidden: expected tokens >= 0 and hidden > 0");
+  check_token_count(tokens, 1);
+  NVFP4MOE_CHECK(hidden > 0 && hidden <= kMaxLayerWidth, "hidden: expected 1..", kMaxLayerWidth, ", got ", hidden);
   SplitMix64 rng(seed ^ 0x5eedull);
   std::vector<uint16_t> x(size_t(tokens * hidden));
   for (auto& v : x) {
@@ -126,6 +128,9 @@ std::vector<uint16_t> random_hidden(int64_t tokens, int64_t hidden, ActDType act
 
 std::vector<float> router_logits(std::span<const uint16_t> hidden, ActDType act, int64_t tokens,
                                  std::span<const float> router, int num_experts, int64_t h) {
+  check_token_count(tokens, 1);
+  NVFP4MOE_CHECK(h > 0 && h <= kMaxLayerWidth, "h: expected 1..", kMaxLayerWidth, ", got ", h);
+  NVFP4MOE_CHECK(num_experts >= 1, "num_experts: expected >= 1, got ", num_experts);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected ", tokens * h, " elements, got ", hidden.size());
   NVFP4MOE_CHECK(int64_t(router.size()) == int64_t(num_experts) * h, "router: expected [", num_experts, ", ", h, "]");
   std::vector<float> logits(size_t(tokens * num_experts));

@@ -1,6 +1,7 @@
 // CPU golden model of the NVFP4 MoE layer forward (include/nvfp4moe/ref/moe.h): config and
 // weight validation, and moe_forward, which chains the reference ops step by step exactly as
 // the GPU layer must (route, permute, quantize, GEMM1, SiLU*Mul + quantize, GEMM2, combine).
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/ref/moe.h"
 
 #include <algorithm>
@@ -14,13 +15,15 @@
 namespace nvfp4moe {
 
 void validate(const MoeConfig& cfg) {
-  NVFP4MOE_CHECK(cfg.hidden > 0 && cfg.hidden % kBlockSize == 0,
-                 "cfg.hidden: expected a positive multiple of 16, got ", cfg.hidden);
-  NVFP4MOE_CHECK(cfg.intermediate > 0 && cfg.intermediate % kBlockSize == 0,
-                 "cfg.intermediate: expected a positive multiple of 16, got ", cfg.intermediate);
+  NVFP4MOE_CHECK(cfg.hidden > 0 && cfg.hidden % kBlockSize == 0 && cfg.hidden <= kMaxLayerWidth,
+                 "cfg.hidden: expected a positive multiple of 16 up to ", kMaxLayerWidth, ", got ", cfg.hidden);
+  NVFP4MOE_CHECK(cfg.intermediate > 0 && cfg.intermediate % kBlockSize == 0 && cfg.intermediate <= kMaxLayerWidth,
+                 "cfg.intermediate: expected a positive multiple of 16 up to ", kMaxLayerWidth, ", got ",
+                 cfg.intermediate);
   validate(cfg.routing);
-  NVFP4MOE_CHECK(cfg.n_shared_experts >= 0, "cfg.n_shared_experts: expected >= 0, got ",
-                 cfg.n_shared_experts);
+  NVFP4MOE_CHECK(cfg.n_shared_experts >= 0 && int64_t(cfg.n_shared_experts) * cfg.intermediate <= kMaxLayerWidth,
+                 "cfg.n_shared_experts: expected >= 0 with n_shared_experts x intermediate up to ", kMaxLayerWidth,
+                 ", got ", cfg.n_shared_experts);
   if (cfg.swiglu_limit) {
     NVFP4MOE_CHECK(std::isfinite(*cfg.swiglu_limit) && *cfg.swiglu_limit > 0.0f,
                    "cfg.swiglu_limit: expected a finite value > 0 when set, got ",
@@ -113,7 +116,7 @@ void moe_forward(const MoeConfig& cfg, const MoeWeights& w, std::span<const uint
   validate(cfg, w);
   const int64_t h = cfg.hidden, inter = cfg.intermediate, e_count = cfg.routing.num_experts;
   const int k = cfg.routing.top_k;
-  NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
+  check_token_count(tokens, k);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " elements, got ", hidden.size());
   NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "moe_checks.h"
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/ref/moe.h"
 
@@ -46,7 +47,7 @@ void moe_forward_unquantized(const MoeConfig& cfg, const MoeFloatWeights& w,
   detail::check_float_weight_shapes(cfg, w);
   const int64_t h = cfg.hidden, inter = cfg.intermediate, e_count = cfg.routing.num_experts;
   const int k = cfg.routing.top_k;
-  NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
+  check_token_count(tokens, k);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " floats, got ", hidden.size());
   NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "moe_checks.h"
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/format/block_quant.h"
 #include "nvfp4moe/format/swizzle.h"
@@ -212,6 +213,7 @@ ActivationScales calibrate_activation_scales(const MoeConfig& cfg, const MoeWeig
   const int64_t h = cfg.hidden, inter = cfg.intermediate, e_count = cfg.routing.num_experts;
   const int k = cfg.routing.top_k;
   NVFP4MOE_CHECK(tokens >= 1, "tokens: calibration needs at least one token, got ", tokens);
+  check_token_count(tokens, k);
   NVFP4MOE_CHECK(int64_t(hidden.size()) == tokens * h, "hidden: expected tokens*H = ", tokens * h,
                  " elements, got ", hidden.size());
   NVFP4MOE_CHECK(int64_t(router_logits.size()) == tokens * e_count,

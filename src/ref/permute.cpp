@@ -1,5 +1,6 @@
 // CPU golden model of the expert permutation and the weighted combine
 // (include/nvfp4moe/ref/permute.h).
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/ref/permute.h"
 
 #include <limits>
@@ -10,8 +11,8 @@
 namespace nvfp4moe::ref {
 
 Permutation permute(std::span<const int32_t> ids, int64_t tokens, int top_k, int num_experts) {
-  NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
   NVFP4MOE_CHECK(top_k >= 1, "top_k: expected >= 1, got ", top_k);
+  check_token_count(tokens, top_k);
   NVFP4MOE_CHECK(num_experts >= 1, "num_experts: expected >= 1, got ", num_experts);
   const int64_t m = tokens * top_k;
   // Scale rows (M + 127 E) must fit the int32 offsets the GPU keeps too.
@@ -51,9 +52,9 @@ Permutation permute(std::span<const int32_t> ids, int64_t tokens, int top_k, int
 void combine(std::span<const float> rows, std::span<const float> weights,
              std::span<const int32_t> pair_to_sorted, int64_t tokens, int top_k, int64_t hidden,
              std::span<const float> shared, std::span<float> out) {
-  NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
   NVFP4MOE_CHECK(top_k >= 1, "top_k: expected >= 1, got ", top_k);
-  NVFP4MOE_CHECK(hidden >= 1, "hidden: expected >= 1, got ", hidden);
+  check_token_count(tokens, top_k);
+  NVFP4MOE_CHECK(hidden >= 1 && hidden <= kMaxLayerWidth, "hidden: expected 1..", kMaxLayerWidth, ", got ", hidden);
   const int64_t m = tokens * top_k;
   NVFP4MOE_CHECK(int64_t(rows.size()) == m * hidden,
                  "rows: expected tokens*top_k*hidden = ", m * hidden, " floats, got ", rows.size());

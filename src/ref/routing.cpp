@@ -3,6 +3,7 @@
 // Selection uses one total order everywhere: a larger score wins, equal scores go to the lower
 // index, and NaN ranks below every number (so a NaN logit never yields an out-of-range id;
 // its weights come out NaN, visible downstream). All arithmetic is float32, sums in slot order.
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/ref/routing.h"
 
 #include <cmath>
@@ -130,7 +131,7 @@ void route(std::span<const float> logits, std::span<const float> correction_bias
            const RoutingConfig& cfg, std::span<int32_t> ids, std::span<float> weights) {
   validate(cfg);
   const int64_t e_count = cfg.num_experts, k = cfg.top_k;
-  NVFP4MOE_CHECK(tokens >= 0, "tokens: expected >= 0, got ", tokens);
+  check_token_count(tokens, cfg.top_k);
   NVFP4MOE_CHECK(int64_t(logits.size()) == tokens * e_count,
                  "logits: expected tokens*E = ", tokens * e_count, " floats, got ", logits.size());
   if (!correction_bias.empty()) {

@@ -83,6 +83,7 @@ TEST(RefPermute, PermuteRejectsBadIds) {
   expect_error([] { permute(std::vector<int32_t>{-1, 0}, 1, 2, 4); }, "ids");
   expect_error([] { permute(std::vector<int32_t>{0, 1, 2}, 1, 2, 4); }, "ids");
   expect_error([] { permute(std::vector<int32_t>{}, -1, 2, 4); }, "tokens");
+  expect_error([] { permute(std::vector<int32_t>{}, int64_t(1) << 60, 16, 8); }, "tokens");  // wraps to 0
   expect_error([] { permute(std::vector<int32_t>{}, 0, 0, 4); }, "top_k");
   expect_error([] { permute(std::vector<int32_t>{}, 0, 1, 0); }, "num_experts");
 }

@@ -287,6 +287,9 @@ TEST(RefRouting, BadArgumentsThrowAndWriteNothing) {
   expect_error([&] { route(l, {}, 2, softmax_cfg(8, 2), ids, std::span<float>(w).first(3)); },
                "weights");
   expect_error([&] { route(l, {}, -1, softmax_cfg(8, 2), ids, w); }, "tokens");
+  // tokens * E and tokens * k wrap int64 to 0, which empty spans would match: an error, not a
+  // read past the spans.
+  expect_error([&] { route({}, {}, int64_t(1) << 60, softmax_cfg(16, 16), {}, {}); }, "tokens");
   expect_error([&] { route(l, {}, 2, softmax_cfg(8, 0), ids, w); }, "cfg.top_k");
 }
 

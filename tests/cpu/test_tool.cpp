@@ -71,6 +71,10 @@ TEST(Tool, BadArgumentsGiveAClearErrorAndNonZeroExit) {
   EXPECT_NE(r.out.find("/nonexistent/dir"), std::string::npos) << r.out;
   r = run_tool("frobnicate");
   EXPECT_NE(r.rc, 0);
+  // 2^59 tokens: tokens * hidden wraps int64; a clear error, not a crash.
+  r = run_tool("run --cpu --tokens 576460752303423488");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--tokens"), std::string::npos) << r.out;
 }
 
 TEST(Tool, GenerateQuantizeRunRoundTrip) {

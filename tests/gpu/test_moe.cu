@@ -506,6 +506,21 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   }
 }
 
+// Host-only (no GPU needed): a capacity whose tokens x top_k rows cannot be indexed is refused
+// by name before anything is allocated.
+TEST(MoeGpu, WorkspaceRejectsHugeMaxTokens) {
+  Case c{4, 8, 2, 1, false, false};
+  Layer l = make_layer(c, 3);
+  for (int64_t bad : {int64_t(1) << 61, int64_t(1) << 30}) {
+    try {
+      cuda::MoeWorkspace ws(l.cfg, bad);
+      ADD_FAILURE() << "max_tokens " << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("max_tokens"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(MoeGpu, BadArgumentsThrowBeforeLaunch) {
   NVFP4MOE_REQUIRE_GPU();
   Case c{4, 8, 2, 0, false, false};

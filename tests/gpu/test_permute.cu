@@ -190,6 +190,15 @@ TEST(PermuteGpu, RepeatedRunsBitwiseIdentical) {
   }
 }
 
+// Host-only size checks (no GPU needed): tokens * top_k wrapping int64 (2^61 * 8 = 2^64) is an
+// error, not a zero-byte workspace whose later launches would write past the buffers.
+TEST(PermuteBadArgs, WorkspaceSizesRejectOverflow) {
+  EXPECT_THROW(cuda::permute_workspace_bytes(int64_t(1) << 61, 8, 128), Error);
+  EXPECT_THROW(cuda::route_and_permute_workspace_bytes(int64_t(1) << 61, 8, 128), Error);
+  EXPECT_THROW(cuda::permute_workspace_bytes(int64_t(1) << 28, 8, 128), Error);  // 2^31 rows
+  EXPECT_NO_THROW(cuda::permute_workspace_bytes(int64_t(1) << 20, 8, 128));
+}
+
 TEST(PermuteBadArgs, ThrowsBeforeLaunch) {
   NVFP4MOE_REQUIRE_GPU();
   const int64_t cap = 1024;
@@ -246,6 +255,7 @@ TEST(PermuteBadArgs, ThrowsBeforeLaunch) {
   EXPECT_THROW(cuda::permute_workspace_bytes(-1, k, e), Error);
   EXPECT_THROW(cuda::permute_workspace_bytes(cap, 0, e), Error);
   EXPECT_THROW(cuda::permute_workspace_bytes(int64_t(1) << 30, 16, e), Error);  // rows overflow int32
+
   // Small capacity: no workspace needed, nullptr accepted.
   EXPECT_EQ(cuda::permute_workspace_bytes(16, 8, 256), 0u);
   EXPECT_NO_THROW(cuda::permute(ids.get(), 16, 8, 256, 16, out, nullptr, 0, nullptr));

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "gpu_runner.h"
 #include "layer_setup.h"
+#include "nvfp4moe/common/limits.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/model/builtin_model.h"
 
@@ -42,6 +43,7 @@ int run(const RunOptions& o) {
   NVFP4MOE_CHECK(o.iters >= 1, "--iters: expected >= 1, got ", o.iters);
   LayerSetup setup = setup_layer(o.checkpoint, o.layer, parse_dtype(o.dtype), parse_mode(o.mode));
   const MoeConfig& cfg = setup.cfg;
+  check_token_count(o.tokens, cfg.routing.top_k, "--tokens");
   const int64_t t = o.tokens, h = cfg.hidden;
 
   std::printf("layer:    %s\n", setup.description.c_str());
