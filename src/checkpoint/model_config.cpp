@@ -271,6 +271,8 @@ MoeModelConfig parse_model_config(std::string_view json_text, const std::string&
     c.swiglu_limit = float(*lim);
   }
   c.hidden_act = k.opt_string("hidden_act").value_or("silu");
+  NVFP4MOE_CHECK(c.hidden_act == "silu" || c.hidden_act == "swish", label, ": key 'hidden_act': expected \"silu\" "
+                 "(the experts' SwiGLU activation), got \"", c.hidden_act, "\"");
   c.num_hidden_layers = int(k.opt_int("num_hidden_layers", 0, 100000).value_or(0));
   c.first_k_dense_replace = int(k.opt_int("first_k_dense_replace", 0, kIntMax).value_or(0));
   c.moe_layer_freq = int(k.opt_int("moe_layer_freq", 1, kIntMax).value_or(1));

@@ -86,6 +86,15 @@ Nvfp4Linear read_nvfp4_linear(const Checkpoint& ckpt, const std::string& linear)
                  to_string(s.dtype), " ", shape_str(s.shape));
   v.weight = as_u8(ckpt.bytes(w_name));
   v.weight_scale = as_u8(ckpt.bytes(s_name));
+  // Block scales are non-negative e4m3 (0x80, -0, counts as zero): a NaN or negative byte is a
+  // corrupt checkpoint, refused here rather than computed through.
+  for (std::size_t i = 0; i < v.weight_scale.size(); ++i) {
+    const std::uint8_t b = v.weight_scale[i];
+    NVFP4MOE_CHECK((b & 0x7f) != 0x7f && (b == 0x80 || (b & 0x80) == 0), "tensor '", s_name,
+                   "': block scale at row ", i / std::size_t(v.k / 16), ", block ", i % std::size_t(v.k / 16),
+                   " is ", (b & 0x7f) == 0x7f ? "NaN" : "negative", " (byte 0x", std::hex, int(b), std::dec,
+                   "); expected a non-negative e4m3 scale");
+  }
   v.weight_scale_2 = ckpt.scalar_f32(g_name);
   NVFP4MOE_CHECK(std::isfinite(v.weight_scale_2) && v.weight_scale_2 > 0.0f, "tensor '", g_name,
                  "': expected a finite positive scale, got ", v.weight_scale_2);

@@ -19,10 +19,19 @@ using checkpoint::MoeNaming;
 using checkpoint::Nvfp4Linear;
 using checkpoint::Proj;
 
-// A tensor of BF16/F16/F32 as float32, with its expected element count checked.
-std::vector<float> read_float_tensor(const Checkpoint& ckpt, const std::string& name, int64_t numel) {
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// A tensor of BF16/F16/F32 as float32, with its expected shape checked (a transposed router
+// weight has the right element count but would route by scrambled logits).
+std::vector<float> read_float_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& shape) {
   const auto& info = ckpt.info(name);
-  NVFP4MOE_CHECK(info.numel == numel, name, ": expected ", numel, " elements, got ", info.numel);
+  NVFP4MOE_CHECK(info.shape == shape, name, ": expected shape ", shape_text(shape), ", got ", shape_text(info.shape));
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
   auto bytes = ckpt.bytes(name);
   std::vector<float> out(static_cast<size_t>(numel));
   for (int64_t i = 0; i < numel; ++i) {
@@ -125,8 +134,13 @@ LoadedMoeLayer load_moe_layer(const std::string& path, std::optional<int> layer,
   cfg.act = act;
   cfg.mode = mode;
   NVFP4MOE_CHECK(!mc.shared_expert_gated, "config: gated shared experts (Qwen2-MoE shared_expert_gate) are not supported");
-  const bool has_shared = mc.shared_intermediate_size > 0 &&
-                          ckpt.contains(naming.shared_tensor(L, Proj::kGate, checkpoint::QuantField::kWeight));
+  // The config and the tensors must agree on the shared expert: a declared one whose tensors are
+  // missing (or named otherwise) would silently drop it, undeclared tensors would be ignored.
+  const std::string shared_gate = naming.shared_tensor(L, Proj::kGate, checkpoint::QuantField::kWeight);
+  const bool has_shared = mc.shared_intermediate_size > 0;
+  NVFP4MOE_CHECK(has_shared == ckpt.contains(shared_gate), "checkpoint ", path, ": config.json declares ",
+                 has_shared ? "a shared expert" : "no shared expert", " but tensor '", shared_gate, "' is ",
+                 has_shared ? "missing" : "present");
   cfg.n_shared_experts = has_shared ? int(mc.shared_intermediate_size / mc.moe_intermediate_size) : 0;
   NVFP4MOE_CHECK(!has_shared || mc.shared_intermediate_size % mc.moe_intermediate_size == 0,
                  "config: shared expert width ", mc.shared_intermediate_size,
@@ -165,9 +179,9 @@ LoadedMoeLayer load_moe_layer(const std::string& path, std::optional<int> layer,
   }
   out.has_activation_scales = all_scales;
   if (ckpt.contains(naming.router_correction_bias(L))) {
-    w.e_score_correction_bias = read_float_tensor(ckpt, naming.router_correction_bias(L), num_experts);
+    w.e_score_correction_bias = read_float_tensor(ckpt, naming.router_correction_bias(L), {num_experts});
   }
-  out.router = read_float_tensor(ckpt, naming.router_weight(L), int64_t(num_experts) * cfg.hidden);
+  out.router = read_float_tensor(ckpt, naming.router_weight(L), {num_experts, cfg.hidden});
   if (all_scales || mode == MoeMode::kW4A16) validate(cfg, w);
   return out;
 }

@@ -15,9 +15,11 @@
 namespace nvfp4moe::ref {
 namespace detail {
 
+// An activation (encode) global scale: the quantizers need g <= kMaxGlobalScale (above it the
+// block multiplier overflows and zeros encode as +6; format/block_quant.h).
 void check_global_scale(float g, const char* name, size_t index) {
-  NVFP4MOE_CHECK(std::isfinite(g) && g > 0.0f, name, " (index ", index,
-                 "): expected a finite global scale > 0, got ", g);
+  NVFP4MOE_CHECK(is_usable_global_scale(g), name, " (index ", index, "): expected a global scale in (0, ",
+                 kMaxGlobalScale, "], got ", g);
 }
 
 void check_nvfp4_weight(const Nvfp4Weight& w, int64_t rows, int64_t k, bool single_scale,

@@ -110,13 +110,16 @@ TEST(ModelOpt, ReadNvfp4LinearChecksLayouts) {
   TempDir dir;
   const std::string L = "model.layers.1.mlp.experts.0.up_proj";
   auto write = [&](DType wdt, std::vector<std::int64_t> wshape, DType sdt, std::vector<std::int64_t> sshape,
-                   std::vector<std::int64_t> g2shape, float g2, std::optional<float> in_scale) {
+                   std::vector<std::int64_t> g2shape, float g2, std::optional<float> in_scale,
+                   std::byte last_scale = std::byte{0x38}) {
     SafetensorsWriter w;
     std::int64_t wn = 1, sn = 1;
     for (auto d : wshape) wn *= d;
     for (auto d : sshape) sn *= d;
     w.add(L + ".weight", wdt, wshape, std::vector<std::byte>(std::size_t(wn) * dtype_size(wdt), std::byte{0x21}));
-    w.add(L + ".weight_scale", sdt, sshape, std::vector<std::byte>(std::size_t(sn) * dtype_size(sdt), std::byte{0x38}));
+    std::vector<std::byte> scales(std::size_t(sn) * dtype_size(sdt), std::byte{0x38});
+    scales.back() = last_scale;  // the last block of the last row
+    w.add(L + ".weight_scale", sdt, sshape, scales);
     std::vector<float> g(std::size_t(g2shape.empty() ? 1 : g2shape[0]), g2);
     w.add(L + ".weight_scale_2", DType::kF32, g2shape, raw(g));
     if (in_scale) w.add(L + ".input_scale", DType::kF32, {}, raw(std::vector<float>{*in_scale}));
@@ -157,6 +160,14 @@ TEST(ModelOpt, ReadNvfp4LinearChecksLayouts) {
                L + ".input_scale");
   expect_error([&] { read_nvfp4_linear(write(DType::kU8, {19, 24}, DType::kF8_E4M3, {19, 3}, {}, 1, {}), "nope"); },
                "nope.weight");
+  // Block scale bytes: NaN (0x7f, 0xff) and negative are refused with the tensor, row and block;
+  // -0 (0x80) is a zero scale.
+  for (std::byte bad : {std::byte{0x7f}, std::byte{0xff}, std::byte{0xb8}}) {
+    expect_error(
+        [&] { read_nvfp4_linear(write(DType::kU8, {19, 24}, DType::kF8_E4M3, {19, 3}, {}, 1, {}, bad), L); },
+        L + ".weight_scale': block scale at row 18, block 2");
+  }
+  EXPECT_NO_THROW(read_nvfp4_linear(write(DType::kU8, {19, 24}, DType::kF8_E4M3, {19, 3}, {}, 1, {}, std::byte{0x80}), L));
 }
 
 // ---- The quantizer end to end ---------------------------------------------------------------

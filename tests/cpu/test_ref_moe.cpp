@@ -484,6 +484,9 @@ TEST(RefMoe, BadInputsThrowAndLeaveOutUntouched) {
     bad.gA2[1] = 0.0f;
     expect_error(c, bad, good.hidden, good.logits, out, "w.gA2");
     bad = w;
+    bad.gA1[2] = 1e37f;  // above 2^118 the quantizer's multiplier overflows (zeros would encode +6)
+    expect_error(c, bad, good.hidden, good.logits, out, "w.gA1");
+    bad = w;
     bad.w2[2].g_hi = bad.w2[2].g_lo * 2.0f;
     expect_error(c, bad, good.hidden, good.logits, out, "w.w2");
     bad = w;

@@ -5,9 +5,15 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "cpu/temp_dir.h"
+#include "nvfp4moe/checkpoint/checkpoint.h"
+#include "nvfp4moe/checkpoint/safetensors.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/model/builtin_model.h"
 #include "nvfp4moe/model/moe_layer_loader.h"
@@ -138,6 +144,88 @@ TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
   EXPECT_EQ(loaded.weights.shared->w2.scales, direct.shared->w2.scales);
 
   EXPECT_THROW(model::load_moe_layer(dir.str() + "/nvfp4", 3, ActDType::kBF16, MoeMode::kW4A16), Error);
+}
+
+// A copy of checkpoint `from` in `to` with config.json edited by `edit_config` and each tensor
+// passed through `edit_tensor` (name, shape; may change the shape, not the byte count; false
+// leaves the tensor out).
+void copy_checkpoint(const std::string& from, const std::string& to,
+                     const std::function<void(std::string&)>& edit_config,
+                     const std::function<bool(const std::string&, std::vector<int64_t>&)>& edit_tensor) {
+  fs::create_directories(to);
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".json") && name != "model.safetensors.index.json") fs::copy_file(entry.path(), fs::path(to) / name);
+  }
+  std::string cfg;
+  {
+    std::ifstream in(fs::path(to) / "config.json");
+    cfg.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  edit_config(cfg);
+  std::ofstream(fs::path(to) / "config.json") << cfg;
+  checkpoint::Checkpoint src = checkpoint::Checkpoint::open(from);
+  checkpoint::SafetensorsWriter w;
+  for (const std::string& n : src.names()) {
+    std::vector<int64_t> shape = src.info(n).shape;
+    if (edit_tensor(n, shape)) w.add(n, src.info(n).dtype, shape, src.bytes(n));
+  }
+  w.write((fs::path(to) / "model.safetensors").string());
+}
+
+void replace(std::string& s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  s.replace(at, from.size(), to);
+}
+
+void expect_load_error(const std::string& dir, const std::string& needle) {
+  try {
+    model::load_moe_layer(dir, std::nullopt, ActDType::kBF16, MoeMode::kW4A16);
+    ADD_FAILURE() << "loaded; expected an error containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+// What a loader must not do silently: drop a declared shared expert, ignore undeclared shared
+// tensors, route by a transposed router weight, or run another activation than SiLU.
+TEST(ModelLoader, ConfigAndTensorsMustAgree) {
+  TempDir dir;
+  model::BuiltinModelSpec spec;
+  spec.hidden = 64;
+  spec.intermediate = 32;
+  spec.num_experts = 8;
+  spec.top_k = 2;
+  spec.n_group = 4;
+  spec.topk_group = 2;
+  model::write_hf_checkpoint(model::make_builtin_layer(spec), dir.str() + "/bf16");
+  Result q = run_tool("quantize -i " + dir.str() + "/bf16 -o " + dir.str() + "/nvfp4");
+  ASSERT_EQ(q.rc, 0) << q.out;
+  const std::string src = dir.str() + "/nvfp4";
+  auto keep_cfg = [](std::string&) {};
+  auto keep_tensor = [](const std::string&, std::vector<int64_t>&) { return true; };
+
+  copy_checkpoint(src, dir.str() + "/same", keep_cfg, keep_tensor);
+  EXPECT_NO_THROW(model::load_moe_layer(dir.str() + "/same", std::nullopt, ActDType::kBF16, MoeMode::kW4A16));
+
+  copy_checkpoint(src, dir.str() + "/undeclared", [](std::string& c) { replace(c, "\"n_shared_experts\": 1", "\"n_shared_experts\": 0"); },
+                  keep_tensor);
+  expect_load_error(dir.str() + "/undeclared", "is present");
+
+  copy_checkpoint(src, dir.str() + "/no_shared_tensors", keep_cfg, [](const std::string& n, std::vector<int64_t>&) {
+    return n.find("shared_experts") == std::string::npos;
+  });
+  expect_load_error(dir.str() + "/no_shared_tensors", "is missing");
+
+  copy_checkpoint(src, dir.str() + "/transposed", keep_cfg, [](const std::string& n, std::vector<int64_t>& shape) {
+    if (n.ends_with("mlp.gate.weight")) std::swap(shape[0], shape[1]);
+    return true;
+  });
+  expect_load_error(dir.str() + "/transposed", "gate.weight: expected shape [8, 64], got [64, 8]");
+
+  copy_checkpoint(src, dir.str() + "/gelu", [](std::string& c) { replace(c, "\"silu\"", "\"gelu\""); }, keep_tensor);
+  expect_load_error(dir.str() + "/gelu", "hidden_act");
 }
 
 TEST(BuiltinModel, IsDeterministicAndBf16Valued) {

@@ -26,7 +26,7 @@
 //   shared_expert_intermediate_size int           Qwen2-MoE: one gated shared expert of this
 //                                                 width (n_shared_experts = 1, gated = true)
 //   swiglu_limit        float                     optional (> 0): clamp of the SwiGLU inputs
-//   hidden_act          string                    default "silu" (recorded, not checked)
+//   hidden_act          string                    default "silu"; "silu" or "swish" (the experts' SwiGLU)
 //   num_hidden_layers, first_k_dense_replace (0), moe_layer_freq (1),
 //   decoder_sparse_step (1), mlp_only_layers ([]) decide which layers are MoE.
 // A key whose value is null counts as absent. Numbers for integer keys must be integers.
