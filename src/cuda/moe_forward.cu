@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/limits.h"
@@ -68,11 +69,15 @@ MoeForwardPaths MoeForwardPaths::from_environment() {
 
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
                  cudaStream_t stream) {
-  NVFP4MOE_CHECK(hidden > 0 && hidden % 8 == 0, "hidden: expected a positive multiple of 8, got ", hidden);
-  NVFP4MOE_CHECK(rows >= 0 && rows_in >= 0, "rows: expected >= 0");
+  NVFP4MOE_CHECK(hidden > 0 && hidden % 8 == 0 && hidden <= kMaxLayerWidth,
+                 "hidden: expected a positive multiple of 8 up to ", kMaxLayerWidth, ", got ", hidden);
+  NVFP4MOE_CHECK(rows >= 0 && rows <= std::numeric_limits<int32_t>::max(), "rows: expected 0..2^31-1, got ", rows);
+  NVFP4MOE_CHECK(rows_in >= 0, "rows_in: expected >= 0, got ", rows_in);
   if (rows == 0) return;
-  NVFP4MOE_CHECK(x && index && out, "x/index/out: null pointer");
-  NVFP4MOE_CHECK(is_aligned(x, 16) && is_aligned(out, 16), "x/out: 16-byte alignment expected");
+  NVFP4MOE_CHECK(x != nullptr && is_aligned(x, 16), "x: expected a 16-byte aligned device pointer, got ", x);
+  NVFP4MOE_CHECK(index != nullptr && is_aligned(index, 4), "index: expected a 4-byte aligned device pointer, got ",
+                 index);
+  NVFP4MOE_CHECK(out != nullptr && is_aligned(out, 16), "out: expected a 16-byte aligned device pointer, got ", out);
   const int64_t vec = hidden * 2 / 16;
   dim3 block(32, 8);
   dim3 grid(unsigned((rows + 7) / 8));
@@ -190,9 +195,11 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   NVFP4MOE_CHECK(tokens >= 0 && tokens <= ws.max_tokens_, "tokens: expected 0..", ws.max_tokens_,
                  " (the workspace's max_tokens), got ", tokens);
   if (tokens == 0) return;
-  NVFP4MOE_CHECK(hidden && router_logits && out, "hidden/router_logits/out: null pointer");
-  NVFP4MOE_CHECK(is_aligned(hidden, 16) && is_aligned(out, 16) && is_aligned(router_logits, 16),
-                 "hidden/router_logits/out: 16-byte alignment expected");
+  NVFP4MOE_CHECK(hidden != nullptr && is_aligned(hidden, 16), "hidden: expected a 16-byte aligned device pointer, got ",
+                 hidden);
+  NVFP4MOE_CHECK(router_logits != nullptr && is_aligned(router_logits, 16),
+                 "router_logits: expected a 16-byte aligned device pointer, got ", router_logits);
+  NVFP4MOE_CHECK(out != nullptr && is_aligned(out, 16), "out: expected a 16-byte aligned device pointer, got ", out);
 
   const auto& v = ws.v_;
   const int e = cfg.routing.num_experts, k = cfg.routing.top_k;

@@ -521,6 +521,27 @@ TEST(MoeGpu, WorkspaceRejectsHugeMaxTokens) {
   }
 }
 
+// Host-only (no GPU needed): each bad argument of gather_rows is named before any launch.
+TEST(MoeGpu, GatherRowsBadArgumentsThrowBeforeLaunch) {
+  alignas(16) static uint8_t buf[1024];
+  const auto* index = reinterpret_cast<const int32_t*>(buf);
+  auto expect_named = [](auto&& call, const char* name) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted; expected an error naming " << name;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("gather_rows: ") + name), std::string::npos) << e.what();
+    }
+  };
+  expect_named([&] { cuda::gather_rows(buf, 4, 12, index, 2, buf, nullptr); }, "hidden:");
+  expect_named([&] { cuda::gather_rows(buf, 4, 16, index, -1, buf, nullptr); }, "rows:");
+  expect_named([&] { cuda::gather_rows(buf, -4, 16, index, 2, buf, nullptr); }, "rows_in:");
+  expect_named([&] { cuda::gather_rows(buf + 8, 4, 16, index, 2, buf, nullptr); }, "x:");
+  expect_named([&] { cuda::gather_rows(buf, 4, 16, reinterpret_cast<const int32_t*>(buf + 2), 2, buf, nullptr); },
+               "index:");
+  expect_named([&] { cuda::gather_rows(buf, 4, 16, index, 2, nullptr, nullptr); }, "out:");
+}
+
 TEST(MoeGpu, BadArgumentsThrowBeforeLaunch) {
   NVFP4MOE_REQUIRE_GPU();
   Case c{4, 8, 2, 0, false, false};
