@@ -103,8 +103,8 @@ TEST(Tool, GenerateQuantizeRunRoundTrip) {
   EXPECT_NE(bad.out.find("gate_proj.weight"), std::string::npos) << bad.out;
 }
 
-TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
-  TempDir dir;
+// The built-in layer at a size the loader tests quantize in a moment (shared expert included).
+model::BuiltinModelSpec small_spec() {
   model::BuiltinModelSpec spec;
   spec.hidden = 64;
   spec.intermediate = 32;
@@ -112,6 +112,12 @@ TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
   spec.top_k = 2;
   spec.n_group = 4;
   spec.topk_group = 2;
+  return spec;
+}
+
+TEST(ModelLoader, QuantizedCheckpointEqualsInMemoryQuantization) {
+  TempDir dir;
+  const model::BuiltinModelSpec spec = small_spec();
   model::FloatMoeLayer layer = model::make_builtin_layer(spec);
   model::write_hf_checkpoint(layer, dir.str() + "/bf16");
   Result q = run_tool("quantize -i " + dir.str() + "/bf16 -o " + dir.str() + "/nvfp4");
@@ -192,13 +198,7 @@ void expect_load_error(const std::string& dir, const std::string& needle) {
 // tensors, route by a transposed router weight, or run another activation than SiLU.
 TEST(ModelLoader, ConfigAndTensorsMustAgree) {
   TempDir dir;
-  model::BuiltinModelSpec spec;
-  spec.hidden = 64;
-  spec.intermediate = 32;
-  spec.num_experts = 8;
-  spec.top_k = 2;
-  spec.n_group = 4;
-  spec.topk_group = 2;
+  const model::BuiltinModelSpec spec = small_spec();
   model::write_hf_checkpoint(model::make_builtin_layer(spec), dir.str() + "/bf16");
   Result q = run_tool("quantize -i " + dir.str() + "/bf16 -o " + dir.str() + "/nvfp4");
   ASSERT_EQ(q.rc, 0) << q.out;

@@ -40,6 +40,19 @@ inline std::vector<RoutingModel> routing_models() {
           {"softmax-E4-k1", make_routing_cfg(4, 1, ScoringFunc::kSoftmax, 1, 1, 1.0f), false}};
 }
 
+// Logits N(0, 2); token t lies on a coarse grid (exact ties between experts) when
+// (t + seed) % 4 == 3, so every fourth token of a batch, and token 0 of a quarter of the seeds.
+inline std::vector<float> random_routing_logits(int64_t tokens, int e, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> out(size_t(tokens * e));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const bool ties = (t + int64_t(seed)) % 4 == 3;
+    for (int i = 0; i < e; ++i) out[size_t(t * e + i)] = ties ? float(int(rng() % 8)) * 0.5f - 2.0f : normal(rng);
+  }
+  return out;
+}
+
 // Correction bias on a 1/64 grid in [-0.25, 0.25].
 inline std::vector<float> random_routing_bias(int e, uint32_t seed) {
   std::mt19937 rng(seed);

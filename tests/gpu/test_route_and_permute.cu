@@ -26,19 +26,6 @@ namespace {
 
 using test::DeviceBuffer;
 
-// Logits N(0, 2), every fourth token on a coarse grid (exact ties between experts).
-std::vector<float> random_logits(int64_t tokens, int e, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 2.0f);
-  std::vector<float> out(size_t(tokens * e));
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int i = 0; i < e; ++i) {
-      out[size_t(t * e + i)] = t % 4 == 3 ? float(int(rng() % 8)) * 0.5f - 2.0f : normal(rng);
-    }
-  }
-  return out;
-}
-
 struct Result {
   std::vector<int32_t> ids;
   std::vector<float> weights;
@@ -159,7 +146,7 @@ void check(const Model& model, int64_t tokens, int64_t capacity, bool bf16, uint
                            std::to_string(capacity) + (bf16 ? " bf16" : "") + " seed=" + std::to_string(seed) +
                            (cuda::uses_fused_route_and_permute(tokens, model.cfg.top_k) ? " fused" : " two-launch");
   SCOPED_TRACE(what);
-  auto logits = random_logits(tokens, model.cfg.num_experts, seed);
+  auto logits = test::random_routing_logits(tokens, model.cfg.num_experts, seed);
   const auto bias = model.bias ? test::random_routing_bias(model.cfg.num_experts, seed + 1) : std::vector<float>{};
   Fused f(capacity, model.cfg, bias);
   f.upload(logits);
@@ -214,7 +201,7 @@ TEST(RouteAndPermute, RepeatedCallsOnOneWorkspace) {
   for (int64_t t : {1, 200, 7, 256, 1, 0, 64, 300, 2}) {
     const std::string what = "T=" + std::to_string(t) + " seed=" + std::to_string(seed);
     SCOPED_TRACE(what);
-    const auto logits = random_logits(t, 256, seed++);
+    const auto logits = test::random_routing_logits(t, 256, seed++);
     f.upload(logits);
     f.launch(t, false, nullptr);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
@@ -239,7 +226,7 @@ TEST(RouteAndPermute, GraphReplayMatchesRef) {
   NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
   for (uint32_t seed : {61u, 62u, 63u}) {
     SCOPED_TRACE("seed=" + std::to_string(seed));
-    const auto logits = random_logits(t, 128, seed);
+    const auto logits = test::random_routing_logits(t, 128, seed);
     f.upload(logits);
     NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
     NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -255,7 +242,7 @@ TEST(RouteAndPermuteBadArgs, ThrowsBeforeLaunch) {
   const Model model = models()[0];
   const auto bias = test::random_routing_bias(256, 3);
   Fused f(16, model.cfg, bias);
-  f.upload(random_logits(16, 256, 5));
+  f.upload(test::random_routing_logits(16, 256, 5));
   const auto out = f.outputs();
   auto call = [&](int64_t tokens, const RoutingConfig& cfg, void* ws, size_t ws_bytes, int64_t cap = 16) {
     cuda::route_and_permute(f.logits.get(), cuda::LogitsDType::kFloat32, f.bias.get(), tokens, cfg, cap,

@@ -33,19 +33,6 @@ using test::DeviceBuffer;
 using Model = test::RoutingModel;
 std::vector<Model> models() { return test::routing_models(); }
 
-// Logits N(0, 2); odd seeds put token 0 on a coarse grid (exact ties between experts).
-std::vector<float> random_logits(int64_t tokens, int e, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 2.0f);
-  std::vector<float> out(size_t(tokens * e));
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int i = 0; i < e; ++i) {
-      out[size_t(t * e + i)] = (t == 0 && seed % 2) ? float(int(rng() % 8)) * 0.5f - 2.0f : normal(rng);
-    }
-  }
-  return out;
-}
-
 std::vector<float> random_vector(int n, float lo, float hi, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(lo, hi);
@@ -162,7 +149,7 @@ struct Expected {
 // Uploads fresh inputs into b and returns what the CPU models give for them.
 Expected prepare(Buffers& b, const Model& model, ActDType dt, bool bf16_logits, uint32_t seed) {
   const RoutingConfig& c = model.cfg;
-  auto logits = random_logits(b.tokens, c.num_experts, seed);
+  auto logits = test::random_routing_logits(b.tokens, c.num_experts, seed);
   const auto x = test::random_activations(b.tokens, b.h, dt, seed + 1);
   auto g = random_vector(c.num_experts, 0.05f, 3000.0f, seed + 2);
   g[0] = 1.0f;  // exact e2m1 ties with g = 1
