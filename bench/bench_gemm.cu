@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -253,7 +254,7 @@ void bench_grouped(Ctx& cx, GroupedBuffers& g, const std::string& name, int64_t 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_benchmark(int argc, char** argv) {
   Ctx cx;
   cx.dev = nb::device_info();
   NVFP4MOE_CUDA_CHECK(cudaStreamCreate(&cx.s));
@@ -281,6 +282,8 @@ int main(int argc, char** argv) {
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));
   }
+  // --match S: only the shapes whose name contains S (e.g. "Qwen3", "DSV3 w2").
+  const char* match = nb::arg_value(argc, argv, "--match");
   // --single M,N,K: only that single GEMM (for profilers).
   const char* single = nb::arg_value(argc, argv, "--single");
   long long sm = 0, sn = 0, sk = 0;
@@ -294,13 +297,14 @@ int main(int argc, char** argv) {
   const int64_t ms_full[] = {1, 16, 128, 4096};
   for (const Shape& s : shapes) {
     if (grouped_only) break;
+    if (match && std::strstr(s.name, match) == nullptr) continue;
     for (int64_t m : ms_full) {
       if (quick && m != 1 && m != 4096) continue;
       if (decode_only && m > 16) continue;
       bench_single(cx, s.name, m, s.n, s.k);
     }
   }
-  if (!decode_only && !grouped_only) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
+  if (!decode_only && !grouped_only && !match) bench_single(cx, "dense 8192^3", 8192, 8192, 8192);
 
   // Grouped, E = 256, the DeepSeek-V3 expert shapes: w13 at every row count, w2 (the MoE
   // layer's second GEMM: K = 2048, so 4x shorter tiles) at the decode row counts (<= 2048).
@@ -313,13 +317,19 @@ int main(int argc, char** argv) {
       if (*c == ',') ++c;
     }
   }
-  struct GroupedShape { const char* name; int64_t n, k, max_rows; };
-  const GroupedShape grouped_shapes[] = {{"E256 DSV3 w13", 4096, 7168, int64_t(1) << 40}, {"E256 DSV3 w2", 7168, 2048, 2048}};
+  // Qwen3-30B-A3B (E = 128, top-8) at the decode row counts: its small GEMMs (T = 1: 8 rows of
+  // 1536 x 2048 and 2048 x 768) are where the per-tile costs weigh most.
+  struct GroupedShape { const char* name; int64_t n, k; int experts; int64_t max_rows; };
+  const GroupedShape grouped_shapes[] = {{"E256 DSV3 w13", 4096, 7168, 256, int64_t(1) << 40},
+                                         {"E256 DSV3 w2", 7168, 2048, 256, 2048},
+                                         {"E128 Qwen3 w13", 1536, 2048, 128, 2048},
+                                         {"E128 Qwen3 w2", 2048, 768, 128, 2048}};
   for (const GroupedShape& gs : grouped_shapes) {
+    if (match && std::strstr(gs.name, match) == nullptr) continue;
     GroupedBuffers g;
     g.n = gs.n;
     g.k = gs.k;
-    g.experts = 256;
+    g.experts = gs.experts;
     g.w = nb::DeviceBytes(size_t(nc::prepared_weight_bytes(g.n, g.k)) * g.experts);
     g.wb = nb::DeviceBytes(size_t(g.n * g.k * 2) * g.experts);
     fill_bytes(g.w.get(), g.w.bytes(), 1234, false);
@@ -362,3 +372,5 @@ int main(int argc, char** argv) {
   if (const char* path = nb::arg_value(argc, argv, "--json")) json.write(path);
   return 0;
 }
+
+int main(int argc, char** argv) { return nb::guarded_main("nvfp4moe_bench_gemm", argc, argv, run_benchmark); }

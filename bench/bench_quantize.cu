@@ -74,7 +74,7 @@ struct Row {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_benchmark(int argc, char** argv) {
   const char* json_path = nb::arg_value(argc, argv, "--json");
   const bool quick = nb::has_flag(argc, argv, "--quick");
   cudaStream_t stream;
@@ -203,3 +203,5 @@ int main(int argc, char** argv) {
   cudaStreamDestroy(stream);
   return 0;
 }
+
+int main(int argc, char** argv) { return nb::guarded_main("nvfp4moe_bench_quantize", argc, argv, run_benchmark); }

@@ -57,7 +57,7 @@ Model qwen3() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_benchmark(int argc, char** argv) {
   const char* json_path = bench::arg_value(argc, argv, "--json");
   cudaStream_t stream;
   NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -213,3 +213,5 @@ int main(int argc, char** argv) {
   NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
+
+int main(int argc, char** argv) { return bench::guarded_main("nvfp4moe_bench_routing", argc, argv, run_benchmark); }

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,26 @@ struct DeviceInfo {
   int64_t l2_bytes = 0;
   int64_t global_mem_bytes = 0;
 };
+
+// Runs a benchmark's body after checking that a CUDA device is there; a missing GPU or any
+// error ends the program with a message naming the benchmark and exit status 1 (never an
+// uncaught exception and abort). Use: int main(int c, char** v) { return guarded_main(
+// "nvfp4moe_bench_x", c, v, run); }.
+inline int guarded_main(const char* program, int argc, char** argv, int (*body)(int, char**)) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    std::fprintf(stderr, "%s: no CUDA GPU available (%s): nothing to benchmark\n", program,
+                 status != cudaSuccess ? cudaGetErrorString(status) : "no device");
+    return 1;
+  }
+  try {
+    return body(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
+}
 
 inline std::string cuda_version_string(int v) {
   return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
