@@ -6,8 +6,9 @@
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
 // single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b],
-// --tok/--splits/--prefetch/--block-n/--tma/--hot (tuning overrides, below), --json FILE. Column
-// `pipe`: dec = decode kernel, cp / tma = wgmma kernel with the cp.async / TMA pipeline.
+// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim (tuning overrides, below), --json FILE.
+// Column `pipe`: dec = decode kernel (dec+c: tiles claimed dynamically), cp / tma = wgmma kernel
+// with the cp.async / TMA pipeline.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -281,6 +282,9 @@ static int run_benchmark(int argc, char** argv) {
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));
+    // --claim 0|1: grouped decode tiles static or claimed from a counter (cuda/gemm.h
+    // set_gemm_decode_claiming); the `pipe` column shows dec+c when claimed.
+    if (const char* claim = nb::arg_value(argc, argv, "--claim")) nc::set_gemm_decode_claiming(std::atoi(claim));
   }
   // --match S: only the shapes whose name contains S (e.g. "Qwen3", "DSV3 w2").
   const char* match = nb::arg_value(argc, argv, "--match");
@@ -356,14 +360,14 @@ static int run_benchmark(int argc, char** argv) {
     double frac_copy = r.io_bytes / (r.us * 1e-6) / 1e9 / cx.copy_gbs;
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
                    std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
-                   r.plan.tok_tile <= 16 ? "dec" : (r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
+                   r.plan.tok_tile <= 16 ? (r.plan.claim ? "dec+c" : "dec") : (r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
                    std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
                    nb::fmt("%.1f", r.cublas_us), nb::fmt("%.1f", tfc), nb::fmt("%.0f%%", 100 * tf / tfc),
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

@@ -75,6 +75,7 @@ int g_prefetch_override = -1;
 int g_block_n_override = 0;
 int g_tma_override = -1;
 int g_hot_override = -1;
+int g_claim_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
@@ -84,6 +85,18 @@ bool tma_pipeline() {
   if (g_tma_override >= 0) return g_tma_override == 1;
   static const bool from_env = [] {
     const char* v = std::getenv("NVFP4MOE_GEMM_TMA");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return from_env;
+}
+
+// Whether grouped decode calls hand out their tiles after each CTA's first from a counter
+// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh): set_gemm_decode_claiming, else
+// NVFP4MOE_GEMM_CLAIM=1 in the environment. Off by default until measured (docs/GEMM.md v12).
+bool decode_claiming() {
+  if (g_claim_override >= 0) return g_claim_override == 1;
+  static const bool from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_CLAIM");
     return v != nullptr && std::strcmp(v, "1") == 0;
   }();
   return from_env;
@@ -159,14 +172,15 @@ void check_shape(int64_t rows, int64_t n, int64_t k) {
                  "w.k: expected a positive multiple of 16 below 2^31, got ", k);
 }
 
-// Workspace layout of every call: [split-K tile counters | kernel activations | partial sums].
-// The counters sit at one fixed place for all calls: calls of other shapes that share the
-// workspace (the MoE layer's two GEMMs) leave activations and partial sums behind, never on a
-// counter, and the last CTA of each output tile resets its counter to zero. A split call has at
-// most one counter per CTA of the grid (splits are chosen only when tiles < CTAs), far below
-// kMaxSplitCounters; the plans check it.
+// Workspace layout of every call: [split-K tile counters, claim counter | kernel activations |
+// partial sums]. The counters sit at one fixed place for all calls: calls of other shapes that
+// share the workspace (the MoE layer's two GEMMs) leave activations and partial sums behind,
+// never on a counter, and the last CTA of each output tile resets its counter to zero (the
+// last claim, the claim counter). A split call has at most one counter per CTA of the grid
+// (splits are chosen only when tiles < CTAs), far below kMaxSplitCounters; the plans check it.
 constexpr int64_t kMaxSplitCounters = 8192;
-constexpr size_t kCounterBytes = size_t(kMaxSplitCounters) * sizeof(int);  // 32 KiB
+constexpr int64_t kClaimCounter = kMaxSplitCounters;  // index of the dynamic-tile counter
+constexpr size_t kCounterBytes = size_t(kMaxSplitCounters + 32) * sizeof(int);  // 32 KiB + 128 B
 
 // fp32 partial sums [splits][rows][n] of a split-K call (single or grouped).
 size_t partial_bytes_for(const GemmPlan& plan, int64_t rows, int64_t n) {
@@ -373,6 +387,11 @@ void set_gemm_hot_expert_rows(int rows) {
   g_hot_override = rows;
 }
 
+void set_gemm_decode_claiming(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (static) or 1 (claimed), got ", mode);
+  g_claim_override = mode;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -461,6 +480,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   }
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
+  plan.claim = decode && decode_claiming();
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
   // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the
   // expert's weights again (Zipf over 256 experts at 4096 rows: 322 token tiles per weight
@@ -584,6 +604,7 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
     p.counters = ws.counters;
   }
   p.expert_rows_hi = plan.hot_rows;  // 0: every expert
+  if (plan.claim) p.claim = ws.counters + kClaimCounter;
   dispatch(plan, decode, p, stream, prefetch_before_wait);
   if (plan.hot_rows > 0) {  // the hot experts, same activations (prepared K order) and output
     GemmPlan hot = plan;
@@ -592,6 +613,7 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
     hot.grid = plan.hot_grid;
     p.expert_rows_lo = plan.hot_rows + 1;
     p.expert_rows_hi = 0;
+    p.claim = nullptr;
     dispatch(hot, false, p, stream);
   }
 }

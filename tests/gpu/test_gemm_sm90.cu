@@ -633,6 +633,79 @@ TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
   EXPECT_TRUE(check(b, pb, out_b.download()));
 }
 
+// Dynamic tile claiming in the grouped decode kernel (set_gemm_decode_claiming): the same bits
+// as the static order and the golden model, with many tiles per CTA (so most tiles are
+// claimed), split-K, the early prefetch, empty experts, one expert taking every row; three
+// calls in a row on one workspace and a captured graph replayed three times (each launch must
+// leave the claim counter at zero for the next, or tiles would be skipped).
+TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1, 0); cuda::set_gemm_decode_claiming(-1); } } reset;
+  std::mt19937 rng(7100);
+  uint32_t seed = 7100;
+  std::vector<int32_t> one(65, 0);
+  for (int e = 40; e <= 64; ++e) one[size_t(e)] = 300;  // expert 39 owns all 300 rows
+  struct C { int tok, splits; bool prefetch_before_wait; Case c; };
+  std::vector<C> cases = {
+      {8, 0, false, Case{false, true, 400, 520, 144, 64, random_offsets(rng, 400, 64, 5), Mode::kExact, OutDType::kBF16}},
+      {8, 0, true, Case{false, true, 2000, 1040, 256, 256, random_offsets(rng, 1990, 256, 7), Mode::kRandom, OutDType::kFP32}},
+      {16, 0, true, Case{false, true, 700, 520, 400, 64, random_offsets(rng, 690, 64, 3), Mode::kRandom, OutDType::kBF16}},
+      {8, 3, false, Case{false, true, 300, 256, 1024, 8, random_offsets(rng, 300, 8, 0), Mode::kExact, OutDType::kFP32}},
+      {16, 2, true, Case{false, true, 120, 520, 2048, 64, random_offsets(rng, 120, 64, 4), Mode::kRandom, OutDType::kBF16}},
+      {8, 0, false, Case{true, true, 500, 520, 272, 64, random_offsets(rng, 500, 64, 6), Mode::kRandom, OutDType::kBF16}},
+      {8, 0, true, Case{false, true, 300, 520, 144, 64, one, Mode::kExact, OutDType::kBF16}},
+      {8, 0, true, Case{false, true, 8, 520, 7168, 256, random_offsets(rng, 8, 256, 0), Mode::kRandom, OutDType::kFP32}},
+  };
+  for (C& t : cases) {
+    t.c.seed = seed++;
+    t.c.prefetch_before_wait = t.prefetch_before_wait;
+    cuda::set_gemm_plan_override(t.tok, t.splits, -1, 0);
+    const Case& c = t.c;
+    Prepared p = prepare(c);
+    const size_t bytes = size_t(c.rows * c.n) * (c.out_dtype == OutDType::kFP32 ? 4 : 2);
+    std::vector<uint8_t> got[2];
+    for (int claim : {0, 1}) {
+      cuda::set_gemm_decode_claiming(claim);
+      const cuda::GemmPlan plan = cuda::plan_grouped_gemm(c.rows, c.n, c.k, c.experts);
+      ASSERT_EQ(plan.claim, claim == 1) << describe(c);
+      ASSERT_LE(plan.tok_tile, 16) << describe(c);
+      const size_t ws_bytes = workspace_for(c);
+      DeviceBuffer<uint8_t> ws(ws_bytes);
+      ws.fill_bytes(0);
+      DeviceBuffer<uint8_t> out(bytes);
+      cudaStream_t s;
+      NVFP4MOE_CUDA_CHECK(cudaStreamCreate(&s));
+      for (int rep = 0; rep < 3; ++rep) {
+        out.fill_bytes(0xff);
+        launch(c, p, out.get(), ws.get(), ws_bytes, s);
+        NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+        std::vector<uint8_t> r = out.download();
+        if (rep == 0) got[claim] = r;
+        else EXPECT_TRUE(bytes_equal(r, got[claim], describe(c) + " claim=" + std::to_string(claim) + " call " + std::to_string(rep)));
+      }
+      if (claim == 1) {
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        launch(c, p, out.get(), ws.get(), ws_bytes, s);
+        NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+        NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        for (int rep = 0; rep < 3; ++rep) {
+          out.fill_bytes(0xff);
+          NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+          NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+          EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " claimed, graph replay " + std::to_string(rep)));
+        }
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+      }
+      cudaStreamDestroy(s);
+    }
+    EXPECT_TRUE(check(c, p, got[1])) << "claimed tiles";
+    EXPECT_TRUE(bytes_equal(got[1], got[0], describe(c) + ": claimed vs static tiles"));
+  }
+}
+
 // Short K on the small-token paths (token tile 8: decode kernel; 16: wgmma kernel): one or two
 // atoms per K warp and tile, persistent CTAs refill their register rings at almost every
 // atom; K ending inside a 64-column atom (K = 16, 144, 400).

@@ -86,6 +86,7 @@ struct GemmPlan {
   int hot_rows = 0;
   int hot_block_n = 0;
   int hot_grid = 0;
+  bool claim = false;  // grouped decode: tiles after each CTA's first claimed from a counter
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -113,5 +114,12 @@ void set_gemm_hot_expert_rows(int rows);
 // environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit; measured 4-15% slower on
 // the H100 (docs/GEMM.md v9), hence off. Process-wide, not thread-safe.
 void set_gemm_tma_pipeline(int mode);
+
+// Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
+// to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the
+// next unclaimed tile from a counter in the workspace (dynamic: CTAs on faster SMs take more);
+// -1: the default (static, or claimed when the environment sets NVFP4MOE_GEMM_CLAIM=1). Same
+// results bit for bit. Process-wide, not thread-safe.
+void set_gemm_decode_claiming(int mode);
 
 }  // namespace nvfp4moe::cuda

@@ -28,7 +28,12 @@
 //               then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
 //
 // Tiles: single GEMMs (64-row block fastest, token tile, split slowest) or grouped (per-expert
-// prefix in shared memory, as the wgmma kernel, with 64-row blocks). The rings fill and drain
+// prefix in shared memory, as the wgmma kernel, with 64-row blocks). Each CTA takes tile
+// blockIdx.x first; then either every gridDim.x-th tile (static) or, with p.claim, the next
+// unclaimed one from a global counter (dynamic: a CTA whose SM streams faster takes more tiles;
+// thread 0 claims the next tile when it starts the current one, so the atomic's latency hides
+// behind the mainloop). Which CTA computes a tile never changes its bits (a tile, or a split,
+// is always summed in the same order), so both orders give the same output. The rings fill and drain
 // per tile: the mainloop is one short unrolled body (a version with cursors running ahead
 // across tiles was 2x the instructions and stalled on instruction-cache misses).
 #pragma once
@@ -79,6 +84,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   __shared__ int s_prefix[kMaxExperts + 1];
   __shared__ float4 s_red[Cfg::kRowWarps][kTok / 4][32];  // K warp 1's sums
   __shared__ int s_is_last;
+  __shared__ int s_claimed[2];  // dynamic tiles: the tile after iteration j, in slot j % 2
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int rw = warp % Cfg::kRowWarps, kw = warp / Cfg::kRowWarps;
@@ -312,24 +318,35 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
         for (int r = 0; r < 4; ++r) acc[x][gi][r] = 0.0f;
   };
 
-  // Tiles t = blockIdx.x + j * gridDim.x; every warp of the CTA walks the same tiles with the
-  // same atom count, so the epilogue barriers are uniform. Atom i of a tile uses ring slot
-  // i % kDepth, reloaded with atom i + kDepth right after its multiplies.
-  for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-    const GemmTile tile = tile_of(t);
+  // Dynamic tiles: iteration j of the CTA claims the tile of iteration j + 1. Thread 0 issues
+  // the atomic when the iteration starts and publishes the result in slot j % 2 just before the
+  // epilogue, whose barriers make it visible; everyone reads it after the epilogue, and the slot
+  // is rewritten two iterations later, after another epilogue's barriers. Every iteration
+  // claims once, so exactly total_tiles claims are made in all (one that fails per CTA with a
+  // tile, one that succeeds per tile past the first gridDim.x): the claim that returns
+  // total_tiles - 1 is the last and returns the counter to zero for the next launch.
+  const bool dynamic = p.claim != nullptr;
+  int claimed = 0;  // thread 0: the atomic's result, in flight during the mainloop
+  auto publish_claim = [&](int j) {
+    if (dynamic && tid == 0) {
+      if (claimed == total_tiles - 1) atomicExch(p.claim, 0);
+      s_claimed[j % 2] = int(gridDim.x) + claimed;
+    }
+  };
+
+  // Tiles: blockIdx.x, then static or claimed (above); every warp of the CTA walks the same
+  // tiles with the same atom count, so the epilogue barriers are uniform. Atom i of a tile uses
+  // ring slot i % kDepth, reloaded with atom i + kDepth right after its multiplies.
+  for (int t = blockIdx.x, j = 0; t < total_tiles; ++j) {
+    if (dynamic && tid == 0) claimed = atomicAdd(p.claim, 1);
+    const int t_this = t;
+    const GemmTile tile = tile_of(t_this);
     const uint8_t* block_w = tile_weights(tile, n);  // n: atoms per warp
-    if (n <= 0) continue;  // uniform over the CTA
-    const int ka0 = tile.split * per_split * Cfg::kKWarps + kw;
-    w_base = block_w + kw * kAtomBytes + code_off;
-    k_left = p.k - ka0 * kAtomK - 16 * q;
-    n_full = min(n, max(0, (p.k / kAtomK - ka0 + 1) / Cfg::kKWarps));
-    groups_active = (tile.rows_valid + 7) / 8;
-#pragma unroll
-    for (int gi = 0; gi < kGroups; ++gi) {
-      // Token columns past the tile read the tile's last row: an mma output column depends on
-      // its own B column only, and those columns are never stored (no select, no predicate).
-      const int tok = min(gi * 8 + g, tile.rows_valid - 1);
-      a_base[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 16 * q);
+    if (n <= 0) {  // uniform over the CTA
+      publish_claim(j);
+      __syncthreads();
+      t = dynamic ? s_claimed[j % 2] : t + int(gridDim.x);
+      continue;
     }
     // L2 prefetch: the tile's atoms are contiguous (K fastest within a 64-row block). The ring
     // loads atoms [0, ring) of the CTA's walk first; thread 0 keeps the next prefetch_atoms
@@ -365,7 +382,9 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
       }
       advance();
     }
-    epilogue(tile, grouped ? t / p.splits : tile.n_block * tok_tiles_single + tile.tok_tile);
+    publish_claim(j);
+    epilogue(tile, grouped ? t_this / p.splits : tile.n_block * tok_tiles_single + tile.tok_tile);
+    t = dynamic ? s_claimed[j % 2] : t + int(gridDim.x);
   }
 }
 
