@@ -348,6 +348,18 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
       t = dynamic ? s_claimed[j % 2] : t + int(gridDim.x);
       continue;
     }
+    const int ka0 = tile.split * per_split * Cfg::kKWarps + kw;
+    w_base = block_w + kw * kAtomBytes + code_off;
+    k_left = p.k - ka0 * kAtomK - 16 * q;
+    n_full = min(n, max(0, (p.k / kAtomK - ka0 + 1) / Cfg::kKWarps));
+    groups_active = (tile.rows_valid + 7) / 8;
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi) {
+      // Token columns past the tile read the tile's last row: an mma output column depends on
+      // its own B column only, and those columns are never stored (no select, no predicate).
+      const int tok = min(gi * 8 + g, tile.rows_valid - 1);
+      a_base[gi] = reinterpret_cast<const uint8_t*>(p.a + (int64_t(tile.row0) + tok) * p.k + int64_t(ka0) * kAtomK + 16 * q);
+    }
     // L2 prefetch: the tile's atoms are contiguous (K fastest within a 64-row block). The ring
     // loads atoms [0, ring) of the CTA's walk first; thread 0 keeps the next prefetch_atoms
     // behind them on their way into L2. (Prefetching the start of the CTA's next tile as well
