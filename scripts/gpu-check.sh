@@ -102,16 +102,12 @@ if ((run_bench)); then
   timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --json "$OUT/moe_bench.json" --plot "$OUT/moe_bench.png" > "$OUT/nvfp4moe_bench_moe_layer.txt" 2>&1
   rc=$?
   record "nvfp4-moe bench" "rc=$rc (table in nvfp4moe_bench_moe_layer.txt)"
-  # A/B of the small-batch forward paths (cuda/moe.h MoeForwardPaths; off by default until
-  # measured): graph_us at the batches they touch, default vs each path vs all.
-  for v in default NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early \
-           NVFP4MOE_SHARED_VALUES=1 all; do
-    envs=(); [[ $v == all ]] && envs=(NVFP4MOE_VALUES_ONLY=1 NVFP4MOE_TINY_FRONT_END=1 NVFP4MOE_SHARED_FORK=early
-                                      NVFP4MOE_SHARED_VALUES=1)
-    [[ $v == NVFP4MOE_* ]] && envs=("$v")
-    env "${envs[@]}" timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline --tokens 1,2,4,16,32 \
-      --iters 200 > "$OUT/moe_paths_$v.txt" 2>&1
-    record "MoE paths A/B: $v" "$(grep -E '^(deepseek|qwen)' "$OUT/moe_paths_$v.txt" | awk '{printf "%s T%s %s, ", substr($1,1,4), $2, $4}')"
+  # The grouped decode GEMM's tile assignment, static against claimed (cuda/gemm.h
+  # set_gemm_decode_claiming; the heuristics claim from 8 tiles per CTA up).
+  for cl in 0 1; do
+    timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --grouped --rows 8,128,512 --claim $cl \
+      > "$OUT/gemm_claim_$cl.txt" 2>&1
+    record "grouped decode, claim=$cl" "rc=$? (table in gemm_claim_$cl.txt)"
   done
 fi
 

@@ -90,16 +90,15 @@ bool tma_pipeline() {
   return from_env;
 }
 
-// Whether grouped decode calls hand out their tiles after each CTA's first from a counter
-// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh): set_gemm_decode_claiming, else
-// NVFP4MOE_GEMM_CLAIM=1 in the environment. Off by default until measured (docs/GEMM.md v12).
-bool decode_claiming() {
+// Whether a grouped decode call hands out its tiles after each CTA's first from a counter
+// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh), from the host-known bound on its tiles:
+// set_gemm_decode_claiming, else from 8 tiles per CTA up. Measured on the H100 (docs/GEMM.md
+// v12): DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer; at T = 1-4
+// (1-4 per CTA) no gain, and Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%.
+constexpr int64_t kClaimTilesPerCta = 8;
+bool decode_claiming(int64_t max_tiles, int64_t grid) {
   if (g_claim_override >= 0) return g_claim_override == 1;
-  static const bool from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_CLAIM");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return from_env;
+  return max_tiles >= kClaimTilesPerCta * grid;
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
@@ -388,7 +387,7 @@ void set_gemm_hot_expert_rows(int rows) {
 }
 
 void set_gemm_decode_claiming(int mode) {
-  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (static) or 1 (claimed), got ", mode);
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (heuristics), 0 (static) or 1 (claimed), got ", mode);
   g_claim_override = mode;
 }
 
@@ -480,7 +479,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   }
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
-  plan.claim = decode && decode_claiming();
+  plan.claim = decode && decode_claiming(bound, plan.grid);
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
   // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the
   // expert's weights again (Zipf over 256 experts at 4096 rows: 322 token tiles per weight

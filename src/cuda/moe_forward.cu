@@ -1,7 +1,5 @@
 // The GPU MoE forward and its workspace (cuda/moe.h).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 
 #include "nvfp4moe/common/cuda_check.h"
@@ -51,21 +49,7 @@ bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num
   return m > 0 && m <= direct_rows && plan_grouped_gemm(m, n, k, num_experts).tok_tile <= 16;
 }
 
-bool env_is(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, value) == 0;
-}
-
 }  // namespace
-
-MoeForwardPaths MoeForwardPaths::from_environment() {
-  MoeForwardPaths p;
-  p.values_only = env_is("NVFP4MOE_VALUES_ONLY", "1");
-  p.tiny_front_end = env_is("NVFP4MOE_TINY_FRONT_END", "1");
-  p.shared_fork_early = env_is("NVFP4MOE_SHARED_FORK", "early");
-  p.shared_values = env_is("NVFP4MOE_SHARED_VALUES", "1");
-  return p;
-}
 
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
                  cudaStream_t stream) {
@@ -223,7 +207,9 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
                              plan_gemm(t, 2 * is, h).tok_tile <= 16 && plan_gemm(t, h, is).tok_tile <= 16;
 
   // Shared expert on the side stream, concurrent with the routed experts. It needs neither
-  // the routing nor the permutation, so it may fork before them (shared_fork_early).
+  // the routing nor the permutation but forks after them: forking before them was measured
+  // 5 us slower at DeepSeek-V3 T = 1 (H100, 2026-12-06; its kernels then hold SMs the routing
+  // and the routed GEMM's early prefetch want).
   // The same pipeline as the routed experts with one expert (W4A4: quantize, GEMM1, SiLU*Mul +
   // quantize, GEMM2; W4A16: GEMM1, SiLU*Mul, GEMM2).
   auto fork_shared = [&] {
@@ -266,9 +252,6 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     }
     NVFP4MOE_CUDA_CHECK(cudaEventRecord(ws.join_, side));
   };
-  const bool fork_late = !paths.shared_fork_early;
-  if (!fork_late) fork_shared();
-
   // 1-2. Routing and permutation.
   PermuteOutputs po;
   po.counts = v.counts;
@@ -285,7 +268,7 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     route_and_permute(router_logits, LogitsDType::kFloat32, w.correction_bias(), t, cfg.routing, ws.max_tokens_,
                       v.ids, v.weights, po, ws.permute_ws_, ws.permute_ws_bytes_, stream);
   }
-  if (fork_late) fork_shared();
+  fork_shared();
 
   // 3-6. Routed experts.
   if (w4a4) {

@@ -161,8 +161,8 @@ void check_case(const Case& c) {
 
   cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
   cuda::MoeWorkspace ws(cfg, std::max<int64_t>(t, 1) + 5);  // capacity above T on purpose
-  ws.set_paths(cuda::MoeForwardPaths{});  // the default paths, whatever the environment says:
-                                          // this test reads the codes and scales they write
+  ws.set_paths(cuda::MoeForwardPaths::all_intermediates());  // this test reads the codes and
+                                                              // scales the quantizers write
   DeviceBuffer<uint16_t> d_hidden(hidden.empty() ? std::vector<uint16_t>(8) : hidden);
   DeviceBuffer<float> d_logits(logits.empty() ? std::vector<float>(8) : logits);
   DeviceBuffer<uint16_t> d_out(std::max<size_t>(want.size(), 8));
@@ -373,7 +373,7 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
 }
 
 // The execution choices of MoeForwardPaths change no result bit: every combination against
-// the default (all off) at the small batches where they apply (the one-launch front end at
+// all of them off at the small batches where they apply (the one-launch front end at
 // T <= 4, values only up to direct_rows, the shared expert on values up to 16 tokens), with and
 // without a shared expert, softmax and grouped sigmoid, all tokens on one expert: output,
 // routing, permutation, both GEMMs' rows, the bf16 values the GEMMs read, the shared output.
@@ -454,17 +454,15 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
       r.flags = download<uint32_t>(ws.error_flags(), 1)[0];
       return r;
     };
-    const Snapshot base = run(cuda::MoeForwardPaths{});
+    const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
     EXPECT_EQ(base.flags, 0u);
-    for (int mask = 1; mask < 16; ++mask) {
+    for (int mask = 1; mask < 8; ++mask) {
       cuda::MoeForwardPaths p;
       p.values_only = mask & 1;
       p.tiny_front_end = mask & 2;
-      p.shared_fork_early = mask & 4;
-      p.shared_values = mask & 8;
+      p.shared_values = mask & 4;
       const std::string what = "paths values_only=" + std::to_string(p.values_only) + " tiny=" +
-                               std::to_string(p.tiny_front_end) + " fork_early=" + std::to_string(p.shared_fork_early) +
-                               " shared_values=" + std::to_string(p.shared_values);
+                               std::to_string(p.tiny_front_end) + " shared_values=" + std::to_string(p.shared_values);
       const Snapshot got = run(p);
       EXPECT_EQ(got.flags, 0u) << what;
       EXPECT_TRUE(test::bytes_equal(got.out, base.out, what + " output"));
@@ -482,10 +480,8 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
       EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, what + " GEMM2 rows"));
       EXPECT_TRUE(test::bytes_equal(got.shared, base.shared, what + " shared expert output"));
     }
-    // All of them in a CUDA graph: replay == the default eager output.
-    cuda::MoeForwardPaths all;
-    all.values_only = all.tiny_front_end = all.shared_fork_early = all.shared_values = true;
-    ws.set_paths(all);
+    // The default (all on) in a CUDA graph: replay == the all-off eager output.
+    ws.set_paths(cuda::MoeForwardPaths{});
     DeviceBuffer<uint16_t> d_graph_out(size_t(t * h));
     d_graph_out.fill_bytes(0xff);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());

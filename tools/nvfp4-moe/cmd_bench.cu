@@ -95,10 +95,10 @@ int bench(const BenchOptions& o) {
               driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10, today().c_str());
   std::printf("ceilings measured now: copy %.0f GB/s (read + write), cuBLAS bf16 %.0f TFLOP/s (8192^3)\n", copy_gbs,
               peak_tflops);
-  // The workspaces made below take their forward paths from the environment (cuda/moe.h).
-  const cuda::MoeForwardPaths paths = cuda::MoeForwardPaths::from_environment();
-  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_fork_early=%d shared_values=%d\n\n",
-              paths.values_only, paths.tiny_front_end, paths.shared_fork_early, paths.shared_values);
+  // The workspaces made below take the default forward paths (cuda/moe.h).
+  const cuda::MoeForwardPaths paths;
+  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d\n\n", paths.values_only,
+              paths.tiny_front_end, paths.shared_values);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -208,7 +208,7 @@ int bench(const BenchOptions& o) {
         {"commit", std::getenv("NVFP4MOE_COMMIT") ? std::getenv("NVFP4MOE_COMMIT") : ""},
         {"forward_paths",
          {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
-          {"shared_fork_early", paths.shared_fork_early}, {"shared_values", paths.shared_values}}}}},
+          {"shared_values", paths.shared_values}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";

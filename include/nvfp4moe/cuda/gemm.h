@@ -118,7 +118,7 @@ void set_gemm_tma_pipeline(int mode);
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the
 // next unclaimed tile from a counter in the workspace (dynamic: CTAs on faster SMs take more);
-// -1: the default (static, or claimed when the environment sets NVFP4MOE_GEMM_CLAIM=1). Same
+// -1: the heuristics (claimed where the host-known bound on the tiles is >= 8 per CTA). Same
 // results bit for bit. Process-wide, not thread-safe.
 void set_gemm_decode_claiming(int mode);
 

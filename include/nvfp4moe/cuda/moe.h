@@ -64,23 +64,23 @@ class MoeLayerWeights {
 };
 
 // Execution choices of the small-batch W4A4 forward that leave the layer output, the routing
-// and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). Written
-// on 2026-12-05 without a GPU to time them, so all are off by default until measured; the
-// environment turns them on for A/B runs: NVFP4MOE_VALUES_ONLY=1, NVFP4MOE_TINY_FRONT_END=1,
-// NVFP4MOE_SHARED_FORK=early, NVFP4MOE_SHARED_VALUES=1.
+// and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). All on
+// by default: measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
+// touches (DeepSeek-V3 T = 1: values_only -3 us, tiny_front_end -9 us, shared_values -5 us;
+// Qwen3-30B-A3B T = 1-16: values_only -3 to -6 us, tiny_front_end -6 to -9 us at T = 1-4).
 struct MoeForwardPaths {
   // Where the GEMMs read the quantizers' bf16 values (direct_rows): the quantizers write only
   // those values; a1/a2 codes and scales are then not written.
-  bool values_only = false;
+  bool values_only = true;
   // T <= 4 with T * k <= 32: routing, permutation and the first quantization in one launch
   // (cuda::route_permute_values; the a1 values only).
-  bool tiny_front_end = false;
-  // The shared expert's branch forks before the routing instead of after it.
-  bool shared_fork_early = false;
+  bool tiny_front_end = true;
   // W4A4, T <= 16: the shared expert's GEMMs read its quantizers' bf16 values (values-only
   // per-expert quantizers with one expert), two dequantization launches fewer.
-  bool shared_values = false;
-  static MoeForwardPaths from_environment();
+  bool shared_values = true;
+  // Every path off: the quantizers write codes and scales at every batch (for tests and
+  // debugging that read them through MoeWorkspace::views()). Same output bits.
+  static MoeForwardPaths all_intermediates() { return {false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
@@ -121,7 +121,7 @@ class MoeWorkspace {
   };
   const Views& views() const { return v_; }
 
-  // Execution choices of later forwards (MoeForwardPaths::from_environment() at creation).
+  // Execution choices of later forwards (MoeForwardPaths: all on at creation).
   const MoeForwardPaths& paths() const { return paths_; }
   void set_paths(const MoeForwardPaths& paths) { paths_ = paths; }
 
@@ -132,7 +132,7 @@ class MoeWorkspace {
   int64_t max_tokens_ = 0;
   DeviceMemory mem_;
   Views v_{};
-  MoeForwardPaths paths_ = MoeForwardPaths::from_environment();
+  MoeForwardPaths paths_;
   uint32_t* error_flags_ = nullptr;
   int32_t* shared_off_ = nullptr;   // {0, T} for the shared expert's one-expert quantization
   void* permute_ws_ = nullptr;
