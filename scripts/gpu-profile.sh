@@ -13,8 +13,9 @@
 #   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
 #           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
 #           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
-#   decode  the grouped decode kernel at 8 and 512 rows (E = 256): memory tables (what its
-#           loads wait for: L1 hit rate of the activation loads, L2 sectors per request).
+#   decode  the grouped decode kernel, DeepSeek-V3 w13 / w2 at 8 rows and w13 at 512 (E = 256),
+#           and w13 at 8 rows with the L2 prefetch off and at 64 atoms: memory tables (why the
+#           ring's weight loads miss L2, what the loads wait for).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}/profile
@@ -43,8 +44,13 @@ for w in "${what[@]}"; do
       prof gemm_grouped4096_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 0
       prof gemm_grouped4096_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 1 ;;
     decode)
-      prof decode_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 8
-      prof decode_512rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 512 ;;
+      prof decode_w13_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8
+      prof decode_w2_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w2' --rows 8
+      prof decode_w13_512rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 512
+      # The L2 prefetch distance at T = 1 (ncu v12: the ring's weight loads hit L2 only 32%).
+      for pf in 0 64; do
+        prof decode_w13_8rows_prefetch$pf 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8 --prefetch $pf
+      done ;;
     *) echo "gpu-profile: unknown part $w (quant, gemm, decode)" >&2; exit 2 ;;
   esac
 done
