@@ -183,6 +183,32 @@ void launch(const Case& c, Prepared& p, void* out, void* ws, size_t ws_bytes, cu
   }
 }
 
+// One launch of c captured into an instantiated CUDA graph (destroyed with the object).
+class CapturedLaunch {
+ public:
+  CapturedLaunch(const Case& c, Prepared& p, void* out, void* ws, size_t ws_bytes, cudaStream_t s) {
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    launch(c, p, out, ws, ws_bytes, s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph_));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  ~CapturedLaunch() {
+    cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+  }
+  CapturedLaunch(const CapturedLaunch&) = delete;
+  CapturedLaunch& operator=(const CapturedLaunch&) = delete;
+  // Replays the graph on s and waits for it.
+  void replay(cudaStream_t s) {
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec_, s));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 // Output as float (from bf16 or fp32 bytes).
 std::vector<float> to_float(const std::vector<uint8_t>& bytes, OutDType t) {
   size_t n = t == OutDType::kFP32 ? bytes.size() / 4 : bytes.size() / 2;
@@ -684,20 +710,12 @@ TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
         else EXPECT_TRUE(bytes_equal(r, got[claim], describe(c) + " claim=" + std::to_string(claim) + " call " + std::to_string(rep)));
       }
       if (claim == 1) {
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-        launch(c, p, out.get(), ws.get(), ws_bytes, s);
-        NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-        NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        CapturedLaunch graph(c, p, out.get(), ws.get(), ws_bytes, s);
         for (int rep = 0; rep < 3; ++rep) {
           out.fill_bytes(0xff);
-          NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
-          NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+          graph.replay(s);
           EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " claimed, graph replay " + std::to_string(rep)));
         }
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(graph);
       }
       cudaStreamDestroy(s);
     }
@@ -760,26 +778,17 @@ TEST(GemmSm90, GraphCaptureEqualsEagerAndDeterministic) {
     launch(c, p, eager.get(), ws.get(), ws_bytes, s);
     NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
     std::vector<uint8_t> first = eager.download();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    launch(c, p, graph_out.get(), ws.get(), ws_bytes, s);
-    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    for (int rep = 0; rep < 3; ++rep) {
-      NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
-      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-      EXPECT_TRUE(bytes_equal(graph_out.download(), first, describe(c) + " graph replay"));
+    {
+      CapturedLaunch graph(c, p, graph_out.get(), ws.get(), ws_bytes, s);
+      for (int rep = 0; rep < 3; ++rep) {
+        graph.replay(s);
+        EXPECT_TRUE(bytes_equal(graph_out.download(), first, describe(c) + " graph replay"));
+      }
     }
     launch(c, p, eager.get(), ws.get(), ws_bytes, s);
     NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
     EXPECT_TRUE(bytes_equal(eager.download(), first, describe(c) + " second eager run"));
-    std::vector<uint8_t> head(first.begin(), first.begin() + ptrdiff_t(p.valid_rows * c.n *
-                                                     (c.out_dtype == OutDType::kFP32 ? 4 : 2)));
-    std::vector<uint8_t> full = first;
-    EXPECT_TRUE(check(c, p, full));
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
+    EXPECT_TRUE(check(c, p, first));
     cudaStreamDestroy(s);
   }
 }
