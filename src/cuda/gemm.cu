@@ -261,11 +261,21 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
     p.prewait_atoms =
         prefetch_before_wait ? int(std::min<int64_t>(decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20))
                              : 0;
-    if (p.prewait_atoms > 0) {
+    // Four instantiations: the early prefetch and the claimed tiles each cost the other calls
+    // registers (kernels/gemm_w4a16_decode_sm90.cuh).
+    const bool prewait = p.prewait_atoms > 0, claim = p.claim != nullptr;
+    if (prewait && claim) {
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true, true>, dim3(grid), block, 0, stream, p);
+    } else if (prewait) {
       launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true>, dim3(grid), block, 0, stream, p);
-      return;
+    } else if (claim) {
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, false, true>, dim3(grid), block, 0, stream, p);
+    } else {
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
     }
+    return;
   }
+  p.claim = nullptr;  // single GEMMs never claim
   launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
 }
 

@@ -662,8 +662,9 @@ TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
 // Dynamic tile claiming in the grouped decode kernel (set_gemm_decode_claiming): the same bits
 // as the static order and the golden model, with many tiles per CTA (so most tiles are
 // claimed), split-K, the early prefetch, empty experts, one expert taking every row; three
-// calls in a row on one workspace and a captured graph replayed three times (each launch must
-// leave the claim counter at zero for the next, or tiles would be skipped).
+// calls in a row on one workspace, two chained without a sync, and a captured graph replayed
+// three times (each launch must leave the claim counter at zero for the next, or tiles would
+// be skipped).
 TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
   NVFP4MOE_REQUIRE_GPU();
   struct Reset { ~Reset() { cuda::set_gemm_plan_override(0, 0, -1, 0); cuda::set_gemm_decode_claiming(-1); } } reset;
@@ -710,6 +711,16 @@ TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
         else EXPECT_TRUE(bytes_equal(r, got[claim], describe(c) + " claim=" + std::to_string(claim) + " call " + std::to_string(rep)));
       }
       if (claim == 1) {
+        // Two calls back to back on one stream and workspace, no host sync between them (the
+        // second one's claims start while the first may still be finishing, under PDL).
+        DeviceBuffer<uint8_t> out2(bytes);
+        out.fill_bytes(0xff);
+        out2.fill_bytes(0xff);
+        launch(c, p, out.get(), ws.get(), ws_bytes, s);
+        launch(c, p, out2.get(), ws.get(), ws_bytes, s);
+        NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+        EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " claimed, first of two chained calls"));
+        EXPECT_TRUE(bytes_equal(out2.download(), got[1], describe(c) + " claimed, second of two chained calls"));
         CapturedLaunch graph(c, p, out.get(), ws.get(), ws_bytes, s);
         for (int rep = 0; rep < 3; ++rep) {
           out.fill_bytes(0xff);

@@ -13,7 +13,8 @@
 // E <= 1024, workspace as large as *_workspace_bytes says. *_workspace_bytes(m, ...) covers
 // every call with at most m rows (smaller batches may take another kernel, split count or
 // activation layout), so one workspace sized for the largest batch serves all. The workspace
-// must be zeroed once after allocation (split-K counters reset themselves) and not be shared
+// must be zeroed once after allocation (its split-K and tile-claim counters return to zero at
+// the end of every call) and not be shared
 // by concurrent calls. Kernels are launched with programmatic dependent launch
 // (common/pdl_launch.h; NVFP4MOE_PDL=0 disables it).
 // Grouped offsets off [E+1] (int32, device) are read on the device and clamped to [0, rows];

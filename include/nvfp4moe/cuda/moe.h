@@ -104,13 +104,14 @@ class MoeWorkspace {
     int32_t* counts;                               // [E]
     int32_t* off; int32_t* sf_off;                 // [E+1]
     int32_t* sorted_to_pair; int32_t* sorted_to_token; int32_t* pair_to_sorted;  // [T k]
-    uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input (not written by the
-                                                   // values-only paths, MoeForwardPaths)
+    uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input; up to direct_rows
+                                                   // rows written only with the paths of
+                                                   // MoeForwardPaths::all_intermediates()
     void* a1_bf16;                                 // GEMM1 bf16 input [T k, H]: W4A16; W4A4 at
                                                    // small batches (the quantized values, see
                                                    // direct_rows), else null
     void* gemm1;                                   // [T k, 2I] bf16
-    uint8_t* a2_codes; uint8_t* a2_scales;         // W4A4 GEMM2 input
+    uint8_t* a2_codes; uint8_t* a2_scales;         // W4A4 GEMM2 input, likewise
     void* a2_bf16;                                 // GEMM2 bf16 input [T k, I], likewise
     void* gemm2;                                   // [T k, H] bf16
     void* shared_out;                              // [T, H] bf16 or null

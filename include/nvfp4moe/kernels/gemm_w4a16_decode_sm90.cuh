@@ -29,7 +29,7 @@
 //
 // Tiles: single GEMMs (64-row block fastest, token tile, split slowest) or grouped (per-expert
 // prefix in shared memory, as the wgmma kernel, with 64-row blocks). Each CTA takes tile
-// blockIdx.x first; then either every gridDim.x-th tile (static) or, with p.claim, the next
+// blockIdx.x first; then either every gridDim.x-th tile (static) or, with kClaim, the next
 // unclaimed one from a global counter (dynamic: a CTA whose SM streams faster takes more tiles;
 // thread 0 claims the next tile when it starts the current one, so the atomic's latency hides
 // behind the mainloop). Which CTA computes a tile never changes its bits (a tile, or a split,
@@ -73,8 +73,12 @@ struct GemmDecodeConfig {
 // kPrewait: compiled with the early prefetch before the wait (grouped calls with
 // prefetch_before_wait). A separate instantiation: the prologue and bookkeeping it adds cost
 // the other calls ~1.5% when compiled into every kernel (DeepSeek-V3 T = 64, docs/GEMM.md v10).
+// kClaim: tiles after the first claimed from p.claim (grouped calls the heuristics pick; see the
+// tile loop). Likewise its own instantiation: compiled into every kernel, its shared slot and
+// in-flight atomic raised the register spills of the 4-CTA tile-8 kernel from 32/40 to 56/68
+// bytes (ptxas), which the static calls would pay too.
 template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm,
-          bool kPrewait = false>
+          bool kPrewait = false, bool kClaim = false>
 __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
   ptx::launch_dependents();  // launched with PDL (common/pdl_launch.h); the wait is below
   using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
@@ -84,7 +88,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   __shared__ int s_prefix[kMaxExperts + 1];
   __shared__ float4 s_red[Cfg::kRowWarps][kTok / 4][32];  // K warp 1's sums
   __shared__ int s_is_last;
-  __shared__ int s_claimed[2];  // dynamic tiles: the tile after iteration j, in slot j % 2
+  __shared__ int s_claimed[2];  // kClaim: the tile after iteration j, in slot j % 2
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int rw = warp % Cfg::kRowWarps, kw = warp / Cfg::kRowWarps;
@@ -325,10 +329,9 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // claims once, so exactly total_tiles claims are made in all (one that fails per CTA with a
   // tile, one that succeeds per tile past the first gridDim.x): the claim that returns
   // total_tiles - 1 is the last and returns the counter to zero for the next launch.
-  const bool dynamic = p.claim != nullptr;
   int claimed = 0;  // thread 0: the atomic's result, in flight during the mainloop
   auto publish_claim = [&](int j) {
-    if (dynamic && tid == 0) {
+    if (kClaim && tid == 0) {
       if (claimed == total_tiles - 1) atomicExch(p.claim, 0);
       s_claimed[j % 2] = int(gridDim.x) + claimed;
     }
@@ -338,14 +341,18 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   // tiles with the same atom count, so the epilogue barriers are uniform. Atom i of a tile uses
   // ring slot i % kDepth, reloaded with atom i + kDepth right after its multiplies.
   for (int t = blockIdx.x, j = 0; t < total_tiles; ++j) {
-    if (dynamic && tid == 0) claimed = atomicAdd(p.claim, 1);
+    if (kClaim && tid == 0) claimed = atomicAdd(p.claim, 1);
     const int t_this = t;
     const GemmTile tile = tile_of(t_this);
     const uint8_t* block_w = tile_weights(tile, n);  // n: atoms per warp
     if (n <= 0) {  // uniform over the CTA
-      publish_claim(j);
-      __syncthreads();
-      t = dynamic ? s_claimed[j % 2] : t + int(gridDim.x);
+      if constexpr (kClaim) {
+        publish_claim(j);
+        __syncthreads();
+        t = s_claimed[j % 2];
+      } else {
+        t += gridDim.x;
+      }
       continue;
     }
     const int ka0 = tile.split * per_split * Cfg::kKWarps + kw;
@@ -396,7 +403,8 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     }
     publish_claim(j);
     epilogue(tile, grouped ? t_this / p.splits : tile.n_block * tok_tiles_single + tile.tok_tile);
-    t = dynamic ? s_claimed[j % 2] : t + int(gridDim.x);
+    if constexpr (kClaim) t = s_claimed[j % 2];
+    else t += gridDim.x;
   }
 }
 

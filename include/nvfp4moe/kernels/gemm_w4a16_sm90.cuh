@@ -62,9 +62,9 @@ struct GemmW4A16Params {
   int prewait_atoms;       // decode kernel, grouped: before griddepcontrol.wait, prefetch this
                            // many atoms of the CTA's first tile into L2 (0: off; a hint: the
                            // offsets read then may be stale, see the decode kernel)
-  int* claim;              // decode kernel: nullptr = tiles t = blockIdx.x + j * gridDim.x;
-                           // else a counter (zero at launch, zero again at exit) from which
-                           // CTAs claim their tiles after the first (dynamic balance)
+  int* claim;              // decode kernel, kClaim instantiation (else unused): the counter
+                           // (zero at launch, zero again at exit) from which CTAs claim their
+                           // tiles after the first (dynamic balance)
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows
