@@ -102,18 +102,27 @@ bool decode_claiming(int64_t max_tiles, int64_t grid) {
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
-// (docs/GEMM.md v7). Measured on the H200: grouped calls with several tiles per CTA stream 4-6%
-// faster at 16 (8 and 32 no better); single GEMMs, whose split tiles are short, 3-8% slower.
-constexpr int kDecodePrefetchAtomsGrouped = 16;
+// (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
+// (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
+// grouped DeepSeek-V3 w13 8 / 64 rows 63.5 -> 55.8 us / 369 -> 344 us at 0, the MoE layer
+// DeepSeek-V3 T = 1 / 64 119.6 -> 113.3 us / 2287 -> 2193 us, Qwen3 T = 64 199 -> 189 us.
+// 4 was between (1-4% better than 0 at T = 4-32, 3% worse at DeepSeek-V3 T = 1).
+// NVFP4MOE_GEMM_PREFETCH_ATOMS overrides the grouped distance (layer A/Bs; bench_gemm --prefetch
+// for one GEMM).
+constexpr int kDecodePrefetchAtomsGrouped = 0;
 constexpr int kDecodePrefetchAtomsSingle = 0;
 
-// Grouped decode calls: bytes of weights (all CTAs together) prefetched into L2 before the
-// wait on the previous kernel, i.e. while it finishes (each CTA the start of its first tile;
-// docs/GEMM.md v10). NVFP4MOE_GEMM_PREWAIT_MB overrides it (A/B measurements; 0: off).
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != 0 ? std::atoi(v) : fallback;
 }
+int decode_prefetch_atoms_grouped() {
+  static const int atoms = std::clamp(env_int("NVFP4MOE_GEMM_PREFETCH_ATOMS", kDecodePrefetchAtomsGrouped), 0, 1024);
+  return atoms;
+}
+// Grouped decode calls: bytes of weights (all CTAs together) prefetched into L2 before the
+// wait on the previous kernel, i.e. while it finishes (each CTA the start of its first tile;
+// docs/GEMM.md v10). NVFP4MOE_GEMM_PREWAIT_MB overrides it (A/B measurements; 0: off).
 int64_t decode_prewait_bytes() {
   static const int64_t mb = env_int("NVFP4MOE_GEMM_PREWAIT_MB", 32);
   return std::max<int64_t>(mb, 0) << 20;
@@ -255,7 +264,7 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
   const dim3 block(kn::GemmDecodeConfig<kTok>::kThreads);
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
   p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
-                     : kGrouped              ? kDecodePrefetchAtomsGrouped
+                     : kGrouped              ? decode_prefetch_atoms_grouped()
                                              : kDecodePrefetchAtomsSingle;
   if constexpr (kGrouped) {
     p.prewait_atoms =

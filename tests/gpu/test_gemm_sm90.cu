@@ -661,7 +661,7 @@ TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
 
 // Dynamic tile claiming in the grouped decode kernel (set_gemm_decode_claiming): the same bits
 // as the static order and the golden model, with many tiles per CTA (so most tiles are
-// claimed), split-K, the early prefetch, empty experts, one expert taking every row; three
+// claimed), split-K, the early and the in-tile prefetch, empty experts, one expert taking every row; three
 // calls in a row on one workspace, two chained without a sync, and a captured graph replayed
 // three times (each launch must leave the claim counter at zero for the next, or tiles would
 // be skipped).
@@ -686,7 +686,9 @@ TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
   for (C& t : cases) {
     t.c.seed = seed++;
     t.c.prefetch_before_wait = t.prefetch_before_wait;
-    cuda::set_gemm_plan_override(t.tok, t.splits, -1, 0);
+    // Every other case with the in-tile L2 prefetch on (off by default since v13), so the
+    // claimed tiles are also checked with it.
+    cuda::set_gemm_plan_override(t.tok, t.splits, (&t - cases.data()) % 2 ? 16 : -1, 0);
     const Case& c = t.c;
     Prepared p = prepare(c);
     const size_t bytes = size_t(c.rows * c.n) * (c.out_dtype == OutDType::kFP32 ? 4 : 2);
