@@ -105,7 +105,7 @@ bool decode_claiming(int64_t max_tiles, int64_t grid) {
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
 // grouped DeepSeek-V3 w13 8 / 64 rows 63.5 -> 55.8 us / 369 -> 344 us at 0, the MoE layer
-// DeepSeek-V3 T = 1 / 64 119.6 -> 113.3 us / 2287 -> 2193 us, Qwen3 T = 64 199 -> 189 us.
+// DeepSeek-V3 T = 1 / 64 119.6 -> 113.8 us / 2287 -> 2194 us, Qwen3 T = 64 199 -> 189 us.
 // 4 was between (1-4% better than 0 at T = 4-32, 3% worse at DeepSeek-V3 T = 1).
 // NVFP4MOE_GEMM_PREFETCH_ATOMS overrides the grouped distance (layer A/Bs; bench_gemm --prefetch
 // for one GEMM).
