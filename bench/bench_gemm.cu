@@ -6,7 +6,7 @@
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
 // single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b],
-// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim (tuning overrides, below), --json FILE.
+// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim/--kwarps (tuning overrides, below), --json FILE.
 // Column `pipe`: dec = decode kernel (dec+c: tiles claimed dynamically), cp / tma = wgmma kernel
 // with the cp.async / TMA pipeline.
 #include <cublasLt.h>
@@ -285,6 +285,9 @@ static int run_benchmark(int argc, char** argv) {
     // --claim 0|1: grouped decode tiles static or claimed from a counter (cuda/gemm.h
     // set_gemm_decode_claiming); the `pipe` column shows dec+c when claimed.
     if (const char* claim = nb::arg_value(argc, argv, "--claim")) nc::set_gemm_decode_claiming(std::atoi(claim));
+    // --kwarps 2|4: grouped decode CTAs of 2 or 4 K warps (cuda/gemm.h set_gemm_decode_k_warps;
+    // -1 = heuristics); the `pipe` column shows dec4 for the 4-K-warp CTA.
+    if (const char* kw = nb::arg_value(argc, argv, "--kwarps")) nc::set_gemm_decode_k_warps(std::atoi(kw));
   }
   // --match S: only the shapes whose name contains S (e.g. "Qwen3", "DSV3 w2").
   const char* match = nb::arg_value(argc, argv, "--match");
@@ -360,7 +363,8 @@ static int run_benchmark(int argc, char** argv) {
     double frac_copy = r.io_bytes / (r.us * 1e-6) / 1e9 / cx.copy_gbs;
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
                    std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
-                   r.plan.tok_tile <= 16 ? (r.plan.claim ? "dec+c" : "dec") : (r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
+                   r.plan.tok_tile <= 16 ? std::string(r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
+                                         : std::string(r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
                    std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
                    nb::fmt("%.1f", r.cublas_us), nb::fmt("%.1f", tfc), nb::fmt("%.0f%%", 100 * tf / tfc),

@@ -76,6 +76,7 @@ int g_block_n_override = 0;
 int g_tma_override = -1;
 int g_hot_override = -1;
 int g_claim_override = -1;
+int g_k_warps_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
@@ -139,15 +140,34 @@ constexpr int kDecode8CtasSingle = 3;
 constexpr int kDecode16CtasGrouped = 3;
 constexpr int kDecode16CtasSingle = 2;
 
-template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm>
+template <int kTok, int kMinCtas = kn::GemmDecodeConfig<kTok>::kMinCtasPerSm, int kKWarps = 2>
 int decode_ctas_per_sm() {
   static int cached = [] {
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas>, kn::GemmDecodeConfig<kTok>::kThreads, 0));
+        &n, kn::gemm_w4a16_decode_sm90_kernel<kTok, kn::GemmDecodeConfig<kTok>::kDepth, kMinCtas, false, false, kKWarps>,
+        kn::GemmDecodeConfig<kTok, 2, kMinCtas, kKWarps>::kThreads, 0));
     return std::max(n, 1);
   }();
   return cached;
+}
+
+// The wide decode CTA (512 threads, 4 K warps; kernels/gemm_w4a16_decode_sm90.cuh) for grouped
+// calls whose tiles leave most of the narrow CTAs' slots empty: token tile 8 at 2 CTAs per SM
+// (64 registers, as the narrow grouped kernel). Each tile then streams through 16 warps instead
+// of 8, with its partial sums added in shared memory (no split-K round trip through global
+// memory, which measured no gain at Qwen3 T = 1, v7).
+constexpr int kDecodeWideCtas = 2;
+int decode_k_warps(int tok, int splits, int64_t k, int64_t tiles_bound) {
+  static const int env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_KWARPS");
+    return v != nullptr && *v != 0 ? std::atoi(v) : -1;
+  }();
+  const int want = g_k_warps_override >= 0 ? g_k_warps_override : env;
+  const bool possible = tok == 8 && splits == 1 && (kn::prepared_cols(k) / kn::kWeightKPad) % 2 == 0;
+  if (!possible) return 2;
+  if (want == 2 || want == 4) return want;
+  return tiles_bound <= int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>() ? 4 : 2;
 }
 
 int ctas_per_sm_for(int tok, bool decode, bool grouped, int block_n) {
@@ -258,10 +278,10 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
 
 // The decode kernel counts tiles in 64-row weight blocks. kGrouped: p.off is set; only those
 // calls may prefetch before the wait (their own kernel instantiation).
-template <int kTok, int kMinCtas, bool kGrouped>
+template <int kTok, int kMinCtas, bool kGrouped, int kKWarps = 2>
 void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, cudaStream_t stream) {
   constexpr int kDepth = kn::GemmDecodeConfig<kTok>::kDepth;
-  const dim3 block(kn::GemmDecodeConfig<kTok>::kThreads);
+  const dim3 block(kn::GemmDecodeConfig<kTok, kDepth, kMinCtas, kKWarps>::kThreads);
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
   p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
                      : kGrouped              ? decode_prefetch_atoms_grouped()
@@ -274,18 +294,20 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
     // registers (kernels/gemm_w4a16_decode_sm90.cuh).
     const bool prewait = p.prewait_atoms > 0, claim = p.claim != nullptr;
     if (prewait && claim) {
-      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true, true>, dim3(grid), block, 0, stream, p);
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true, true, kKWarps>, dim3(grid), block, 0, stream, p);
     } else if (prewait) {
-      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true>, dim3(grid), block, 0, stream, p);
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, true, false, kKWarps>, dim3(grid), block, 0, stream, p);
     } else if (claim) {
-      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, false, true>, dim3(grid), block, 0, stream, p);
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, false, true, kKWarps>, dim3(grid), block, 0, stream, p);
     } else {
-      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
+      launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas, false, false, kKWarps>, dim3(grid), block, 0,
+                 stream, p);
     }
-    return;
+  } else {
+    static_assert(kKWarps == 2, "single GEMMs: narrow CTAs only");
+    p.claim = nullptr;  // single GEMMs never claim
+    launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
   }
-  p.claim = nullptr;  // single GEMMs never claim
-  launch_pdl(kn::gemm_w4a16_decode_sm90_kernel<kTok, kDepth, kMinCtas>, dim3(grid), block, 0, stream, p);
 }
 
 void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
@@ -294,6 +316,8 @@ void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, c
   if (decode) {
     if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped, true>(p, grid, prefetch_before_wait, stream);
     else if (tok == 16) launch_decode<16, kDecode16CtasSingle, false>(p, grid, prefetch_before_wait, stream);
+    else if (p.off != nullptr && plan.k_warps == 4)
+      launch_decode<8, kDecodeWideCtas, true, 4>(p, grid, prefetch_before_wait, stream);
     else if (p.off != nullptr) launch_decode<8, kDecode8CtasGrouped, true>(p, grid, prefetch_before_wait, stream);
     else launch_decode<8, kDecode8CtasSingle, false>(p, grid, prefetch_before_wait, stream);
     return;
@@ -410,6 +434,12 @@ void set_gemm_decode_claiming(int mode) {
   g_claim_override = mode;
 }
 
+void set_gemm_decode_k_warps(int k_warps) {
+  NVFP4MOE_CHECK(k_warps == -1 || k_warps == 2 || k_warps == 4,
+                 "k_warps: expected -1 (heuristics), 2 or 4, got ", k_warps);
+  g_k_warps_override = k_warps;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -496,6 +526,8 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
     plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
     bound *= plan.splits;
   }
+  if (decode) plan.k_warps = decode_k_warps(plan.tok_tile, plan.splits, k, bound);
+  if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
   plan.claim = decode && decode_claiming(bound, plan.grid);

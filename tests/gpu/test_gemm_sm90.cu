@@ -659,6 +659,56 @@ TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
   EXPECT_TRUE(check(b, pb, out_b.download()));
 }
 
+// The wide decode CTA (4 K warps, 512 threads; GemmPlan::k_warps = 4): chosen where a grouped
+// call's tiles fit in one wave of it (Qwen3 at T = 1), never with an odd K stage count; forced
+// here over K = 256 .. 7168, a K ending inside an atom (1216), N off the 64-row edge, W4A4,
+// the early prefetch, empty experts, one expert taking every row, and claimed tiles.
+TEST(GemmSm90, GroupedDecodeWideCtas) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Reset {
+    ~Reset() {
+      cuda::set_gemm_decode_k_warps(-1);
+      cuda::set_gemm_decode_claiming(-1);
+      cuda::set_gemm_plan_override(0, 0, -1, 0);
+    }
+  } reset;
+  int sms = 0;
+  NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  // Qwen3 w13 at T = 1: at most 8 experts x 24 blocks = 192 tiles.
+  EXPECT_EQ(cuda::plan_grouped_gemm(8, 1536, 2048, 128).k_warps, 192 <= 2 * sms ? 4 : 2);
+  EXPECT_EQ(cuda::plan_grouped_gemm(8, 4096, 7168, 256).k_warps, 2);  // 512 tiles: narrow
+  EXPECT_EQ(cuda::plan_grouped_gemm(8, 520, 1088, 64).k_warps, 2);    // 9 K stages: narrow
+  EXPECT_EQ(cuda::plan_grouped_gemm(40, 520, 1024, 4).k_warps, 2);    // token tile 16: narrow
+
+  cuda::set_gemm_decode_k_warps(4);
+  uint32_t seed = 9400;
+  struct G { bool w4a4; int experts; int64_t rows, n, k; };
+  int i = 0;
+  for (G g : {G{false, 128, 8, 1536, 2048}, G{false, 128, 8, 2048, 768}, G{false, 64, 24, 520, 1216},
+              G{true, 16, 30, 136, 256}, G{false, 256, 8, 520, 7168}, G{true, 128, 8, 264, 1216}}) {
+    for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+      std::mt19937 rng(seed);
+      Case c{g.w4a4, true, g.rows, g.n, g.k, g.experts, random_offsets(rng, g.rows, g.experts, 3), mode,
+             mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++, !g.w4a4 && i++ % 2 == 0};
+      ASSERT_EQ(cuda::plan_grouped_gemm(c.rows, c.n, c.k, c.experts).k_warps, 4) << describe(c);
+      EXPECT_TRUE(run_case(c)) << describe(c);
+    }
+  }
+  std::vector<int32_t> one(129, 0);
+  for (int e = 71; e <= 128; ++e) one[size_t(e)] = 8;  // expert 70 owns all 8 rows
+  EXPECT_TRUE(run_case(Case{false, true, 8, 1536, 2048, 128, one, Mode::kExact, OutDType::kBF16, seed++, true}));
+  EXPECT_TRUE(run_case(Case{true, true, 8, 520, 768, 128, one, Mode::kRandom, OutDType::kFP32, seed++}));
+
+  // Claimed tiles in wide CTAs: token tile 8 forced on 900 rows (many tiles per CTA).
+  cuda::set_gemm_plan_override(8, 0, -1, 0);
+  cuda::set_gemm_decode_claiming(1);
+  std::mt19937 rng(seed);
+  Case c{false, true, 900, 520, 144, 64, random_offsets(rng, 890, 64, 5), Mode::kExact, OutDType::kBF16, seed++};
+  const cuda::GemmPlan plan = cuda::plan_grouped_gemm(c.rows, c.n, c.k, c.experts);
+  ASSERT_TRUE(plan.claim && plan.k_warps == 4) << describe(c);
+  EXPECT_TRUE(run_case(c));
+}
+
 // Dynamic tile claiming in the grouped decode kernel (set_gemm_decode_claiming): the same bits
 // as the static order and the golden model, with many tiles per CTA (so most tiles are
 // claimed), split-K, the early and the in-tile prefetch, empty experts, one expert taking every row; three

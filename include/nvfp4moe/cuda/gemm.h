@@ -88,6 +88,7 @@ struct GemmPlan {
   int hot_block_n = 0;
   int hot_grid = 0;
   bool claim = false;  // grouped decode: tiles after each CTA's first claimed from a counter
+  int k_warps = 2;     // decode: K warps per CTA (4: the wide CTA for calls with few tiles)
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -122,5 +123,11 @@ void set_gemm_tma_pipeline(int mode);
 // -1: the heuristics (claimed where the host-known bound on the tiles is >= 8 per CTA). Same
 // results bit for bit. Process-wide, not thread-safe.
 void set_gemm_decode_claiming(int mode);
+
+// Tuning only: K warps per CTA of grouped decode calls (GemmPlan::k_warps). -1: the heuristics
+// (4 where the call's tiles fit in one wave of the 512-thread CTAs, else 2; or
+// NVFP4MOE_GEMM_KWARPS=2|4 from the environment), 2 or 4 (4 only where the token tile is 8,
+// there is no split and K / 128 is even; else 2).
+void set_gemm_decode_k_warps(int k_warps);
 
 }  // namespace nvfp4moe::cuda

@@ -8,10 +8,12 @@
 // its own weights straight into registers and multiplies with warp-level mma.sync (no shared
 // memory for the weights, no barriers in the mainloop):
 //
-//   CTA = 8 warps = 4 row warps x 2 K warps over one 64-row weight block x kTok tokens
+//   CTA = 8 warps = 4 row warps x 2 K warps over one 64-row weight block x kTok tokens (the
+//         wide CTA, kKWarpsT = 4: 16 warps = 4 x 4, for grouped calls with few tiles)
 //   row warp r: rows 16r..16r+15 of every atom (its 512 B of codes + 64 B of scales, the
 //               m16 slice of the atom's A fragment)
-//   K warp h:   atoms 2ks + h of the K stages ks of the tile (each warp the same count)
+//   K warp h:   atoms h, h + kKWarps, ... of the tile (narrow: atom h of every K stage; each
+//               warp the same count)
 //   per atom and lane: one 16-byte load of codes (4 k16 steps), one 2-byte load of its scale
 //               pair (the lane's scale group is the same for the 4 steps: prepared K order),
 //               two 16-byte L1-cached loads of activations per 8 tokens (its 16 columns);
@@ -24,7 +26,7 @@
 //               prefetch_before_wait): the CTA reads the offsets, finds its first tile and
 //               prefetches its start into L2 while the previous kernel finishes; all of it is
 //               redone after the wait
-//   epilogue:   K warp 1 adds its sums through shared memory (fixed order, so deterministic),
+//   epilogue:   K warps 1.. add their sums through shared memory (fixed order, so deterministic),
 //               then v = sum * 2^7, out = v * alpha(n) or the split-K partial.
 //
 // Tiles: single GEMMs (64-row block fastest, token tile, split slowest) or grouped (per-expert
@@ -55,12 +57,18 @@ namespace nvfp4moe::kernels {
 // kDepthT: weight atoms in flight per warp; kMinCtasT: CTAs per SM (register budget
 // 65536 / (256 x kMinCtasT)). gemm.cu picks per call: kTok 8 at 4 (grouped) or 3 (single),
 // kTok 16 at 3 (grouped: 80 registers, 4-byte spill, 24% faster than 2) or 2 (single).
-template <int kTok, int kDepthT = 2, int kMinCtasT = 3>
+// kKWarpsT: K warps per CTA. 2 (256 threads): each takes one atom of every K stage. 4 (512
+// threads, the wide CTA): each takes every 4th atom, i.e. one atom of every other K stage, so a
+// tile streams through twice the warps; gemm.cu takes it for grouped calls whose tiles cannot
+// fill the narrow CTAs' slots (Qwen3 at T = 1: 192 tiles for 528 slots), at 2 CTAs per SM.
+template <int kTok, int kDepthT = 2, int kMinCtasT = 3, int kKWarpsT = 2>
 struct GemmDecodeConfig {
   static_assert(kTok == 8 || kTok == 16, "decode path: 8 or 16 tokens per tile");
+  static_assert(kKWarpsT == 2 || kKWarpsT == 4, "decode path: 2 or 4 K warps");
   static constexpr int kRowWarps = kAtomRows / 16;  // 4: one m16 slice each
-  static constexpr int kKWarps = kWeightKPad / kAtomK;  // 2: one atom of each K stage each
-  static constexpr int kThreads = 32 * kRowWarps * kKWarps;  // 256
+  static constexpr int kAtomsPerStage = kWeightKPad / kAtomK;  // 2
+  static constexpr int kKWarps = kKWarpsT;
+  static constexpr int kThreads = 32 * kRowWarps * kKWarps;  // 256 or 512
   static constexpr int kBlockN = kAtomRows;                  // 64 weight rows per tile
   static constexpr int kGroups = kTok / 8;                   // mma n8 token groups
   static constexpr int kDepth = kDepthT;                     // weight atoms in flight per warp
@@ -77,16 +85,18 @@ struct GemmDecodeConfig {
 // tile loop). Likewise its own instantiation: compiled into every kernel, its shared slot and
 // in-flight atomic raised the register spills of the 4-CTA tile-8 kernel from 32/40 to 56/68
 // bytes (ptxas), which the static calls would pay too.
+// kKWarpsT 4 (the wide CTA): K stages per split must be even (every K warp the same atom
+// count); the launcher checks it.
 template <int kTok, int kDepthT = GemmDecodeConfig<kTok>::kDepth, int kMinCtasT = GemmDecodeConfig<kTok>::kMinCtasPerSm,
-          bool kPrewait = false, bool kClaim = false>
-__global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
+          bool kPrewait = false, bool kClaim = false, int kKWarpsT = 2>
+__global__ void __launch_bounds__(32 * 4 * kKWarpsT, kMinCtasT) gemm_w4a16_decode_sm90_kernel(const GemmW4A16Params p) {
   ptx::launch_dependents();  // launched with PDL (common/pdl_launch.h); the wait is below
-  using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT>;
-  static_assert(Cfg::kThreads == 256, "launch bounds");
+  using Cfg = GemmDecodeConfig<kTok, kDepthT, kMinCtasT, kKWarpsT>;
+  static_assert(Cfg::kThreads == 32 * 4 * kKWarpsT, "launch bounds");
   constexpr int kDepth = Cfg::kDepth, kGroups = Cfg::kGroups;
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
-  __shared__ float4 s_red[Cfg::kRowWarps][kTok / 4][32];  // K warp 1's sums
+  __shared__ float4 s_red[Cfg::kKWarps - 1][Cfg::kRowWarps][kTok / 4][32];  // K warps 1.. sums
   __shared__ int s_is_last;
   __shared__ int s_claimed[2];  // kClaim: the tile after iteration j, in slot j % 2
 
@@ -96,7 +106,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
   const bool grouped = p.off != nullptr;
   const int n_blocks = p.n_blocks;  // 64-row blocks (set by the launcher)
   const int tok_tiles_single = (p.rows + kTok - 1) / kTok;
-  const int k_atoms = p.k_stages * Cfg::kKWarps;
+  const int k_atoms = p.k_stages * Cfg::kAtomsPerStage;
   const int per_split = (p.k_stages + p.splits - 1) / p.splits;
   const int code_off = rw * 512 + lane * 16;
   const int scale_off = kAtomCodeBytes + (rw * 32 + lane) * 2 - code_off;  // from the codes pointer
@@ -110,11 +120,12 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     return tile;
   };
   // The tile's weights: its atoms are contiguous (K fastest within a 64-row block) from the
-  // returned address; n_atoms = K stages of its split (atoms per warp; <= 0: nothing to do).
+  // returned address; n_atoms = atoms per warp of its split (<= 0: nothing to do).
   auto tile_weights = [&](const GemmTile& tile, int& n_atoms) {
     const int ks0 = tile.split * per_split;
     n_atoms = min(p.k_stages, ks0 + per_split) - ks0;
-    return p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ks0 * Cfg::kKWarps) * kAtomBytes;
+    if constexpr (Cfg::kKWarps != Cfg::kAtomsPerStage) n_atoms = n_atoms * Cfg::kAtomsPerStage / Cfg::kKWarps;
+    return p.w + tile.expert * p.w_expert_bytes + (int64_t(tile.n_block) * k_atoms + ks0 * Cfg::kAtomsPerStage) * kAtomBytes;
   };
   // Thread 0 only: the CTA's first tile and how many of its atoms are already on their way
   // into L2 (prefetched before the wait); in shared memory, not registers across the mainloop.
@@ -136,7 +147,7 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
       if (tid == 0 && int(blockIdx.x) < early_tiles) {
         int n_first;
         const uint8_t* w_first = tile_weights(tile_of(blockIdx.x), n_first);
-        const int atoms = min(p.prewait_atoms, n_first * Cfg::kKWarps);
+        const int atoms = min(p.prewait_atoms, n_first * Cfg::kKWarps);  // the tile's atoms
         if (atoms > 0) ptx::prefetch_l2_bulk(w_first, uint32_t(atoms) * kAtomBytes);
         s_ahead_w = w_first;
         s_ahead_atoms = atoms;
@@ -236,15 +247,26 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
     for (int gi = 0; gi < kGroups; ++gi)
 #pragma unroll
       for (int r = 0; r < 4; ++r) v[gi][r] = Cfg::kAccSets == 2 ? acc[0][gi][r] + acc[Cfg::kAccSets - 1][gi][r] : acc[0][gi][r];
-    if (kw == 1) {
-#pragma unroll
-      for (int gi = 0; gi < kGroups; ++gi) s_red[rw][gi][lane] = make_float4(v[gi][0], v[gi][1], v[gi][2], v[gi][3]);
-    }
-    __syncthreads();
-    if (kw == 0) {
+    if (kw >= 1) {
 #pragma unroll
       for (int gi = 0; gi < kGroups; ++gi) {
-        const float4 o = s_red[rw][gi][lane];
+        // narrow CTA: kw is 1 here; a constant index keeps the address math out of its registers
+        s_red[Cfg::kKWarps == 2 ? 0 : kw - 1][rw][gi][lane] = make_float4(v[gi][0], v[gi][1], v[gi][2], v[gi][3]);
+      }
+    }
+    __syncthreads();
+    if (kw == 0) {  // K warps in order 0, 1, ...: deterministic
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi) {
+        float4 o = s_red[0][rw][gi][lane];
+#pragma unroll
+        for (int h = 1; h < Cfg::kKWarps - 1; ++h) {  // wide CTA: K warps 2, 3 (v + o1 + o2 + o3)
+          v[gi][0] += o.x;
+          v[gi][1] += o.y;
+          v[gi][2] += o.z;
+          v[gi][3] += o.w;
+          o = s_red[h][rw][gi][lane];
+        }
         v[gi][0] = (v[gi][0] + o.x) * kDequantRescale;
         v[gi][1] = (v[gi][1] + o.y) * kDequantRescale;
         v[gi][2] = (v[gi][2] + o.z) * kDequantRescale;
@@ -355,10 +377,11 @@ __global__ void __launch_bounds__(256, kMinCtasT) gemm_w4a16_decode_sm90_kernel(
       }
       continue;
     }
-    const int ka0 = tile.split * per_split * Cfg::kKWarps + kw;
+    const int ka0 = tile.split * per_split * Cfg::kAtomsPerStage + kw;
     w_base = block_w + kw * kAtomBytes + code_off;
     k_left = p.k - ka0 * kAtomK - 16 * q;
-    n_full = min(n, max(0, (p.k / kAtomK - ka0 + 1) / Cfg::kKWarps));
+    // Atom ka0 + kKWarps * i is inside K while 64 (ka0 + kKWarps * i) + 64 <= K.
+    n_full = min(n, max(0, (p.k / kAtomK - ka0 + (Cfg::kKWarps - 1)) / Cfg::kKWarps));
     groups_active = (tile.rows_valid + 7) / 8;
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
