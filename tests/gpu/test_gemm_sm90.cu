@@ -684,8 +684,10 @@ TEST(GemmSm90, GroupedDecodeWideCtas) {
   uint32_t seed = 9400;
   struct G { bool w4a4; int experts; int64_t rows, n, k; };
   int i = 0;
-  for (G g : {G{false, 128, 8, 1536, 2048}, G{false, 128, 8, 2048, 768}, G{false, 64, 24, 520, 1216},
-              G{true, 16, 30, 136, 256}, G{false, 256, 8, 520, 7168}, G{true, 128, 8, 264, 1216}}) {
+  // Few experts where N x K is large: the golden model's host work grows with E x N x K (with 128
+  // and 256 experts this test took 50 s on the H100; the kernel path does not depend on E).
+  for (G g : {G{false, 16, 8, 1536, 2048}, G{false, 16, 8, 2048, 768}, G{false, 64, 24, 520, 1216},
+              G{true, 16, 30, 136, 256}, G{false, 8, 8, 520, 7168}, G{true, 32, 8, 264, 1216}}) {
     for (Mode mode : {Mode::kRandom, Mode::kExact}) {
       std::mt19937 rng(seed);
       Case c{g.w4a4, true, g.rows, g.n, g.k, g.experts, random_offsets(rng, g.rows, g.experts, 3), mode,
@@ -694,10 +696,10 @@ TEST(GemmSm90, GroupedDecodeWideCtas) {
       EXPECT_TRUE(run_case(c)) << describe(c);
     }
   }
-  std::vector<int32_t> one(129, 0);
-  for (int e = 71; e <= 128; ++e) one[size_t(e)] = 8;  // expert 70 owns all 8 rows
-  EXPECT_TRUE(run_case(Case{false, true, 8, 1536, 2048, 128, one, Mode::kExact, OutDType::kBF16, seed++, true}));
-  EXPECT_TRUE(run_case(Case{true, true, 8, 520, 768, 128, one, Mode::kRandom, OutDType::kFP32, seed++}));
+  std::vector<int32_t> one(17, 0);
+  for (int e = 11; e <= 16; ++e) one[size_t(e)] = 8;  // expert 10 owns all 8 rows
+  EXPECT_TRUE(run_case(Case{false, true, 8, 1536, 2048, 16, one, Mode::kExact, OutDType::kBF16, seed++, true}));
+  EXPECT_TRUE(run_case(Case{true, true, 8, 520, 768, 16, one, Mode::kRandom, OutDType::kFP32, seed++}));
 
   // Claimed tiles in wide CTAs: token tile 8 forced on 900 rows (many tiles per CTA).
   cuda::set_gemm_plan_override(8, 0, -1, 0);
