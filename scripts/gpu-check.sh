@@ -109,6 +109,19 @@ if ((run_bench)); then
       > "$OUT/gemm_claim_$cl.txt" 2>&1
     record "grouped decode, claim=$cl" "rc=$? (table in gemm_claim_$cl.txt)"
   done
+  # The wide decode CTA (4 K warps) against the narrow one where the heuristics take it (Qwen3
+  # at 8 rows), and the in-tile L2 prefetch in the layer (off since v13 on H100 evidence; 16
+  # won on the H200 in v7: docs/GEMM.md v13, v14).
+  for kw in 2 4; do
+    timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --grouped --match Qwen3 --rows 8,16 --kwarps $kw \
+      > "$OUT/gemm_kwarps_$kw.txt" 2>&1
+    record "grouped decode, kwarps=$kw" "rc=$? (table in gemm_kwarps_$kw.txt)"
+  done
+  for pf in 0 16; do
+    NVFP4MOE_GEMM_PREFETCH_ATOMS=$pf timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
+      --tokens 1,4,16,64 > "$OUT/moe_prefetch_$pf.txt" 2>&1
+    record "nvfp4-moe bench, prefetch atoms=$pf" "rc=$? (table in moe_prefetch_$pf.txt)"
+  done
 fi
 
 echo
