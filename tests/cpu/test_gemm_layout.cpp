@@ -83,6 +83,49 @@ TEST(GemmLayout, EveryWeightExtractsToItsValueAndScale) {
   check_layout(1, 16, 4);
 }
 
+// The layout by definition, one code at a time (atom_code_position, encode_weight_scale): what
+// cuda::prepare_weight's table-driven loop must reproduce byte for byte.
+std::vector<uint8_t> prepare_by_definition(const std::vector<uint8_t>& codes, const std::vector<uint8_t>& scales,
+                                           int64_t n, int64_t kk) {
+  std::vector<uint8_t> out(size_t(cuda::prepared_weight_bytes(n, kk)), 0);
+  const int64_t k_atoms = k::prepared_cols(kk) / k::kAtomK;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < kk; ++c) {
+      uint8_t* atom = out.data() + ((r / k::kAtomRows) * k_atoms + c / k::kAtomK) * k::kAtomBytes;
+      const int ar = int(r % k::kAtomRows), ac = int(c % k::kAtomK);
+      const uint8_t enc = k::encode_weight_scale(scales[size_t(r * (kk / 16) + c / 16)]);
+      atom[k::atom_scale_position(ar, ac / 16)] = enc;
+      if (enc == 0) continue;
+      const uint8_t byte = codes[size_t(r * (kk / 2) + c / 2)];
+      const uint8_t code = (c & 1) ? uint8_t(byte >> 4) : uint8_t(byte & 0xf);
+      const k::AtomCodePos pos = k::atom_code_position(ar, ac);
+      for (int b = 0; b < 4; ++b) {
+        if ((code >> b) & 1) atom[pos.word_byte + pos.bits[b] / 8] |= uint8_t(1u << (pos.bits[b] % 8));
+      }
+    }
+  }
+  return out;
+}
+
+TEST(GemmLayout, PrepareWeightEqualsTheLayoutByDefinition) {
+  struct S { int64_t n, k; };
+  uint32_t seed = 50;
+  for (S sh : {S{64, 64}, S{1, 16}, S{200, 144}, S{136, 1216}, S{520, 2048}, S{7, 7168}}) {
+    std::mt19937 rng(seed++);
+    std::vector<uint8_t> codes(size_t(sh.n * sh.k / 2)), scales(size_t(sh.n * sh.k / 16));
+    for (auto& c : codes) c = uint8_t(rng());
+    for (auto& s : scales) {
+      const uint32_t r = rng() % 16;
+      s = r == 0 ? uint8_t(rng() % 2 ? 0x00 : 0x80) : r == 1 ? uint8_t(1 + rng() % 7) : uint8_t(rng() % 0x7f);
+    }
+    std::vector<uint8_t> out(size_t(cuda::prepared_weight_bytes(sh.n, sh.k)), 0xa5);  // stale bytes: overwritten
+    cuda::prepare_weight(codes, scales, sh.n, sh.k, out);
+    const std::vector<uint8_t> want = prepare_by_definition(codes, scales, sh.n, sh.k);
+    ASSERT_EQ(out.size(), want.size());
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], want[i]) << "n=" << sh.n << " k=" << sh.k << " byte " << i;
+  }
+}
+
 // The decode kernel reads a lane's 16 natural columns 16q..16q+15 of an atom as the B fragments
 // of four k16 steps; the wgmma kernel reads a logical-order tile. Both must pair the same
 // activation column with each weight: logical k (step s, kk = 2q + b + 8h) <-> natural column
