@@ -4,7 +4,7 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [gemm] [decode]     (default: all three)
+#   scripts/gpu-profile.sh [quant] [gemm] [decode] [layer]    (default: the first three)
 #
 #   quant   per-expert quantize (flat walk, 4 chunks), fused SiLU*Mul+quantize and silu_and_mul
 #           at M = 65536, K = 7168: memory tables (L1/L2 sectors per request, DRAM), warp
@@ -16,6 +16,11 @@
 #   decode  the grouped decode kernel, DeepSeek-V3 w13 / w2 at 8 rows and w13 at 512 (E = 256),
 #           and w13 at 8 rows with the L2 prefetch off and at 64 atoms: memory tables (why the
 #           ring's weight loads miss L2, what the loads wait for).
+#   layer   every kernel of one MoE forward (graph replay, kernels one at a time, cold L2) at
+#           T = 1 and 4 for both models: a compact table (duration, DRAM bytes, instructions
+#           per warp, grid; scripts/ncu_table.py) on stdout, and the full sections of the
+#           one-launch front end (route_permute_values) at Qwen3 T = 1, the longest of the
+#           small kernels on the routed path (docs/RESULTS.md, eighth session).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}/profile
@@ -51,6 +56,17 @@ for w in "${what[@]}"; do
       for pf in 0 64; do
         prof decode_w13_8rows_prefetch$pf 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8 --prefetch $pf
       done ;;
-    *) echo "gpu-profile: unknown part $w (quant, gemm, decode)" >&2; exit 2 ;;
+    layer)
+      TOOL=${TOOL:-build/nvfp4-moe}
+      for model in qwen3-30b-a3b deepseek-v3; do
+        for T in 1 4; do
+          echo "== layer $model T=$T (14 kernels: id, duration, DRAM read, instructions per warp, grid x block, name)"
+          ncu --csv --page raw --launch-skip 40 --launch-count 14 \
+            --metrics gpu__time_duration.sum,dram__bytes_read.sum,smsp__inst_executed.sum,launch__grid_size,launch__block_size \
+            "$TOOL" bench --no-baseline --model $model --tokens $T --iters 5 2>/dev/null | python3 scripts/ncu_table.py
+        done
+      done
+      prof layer_front_end 'route_permute_values' 1 "$TOOL" bench --no-baseline --model qwen3-30b-a3b --tokens 1 --iters 5 ;;
+    *) echo "gpu-profile: unknown part $w (quant, gemm, decode, layer)" >&2; exit 2 ;;
   esac
 done
