@@ -664,8 +664,9 @@ TEST(GemmSm90, GroupedDecodePrefetchBeforeWait) {
 
 // The wide decode CTA (4 K warps, 512 threads; GemmPlan::k_warps = 4): chosen where a grouped
 // call's tiles fit in one wave of it (Qwen3 at T = 1), never with an odd K stage count; forced
-// here over K = 256 .. 7168, a K ending inside an atom (1216), N off the 64-row edge, W4A4,
-// the early prefetch, empty experts, one expert taking every row, and claimed tiles.
+// here over K = 256 .. 7168, a K ending inside an atom (1248) and one at an atom edge inside a
+// K stage (1216), N off the 64-row edge, W4A4, the early prefetch, empty experts, one expert
+// taking every row, and claimed tiles.
 TEST(GemmSm90, GroupedDecodeWideCtas) {
   NVFP4MOE_REQUIRE_GPU();
   struct Reset {
@@ -689,7 +690,7 @@ TEST(GemmSm90, GroupedDecodeWideCtas) {
   int i = 0;
   // Few experts where N x K is large: the golden model's host work grows with E x N x K (with 128
   // and 256 experts this test took 50 s on the H100; the kernel path does not depend on E).
-  for (G g : {G{false, 16, 8, 1536, 2048}, G{false, 16, 8, 2048, 768}, G{false, 64, 24, 520, 1216},
+  for (G g : {G{false, 16, 8, 1536, 2048}, G{false, 16, 8, 2048, 768}, G{false, 64, 24, 520, 1248},
               G{true, 16, 30, 136, 256}, G{false, 8, 8, 520, 7168}, G{true, 32, 8, 264, 1216}}) {
     for (Mode mode : {Mode::kRandom, Mode::kExact}) {
       std::mt19937 rng(seed);

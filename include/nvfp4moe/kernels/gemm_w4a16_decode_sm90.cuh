@@ -55,7 +55,7 @@
 namespace nvfp4moe::kernels {
 
 // kDepthT: weight atoms in flight per warp; kMinCtasT: CTAs per SM (register budget
-// 65536 / (256 x kMinCtasT)). gemm.cu picks per call: kTok 8 at 4 (grouped) or 3 (single),
+// 65536 / (kThreads x kMinCtasT)). gemm.cu picks per call: kTok 8 at 4 (grouped) or 3 (single),
 // kTok 16 at 3 (grouped: 80 registers, 4-byte spill, 24% faster than 2) or 2 (single).
 // kKWarpsT: K warps per CTA. 2 (256 threads): each takes one atom of every K stage. 4 (512
 // threads, the wide CTA): each takes every 4th atom, i.e. one atom of every other K stage, so a
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(32 * 4 * kKWarpsT, kMinCtasT) gemm_w4a16_decod
   }
 
   // Register ring: slot d (of kDepth) holds one atom's codes, scale pair and activations,
-  // loaded kDepth atoms ahead. Atom i of this warp's walk (atom ka0 + 2i of the tile's block)
+  // loaded kDepth atoms ahead. Atom i of this warp's walk (atom ka0 + kKWarps i of the tile's block)
   // has its codes at w_base + i * kWStride and this lane's 16 activation columns at
   // a_base[gi] + i * kAStride. The bases advance once per kDepth atoms and every load adds a
   // compile-time offset that ptxas folds into the load's immediate: ~8 instructions per atom
