@@ -159,10 +159,7 @@ int decode_ctas_per_sm() {
 // memory, which measured no gain at Qwen3 T = 1, v7).
 constexpr int kDecodeWideCtas = 2;
 int decode_k_warps(int tok, int splits, int64_t k, int64_t tiles_bound) {
-  static const int env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_KWARPS");
-    return v != nullptr && *v != 0 ? std::atoi(v) : -1;
-  }();
+  static const int env = env_int("NVFP4MOE_GEMM_KWARPS", -1);
   const int want = g_k_warps_override >= 0 ? g_k_warps_override : env;
   const bool possible = tok == 8 && splits == 1 && (kn::prepared_cols(k) / kn::kWeightKPad) % 2 == 0;
   if (!possible) return 2;
