@@ -5,10 +5,10 @@
 // the cuBLAS TFLOP/s, speed-up over cuBLAS. --json FILE writes the same rows.
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
-// single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b],
-// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim/--kwarps (tuning overrides, below), --json FILE.
-// Column `pipe`: dec = decode kernel (dec+c: tiles claimed dynamically), cp / tma = wgmma kernel
-// with the cp.async / TMA pipeline.
+// single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b], --singles,
+// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim/--kwarps/--ring (tuning overrides, below), --json FILE.
+// Column `pipe`: dec = decode kernel (dec4: wide CTAs; ring: the ring decode kernel; +c: tiles
+// claimed dynamically), cp / tma = wgmma kernel with the cp.async / TMA pipeline.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -269,6 +269,7 @@ static int run_benchmark(int argc, char** argv) {
   // 0 = heuristics) / the decode kernel's L2 prefetch distance in atoms (-1 = default, 0 = off) /
   // the wgmma kernel's weight rows per CTA (128, 256; 0 = heuristics).
   const bool grouped_only = nb::has_flag(argc, argv, "--grouped");
+  const bool singles_only = nb::has_flag(argc, argv, "--singles");  // only the single-GEMM shapes
   {
     const char* tok = nb::arg_value(argc, argv, "--tok");
     const char* splits = nb::arg_value(argc, argv, "--splits");
@@ -288,6 +289,9 @@ static int run_benchmark(int argc, char** argv) {
     // --kwarps 2|4: grouped decode CTAs of 2 or 4 K warps (cuda/gemm.h set_gemm_decode_k_warps;
     // -1 = heuristics); the `pipe` column shows dec4 for the 4-K-warp CTA.
     if (const char* kw = nb::arg_value(argc, argv, "--kwarps")) nc::set_gemm_decode_k_warps(std::atoi(kw));
+    // --ring 0|1: the register or the ring decode kernel (cuda/gemm.h set_gemm_decode_ring);
+    // the `pipe` column shows ring when the ring kernel runs.
+    if (const char* ring = nb::arg_value(argc, argv, "--ring")) nc::set_gemm_decode_ring(std::atoi(ring));
   }
   // --match S: only the shapes whose name contains S (e.g. "Qwen3", "DSV3 w2").
   const char* match = nb::arg_value(argc, argv, "--match");
@@ -332,6 +336,7 @@ static int run_benchmark(int argc, char** argv) {
                                          {"E128 Qwen3 w13", 1536, 2048, 128, 2048},
                                          {"E128 Qwen3 w2", 2048, 768, 128, 2048}};
   for (const GroupedShape& gs : grouped_shapes) {
+    if (singles_only) break;
     if (match && std::strstr(gs.name, match) == nullptr) continue;
     GroupedBuffers g;
     g.n = gs.n;
@@ -363,7 +368,7 @@ static int run_benchmark(int argc, char** argv) {
     double frac_copy = r.io_bytes / (r.us * 1e-6) / 1e9 / cx.copy_gbs;
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
                    std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
-                   r.plan.tok_tile <= 16 ? std::string(r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
+                   r.plan.tok_tile <= 16 ? std::string(r.plan.ring ? "ring" : r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
                                          : std::string(r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
                    std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
@@ -371,7 +376,7 @@ static int run_benchmark(int argc, char** argv) {
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("ring", r.plan.ring).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

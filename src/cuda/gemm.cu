@@ -14,6 +14,7 @@
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "gemm_decode_ring.h"
 #include "tensor_map.h"
 
 namespace nvfp4moe::cuda {
@@ -77,6 +78,7 @@ int g_tma_override = -1;
 int g_hot_override = -1;
 int g_claim_override = -1;
 int g_k_warps_override = -1;
+int g_ring_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
@@ -165,6 +167,19 @@ int decode_k_warps(int tok, int splits, int64_t k, int64_t tiles_bound) {
   if (!possible) return 2;
   if (want == 2 || want == 4) return want;
   return tiles_bound <= int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>() ? 4 : 2;
+}
+
+// Whether a decode call takes the ring kernel (kernels/gemm_w4a16_decode_ring_sm90.cuh):
+// set_gemm_decode_ring, else NVFP4MOE_GEMM_RING=0|1, else grouped calls do unless the register
+// kernel's wide CTA is chosen for them. Measured on the H100 (docs/GEMM.md v15): grouped
+// DeepSeek-V3 w13 / w2 at 64 rows 358 -> 325 / 190 -> 167 us (98% / 95% of copy), the layer at
+// DeepSeek-V3 T = 16 / 64 960 -> 865 / 2197 -> 1940 us; at Qwen3 T = 1 the wide CTA stays ahead
+// (36.4 against 37.5 us). Single GEMMs: the register kernel until measured.
+bool decode_ring(bool grouped, bool wide) {
+  static const int env = env_int("NVFP4MOE_GEMM_RING", -1);
+  const int want = g_ring_override >= 0 ? g_ring_override : env;
+  if (want == 0 || want == 1) return want == 1;
+  return grouped && !wide;
 }
 
 int ctas_per_sm_for(int tok, bool decode, bool grouped, int block_n) {
@@ -310,6 +325,12 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
 void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
               bool prefetch_before_wait = false) {
   const int tok = plan.tok_tile, grid = plan.grid;
+  if (decode && plan.ring) {
+    kn::GemmW4A16Params q = p;
+    q.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
+    launch_decode_ring(tok, q, grid, stream);
+    return;
+  }
   if (decode) {
     if (tok == 16 && p.off != nullptr) launch_decode<16, kDecode16CtasGrouped, true>(p, grid, prefetch_before_wait, stream);
     else if (tok == 16) launch_decode<16, kDecode16CtasSingle, false>(p, grid, prefetch_before_wait, stream);
@@ -437,6 +458,11 @@ void set_gemm_decode_k_warps(int k_warps) {
   g_k_warps_override = k_warps;
 }
 
+void set_gemm_decode_ring(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (register kernel) or 1 (ring kernel), got ", mode);
+  g_ring_override = mode;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -472,7 +498,9 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   const bool decode = is_decode(plan.tok_tile, false, m);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, (m + plan.tok_tile - 1) / plan.tok_tile);
   int64_t tiles = tile_blocks_of(n, decode, plan.block_n) * ((m + plan.tok_tile - 1) / plan.tok_tile);
-  int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, false, plan.block_n);
+  plan.ring = decode && decode_ring(false, false);
+  int64_t ctas = int64_t(sm_count()) * (plan.ring ? decode_ring_ctas_per_sm(plan.tok_tile)
+                                                  : ctas_per_sm_for(plan.tok_tile, decode, false, plan.block_n));
   // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
   // >= 1 stage (one atom per K warp), one wave of CTAs.
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
@@ -524,6 +552,11 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
     bound *= plan.splits;
   }
   if (decode) plan.k_warps = decode_k_warps(plan.tok_tile, plan.splits, k, bound);
+  plan.ring = decode && decode_ring(true, plan.k_warps == 4);
+  if (plan.ring) {
+    plan.k_warps = 2;
+    ctas = int64_t(sm_count()) * decode_ring_ctas_per_sm(plan.tok_tile);
+  }
   if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();

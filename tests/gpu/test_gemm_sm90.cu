@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -674,8 +675,10 @@ TEST(GemmSm90, GroupedDecodeWideCtas) {
       cuda::set_gemm_decode_k_warps(-1);
       cuda::set_gemm_decode_claiming(-1);
       cuda::set_gemm_plan_override(0, 0, -1, 0);
+      cuda::set_gemm_decode_ring(-1);
     }
   } reset;
+  cuda::set_gemm_decode_ring(0);  // the wide CTA is the register kernel's
   int sms = 0;
   NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // Qwen3 w13 at T = 1: at most 8 experts x 24 blocks = 192 tiles.
@@ -790,6 +793,106 @@ TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
     }
     EXPECT_TRUE(check(c, p, got[1])) << "claimed tiles";
     EXPECT_TRUE(bytes_equal(got[1], got[0], describe(c) + ": claimed vs static tiles"));
+  }
+}
+
+// The ring decode kernel (set_gemm_decode_ring(1): weights and activations through a shared-
+// memory ring filled by bulk copies) against the register decode kernel: the same bits, and
+// the golden model. Single GEMMs with and without split-K (M = 1, 3, 13), grouped token tiles 8
+// and 16, claimed tiles, W4A4, K ending inside an atom and inside a stage (144, 400, 1248), N
+// off the 64-row block edge, empty experts, one expert taking every row; for the claimed case
+// also two chained calls on one workspace and graph replays (the ring's producer claims).
+TEST(GemmSm90, DecodeRingSameBitsAsRegisterKernel) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct Reset {
+    ~Reset() {
+      cuda::set_gemm_decode_ring(-1);
+      cuda::set_gemm_decode_claiming(-1);
+      cuda::set_gemm_decode_k_warps(-1);
+      cuda::set_gemm_plan_override(0, 0, -1, 0);
+    }
+  } reset;
+  // The default (docs/GEMM.md v15): grouped decode calls on the ring unless the wide CTA is
+  // chosen, single GEMMs on the register kernel (unless the environment forces a kernel, as
+  // scripts/gpu-check.sh does for one pass).
+  if (std::getenv("NVFP4MOE_GEMM_RING") == nullptr && std::getenv("NVFP4MOE_GEMM_KWARPS") == nullptr) {
+    int sms = 0;
+    NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    EXPECT_TRUE(cuda::plan_grouped_gemm(64, 4096, 7168, 256).ring);
+    EXPECT_TRUE(cuda::plan_grouped_gemm(8, 7168, 2048, 256).ring);
+    EXPECT_EQ(cuda::plan_grouped_gemm(8, 1536, 2048, 128).ring, 192 > 2 * sms);  // wide CTA: register
+    EXPECT_FALSE(cuda::plan_gemm(1, 4096, 7168).ring);
+    EXPECT_FALSE(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).ring);  // wgmma kernel
+  }
+  // The same split of K and 2 K warps in both kernels (the heuristics would give each its own
+  // split count from its CTAs per SM, and the register kernel the wide CTA at 8 Qwen3 rows:
+  // other summation orders, so other bits in the last place).
+  cuda::set_gemm_decode_k_warps(2);
+  std::mt19937 rng(8800);
+  uint32_t seed = 8800;
+  std::vector<int32_t> one(17, 0);
+  for (int e = 6; e <= 16; ++e) one[size_t(e)] = 40;  // expert 5 owns all 40 rows
+  struct C { int tok, splits, claim; Case c; };
+  std::vector<C> cases = {
+      {0, 6, -1, Case{false, false, 1, 4096, 7168, 1, {}, Mode::kRandom, OutDType::kBF16}},
+      {0, 1, -1, Case{false, false, 3, 520, 1248, 1, {}, Mode::kExact, OutDType::kFP32}},
+      {0, 2, -1, Case{true, false, 13, 264, 400, 1, {}, Mode::kRandom, OutDType::kFP32}},
+      {8, 0, 0, Case{false, true, 8, 1536, 2048, 16, random_offsets(rng, 8, 16, 3), Mode::kRandom, OutDType::kBF16}},
+      {8, 0, 1, Case{false, true, 600, 520, 144, 64, random_offsets(rng, 590, 64, 5), Mode::kExact, OutDType::kBF16}},
+      {16, 0, -1, Case{false, true, 200, 520, 400, 16, random_offsets(rng, 200, 16, 4), Mode::kRandom, OutDType::kFP32}},
+      {8, 3, 0, Case{false, true, 64, 256, 1024, 8, random_offsets(rng, 64, 8, 0), Mode::kExact, OutDType::kFP32}},
+      {16, 2, 1, Case{false, true, 120, 520, 2048, 16, random_offsets(rng, 120, 16, 4), Mode::kRandom, OutDType::kBF16}},
+      {8, 0, -1, Case{true, true, 100, 520, 1248, 16, random_offsets(rng, 100, 16, 6), Mode::kRandom, OutDType::kBF16}},
+      {16, 0, 1, Case{false, true, 40, 264, 2048, 16, one, Mode::kExact, OutDType::kBF16}},
+  };
+  for (C& t : cases) {
+    t.c.seed = seed++;
+    cuda::set_gemm_plan_override(t.tok, t.splits, -1, 0);
+    cuda::set_gemm_decode_claiming(t.claim);
+    const Case& c = t.c;
+    Prepared p = prepare(c);
+    const size_t bytes = size_t(c.rows * c.n) * (c.out_dtype == OutDType::kFP32 ? 4 : 2);
+    std::vector<uint8_t> got[2];
+    int splits[2] = {0, 0};
+    for (int ring : {0, 1}) {
+      cuda::set_gemm_decode_ring(ring);
+      const cuda::GemmPlan plan =
+          c.grouped ? cuda::plan_grouped_gemm(c.rows, c.n, c.k, c.experts) : cuda::plan_gemm(c.rows, c.n, c.k);
+      ASSERT_LE(plan.tok_tile, 16) << describe(c);
+      ASSERT_EQ(plan.ring, ring == 1) << describe(c);
+      ASSERT_EQ(plan.k_warps, 2) << describe(c);
+      splits[ring] = plan.splits;
+      const size_t ws_bytes = workspace_for(c);
+      DeviceBuffer<uint8_t> ws(ws_bytes);
+      ws.fill_bytes(0);
+      DeviceBuffer<uint8_t> out(bytes);
+      cudaStream_t s;
+      NVFP4MOE_CUDA_CHECK(cudaStreamCreate(&s));
+      out.fill_bytes(0xff);
+      launch(c, p, out.get(), ws.get(), ws_bytes, s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      got[ring] = out.download();
+      if (ring == 1 && plan.claim) {
+        DeviceBuffer<uint8_t> out2(bytes);
+        out.fill_bytes(0xff);
+        out2.fill_bytes(0xff);
+        launch(c, p, out.get(), ws.get(), ws_bytes, s);
+        launch(c, p, out2.get(), ws.get(), ws_bytes, s);
+        NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+        EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " ring, first of two chained calls"));
+        EXPECT_TRUE(bytes_equal(out2.download(), got[1], describe(c) + " ring, second of two chained calls"));
+        CapturedLaunch graph(c, p, out.get(), ws.get(), ws_bytes, s);
+        for (int rep = 0; rep < 2; ++rep) {
+          out.fill_bytes(0xff);
+          graph.replay(s);
+          EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " ring, graph replay " + std::to_string(rep)));
+        }
+      }
+      cudaStreamDestroy(s);
+    }
+    EXPECT_TRUE(check(c, p, got[1])) << "ring kernel";
+    ASSERT_EQ(splits[0], splits[1]) << describe(c);
+    EXPECT_TRUE(bytes_equal(got[1], got[0], describe(c) + ": ring vs register kernel"));
   }
 }
 

@@ -89,6 +89,8 @@ struct GemmPlan {
   int hot_grid = 0;
   bool claim = false;  // grouped decode: tiles after each CTA's first claimed from a counter
   int k_warps = 2;     // decode: K warps per CTA (4: the wide CTA for calls with few tiles)
+  bool ring = false;   // decode: the weight stream in a shared-memory ring filled by bulk
+                       // copies (kernels/gemm_w4a16_decode_ring_sm90.cuh), not in registers
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -129,5 +131,15 @@ void set_gemm_decode_claiming(int mode);
 // NVFP4MOE_GEMM_KWARPS=2|4 from the environment), 2 or 4 (4 only where the token tile is 8,
 // there is no split and K / 128 is even; else 2).
 void set_gemm_decode_k_warps(int k_warps);
+
+// Tuning and validation only: which decode kernel token tiles 8 and 16 take (GemmPlan::ring).
+// 0: the register kernel (each warp streams its weights into registers), 1: the ring kernel (a
+// producer warp fills a shared-memory ring with bulk copies), -1: the default (or
+// NVFP4MOE_GEMM_RING=0|1 from the environment; else the ring for grouped calls except where
+// the register kernel's wide CTA is chosen, the register kernel for single GEMMs). Same
+// results bit for bit at the same split of K and K warps (a call's plan may differ between the
+// kernels: their CTAs per SM differ). Process-wide, not thread-safe; workspaces must be sized
+// while the same mode is in force.
+void set_gemm_decode_ring(int mode);
 
 }  // namespace nvfp4moe::cuda
