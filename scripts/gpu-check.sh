@@ -49,12 +49,20 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   record "GEMM+MoE tests, TMA pipeline" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-tma.log" | head -2 | tr '\n' ' ') rc=$rc"
 fi
 
+# Once more with the register decode kernel for every decode call (the ring kernel is the grouped
+# default since docs/GEMM.md v15; the register kernel keeps the single GEMMs and the wide CTA).
+if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
+  NVFP4MOE_GEMM_RING=0 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-register.log" 2>&1
+  rc=$?
+  record "GEMM+MoE tests, register decode" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-register.log" | head -2 | tr '\n' ' ') rc=$rc"
+fi
+
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers,
   # with the one-launch MoE front end and the forward paths test (small shapes only).
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 1 build/tests/nvfp4moe_gpu_tests \
-      --gtest_filter='*Small*:RoutePermuteValues.*:MoeGpu.ForwardPaths*' > "$OUT/sanitizer-$tool.log" 2>&1
+      --gtest_filter='*Small*:RoutePermuteValues.*:MoeGpu.ForwardPaths*:GemmSm90.DecodeRing*' > "$OUT/sanitizer-$tool.log" 2>&1
     rc=$?
     record "compute-sanitizer $tool" "$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$rc"
   done
@@ -116,6 +124,15 @@ if ((run_bench)); then
     timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --grouped --match Qwen3 --rows 8,16 --kwarps $kw \
       > "$OUT/gemm_kwarps_$kw.txt" 2>&1
     record "grouped decode, kwarps=$kw" "rc=$? (table in gemm_kwarps_$kw.txt)"
+  done
+  # The ring decode kernel against the register kernel, grouped calls and the layer (v15).
+  for rg in 0 1; do
+    timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --grouped --rows 8,64 --ring $rg \
+      > "$OUT/gemm_ring_$rg.txt" 2>&1
+    record "grouped decode, ring=$rg" "rc=$? (table in gemm_ring_$rg.txt)"
+    NVFP4MOE_GEMM_RING=$rg timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
+      --tokens 1,4,16,64 > "$OUT/moe_ring_$rg.txt" 2>&1
+    record "nvfp4-moe bench, ring=$rg" "rc=$? (table in moe_ring_$rg.txt)"
   done
   for pf in 0 16; do
     NVFP4MOE_GEMM_PREFETCH_ATOMS=$pf timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \

@@ -93,17 +93,6 @@ bool tma_pipeline() {
   return from_env;
 }
 
-// Whether a grouped decode call hands out its tiles after each CTA's first from a counter
-// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh), from the host-known bound on its tiles:
-// set_gemm_decode_claiming, else from 8 tiles per CTA up. Measured on the H100 (docs/GEMM.md
-// v12): DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer; at T = 1-4
-// (1-4 per CTA) no gain, and Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%.
-constexpr int64_t kClaimTilesPerCta = 8;
-bool decode_claiming(int64_t max_tiles, int64_t grid) {
-  if (g_claim_override >= 0) return g_claim_override == 1;
-  return max_tiles >= kClaimTilesPerCta * grid;
-}
-
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -129,6 +118,19 @@ int decode_prefetch_atoms_grouped() {
 int64_t decode_prewait_bytes() {
   static const int64_t mb = env_int("NVFP4MOE_GEMM_PREWAIT_MB", 32);
   return std::max<int64_t>(mb, 0) << 20;
+}
+
+// Whether a grouped decode call hands out its tiles after each CTA's first from a counter
+// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh), from the host-known bound on its tiles:
+// set_gemm_decode_claiming, else from kClaimTilesPerCta tiles per CTA up
+// (NVFP4MOE_GEMM_CLAIM_TILES overrides the threshold for A/B measurements). Measured on the H100
+// (docs/GEMM.md v12): DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer;
+// at T = 1-4 (1-4 per CTA) no gain, and Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%.
+constexpr int kClaimTilesPerCta = 8;
+bool decode_claiming(int64_t max_tiles, int64_t grid) {
+  if (g_claim_override >= 0) return g_claim_override == 1;
+  static const int per_cta = std::max(0, env_int("NVFP4MOE_GEMM_CLAIM_TILES", kClaimTilesPerCta));
+  return max_tiles >= per_cta * grid;
 }
 
 // CTAs per SM of the token-tile-8 decode kernel (register budget 65536 / 256 / CTAs). Measured
@@ -174,7 +176,8 @@ int decode_k_warps(int tok, int splits, int64_t k, int64_t tiles_bound) {
 // kernel's wide CTA is chosen for them. Measured on the H100 (docs/GEMM.md v15): grouped
 // DeepSeek-V3 w13 / w2 at 64 rows 358 -> 325 / 190 -> 167 us (98% / 95% of copy), the layer at
 // DeepSeek-V3 T = 16 / 64 960 -> 865 / 2197 -> 1940 us; at Qwen3 T = 1 the wide CTA stays ahead
-// (36.4 against 37.5 us). Single GEMMs: the register kernel until measured.
+// (36.4 against 37.5 us). Single GEMMs keep the register kernel: the ring measured slower there
+// (DeepSeek-V3 w13 M = 1 15.6 against 15.4 us, Qwen3 w13 M = 1 12.4 against 10.1 us).
 bool decode_ring(bool grouped, bool wide) {
   static const int env = env_int("NVFP4MOE_GEMM_RING", -1);
   const int want = g_ring_override >= 0 ? g_ring_override : env;

@@ -14,7 +14,10 @@ namespace kn = nvfp4moe::kernels;
 
 // Ring depth and CTAs per SM. Token tile 8: 5 stages of 6.6 KiB at 4 CTAs per SM (56 registers,
 // ~46 KiB of shared memory each); 16: 6 stages of 8.8 KiB at 3 (75 registers, ~70 KiB). Either
-// keeps 90-110 KiB of weights in flight per SM, about 3x the register kernel's.
+// keeps 90-110 KiB of weights in flight per SM, about 3x the register kernel's. The depth was
+// swept on the H100 at token tile 8 (3 stages x 4 CTAs, 5 x 4, 9 x 3, 12 x 2): 3 and 5 stages
+// timed the same and the deeper rings at fewer CTAs were slower, so more bytes in flight is not
+// what limits the small grouped calls (docs/GEMM.md).
 template <int kTok>
 struct RingChoice;
 template <>
