@@ -122,14 +122,21 @@ int64_t decode_prewait_bytes() {
 
 // Whether a grouped decode call hands out its tiles after each CTA's first from a counter
 // (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh), from the host-known bound on its tiles:
-// set_gemm_decode_claiming, else from kClaimTilesPerCta tiles per CTA up
-// (NVFP4MOE_GEMM_CLAIM_TILES overrides the threshold for A/B measurements). Measured on the H100
-// (docs/GEMM.md v12): DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer;
-// at T = 1-4 (1-4 per CTA) no gain, and Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%.
+// set_gemm_decode_claiming, else from kClaimTilesPerCta (register kernel) or
+// kClaimTilesPerCtaRing (ring kernel) tiles per CTA up; NVFP4MOE_GEMM_CLAIM_TILES overrides both
+// thresholds for A/B measurements. Measured on the H100: register kernel (docs/GEMM.md v12)
+// DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer, at T = 1-4 (1-4 per
+// CTA) no gain, Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%. Ring kernel (v15, grouped W4A16, us
+// static -> claimed): gains from 3.4 tiles per CTA (DeepSeek-V3 w2 16 rows 54.9 -> 53.9, w13 32
+// rows (3.9) 181.1 -> 171.6, Qwen3 w13 128 rows (5.8) 61.2 -> 56.9), losses below 3 (Qwen3 w13
+// 32 rows (1.5) 29.5 -> 32.2, 64 rows (2.9) 40.6 -> 42.6): the ring's producer runs ahead into
+// its next tile, so a claimed tile costs less idle time there than in the register kernel.
 constexpr int kClaimTilesPerCta = 8;
-bool decode_claiming(int64_t max_tiles, int64_t grid) {
+constexpr int kClaimTilesPerCtaRing = 3;
+bool decode_claiming(int64_t max_tiles, int64_t grid, bool ring) {
   if (g_claim_override >= 0) return g_claim_override == 1;
-  static const int per_cta = std::max(0, env_int("NVFP4MOE_GEMM_CLAIM_TILES", kClaimTilesPerCta));
+  static const int env = env_int("NVFP4MOE_GEMM_CLAIM_TILES", -1);
+  const int per_cta = env >= 0 ? env : ring ? kClaimTilesPerCtaRing : kClaimTilesPerCta;
   return max_tiles >= per_cta * grid;
 }
 
@@ -563,7 +570,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
-  plan.claim = decode && decode_claiming(bound, plan.grid);
+  plan.claim = decode && decode_claiming(bound, plan.grid, plan.ring);
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
   // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the
   // expert's weights again (Zipf over 256 experts at 4096 rows: 322 token tiles per weight
