@@ -213,6 +213,28 @@ class CapturedLaunch {
   cudaGraphExec_t exec_ = nullptr;
 };
 
+// Claimed tiles leave their counter at zero for the next call: two calls back to back on one
+// stream and workspace with no host sync between them (the second one's claims start while the
+// first may still be finishing, under PDL), then graph replays, each equal to `expected`.
+void expect_chained_and_replayed(const Case& c, Prepared& p, DeviceBuffer<uint8_t>& out, void* ws, size_t ws_bytes,
+                                 cudaStream_t s, const std::vector<uint8_t>& expected, const std::string& what,
+                                 int replays) {
+  DeviceBuffer<uint8_t> out2(out.size());
+  out.fill_bytes(0xff);
+  out2.fill_bytes(0xff);
+  launch(c, p, out.get(), ws, ws_bytes, s);
+  launch(c, p, out2.get(), ws, ws_bytes, s);
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  EXPECT_TRUE(bytes_equal(out.download(), expected, describe(c) + " " + what + ", first of two chained calls"));
+  EXPECT_TRUE(bytes_equal(out2.download(), expected, describe(c) + " " + what + ", second of two chained calls"));
+  CapturedLaunch graph(c, p, out.get(), ws, ws_bytes, s);
+  for (int rep = 0; rep < replays; ++rep) {
+    out.fill_bytes(0xff);
+    graph.replay(s);
+    EXPECT_TRUE(bytes_equal(out.download(), expected, describe(c) + " " + what + ", graph replay " + std::to_string(rep)));
+  }
+}
+
 // Output as float (from bf16 or fp32 bytes).
 std::vector<float> to_float(const std::vector<uint8_t>& bytes, OutDType t) {
   size_t n = t == OutDType::kFP32 ? bytes.size() / 4 : bytes.size() / 2;
@@ -771,24 +793,7 @@ TEST(GemmSm90, GroupedDecodeClaimedTilesSameBits) {
         if (rep == 0) got[claim] = r;
         else EXPECT_TRUE(bytes_equal(r, got[claim], describe(c) + " claim=" + std::to_string(claim) + " call " + std::to_string(rep)));
       }
-      if (claim == 1) {
-        // Two calls back to back on one stream and workspace, no host sync between them (the
-        // second one's claims start while the first may still be finishing, under PDL).
-        DeviceBuffer<uint8_t> out2(bytes);
-        out.fill_bytes(0xff);
-        out2.fill_bytes(0xff);
-        launch(c, p, out.get(), ws.get(), ws_bytes, s);
-        launch(c, p, out2.get(), ws.get(), ws_bytes, s);
-        NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-        EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " claimed, first of two chained calls"));
-        EXPECT_TRUE(bytes_equal(out2.download(), got[1], describe(c) + " claimed, second of two chained calls"));
-        CapturedLaunch graph(c, p, out.get(), ws.get(), ws_bytes, s);
-        for (int rep = 0; rep < 3; ++rep) {
-          out.fill_bytes(0xff);
-          graph.replay(s);
-          EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " claimed, graph replay " + std::to_string(rep)));
-        }
-      }
+      if (claim == 1) expect_chained_and_replayed(c, p, out, ws.get(), ws_bytes, s, got[1], "claimed", 3);
       cudaStreamDestroy(s);
     }
     EXPECT_TRUE(check(c, p, got[1])) << "claimed tiles";
@@ -872,22 +877,7 @@ TEST(GemmSm90, DecodeRingSameBitsAsRegisterKernel) {
       launch(c, p, out.get(), ws.get(), ws_bytes, s);
       NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
       got[ring] = out.download();
-      if (ring == 1 && plan.claim) {
-        DeviceBuffer<uint8_t> out2(bytes);
-        out.fill_bytes(0xff);
-        out2.fill_bytes(0xff);
-        launch(c, p, out.get(), ws.get(), ws_bytes, s);
-        launch(c, p, out2.get(), ws.get(), ws_bytes, s);
-        NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-        EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " ring, first of two chained calls"));
-        EXPECT_TRUE(bytes_equal(out2.download(), got[1], describe(c) + " ring, second of two chained calls"));
-        CapturedLaunch graph(c, p, out.get(), ws.get(), ws_bytes, s);
-        for (int rep = 0; rep < 2; ++rep) {
-          out.fill_bytes(0xff);
-          graph.replay(s);
-          EXPECT_TRUE(bytes_equal(out.download(), got[1], describe(c) + " ring, graph replay " + std::to_string(rep)));
-        }
-      }
+      if (ring == 1 && plan.claim) expect_chained_and_replayed(c, p, out, ws.get(), ws_bytes, s, got[1], "ring", 2);
       cudaStreamDestroy(s);
     }
     EXPECT_TRUE(check(c, p, got[1])) << "ring kernel";

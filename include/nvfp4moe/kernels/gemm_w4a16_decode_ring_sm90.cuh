@@ -33,10 +33,12 @@
 
 #include <cstdint>
 
+#include "nvfp4moe/kernels/gemm_decode_store_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_dequant_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
@@ -66,16 +68,6 @@ struct GemmDecodeRingConfig {
 
 namespace ring {
 
-__device__ __forceinline__ uint4 ld_shared_v4(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ uint32_t ld_shared_u16(uint32_t addr) {
-  uint16_t v;
-  asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr));
-  return v;
-}
 // Barrier of the consumer warps only (the producer warp may be anywhere in its loop).
 template <int kCount>
 __device__ __forceinline__ void consumers_sync() {
@@ -225,68 +217,8 @@ __global__ void __launch_bounds__(GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT
         v[gi][3] = (v[gi][3] + o.w) * kDequantRescale;
       }
     }
-    const int n0 = tile.n_block * kAtomRows + rw * 16 + g, half_n = p.n / 2;
-    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
-    auto store = [&](int tok, int n, float x) {
-      const int64_t m = tile.row0 + tok;
-      const float r = x * (n < half_n ? a_lo : a_hi);
-      if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
-      else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
-    };
-    if (p.splits == 1) {
-      if (kw == 0) {
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) store(tok, n, v[gi][r]);
-          }
-      }
-    } else {
-      if (kw == 0) {
-        float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = v[gi][r];
-          }
-        __threadfence();
-      }
-      ring::consumers_sync<Cfg::kConsumers>();
-      int* counter = p.counters + counter_index;
-      if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
-      ring::consumers_sync<Cfg::kConsumers>();
-      if (s_is_last && kw == 0) {
-        __threadfence();
-        float sum[kGroups][4];
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) sum[gi][r] = 0.0f;
-#pragma unroll 4
-        for (int s = 0; s < p.splits; ++s) {  // split order: deterministic
-          const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
-#pragma unroll
-          for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-              if (tok < tile.rows_valid && n < p.n) sum[gi][r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
-            }
-        }
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) store(tok, n, sum[gi][r]);
-          }
-        if (tid == 0) *counter = 0;
-      }
-    }
+    decode_store_tile<kGroups>(p, tile, tile.n_block * kAtomRows + rw * 16 + g, q, kw == 0, tid == 0, counter_index, v,
+                               s_is_last, [] { ring::consumers_sync<Cfg::kConsumers>(); });
     ring::consumers_sync<Cfg::kConsumers>();  // s_red / s_is_last are rewritten by the next tile
 #pragma unroll
     for (int x = 0; x < Cfg::kAccSets; ++x)
@@ -316,15 +248,15 @@ __global__ void __launch_bounds__(GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT
     for (int i = 0; i < n; ++i) {
       if (i > 0) ptx::mbarrier_wait(full_of(stage), phase);
       const uint32_t base = ring0 + uint32_t(stage * Cfg::kStageBytes);
-      const uint4 codes = ring::ld_shared_v4(base + code_off);
-      const uint32_t scales = ring::ld_shared_u16(base + scale_off);
+      const uint4 codes = ptx::ld_shared_v4(base + code_off);
+      const uint32_t scales = ptx::ld_shared_u16(base + scale_off);
       uint4 act[kGroups][2];
       const bool inside = i < n_full || i * kAtomK * Cfg::kKWarps < k_left;
 #pragma unroll
       for (int gi = 0; gi < kGroups; ++gi) {
         if (gi > 0 && gi >= groups_active) break;
-        act[gi][0] = inside ? ring::ld_shared_v4(base + act_off[gi]) : make_uint4(0, 0, 0, 0);
-        act[gi][1] = inside ? ring::ld_shared_v4(base + act_off[gi] + 16) : make_uint4(0, 0, 0, 0);
+        act[gi][0] = inside ? ptx::ld_shared_v4(base + act_off[gi]) : make_uint4(0, 0, 0, 0);
+        act[gi][1] = inside ? ptx::ld_shared_v4(base + act_off[gi] + 16) : make_uint4(0, 0, 0, 0);
       }
       __syncwarp();
       if (lane == 0) ptx::mbarrier_arrive(empty_of(stage));  // this warp is done reading the stage

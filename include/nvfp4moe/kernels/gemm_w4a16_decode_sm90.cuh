@@ -44,6 +44,7 @@
 
 #include <cstdint>
 
+#include "nvfp4moe/kernels/gemm_decode_store_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_dequant_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
@@ -273,68 +274,8 @@ __global__ void __launch_bounds__(32 * 4 * kKWarpsT, kMinCtasT) gemm_w4a16_decod
         v[gi][3] = (v[gi][3] + o.w) * kDequantRescale;
       }
     }
-    const int n0 = tile.n_block * Cfg::kBlockN + rw * 16 + g, half_n = p.n / 2;
-    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
-    auto store = [&](int tok, int n, float x) {
-      const int64_t m = tile.row0 + tok;
-      const float r = x * (n < half_n ? a_lo : a_hi);
-      if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
-      else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
-    };
-    if (p.splits == 1) {
-      if (kw == 0) {
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) store(tok, n, v[gi][r]);
-          }
-      }
-    } else {
-      if (kw == 0) {
-        float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = v[gi][r];
-          }
-        __threadfence();
-      }
-      __syncthreads();
-      int* counter = p.counters + counter_index;
-      if (tid == 0) s_is_last = atomicAdd(counter, 1) == p.splits - 1;
-      __syncthreads();
-      if (s_is_last && kw == 0) {
-        __threadfence();
-        float sum[kGroups][4];
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) sum[gi][r] = 0.0f;
-#pragma unroll 4
-        for (int s = 0; s < p.splits; ++s) {  // split order: deterministic
-          const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
-#pragma unroll
-          for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-              if (tok < tile.rows_valid && n < p.n) sum[gi][r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
-            }
-        }
-#pragma unroll
-        for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-            if (tok < tile.rows_valid && n < p.n) store(tok, n, sum[gi][r]);
-          }
-        if (tid == 0) *counter = 0;
-      }
-    }
+    decode_store_tile<kGroups>(p, tile, tile.n_block * Cfg::kBlockN + rw * 16 + g, q, kw == 0, tid == 0, counter_index, v,
+                               s_is_last, [] { __syncthreads(); });
     __syncthreads();  // s_red is rewritten by the next tile's epilogue
 #pragma unroll
     for (int x = 0; x < Cfg::kAccSets; ++x)

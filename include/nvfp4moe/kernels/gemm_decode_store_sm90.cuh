@@ -1,0 +1,89 @@
+// Output stage of a decode tile, shared by the register and the ring decode kernels
+// (gemm_w4a16_decode_sm90.cuh, gemm_w4a16_decode_ring_sm90.cuh): one code path, so the two
+// kernels store the same bits by construction. K warp 0 holds the tile's reduced, rescaled sums
+// v[gi][r] (r = 0, 1 -> weight row n0; r = 2, 3 -> row n0 + 8; token 8 gi + 2 q + r % 2).
+// Without split-K it scales them by the expert's alpha and stores them; with split-K every CTA
+// writes its partial sums, and the last CTA of the tile (counter) adds all splits in split
+// order (deterministic), stores, and returns the counter to zero for the next launch.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+// Called by every thread that takes part in `sync` (the kernel's barrier over the threads that
+// run the epilogue); `writer` is true for K warp 0's threads. `is_last` is a shared-memory flag.
+template <int kGroups, class Sync>
+__device__ __forceinline__ void decode_store_tile(const GemmW4A16Params& p, const GemmTile& tile, int n0, int q,
+                                                  bool writer, bool thread0, int counter_index,
+                                                  const float (&v)[kGroups][4], int& is_last, Sync sync) {
+  const int half_n = p.n / 2;
+  const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+  auto store = [&](int tok, int n, float x) {
+    const int64_t m = tile.row0 + tok;
+    const float r = x * (n < half_n ? a_lo : a_hi);
+    if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
+    else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
+  };
+  if (p.splits == 1) {
+    if (writer) {
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+          if (tok < tile.rows_valid && n < p.n) store(tok, n, v[gi][r]);
+        }
+    }
+    return;
+  }
+  if (writer) {
+    float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+        if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = v[gi][r];
+      }
+    __threadfence();
+  }
+  sync();
+  int* counter = p.counters + counter_index;
+  if (thread0) is_last = atomicAdd(counter, 1) == p.splits - 1;
+  sync();
+  if (is_last && writer) {
+    __threadfence();
+    float sum[kGroups][4];
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) sum[gi][r] = 0.0f;
+#pragma unroll 4
+    for (int s = 0; s < p.splits; ++s) {  // split order: deterministic
+      const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
+#pragma unroll
+      for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+          if (tok < tile.rows_valid && n < p.n) sum[gi][r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+        if (tok < tile.rows_valid && n < p.n) store(tok, n, sum[gi][r]);
+      }
+    if (thread0) *counter = 0;
+  }
+}
+
+}  // namespace nvfp4moe::kernels
