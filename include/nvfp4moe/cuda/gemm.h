@@ -123,7 +123,8 @@ void set_gemm_tma_pipeline(int mode);
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the
 // next unclaimed tile from a counter in the workspace (dynamic: CTAs on faster SMs take more);
 // -1: the heuristics (claimed where the host-known bound on the tiles is >= 3 per CTA for the
-// ring kernel, >= 8 for the register kernel). Same results bit for bit. Process-wide, not thread-safe.
+// ring kernel, >= 8 for the register kernel). Same results bit for bit. Process-wide, not
+// thread-safe.
 void set_gemm_decode_claiming(int mode);
 
 // Tuning only: K warps per CTA of grouped decode calls (GemmPlan::k_warps). -1: the heuristics
