@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 
@@ -15,6 +16,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/dequantize_sm90.cuh"
+#include "nvfp4moe/kernels/quantize_bulk_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_rows_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
 #include "nvfp4moe/kernels/runtime_quant_sm90.cuh"
@@ -69,39 +71,93 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
   NVFP4MOE_CHECK(is_aligned(p, align), name, ": expected ", align, "-byte alignment, got ", p);
 }
 
+int g_bulk_override = -1;  // set_quantize_bulk
+
+// Whether large row-step calls take the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh):
+// set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1 from the environment, else yes.
+bool quantize_bulk() {
+  static const int env = [] {
+    const char* v = std::getenv("NVFP4MOE_QUANT_BULK");
+    return v != nullptr && *v != 0 ? std::atoi(v) : -1;
+  }();
+  const int want = g_bulk_override >= 0 ? g_bulk_override : env;
+  return want != 0;
+}
+
 // Kernel variant by width: K % 256 == 0 (every model width) takes the row-step walk
 // (quantize_rows_sm90.cuh) with the largest step of kQuantChunks (plain) or kSiluChunks (SiLU
 // input) chunks or fewer that divides the row (plain 4 or 2; SiLU 2 or 3); other widths and rows
 // of other chunk counts take the flat walk (quantize_sm90.cuh), as does a call with the
 // values output (compiled into the flat one-chunk kernel only). By size: small tensors (less
 // than one resident wave of warps with a full step each) one chunk per warp step, so that the
-// latency is one load and one chunk's arithmetic.
+// latency is one load and one chunk's arithmetic. Large row-step calls stream their input
+// through shared memory (quantize_bulk_sm90.cuh) unless quantize_bulk() says no.
+struct QuantPlan {
+  int row_step = 0;  // chunks per step of the row-step walk; 0: the flat walk
+  bool one_chunk = false;
+  bool bulk = false;
+};
+
+template <bool kSilu>
+QuantPlan plan_quantize(const k::QuantizeParams& p) {
+  constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
+  const int64_t elems = int64_t(p.rows_out) * p.k;
+  const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
+  QuantPlan plan;
+  plan.one_chunk = p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems;
+  const int64_t cpr = p.k % k::kWalkChunkElems == 0 ? p.k / k::kWalkChunkElems : 0;  // chunks per row
+  if (p.values == nullptr && cpr > 0 && p.rows_out < (int32_t(1) << 30)) {
+    const int candidates[2] = {kChunks, kSilu ? 3 : 2};
+    if (plan.one_chunk) plan.row_step = 1;
+    for (int c : candidates) {
+      if (plan.row_step == 0 && cpr % c == 0) plan.row_step = c;
+    }
+  }
+  plan.bulk = plan.row_step > 1 && quantize_bulk();
+  return plan;
+}
+
+// Launches the bulk-copy kernel with kChunks chunks per step: its ring in dynamic shared memory,
+// the grid one resident wave (blocks per SM as the occupancy calculator gives them).
+template <typename T, bool kSilu, bool kLimit, int kChunks>
+void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
+  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks>;
+  constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks>;
+  static const int per_sm = [] {
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    int n = 0;
+    NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, k::kQuantThreads, kSmem));
+    return std::max(n, 1);
+  }();
+  const int64_t elems = int64_t(p.rows_out) * p.k;
+  const dim3 grid(walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, per_sm)), block(k::kQuantThreads);
+  launch_pdl(kernel, grid, block, size_t(kSmem), stream, p);
+}
+
 template <typename T, bool kSilu, bool kLimit>
 void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
-  const int64_t elems = int64_t(p.rows_out) * p.k;
-  const int64_t wave_warps = int64_t(sm_count()) * kPerSm * (k::kQuantThreads / 32);
-  const bool one_chunk = p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems;
-  const int64_t cpr = p.k % k::kWalkChunkElems == 0 ? p.k / k::kWalkChunkElems : 0;  // chunks per row
-  int row_step = 0;  // chunks per step of the row-step walk; 0: the flat walk
-  if (p.values == nullptr && cpr > 0 && p.rows_out < (int32_t(1) << 30)) {
-    const int candidates[2] = {kChunks, kSilu ? 3 : 2};
-    if (one_chunk) row_step = 1;
-    for (int c : candidates) {
-      if (row_step == 0 && cpr % c == 0) row_step = c;
-    }
-  }
-  const int64_t step = (row_step > 0 ? row_step : one_chunk ? 1 : kChunks) * int64_t(k::kWalkChunkElems);
-  const dim3 grid(walk_grid(elems, step, kPerSm)), block(k::kQuantThreads);
   constexpr int kAlt = kSilu ? 3 : 2;
-  switch (row_step) {
+  const QuantPlan plan = plan_quantize<kSilu>(p);
+  if (plan.bulk) {
+    plan.row_step == kChunks ? launch_bulk<T, kSilu, kLimit, kChunks>(p, stream)
+                             : launch_bulk<T, kSilu, kLimit, kAlt>(p, stream);
+    NVFP4MOE_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  const int64_t elems = int64_t(p.rows_out) * p.k;
+  const int64_t step =
+      (plan.row_step > 0 ? plan.row_step : plan.one_chunk ? 1 : kChunks) * int64_t(k::kWalkChunkElems);
+  const dim3 grid(walk_grid(elems, step, kPerSm)), block(k::kQuantThreads);
+  switch (plan.row_step) {
     case 1: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p); break;
     case kChunks: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p); break;
     case kAlt: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kAlt>, grid, block, 0, stream, p); break;
     default:
-      one_chunk ? launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p)
-                : launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p);
+      plan.one_chunk ? launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p)
+                     : launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
@@ -171,6 +227,7 @@ k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* 
   p.scales = scales;
   p.rows_out = int32_t(rows);
   p.scale_rows = int32_t(padded_scale_rows(rows));
+  p.num_experts = 1;  // off == nullptr: one matrix (the bulk-copy kernel's tables)
   return p;
 }
 
@@ -217,6 +274,8 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
 
 }  // namespace
 
+void set_quantize_bulk(int mode) { g_bulk_override = mode; }
+
 void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const float* g, uint8_t* codes,
               uint8_t* scales, cudaStream_t stream) {
   check_dtype(dtype);
@@ -227,6 +286,12 @@ void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const floa
   check_ptr(codes, "codes");
   check_ptr(scales, "scales");
   check_ptr(g, "g", 4);
+  k::QuantizeParams bp = plain_params(x, rows, k, codes, scales);
+  bp.g = g;
+  if (plan_quantize<false>(bp).bulk) {  // large, K % 256 == 0: one "expert" on the bulk-copy kernel
+    launch_quantize_dtype(dtype, false, false, bp, stream);
+    return;
+  }
   k::tile::TileQuantizeParams p = tile_params(x, rows, k, codes, scales);
   p.g = g;
   launch_tiles(dtype, p, stream);
@@ -277,6 +342,10 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
     return;
   }
   amax_abs(x, dtype, rows * k, amax, stream);
+  if (plan_quantize<false>(p).bulk) {  // g from the finished amax; block 0 publishes g and 1/g
+    launch_quantize_dtype(dtype, false, false, p, stream);
+    return;
+  }
   k::tile::TileQuantizeParams tp = tile_params(x, rows, k, codes, scales);
   tp.amax = amax;
   tp.g_out = g;

@@ -95,6 +95,49 @@ __device__ __forceinline__ void prefetch_step_l2(const QuantizeParams& p, const 
   if constexpr (kSilu) ptx::prefetch_l2_bulk(x + p.k, kBytes);
 }
 
+// The output side of one step (row, columns [col0, col0 + kChunks * 256)), found once per step:
+// this lane's code word of chunk 0 (chunk u: + 32 u words), its lane group's scale word of chunk
+// 0 (chunk u: + 4 u tiles; data rows only) and whether the row holds data (< off[E]; rows past
+// it get zero codes). A bad gather entry of a data row is reported here (its input reads as 0).
+struct StepOut {
+  uint32_t* codes;
+  uint8_t* scale_word;
+  bool data;
+};
+
+__device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const ExpertTables& t, int E, ExpertCache& ec,
+                                              int32_t row, int32_t col0, int32_t total, int32_t nq, bool bad_src,
+                                              int lane) {
+  StepOut o;
+  o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + lane;
+  o.data = row < total;  // the whole warp
+  o.scale_word = nullptr;
+  if (o.data) {
+    if (row < ec.lo || row >= ec.hi) ec.find(t, E, row);
+    o.scale_word = p.scales + swizzled_offset(row + ec.sf_minus_lo, col0 / kBlockSize + 4 * (lane >> 3), nq);
+    if (bad_src && lane == 0 && p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
+  }
+  return o;
+}
+
+// Quantizes chunk u of a step from this lane's 8 activations a (with the SiLU input: gate a,
+// up) and stores its code word and, in lanes 8i, the lane group's scale word; zero codes for a
+// row without data. All 32 lanes call it (the scale word is assembled with shuffles).
+template <typename T, bool kSilu, bool kLimit>
+__device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
+                                                    int u, const uint4& a, const uint4& up, int lane) {
+  if (o.data) {
+    uint4 w = a;
+    if constexpr (kSilu) w = silu_mul_pack8<T, kLimit>(a, up, p.limit);
+    uint32_t s;
+    o.codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
+    const uint32_t word = scale_word_of_pairs(s, lane);
+    if ((lane & 7) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + u * 4 * kScaleTileBytes) = word;
+  } else {
+    o.codes[u * (kWalkChunkElems / 8)] = 0u;
+  }
+}
+
 template <typename T, bool kSilu, int kChunks>
 __device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T* src, int u, StepIn<kSilu, kChunks>& in) {
   in.a[u] = in.up[u] = make_uint4(0u, 0u, 0u, 0u);
@@ -148,16 +191,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
       if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
       ahead.advance();
     }
-    const int32_t row = walk.row, col0 = walk.seg * kStepElems;
-    uint32_t* codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + lane;
-    const bool data = row < total;  // the whole warp: rows past off[E] get zero codes
-    uint8_t* scale_word = nullptr;  // this lane group's scale word of chunk 0 (lanes 8i write)
-    if (data) {
-      if (row < ec.lo || row >= ec.hi) ec.find(t, E, row);
-      const int32_t sf_row = row + ec.sf_minus_lo;
-      scale_word = p.scales + swizzled_offset(sf_row, col0 / kBlockSize + 4 * (lane >> 3), nq);
-      if (bad_src && lane == 0 && p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
-    }
+    const StepOut out = begin_step(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad_src, lane);
     // The next step's source; its chunk u is loaded as soon as chunk u is quantized.
     RowStepWalk next = walk;
     next.advance();
@@ -166,16 +200,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
     const T* next_src = more_next ? step_source<T>(p, next.row, next.seg * kStepElems, total, lane, &next_bad) : nullptr;
 #pragma unroll
     for (int u = 0; u < kChunks; ++u) {
-      if (data) {
-        uint4 w = in.a[u];
-        if constexpr (kSilu) w = silu_mul_pack8<T, kLimit>(in.a[u], in.up[u], p.limit);
-        uint32_t s;
-        codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
-        const uint32_t word = scale_word_of_pairs(s, lane);
-        if ((lane & 7) == 0) *reinterpret_cast<uint32_t*>(scale_word + u * 4 * kScaleTileBytes) = word;
-      } else {
-        codes[u * (kWalkChunkElems / 8)] = 0u;
-      }
+      quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, in.a[u], in.up[u], lane);
       if (more_next) load_step_chunk<T, kSilu, kChunks>(p, next_src, u, in);
     }
     walk = next;

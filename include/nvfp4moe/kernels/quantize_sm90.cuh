@@ -97,8 +97,10 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
     const int e = e0 + i;
     cnt[i] = 0;
     if (e < E) {
-      const int32_t lo = __ldg(p.off + e), hi = __ldg(p.off + e + 1);
-      const float g = __ldg(p.g + e);
+      // off == nullptr: one matrix of rows_out rows (E = 1), g from *g or from the finished *amax.
+      const int32_t lo = p.off != nullptr ? __ldg(p.off + e) : 0;
+      const int32_t hi = p.off != nullptr ? __ldg(p.off + e + 1) : p.rows_out;
+      const float g = p.amax != nullptr ? global_scale_from_amax(*p.amax) : __ldg(p.g + e);
       bad |= hi < lo;
       if (e == 0) bad |= lo != 0;
       if (e == E - 1) bad |= hi > p.rows_out;
@@ -106,6 +108,10 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
       t.off[e + 1] = hi;
       t.g[e] = g;
       t.g_inv[e] = reciprocal_rn(g);
+      if (p.amax != nullptr && blockIdx.x == 0) {  // runtime scale (one matrix): publish g and 1/g
+        if (p.g_out != nullptr) *p.g_out = g;
+        if (p.g_inv_out != nullptr) *p.g_inv_out = t.g_inv[e];
+      }
     }
   }
   bad = __syncthreads_or(bad);

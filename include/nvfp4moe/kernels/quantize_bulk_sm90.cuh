@@ -1,0 +1,141 @@
+// NVFP4 quantization of large tensors whose width is a multiple of 256 (every model width) with
+// the input streamed into shared memory by bulk copies: per-expert (with the optional gather),
+// the fused SiLU*Mul + per-expert quantization, and one matrix (quantize, the runtime scale's
+// quantize pass: QuantizeParams::off == nullptr). The walk, the arithmetic and the stores are
+// those of the row-step kernel (quantize_rows_sm90.cuh), so both write the same bytes; only
+// where the input waits differs:
+//
+//   row-step kernel:  registers hold one step per warp (kChunks x 512 B), loaded while the
+//                     previous step is quantized;
+//   this kernel:      each warp owns a ring of kBulkStages step buffers in shared memory;
+//                     lane 0 refills a buffer with the step kBulkStages ahead as soon as the
+//                     warp has quantized it (cp.async.bulk, completing on the buffer's
+//                     mbarrier), so kBulkStages - 1 steps per warp are in flight while it
+//                     computes, at no register cost.
+//
+// Why: the row-step kernel stalls on its loads (Nsight Compute, H100, M = 65536, K = 7168:
+// 46% of the stall samples on the first use of a step's loaded registers, DRAM 62% busy), and
+// more register loads in flight cost occupancy and measured slower (docs/results/quantize.md).
+// The ring decode GEMM moved from register loads to a bulk-copy ring and went from 89% to 98%
+// of copy bandwidth on the same machine.
+//
+// Each warp's ring is private: no block barrier after the tables, no producer warp. A step
+// whose row holds no input (past the bound, or a bad gather entry) completes its buffer's
+// phase with a plain arrive and is quantized from zeros, exactly as the row-step kernel does.
+#pragma once
+
+#include <cstdint>
+
+#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
+#include "nvfp4moe/kernels/quantize_rows_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+inline constexpr int kBulkStages = 3;       // step buffers per warp (2 steps in flight while one computes)
+inline constexpr int kBulkBlocksPerSm = 3;  // launch bound; the launcher sizes the grid by occupancy
+
+// Bytes of one step buffer: kChunks x 512 B of input (gate, then up, with the SiLU input).
+template <typename T, bool kSilu, int kChunks>
+inline constexpr uint32_t kBulkStepBytes = uint32_t(kChunks * kWalkChunkElems * sizeof(T)) * (kSilu ? 2u : 1u);
+
+// Dynamic shared memory of one block: every warp's ring.
+template <typename T, bool kSilu, int kChunks>
+inline constexpr int kBulkRingBytes = (kQuantThreads / 32) * kBulkStages * int(kBulkStepBytes<T, kSilu, kChunks>);
+
+// Issues step `st` into the buffer at `dst` (barrier `bar`); rows >= bound or a bad gather entry
+// load nothing (the phase completes by a plain arrive). All lanes call it (the gather entry is
+// read by every lane, a broadcast); lane 0 issues. Returns whether the gather entry was bad.
+template <typename T, bool kSilu, int kChunks>
+__device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowStepWalk& st, int32_t bound, uint32_t dst,
+                                           uint32_t bar, int lane) {
+  constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
+  constexpr uint32_t kHalf = uint32_t(kStepElems * sizeof(T));
+  bool bad = false;
+  const T* src = step_source<T>(p, st.row, st.seg * kStepElems, bound, /*lane=*/0, &bad);
+  if (lane == 0) {
+    if (src != nullptr) {
+      ptx::mbarrier_arrive_expect_tx(bar, kBulkStepBytes<T, kSilu, kChunks>);
+      ptx::bulk_copy_g2s(dst, src, kHalf, bar);
+      if constexpr (kSilu) ptx::bulk_copy_g2s(dst + kHalf, src + p.k, kHalf, bar);
+    } else {
+      ptx::mbarrier_arrive(bar);
+    }
+  }
+  return bad;
+}
+
+// kChunks: chunks per warp step, as for quantize_nvfp4_rows_kernel ((K / 256) % kChunks == 0).
+template <typename T, bool kSilu, bool kLimit, int kChunks>
+__global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
+  constexpr int kWarps = kQuantThreads / 32;
+  constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
+  constexpr uint32_t kStepBytes = kBulkStepBytes<T, kSilu, kChunks>;
+  constexpr uint32_t kHalf = uint32_t(kStepElems * sizeof(T));
+  __shared__ ExpertTables t;
+  __shared__ __align__(8) uint64_t bars[kWarps][kBulkStages];
+  extern __shared__ __align__(128) uint8_t ring[];
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const uint32_t ring0 = uint32_t(__cvta_generic_to_shared(ring)) + uint32_t(warp * kBulkStages) * kStepBytes;
+  const uint32_t bar0 = uint32_t(__cvta_generic_to_shared(&bars[warp][0]));
+  if (lane == 0) {
+#pragma unroll
+    for (int s = 0; s < kBulkStages; ++s) ptx::mbarrier_init(bar0 + 8 * s, 1);
+    ptx::fence_mbarrier_init();
+  }
+  __syncwarp();
+  const int32_t cap = p.rows_out;
+  RowStepWalk walk, issue;
+  walk.init(global_warp(), total_warps(), p.k / kStepElems);
+  issue = walk;
+  // The first kBulkStages steps before the tables: rows up to the capacity (off[E] is not known
+  // yet; rows past it are loaded and then written as zero codes).
+  uint32_t bad_bits = 0;  // bit s: the step in buffer s had a bad gather entry (warp-uniform)
+#pragma unroll
+  for (int s = 0; s < kBulkStages; ++s) {
+    if (issue.row < cap) {
+      if (issue_step<T, kSilu, kChunks>(p, issue, cap, ring0 + s * kStepBytes, bar0 + 8 * s, lane)) bad_bits |= 1u << s;
+      issue.advance();
+    }
+  }
+  const int E = build_expert_tables(p, t);
+  const int32_t nq = int32_t(padded_scale_cols(p.k) / 4);
+  zero_scales_outside_data(p, t, nq);
+  const int32_t total = t.off[E];
+  ExpertCache ec;
+  int slot = 0;
+  uint32_t phase = 0;  // parity of the buffers' current use (flips when the ring wraps)
+  while (walk.row < cap) {
+    const bool bad = (bad_bits >> slot) & 1u;
+    const StepOut out = begin_step(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
+    const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 16;
+    ptx::mbarrier_wait(bar0 + 8 * slot, phase);
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) {
+      uint4 a = make_uint4(0u, 0u, 0u, 0u), up = a;
+      if (out.data && !bad) {
+        a = ptx::ld_shared_v4(buf + u * kWalkChunkElems * sizeof(T));
+        if constexpr (kSilu) up = ptx::ld_shared_v4(buf + kHalf + u * kWalkChunkElems * sizeof(T));
+      }
+      quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, a, up, lane);
+    }
+    // Every lane's reads of this buffer are done (their values were used above): refill it.
+    __syncwarp();
+    bad_bits &= ~(1u << slot);
+    if (issue.row < cap) {
+      if (issue_step<T, kSilu, kChunks>(p, issue, total, ring0 + uint32_t(slot) * kStepBytes, bar0 + 8 * slot, lane)) {
+        bad_bits |= 1u << slot;
+      }
+      issue.advance();
+    }
+    walk.advance();
+    if (++slot == kBulkStages) {
+      slot = 0;
+      phase ^= 1u;
+    }
+  }
+}
+
+}  // namespace nvfp4moe::kernels
