@@ -5,9 +5,10 @@
 //   1. every warp loads its chunks of the flat tensor into registers (up to kSmallRuntimeSteps
 //      16-byte loads per lane, all in flight at once; 256 warps, so a warp has at most 2
 //      chunks to quantize one after the other: the arithmetic latency stays short);
-//   2. amax: packed max per thread -> block max in shared memory -> cluster.sync() -> each
-//      CTA reads the kSmallRuntimeCtas partial maxima through distributed shared memory;
-//   3. g = global_scale_from_amax(amax); CTA 0 stores amax, g and 1/g;
+//   2. amax: packed max per thread -> warp max -> stored into every CTA's table of warp
+//      maxima (distributed shared memory) -> cluster.sync() -> each warp reduces its CTA's
+//      table (one barrier in all);
+//   3. g = global_scale_from_amax(amax) in every thread; CTA 0 stores amax, g and 1/g;
 //   4. the registers are quantized and stored exactly as quantize_nvfp4_kernel does
 //      (quantize_store_chunk), and the last tile's padding rows are zeroed.
 // Capacity: kSmallRuntimeMaxElems elements (M = 16 rows of K = 7168 fit).
@@ -35,12 +36,12 @@ template <typename T>
 __global__ void __cluster_dims__(kSmallRuntimeCtas, 1, 1) __launch_bounds__(kSmallRuntimeThreads, 1)
     quantize_runtime_small_kernel(QuantizeParams p) {
   namespace cg = cooperative_groups;
-  __shared__ float s_warp[kSmallRuntimeThreads / 32];
-  __shared__ float s_cta_amax;
-  __shared__ float s_scale[2];  // g, 1/g
+  constexpr int kWarpsPerCta = kSmallRuntimeThreads / 32;
+  // Every warp's maximum, gathered in every CTA of the cluster: slot rank * 32 + warp.
+  __shared__ float s_all[kSmallRuntimeCtas * kWarpsPerCta];
   cg::cluster_group cluster = cg::this_cluster();
-  const int lane = int(threadIdx.x) & 31;
-  const int gw = int(blockIdx.x) * (kSmallRuntimeThreads / 32) + (int(threadIdx.x) >> 5);
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int gw = int(blockIdx.x) * kWarpsPerCta + warp;
   const uint32_t n = uint32_t(p.rows_out) * uint32_t(p.k);
   const T* x = static_cast<const T*>(p.x);
   uint4 w[kSmallRuntimeSteps];
@@ -53,23 +54,27 @@ __global__ void __cluster_dims__(kSmallRuntimeCtas, 1, 1) __launch_bounds__(kSma
 #pragma unroll
   for (int i = 0; i < kSmallRuntimeSteps; ++i) acc = abs_max8<T>(acc, w[i]);
   using Tr = ActTraits<T>;
-  const float m = block_max<kSmallRuntimeThreads>(fmaxf(Tr::lo(acc), Tr::hi(acc)), s_warp);
-  if (threadIdx.x == 0) s_cta_amax = m;
+  float m = fmaxf(Tr::lo(acc), Tr::hi(acc));
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, d));
+  // One cluster barrier: lane r of each warp stores the warp's maximum into CTA r's table
+  // before it, and every warp reduces its own CTA's full table after it. (Before: a block
+  // reduction, a barrier, thread 0 reading the other CTAs' maxima remotely, and a second
+  // barrier so that no CTA exits while it is read; docs/results/quantize.md.) No remote
+  // access follows the barrier, so a CTA may exit as soon as it is done.
+  if (lane < kSmallRuntimeCtas) *cluster.map_shared_rank(&s_all[int(cluster.block_rank()) * kWarpsPerCta + warp], lane) = m;
   cluster.sync();
-  if (threadIdx.x == 0) {
-    float amax = 0.0f;
-    for (int r = 0; r < kSmallRuntimeCtas; ++r) amax = fmaxf(amax, *cluster.map_shared_rank(&s_cta_amax, r));
-    const float g = global_scale_from_amax(amax);
-    s_scale[0] = g;
-    s_scale[1] = reciprocal_rn(g);
-    if (blockIdx.x == 0) {
-      *p.amax = amax;
-      if (p.g_out != nullptr) *p.g_out = g;
-      if (p.g_inv_out != nullptr) *p.g_inv_out = s_scale[1];
-    }
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kSmallRuntimeCtas * kWarpsPerCta / 32; ++j) amax = fmaxf(amax, s_all[lane + 32 * j]);
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
+  const float g = global_scale_from_amax(amax), g_inv = reciprocal_rn(g);
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    *p.amax = amax;
+    if (p.g_out != nullptr) *p.g_out = g;
+    if (p.g_inv_out != nullptr) *p.g_inv_out = g_inv;
   }
-  cluster.sync();  // remote reads done before any CTA exits; s_scale visible in the CTA
-  const float g = s_scale[0], g_inv = s_scale[1];
   const int32_t nq = int32_t(padded_scale_cols(p.k) / 4);
 #pragma unroll
   for (int i = 0; i < kSmallRuntimeSteps; ++i) {
