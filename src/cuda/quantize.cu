@@ -117,12 +117,13 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
   return plan;
 }
 
-// Launches the bulk-copy kernel with kChunks chunks per step: its ring in dynamic shared memory,
-// the grid one resident wave (blocks per SM as the occupancy calculator gives them).
-template <typename T, bool kSilu, bool kLimit, int kChunks>
-void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
-  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks>;
-  constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks>;
+// Launches the bulk-copy kernel with kChunks chunks per step and kStages buffers per warp: its
+// ring in dynamic shared memory, the grid one resident wave (blocks per SM as the occupancy
+// calculator gives them).
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages>
+void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
+  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages>;
+  constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks, kStages>;
   static const int per_sm = [] {
     NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
@@ -133,6 +134,21 @@ void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
   const int64_t elems = int64_t(p.rows_out) * p.k;
   const dim3 grid(walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, per_sm)), block(k::kQuantThreads);
   launch_pdl(kernel, grid, block, size_t(kSmem), stream, p);
+}
+
+// Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without
+// the clamp only; other calls keep kBulkStages).
+template <typename T, bool kSilu, bool kLimit, int kChunks>
+void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && !kLimit) {
+    static const int stages = [] {
+      const char* v = std::getenv("NVFP4MOE_QUANT_BULK_STAGES");
+      return v != nullptr ? std::atoi(v) : k::kBulkStages;
+    }();
+    if (stages == 2) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 2>(p, stream);
+    if (stages == 5) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 5>(p, stream);
+  }
+  launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages>(p, stream);
 }
 
 template <typename T, bool kSilu, bool kLimit>

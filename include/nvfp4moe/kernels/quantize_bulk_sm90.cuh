@@ -33,7 +33,8 @@
 
 namespace nvfp4moe::kernels {
 
-inline constexpr int kBulkStages = 3;       // step buffers per warp (2 steps in flight while one computes)
+inline constexpr int kBulkStages = 3;       // step buffers per warp (2 steps in flight while one computes);
+                                            // the launcher can take 2 or 5 for A/B runs
 inline constexpr int kBulkBlocksPerSm = 3;  // launch bound; the launcher sizes the grid by occupancy
 
 // Bytes of one step buffer: kChunks x 512 B of input (gate, then up, with the SiLU input).
@@ -41,8 +42,8 @@ template <typename T, bool kSilu, int kChunks>
 inline constexpr uint32_t kBulkStepBytes = uint32_t(kChunks * kWalkChunkElems * sizeof(T)) * (kSilu ? 2u : 1u);
 
 // Dynamic shared memory of one block: every warp's ring.
-template <typename T, bool kSilu, int kChunks>
-inline constexpr int kBulkRingBytes = (kQuantThreads / 32) * kBulkStages * int(kBulkStepBytes<T, kSilu, kChunks>);
+template <typename T, bool kSilu, int kChunks, int kStages = kBulkStages>
+inline constexpr int kBulkRingBytes = (kQuantThreads / 32) * kStages * int(kBulkStepBytes<T, kSilu, kChunks>);
 
 // Issues step `st` into the buffer at `dst` (barrier `bar`); rows >= bound or a bad gather entry
 // load nothing (the phase completes by a plain arrive). All lanes call it (the gather entry is
@@ -67,7 +68,8 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
 }
 
 // kChunks: chunks per warp step, as for quantize_nvfp4_rows_kernel ((K / 256) % kChunks == 0).
-template <typename T, bool kSilu, bool kLimit, int kChunks>
+// kStages: step buffers per warp (kBulkStages; others for A/B runs).
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;
@@ -75,14 +77,14 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   constexpr uint32_t kStepBytes = kBulkStepBytes<T, kSilu, kChunks>;
   constexpr uint32_t kHalf = uint32_t(kStepElems * sizeof(T));
   __shared__ ExpertTables t;
-  __shared__ __align__(8) uint64_t bars[kWarps][kBulkStages];
+  __shared__ __align__(8) uint64_t bars[kWarps][kStages];
   extern __shared__ __align__(128) uint8_t ring[];
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const uint32_t ring0 = uint32_t(__cvta_generic_to_shared(ring)) + uint32_t(warp * kBulkStages) * kStepBytes;
+  const uint32_t ring0 = uint32_t(__cvta_generic_to_shared(ring)) + uint32_t(warp * kStages) * kStepBytes;
   const uint32_t bar0 = uint32_t(__cvta_generic_to_shared(&bars[warp][0]));
   if (lane == 0) {
 #pragma unroll
-    for (int s = 0; s < kBulkStages; ++s) ptx::mbarrier_init(bar0 + 8 * s, 1);
+    for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(bar0 + 8 * s, 1);
     ptx::fence_mbarrier_init();
   }
   __syncwarp();
@@ -90,11 +92,11 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   RowStepWalk walk, issue;
   walk.init(global_warp(), total_warps(), p.k / kStepElems);
   issue = walk;
-  // The first kBulkStages steps before the tables: rows up to the capacity (off[E] is not known
+  // The first kStages steps before the tables: rows up to the capacity (off[E] is not known
   // yet; rows past it are loaded and then written as zero codes).
   uint32_t bad_bits = 0;  // bit s: the step in buffer s had a bad gather entry (warp-uniform)
 #pragma unroll
-  for (int s = 0; s < kBulkStages; ++s) {
+  for (int s = 0; s < kStages; ++s) {
     if (issue.row < cap) {
       if (issue_step<T, kSilu, kChunks>(p, issue, cap, ring0 + s * kStepBytes, bar0 + 8 * s, lane)) bad_bits |= 1u << s;
       issue.advance();
@@ -131,7 +133,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
       issue.advance();
     }
     walk.advance();
-    if (++slot == kBulkStages) {
+    if (++slot == kStages) {
       slot = 0;
       phase ^= 1u;
     }
