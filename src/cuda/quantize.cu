@@ -73,13 +73,15 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
 
 int g_bulk_override = -1;  // set_quantize_bulk
 
+int env_or(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != 0 ? std::atoi(v) : fallback;
+}
+
 // Whether large row-step calls take the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh):
 // set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1 from the environment, else yes.
 bool quantize_bulk() {
-  static const int env = [] {
-    const char* v = std::getenv("NVFP4MOE_QUANT_BULK");
-    return v != nullptr && *v != 0 ? std::atoi(v) : -1;
-  }();
+  static const int env = env_or("NVFP4MOE_QUANT_BULK", -1);
   const int want = g_bulk_override >= 0 ? g_bulk_override : env;
   return want != 0;
 }
@@ -120,9 +122,9 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
 // Launches the bulk-copy kernel with kChunks chunks per step and kStages buffers per warp: its
 // ring in dynamic shared memory, the grid one resident wave (blocks per SM as the occupancy
 // calculator gives them).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages, bool kLaneBlocks = kChunks % 2 == 0>
 void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
-  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages>;
+  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages, kLaneBlocks>;
   constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks, kStages>;
   static const int per_sm = [] {
     NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -136,17 +138,17 @@ void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
   launch_pdl(kernel, grid, block, size_t(kSmem), stream, p);
 }
 
-// Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without
-// the clamp only; other calls keep kBulkStages).
+// Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs; lane blocks
+// where kChunks is even, or NVFP4MOE_QUANT_LANE_BLOCKS=0 for lane pairs (both overrides for
+// bf16 without the clamp only; other calls keep the defaults).
 template <typename T, bool kSilu, bool kLimit, int kChunks>
 void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, __nv_bfloat16> && !kLimit) {
-    static const int stages = [] {
-      const char* v = std::getenv("NVFP4MOE_QUANT_BULK_STAGES");
-      return v != nullptr ? std::atoi(v) : k::kBulkStages;
-    }();
+    static const int stages = env_or("NVFP4MOE_QUANT_BULK_STAGES", k::kBulkStages);
+    static const bool lane_blocks = env_or("NVFP4MOE_QUANT_LANE_BLOCKS", 1) != 0;
     if (stages == 2) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 2>(p, stream);
     if (stages == 5) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 5>(p, stream);
+    if (!lane_blocks) return launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages, false>(p, stream);
   }
   launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages>(p, stream);
 }

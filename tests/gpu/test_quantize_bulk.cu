@@ -79,11 +79,12 @@ TEST(QuantizeBulkSm90, ExpertsSameBytesAsRegisterKernel) {
       const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
       std::vector<float> g(size_t(c.experts));
       for (size_t e = 0; e < g.size(); ++e) g[e] = 0.5f + float(e % 7) * 311.0f;
+      // The input has rows_out rows; with the gather map only its first rows_in rows are read.
       const int32_t rows_in = rows_out / 2 + 3;
       std::vector<int32_t> gather(static_cast<size_t>(rows_out));
       for (int32_t i = 0; i < rows_out; ++i) gather[size_t(i)] = int32_t((int64_t(i) * 7919) % rows_in);
       gather[size_t(c.rows / 2)] = rows_in;  // out of range: flag, zero codes for that row
-      const auto x = random_activations(rows_in, c.k, dt, seed);
+      const auto x = random_activations(rows_out, c.k, dt, seed);
       DeviceBuffer<uint16_t> dx(x);
       DeviceBuffer<int32_t> doff(off), dgather(gather);
       DeviceBuffer<float> dg(g);

@@ -210,19 +210,59 @@ __device__ __noinline__ uint32_t quantize_pair8_reference(uint4 w, bool nan_bloc
   return codes8_reference<T>(w, m);
 }
 
+// The block's scale from the packed maximum m2 of its magnitudes (NaN kept: max_nan), with
+// global scale g (inv_g = reciprocal_rn(g)): the e4m3 code s, and, on the fast path, the
+// multiplier m. Fast path (every block of finite data with a positive global scale): scale
+// code 0..0x7e, m = 0 (zero scale) or reciprocal_rn(sv / g) by rcp_rn_fast. m >= 0 is finite,
+// so x * m is never NaN (x = +-Inf only with m > 0: a zero scale needs a finite amax) and
+// keeps x's sign, also for +-0: codes from |x| * m, signs from the packed input. One
+// predicate guards it, so the common path has a single branch.
+struct BlockScale {
+  uint32_t s;      // e4m3 scale code (kE4M3NaN for a NaN block)
+  float m;         // multiplier (fast path only)
+  bool fast;
+  bool nan_block;
+};
+
+template <typename T>
+__device__ __forceinline__ BlockScale block_scale_fast(uint32_t m2, float g, float inv_g) {
+  using Tr = ActTraits<T>;
+  BlockScale b;
+  b.nan_block = ((m2 + Tr::kNaNCarry) & 0x80008000u) != 0;
+  const float amax = fmaxf(Tr::lo(m2), Tr::hi(m2));
+  const uint32_t s0 = e4m3_code_hw(g * (amax * kOneSixth));  // block_scale_code
+  b.s = b.nan_block ? kE4M3NaN : s0;
+  const bool zero = b.s == 0u;
+  const float d = e4m3_value_hw(b.s) * inv_g;
+  b.fast = b.s <= 0x7eu && (zero || rcp_rn_fast_range(d));
+  b.m = zero ? 0.0f : rcp_rn_fast(d);
+  return b;
+}
+
+// Codes of 8 activations w (magnitudes ax..aw = w & kMag) times the fast-path multiplier m.
+template <typename T>
+__device__ __forceinline__ uint32_t codes8_fast(const uint4& w, uint32_t ax, uint32_t ay, uint32_t az, uint32_t aw,
+                                                float m) {
+  using Tr = ActTraits<T>;
+  uint32_t b[8];
+  b[0] = e2m1_magnitude_bits_of_abs(Tr::lo(ax) * m);
+  b[1] = e2m1_magnitude_bits_of_abs(Tr::hi(ax) * m);
+  b[2] = e2m1_magnitude_bits_of_abs(Tr::lo(ay) * m);
+  b[3] = e2m1_magnitude_bits_of_abs(Tr::hi(ay) * m);
+  b[4] = e2m1_magnitude_bits_of_abs(Tr::lo(az) * m);
+  b[5] = e2m1_magnitude_bits_of_abs(Tr::hi(az) * m);
+  b[6] = e2m1_magnitude_bits_of_abs(Tr::lo(aw) * m);
+  b[7] = e2m1_magnitude_bits_of_abs(Tr::hi(aw) * m);
+  return pack_codes8(b, sign_nibbles8(w));
+}
+
 // Quantizes the 8 activations w of this lane (T packed, element 2i in the low half of word i)
 // as one half of the 16-element block it shares with lane ^ 1: the block amax is exchanged
 // with one shuffle, both lanes derive the same scale and multiplier, each packs its 8 codes
 // (element 2i in the low nibble of byte i) into the returned word. *scale_code receives the
 // block's e4m3 byte. All 32 lanes must call it (lanes without data pass zeros). Every value
 // equals block_quant.h's: the block amax is exact (NaN blocks get scale 0x7F, codes 7), the
-// scale and multiplier are the same correctly rounded steps.
-//
-// Fast path (every block of finite data with a positive global scale): scale code 0..0x7e,
-// multiplier m = 0 (zero scale) or reciprocal_rn(sv / g) by rcp_rn_fast. m >= 0 is finite, so
-// x * m is never NaN (x = +-Inf only with m > 0: a zero scale needs a finite amax) and keeps
-// x's sign, also for +-0: codes from |x| * m, signs from the packed input. One predicate
-// guards it, so the common path has a single branch.
+// scale and multiplier are the same correctly rounded steps (block_scale_fast).
 template <typename T>
 __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, float inv_g, uint32_t* scale_code) {
   using Tr = ActTraits<T>;
@@ -230,28 +270,30 @@ __device__ __forceinline__ uint32_t quantize_pair8(const uint4& w, float g, floa
   const uint32_t ax = w.x & kMag, ay = w.y & kMag, az = w.z & kMag, aw = w.w & kMag;
   uint32_t m2 = Tr::max_nan(Tr::max_nan(ax, ay), Tr::max_nan(az, aw));
   m2 = Tr::max_nan(m2, __shfl_xor_sync(0xffffffffu, m2, 1)) & kMag;
-  const bool nan_block = ((m2 + Tr::kNaNCarry) & 0x80008000u) != 0;
-  const float amax = fmaxf(Tr::lo(m2), Tr::hi(m2));
-  const uint32_t s0 = e4m3_code_hw(g * (amax * kOneSixth));  // block_scale_code
-  const uint32_t s = nan_block ? kE4M3NaN : s0;
-  *scale_code = s;
-  const bool zero = s == 0u;
-  const float d = e4m3_value_hw(s) * inv_g;
-  const bool fast = s <= 0x7eu && (zero || rcp_rn_fast_range(d));
-  if (fast) {
-    const float m = zero ? 0.0f : rcp_rn_fast(d);
-    uint32_t b[8];
-    b[0] = e2m1_magnitude_bits_of_abs(Tr::lo(ax) * m);
-    b[1] = e2m1_magnitude_bits_of_abs(Tr::hi(ax) * m);
-    b[2] = e2m1_magnitude_bits_of_abs(Tr::lo(ay) * m);
-    b[3] = e2m1_magnitude_bits_of_abs(Tr::hi(ay) * m);
-    b[4] = e2m1_magnitude_bits_of_abs(Tr::lo(az) * m);
-    b[5] = e2m1_magnitude_bits_of_abs(Tr::hi(az) * m);
-    b[6] = e2m1_magnitude_bits_of_abs(Tr::lo(aw) * m);
-    b[7] = e2m1_magnitude_bits_of_abs(Tr::hi(aw) * m);
-    return pack_codes8(b, sign_nibbles8(w));
-  }
-  return quantize_pair8_reference<T>(w, nan_block, s, inv_g);
+  const BlockScale b = block_scale_fast<T>(m2, g, inv_g);
+  *scale_code = b.s;
+  if (b.fast) return codes8_fast<T>(w, ax, ay, az, aw, b.m);
+  return quantize_pair8_reference<T>(w, b.nan_block, b.s, inv_g);
+}
+
+// Quantizes one whole 16-element block held by this lane (w0: elements 0..7, w1: 8..15): the
+// same values as quantize_pair8 gives the two lanes of a pair, with the block's scale work
+// done once for 16 elements instead of in both lanes, and no shuffle. Returns the 8 code
+// bytes (element 2i in the low nibble of byte i) as two words.
+template <typename T>
+__device__ __forceinline__ uint2 quantize_block16(const uint4& w0, const uint4& w1, float g, float inv_g,
+                                                  uint32_t* scale_code) {
+  using Tr = ActTraits<T>;
+  constexpr uint32_t kMag = 0x7fff7fffu;
+  const uint32_t ax = w0.x & kMag, ay = w0.y & kMag, az = w0.z & kMag, aw = w0.w & kMag;
+  const uint32_t bx = w1.x & kMag, by = w1.y & kMag, bz = w1.z & kMag, bw = w1.w & kMag;
+  const uint32_t m0 = Tr::max_nan(Tr::max_nan(ax, ay), Tr::max_nan(az, aw));
+  const uint32_t m1 = Tr::max_nan(Tr::max_nan(bx, by), Tr::max_nan(bz, bw));
+  const BlockScale b = block_scale_fast<T>(Tr::max_nan(m0, m1) & kMag, g, inv_g);
+  *scale_code = b.s;
+  if (b.fast) return make_uint2(codes8_fast<T>(w0, ax, ay, az, aw, b.m), codes8_fast<T>(w1, bx, by, bz, bw, b.m));
+  return make_uint2(quantize_pair8_reference<T>(w0, b.nan_block, b.s, inv_g),
+                    quantize_pair8_reference<T>(w1, b.nan_block, b.s, inv_g));
 }
 
 // The 8 values of a lane's quantized elements as bf16 (element i: nibble i of codes), each
@@ -275,6 +317,15 @@ __device__ __forceinline__ uint32_t scale_word_of_pairs(uint32_t scale_code, int
   uint32_t w = scale_code << (8 * ((lane >> 1) & 3));
   w |= __shfl_xor_sync(0xffffffffu, w, 2);
   w |= __shfl_xor_sync(0xffffffffu, w, 4);
+  return w;
+}
+
+// Assembles the scale bytes of lanes 4k .. 4k+3 (blocks 0..3 of one scale-column group, one
+// block per lane) into one little-endian word, valid in all four lanes. All lanes call it.
+__device__ __forceinline__ uint32_t scale_word_of_group(uint32_t scale_code, int lane) {
+  uint32_t w = scale_code << (8 * (lane & 3));
+  w |= __shfl_xor_sync(0xffffffffu, w, 1);
+  w |= __shfl_xor_sync(0xffffffffu, w, 2);
   return w;
 }
 

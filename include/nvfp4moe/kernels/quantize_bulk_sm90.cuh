@@ -68,8 +68,42 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
 }
 
 // kChunks: chunks per warp step, as for quantize_nvfp4_rows_kernel ((K / 256) % kChunks == 0).
-// kStages: step buffers per warp (kBulkStages; others for A/B runs).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
+// Block i of this lane in a lane-block step (kChunks even): block j = lane + 32 i of the step,
+// read from the step buffer at buf (this lane's block 0), quantized whole by the lane
+// (quantize_block16: the block's scale work once per 16 elements, no shuffle), 8 code bytes
+// stored (256 contiguous bytes per warp), and the scale word of blocks 4k .. 4k+3 stored by
+// lane 4k. Zero codes for a row without data. All 32 lanes call it.
+template <typename T, bool kSilu, bool kLimit>
+__device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
+                                                    int i, uint32_t buf, uint32_t up_offset, bool load, int lane) {
+  uint2* codes = reinterpret_cast<uint2*>(o.codes) + 32 * i;
+  if (!o.data) {
+    *codes = make_uint2(0u, 0u);
+    return;
+  }
+  uint4 w0 = make_uint4(0u, 0u, 0u, 0u), w1 = w0, u0 = w0, u1 = w0;
+  if (load) {
+    w0 = ptx::ld_shared_v4(buf);
+    w1 = ptx::ld_shared_v4(buf + 16);
+    if constexpr (kSilu) {
+      u0 = ptx::ld_shared_v4(buf + up_offset);
+      u1 = ptx::ld_shared_v4(buf + up_offset + 16);
+    }
+  }
+  if constexpr (kSilu) {
+    w0 = silu_mul_pack8<T, kLimit>(w0, u0, p.limit);
+    w1 = silu_mul_pack8<T, kLimit>(w1, u1, p.limit);
+  }
+  uint32_t s;
+  *codes = quantize_block16<T>(w0, w1, ec.g, ec.g_inv, &s);
+  const uint32_t word = scale_word_of_group(s, lane);
+  if ((lane & 3) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + i * 8 * kScaleTileBytes) = word;
+}
+
+// kStages: step buffers per warp (kBulkStages; others for A/B runs). kLaneBlocks (kChunks even):
+// each lane quantizes whole blocks (quantize_lane_block) instead of sharing each block with
+// its neighbour (quantize_step_chunk); the same bytes either way.
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages, bool kLaneBlocks = kChunks % 2 == 0>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;
@@ -111,17 +145,26 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   uint32_t phase = 0;  // parity of the buffers' current use (flips when the ring wraps)
   while (walk.row < cap) {
     const bool bad = (bad_bits >> slot) & 1u;
-    const StepOut out = begin_step(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
-    const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 16;
+    const StepOut out = begin_step<kLaneBlocks>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
     ptx::mbarrier_wait(bar0 + 8 * slot, phase);
+    if constexpr (kLaneBlocks) {
+      static_assert(kChunks % 2 == 0, "a lane-block step holds 32 blocks per two chunks");
+      const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 32;
 #pragma unroll
-    for (int u = 0; u < kChunks; ++u) {
-      uint4 a = make_uint4(0u, 0u, 0u, 0u), up = a;
-      if (out.data && !bad) {
-        a = ptx::ld_shared_v4(buf + u * kWalkChunkElems * sizeof(T));
-        if constexpr (kSilu) up = ptx::ld_shared_v4(buf + kHalf + u * kWalkChunkElems * sizeof(T));
+      for (int i = 0; i < kChunks / 2; ++i) {
+        quantize_lane_block<T, kSilu, kLimit>(p, out, ec, i, buf + i * 32 * 32, kHalf, !bad, lane);
       }
-      quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, a, up, lane);
+    } else {
+      const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 16;
+#pragma unroll
+      for (int u = 0; u < kChunks; ++u) {
+        uint4 a = make_uint4(0u, 0u, 0u, 0u), up = a;
+        if (out.data && !bad) {
+          a = ptx::ld_shared_v4(buf + u * kWalkChunkElems * sizeof(T));
+          if constexpr (kSilu) up = ptx::ld_shared_v4(buf + kHalf + u * kWalkChunkElems * sizeof(T));
+        }
+        quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, a, up, lane);
+      }
     }
     // Every lane's reads of this buffer are done (their values were used above): refill it.
     __syncwarp();

@@ -105,16 +105,20 @@ struct StepOut {
   bool data;
 };
 
+// kLaneBlocks: the lane-block layout of the bulk kernel (quantize_bulk_sm90.cuh: lane l owns
+// blocks l, l + 32, ...; its code words at 2 l, its scale byte in column l of the step).
+template <bool kLaneBlocks = false>
 __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const ExpertTables& t, int E, ExpertCache& ec,
                                               int32_t row, int32_t col0, int32_t total, int32_t nq, bool bad_src,
                                               int lane) {
   StepOut o;
-  o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + lane;
+  o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + (kLaneBlocks ? 2 * lane : lane);
   o.data = row < total;  // the whole warp
   o.scale_word = nullptr;
   if (o.data) {
     if (row < ec.lo || row >= ec.hi) ec.find(t, E, row);
-    o.scale_word = p.scales + swizzled_offset(row + ec.sf_minus_lo, col0 / kBlockSize + 4 * (lane >> 3), nq);
+    const int32_t col = col0 / kBlockSize + (kLaneBlocks ? lane : 4 * (lane >> 3));
+    o.scale_word = p.scales + swizzled_offset(row + ec.sf_minus_lo, col, nq);
     if (bad_src && lane == 0 && p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
   }
   return o;

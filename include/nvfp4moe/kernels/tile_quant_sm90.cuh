@@ -113,15 +113,6 @@ __device__ __forceinline__ uint2 quantize_block16_lane(const uint4& w0, const ui
   return make_uint2(lo, hi);
 }
 
-// Assembles the scale bytes of lanes 4k .. 4k+3 (blocks c = 0..3 of one group) into one
-// little-endian word, valid in all four lanes. All 32 lanes must call it together.
-__device__ __forceinline__ uint32_t scale_word_of_group(uint8_t scale_code, int lane) {
-  uint32_t w = uint32_t(scale_code) << (8 * (lane & 3));
-  w |= __shfl_xor_sync(0xffffffffu, w, 1);
-  w |= __shfl_xor_sync(0xffffffffu, w, 2);
-  return w;
-}
-
 // Lane geometry of a slab. A unit is one row x one column group (4 blocks, 64 elements); a
 // tile slab has n_valid * W units (W = 2 * slab_pairs groups per row, the last slab may use
 // only nq < W of them), numbered group-fastest, so a chunk (8 consecutive units, one warp
