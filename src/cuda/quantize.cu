@@ -116,8 +116,9 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
       if (plan.row_step == 0 && cpr % c == 0) plan.row_step = c;
     }
   }
-  // Even steps only: the lane-block layout needs them, and the SiLU input's 3-chunk steps
-  // (Qwen3's 768 wide product) measured 5% slower on the bulk kernel (H200, M = 8192).
+  // Even steps only: the lane-block layout needs them (so K % 512 == 0), and the SiLU input's
+  // 3-chunk steps (Qwen3's 768-wide product) measured 5% slower there with lane pairs (H200,
+  // M = 8192).
   plan.bulk = plan.row_step > 1 && plan.row_step % 2 == 0 && quantize_bulk(p.off == nullptr);
   return plan;
 }
@@ -125,9 +126,9 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
 // Launches the bulk-copy kernel with kChunks chunks per step and kStages buffers per warp: its
 // ring in dynamic shared memory, the grid one resident wave (blocks per SM as the occupancy
 // calculator gives them).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages, bool kLaneBlocks = kChunks % 2 == 0>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages>
 void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
-  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages, kLaneBlocks>;
+  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages>;
   constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks, kStages>;
   static const int per_sm = [] {
     NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -141,17 +142,14 @@ void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
   launch_pdl(kernel, grid, block, size_t(kSmem), stream, p);
 }
 
-// Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs; lane blocks
-// where kChunks is even, or NVFP4MOE_QUANT_LANE_BLOCKS=0 for lane pairs (both overrides for
-// bf16 without the clamp only; other calls keep the defaults).
+// Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without
+// the clamp only; other calls keep kBulkStages).
 template <typename T, bool kSilu, bool kLimit, int kChunks>
 void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, __nv_bfloat16> && !kLimit) {
     static const int stages = env_or("NVFP4MOE_QUANT_BULK_STAGES", k::kBulkStages);
-    static const bool lane_blocks = env_or("NVFP4MOE_QUANT_LANE_BLOCKS", 1) != 0;
     if (stages == 2) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 2>(p, stream);
     if (stages == 5) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 5>(p, stream);
-    if (!lane_blocks) return launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages, false>(p, stream);
   }
   launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages>(p, stream);
 }
@@ -162,9 +160,11 @@ void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   constexpr int kAlt = kSilu ? 3 : 2;
   const QuantPlan plan = plan_quantize<kSilu>(p);
-  if (plan.bulk) {
-    plan.row_step == kChunks ? launch_bulk<T, kSilu, kLimit, kChunks>(p, stream)
-                             : launch_bulk<T, kSilu, kLimit, kAlt>(p, stream);
+  if (plan.bulk) {  // even steps only: kChunks, or kAlt where it is even
+    if constexpr (kAlt % 2 == 0) {
+      if (plan.row_step == kAlt) launch_bulk<T, kSilu, kLimit, kAlt>(p, stream);
+    }
+    if (plan.row_step == kChunks) launch_bulk<T, kSilu, kLimit, kChunks>(p, stream);
     NVFP4MOE_CUDA_CHECK_LAUNCH();
     return;
   }

@@ -1,17 +1,19 @@
-// NVFP4 quantization of large tensors whose width is a multiple of 256 (every model width) with
+// NVFP4 quantization of large tensors whose width is a multiple of 512 (every model width) with
 // the input streamed into shared memory by bulk copies: per-expert (with the optional gather),
 // the fused SiLU*Mul + per-expert quantization, and one matrix (quantize, the runtime scale's
-// quantize pass: QuantizeParams::off == nullptr). The walk, the arithmetic and the stores are
-// those of the row-step kernel (quantize_rows_sm90.cuh), so both write the same bytes; only
-// where the input waits differs:
+// quantize pass: QuantizeParams::off == nullptr). The walk (steps of kChunks x 256 elements of
+// one row), the expert tables and the outputs are those of the row-step kernel
+// (quantize_rows_sm90.cuh), so both write the same bytes; what differs:
 //
-//   row-step kernel:  registers hold one step per warp (kChunks x 512 B), loaded while the
-//                     previous step is quantized;
+//   row-step kernel:  registers hold one step per warp, loaded while the previous step is
+//                     quantized; lanes 2i, 2i+1 share each 16-element block (quantize_pair8);
 //   this kernel:      each warp owns a ring of kBulkStages step buffers in shared memory;
 //                     lane 0 refills a buffer with the step kBulkStages ahead as soon as the
 //                     warp has quantized it (cp.async.bulk, completing on the buffer's
 //                     mbarrier), so kBulkStages - 1 steps per warp are in flight while it
-//                     computes, at no register cost.
+//                     computes, at no register cost; and each lane quantizes whole blocks
+//                     (lane l: blocks l, l + 32, ... of the step; quantize_block16), so the
+//                     block's scale work is done once per 16 elements and needs no shuffle.
 //
 // Why: the row-step kernel stalls on its loads (Nsight Compute, H100, M = 65536, K = 7168:
 // 46% of the stall samples on the first use of a step's loaded registers, DRAM 62% busy), and
@@ -19,7 +21,9 @@
 // The ring decode GEMM moved from register loads to a bulk-copy ring and went from 89% to 98%
 // of copy bandwidth on the same machine.
 //
-// Each warp's ring is private: no block barrier after the tables, no producer warp. A step
+// Measured (H200, docs/results/quantize.md): 10-21% faster than the register kernels at
+// M = 65536; lane blocks are 8-12% of that. Each warp's ring is private: no block barrier
+// after the tables, no producer warp. A step
 // whose row holds no input (past the bound, or a bad gather entry) completes its buffer's
 // phase with a plain arrive and is quantized from zeros, exactly as the row-step kernel does.
 #pragma once
@@ -68,7 +72,7 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
 }
 
 // kChunks: chunks per warp step, as for quantize_nvfp4_rows_kernel ((K / 256) % kChunks == 0).
-// Block i of this lane in a lane-block step (kChunks even): block j = lane + 32 i of the step,
+// Block i of this lane in a step: block j = lane + 32 i of the step,
 // read from the step buffer at buf (this lane's block 0), quantized whole by the lane
 // (quantize_block16: the block's scale work once per 16 elements, no shuffle), 8 code bytes
 // stored (256 contiguous bytes per warp), and the scale word of blocks 4k .. 4k+3 stored by
@@ -100,10 +104,9 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
   if ((lane & 3) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + i * 8 * kScaleTileBytes) = word;
 }
 
-// kStages: step buffers per warp (kBulkStages; others for A/B runs). kLaneBlocks (kChunks even):
-// each lane quantizes whole blocks (quantize_lane_block) instead of sharing each block with
-// its neighbour (quantize_step_chunk); the same bytes either way.
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages, bool kLaneBlocks = kChunks % 2 == 0>
+// kChunks: chunks per warp step, even ((K / 256) % kChunks == 0): a step is kChunks / 2 lane
+// blocks per lane. kStages: step buffers per warp (kBulkStages; 2 or 5 for A/B runs).
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;
@@ -145,26 +148,13 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   uint32_t phase = 0;  // parity of the buffers' current use (flips when the ring wraps)
   while (walk.row < cap) {
     const bool bad = (bad_bits >> slot) & 1u;
-    const StepOut out = begin_step<kLaneBlocks>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
+    const StepOut out = begin_step</*kLaneBlocks=*/true>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
     ptx::mbarrier_wait(bar0 + 8 * slot, phase);
-    if constexpr (kLaneBlocks) {
-      static_assert(kChunks % 2 == 0, "a lane-block step holds 32 blocks per two chunks");
-      const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 32;
+    static_assert(kChunks % 2 == 0, "a step holds 32 lane blocks per two chunks");
+    const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 32;
 #pragma unroll
-      for (int i = 0; i < kChunks / 2; ++i) {
-        quantize_lane_block<T, kSilu, kLimit>(p, out, ec, i, buf + i * 32 * 32, kHalf, !bad, lane);
-      }
-    } else {
-      const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 16;
-#pragma unroll
-      for (int u = 0; u < kChunks; ++u) {
-        uint4 a = make_uint4(0u, 0u, 0u, 0u), up = a;
-        if (out.data && !bad) {
-          a = ptx::ld_shared_v4(buf + u * kWalkChunkElems * sizeof(T));
-          if constexpr (kSilu) up = ptx::ld_shared_v4(buf + kHalf + u * kWalkChunkElems * sizeof(T));
-        }
-        quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, a, up, lane);
-      }
+    for (int i = 0; i < kChunks / 2; ++i) {
+      quantize_lane_block<T, kSilu, kLimit>(p, out, ec, i, buf + i * 32 * 32, kHalf, !bad, lane);
     }
     // Every lane's reads of this buffer are done (their values were used above): refill it.
     __syncwarp();
