@@ -18,7 +18,7 @@
 // the per-call event overhead: what a call costs inside a captured forward pass, and the
 // measure of the "M <= 16 under 5 us" target.
 //
-//   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K]
+//   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K] [--bulk 0|1|2]
 // (--m / --k: only that row count / width, e.g. to profile one shape.)
 #include <cuda_runtime.h>
 
@@ -84,7 +84,14 @@ static int run_benchmark(int argc, char** argv) {
   std::printf("device: %s\n", nb::describe(dev).c_str());
   std::printf("copy bandwidth (1 GiB D2D, read + write): %.0f GB/s\n", copy_gbs);
   const nb::Timing empty = nb::time_median_us(stream, [&](int) { empty_kernel<<<1, 32, 0, stream>>>(); }, 10, 200);
-  std::printf("timing floor (empty kernel, median): %.2f us\n\n", empty.median_us);
+  std::printf("timing floor (empty kernel, median): %.2f us\n", empty.median_us);
+  // Large calls on the bulk-copy kernel or the register kernels (cuda/quantize.h
+  // set_quantize_bulk): --bulk 0|1|2, else NVFP4MOE_QUANT_BULK, else 0.
+  const char* bulk_arg = nb::arg_value(argc, argv, "--bulk");
+  const char* bulk_env = std::getenv("NVFP4MOE_QUANT_BULK");
+  const int bulk = bulk_arg != nullptr ? std::atoi(bulk_arg) : bulk_env != nullptr ? std::atoi(bulk_env) : 0;
+  nvfp4moe::cuda::set_quantize_bulk(bulk);
+  std::printf("bulk-copy kernel for large calls: %d (0 register kernels, 1 all, 2 per-expert only)\n\n", bulk);
 
   std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 1024} : std::vector<int64_t>{1, 16, 128, 1024, 8192, 65536};
   std::vector<int64_t> ks = {2048, 7168};
@@ -176,7 +183,7 @@ static int run_benchmark(int argc, char** argv) {
   nb::JsonWriter json;
   nb::add_device_meta(json.meta(), dev, copy_gbs);
   json.meta().add("empty_kernel_us", empty.median_us);
-  json.meta().add("benchmark", "bench_quantize").add("dtype", "bf16");
+  json.meta().add("benchmark", "bench_quantize").add("dtype", "bf16").add("quant_bulk", bulk);
   for (const Row& r : rows) {
     const double gbs = r.bytes / (r.t.median_us * 1e-6) / 1e9;
     const double pct = 100.0 * gbs / copy_gbs;

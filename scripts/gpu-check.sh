@@ -62,7 +62,7 @@ if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   # with the one-launch MoE front end and the forward paths test (small shapes only).
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 1 build/tests/nvfp4moe_gpu_tests \
-      --gtest_filter='*Small*:RoutePermuteValues.*:MoeGpu.ForwardPaths*:GemmSm90.DecodeRing*' > "$OUT/sanitizer-$tool.log" 2>&1
+      --gtest_filter='*Small*:RoutePermuteValues.*:MoeGpu.ForwardPaths*:GemmSm90.DecodeRing*:QuantizeBulkSm90.Experts*' > "$OUT/sanitizer-$tool.log" 2>&1
     rc=$?
     record "compute-sanitizer $tool" "$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) rc=$rc"
   done
@@ -133,6 +133,22 @@ if ((run_bench)); then
     NVFP4MOE_GEMM_RING=$rg timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
       --tokens 1,4,16,64 > "$OUT/moe_ring_$rg.txt" 2>&1
     record "nvfp4-moe bench, ring=$rg" "rc=$? (table in moe_ring_$rg.txt)"
+  done
+  # The bulk-copy quantizer (off by default; docs/results/quantize.md): the kernels alone at
+  # M = 65536, and the DeepSeek-V3 layer, where it measured 2.7% slower at T = 4096 on an H200,
+  # with it everywhere (1) and for the per-expert calls only (2: the shared expert's one-matrix
+  # quantizer on the tile kernel), twice.
+  for b in 0 1; do
+    NVFP4MOE_QUANT_BULK=$b timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_quantize --m 65536 \
+      > "$OUT/quant_bulk_$b.txt" 2>&1
+    record "quantize M=65536, bulk=$b" "rc=$? (table in quant_bulk_$b.txt)"
+  done
+  for round in 1 2; do
+    for b in 0 1 2; do
+      NVFP4MOE_QUANT_BULK=$b timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline --model deepseek-v3 \
+        --tokens 1024,4096 > "$OUT/moe_bulk_${b}_$round.txt" 2>&1
+      record "nvfp4-moe bench, bulk=$b ($round)" "rc=$? (table in moe_bulk_${b}_$round.txt)"
+    done
   done
   for pf in 0 16; do
     NVFP4MOE_GEMM_PREFETCH_ATOMS=$pf timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \

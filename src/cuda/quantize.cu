@@ -78,13 +78,16 @@ int env_or(const char* name, int fallback) {
   return v != nullptr && *v != 0 ? std::atoi(v) : fallback;
 }
 
-// Whether large row-step calls take the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh):
-// set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1|2 from the environment (2: per-expert calls
-// only, one matrix on the tile-slab kernel), else yes.
+// Whether large calls of an even row step take the bulk-copy kernel
+// (kernels/quantize_bulk_sm90.cuh): set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1|2 from the
+// environment (2: per-expert calls only, one matrix on the tile-slab kernel), else no. Off by
+// default although the kernel is 10-21% faster alone (H200, docs/results/quantize.md): the
+// DeepSeek-V3 layer at T = 4096 measured 2.7% slower with it (T <= 1024: the same), for a
+// reason not found yet, and the layer is what users run.
 bool quantize_bulk(bool one_matrix) {
-  static const int env = env_or("NVFP4MOE_QUANT_BULK", -1);
+  static const int env = env_or("NVFP4MOE_QUANT_BULK", 0);
   const int want = g_bulk_override >= 0 ? g_bulk_override : env;
-  return want != 0 && !(want == 2 && one_matrix);
+  return want == 1 || (want == 2 && !one_matrix);
 }
 
 // Kernel variant by width: K % 256 == 0 (every model width) takes the row-step walk
@@ -93,8 +96,8 @@ bool quantize_bulk(bool one_matrix) {
 // of other chunk counts take the flat walk (quantize_sm90.cuh), as does a call with the
 // values output (compiled into the flat one-chunk kernel only). By size: small tensors (less
 // than one resident wave of warps with a full step each) one chunk per warp step, so that the
-// latency is one load and one chunk's arithmetic. Large row-step calls stream their input
-// through shared memory (quantize_bulk_sm90.cuh) unless quantize_bulk() says no.
+// latency is one load and one chunk's arithmetic. Large calls of an even row step stream their
+// input through shared memory (quantize_bulk_sm90.cuh) where quantize_bulk() says so.
 struct QuantPlan {
   int row_step = 0;  // chunks per step of the row-step walk; 0: the flat walk
   bool one_chunk = false;

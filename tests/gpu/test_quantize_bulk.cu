@@ -2,7 +2,7 @@
 // kernels it replaces for large calls (the row-step walk; one matrix the tile-slab kernel):
 // the same bytes for every operation it serves, including the error flag and zero codes of a
 // bad gather entry, and a CUDA graph replay. The other quantization tests check the default
-// (bulk) path against the CPU golden model, so together both kernels are checked against it.
+// (register) kernels against the CPU golden model, so together both are checked against it.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 

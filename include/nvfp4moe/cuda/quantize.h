@@ -106,12 +106,14 @@ void dequantize(const uint8_t* codes, const uint8_t* scales, int64_t rows, int64
 void dequantize_bf16(const uint8_t* codes, const uint8_t* scales, int64_t rows, int64_t k,
                      const float* g, void* out, cudaStream_t stream);
 
-// Tuning and validation only: which kernel large calls of a width K % 256 == 0 take (quantize,
+// Tuning and validation only: which kernel large calls of a width K % 512 == 0 take (quantize,
 // quantize_runtime_scale's quantize pass, quantize_experts, silu_and_mul_quantize_experts).
-// 1: the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh: each warp streams its input
-// through a shared-memory ring), 0: the register kernels (the row-step walk; one matrix the
-// tile-slab kernel), -1: the default (NVFP4MOE_QUANT_BULK=0|1 from the environment, else 1).
-// Same bytes either way. Process-wide, not thread-safe.
+// 1: the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh: each warp
+// streams its input through a shared-memory ring; 10-21% faster alone on an H200), 2: the same
+// for the per-expert calls only, 0: the register kernels (row-step walk; one matrix the
+// tile-slab kernel), -1: the default (NVFP4MOE_QUANT_BULK=0|1|2 from the environment, else 0:
+// the MoE layer measured slower with the bulk kernel at DeepSeek-V3 T = 4096; see
+// docs/results/quantize.md). Same bytes either way. Process-wide, not thread-safe.
 void set_quantize_bulk(int mode);
 
 }  // namespace nvfp4moe::cuda
