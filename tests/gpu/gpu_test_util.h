@@ -92,4 +92,36 @@ template <typename T>
                                        << +got[first] << ", want " << +want[first] << ")";
 }
 
+// CUDA-graph replay against eager launches: poison(), enqueue() on `stream` eagerly and take
+// snapshot(); then capture enqueue() in a graph and replay it twice, each time after poison():
+// every buffer of each replay's snapshot must equal the eager one. Returns the eager snapshot
+// (for checks of its own). poison() must finish before the stream runs (a non-blocking stream
+// does not wait for memsets on the legacy default stream).
+template <class Poison, class Enqueue, class Snapshot>
+std::vector<std::vector<uint8_t>> expect_graph_replays_equal_eager(cudaStream_t stream, Poison poison,
+                                                                   Enqueue enqueue, Snapshot snapshot) {
+  poison();
+  enqueue();
+  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const std::vector<std::vector<uint8_t>> eager = snapshot();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  enqueue();
+  NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 2; ++replay) {
+    poison();
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const std::vector<std::vector<uint8_t>> got = snapshot();
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(bytes_equal(got[i], eager[i], "graph replay " + std::to_string(replay) + " buffer " + std::to_string(i)));
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return eager;
+}
+
 }  // namespace nvfp4moe::test

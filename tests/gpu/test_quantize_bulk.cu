@@ -192,29 +192,9 @@ TEST(QuantizeBulkSm90, GraphReplayEqualsEager) {
     for (auto* buf : {&a.codes, &a.scales, &b.codes, &b.scales}) buf->fill_bytes(0xab);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   };
-  poison();
-  enqueue();
-  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const auto eager = snapshot();
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  enqueue();
-  NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int replay = 0; replay < 2; ++replay) {
-    poison();
-    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    const auto got = snapshot();
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_TRUE(bytes_equal(got[i], eager[i], "graph replay " + std::to_string(replay) + " buffer " + std::to_string(i)));
-    }
-  }
+  expect_graph_replays_equal_eager(stream, poison, enqueue, snapshot);
   EXPECT_EQ(a.err.download()[0], 0u);
   EXPECT_EQ(b.err.download()[0], 0u);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);
 }
 

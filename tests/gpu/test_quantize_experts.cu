@@ -389,8 +389,10 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
                                            s3.download(), c4.download(), s4.download()};
     const auto f = dfloats.download();
     const auto a = dact.download();
+    const auto e = derr.download();  // last: the error word, zero after every run
     v.emplace_back(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data() + f.size()));
     v.emplace_back(reinterpret_cast<const uint8_t*>(a.data()), reinterpret_cast<const uint8_t*>(a.data() + a.size()));
+    v.emplace_back(reinterpret_cast<const uint8_t*>(e.data()), reinterpret_cast<const uint8_t*>(e.data() + e.size()));
     return v;
   };
   // fill_bytes is a cudaMemset on the legacy default stream, which a cudaStreamNonBlocking
@@ -403,29 +405,8 @@ TEST(QuantizeGraphSm90, ReplayEqualsEagerSmall) {
     derr.fill_bytes(0);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   };
-  poison();
-  enqueue();
-  NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const auto eager = snapshot();
-
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  enqueue();
-  NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int replay = 0; replay < 2; ++replay) {
-    poison();
-    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    const auto got = snapshot();
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_TRUE(bytes_equal(got[i], eager[i], "graph replay " + std::to_string(replay) + " buffer " + std::to_string(i)));
-    }
-    EXPECT_EQ(derr.download()[0], 0u);
-  }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  const auto eager = expect_graph_replays_equal_eager(stream, poison, enqueue, snapshot);
+  EXPECT_TRUE(bytes_equal(eager.back(), std::vector<uint8_t>(eager.back().size(), 0), "error flags"));
   cudaStreamDestroy(stream);
 }
 
