@@ -143,11 +143,13 @@ if ((run_bench)); then
       > "$OUT/quant_bulk_$b.txt" 2>&1
     record "quantize M=65536, bulk=$b" "rc=$? (table in quant_bulk_$b.txt)"
   done
+  # (and both without PDL: whether the next kernel's early launch is what the bulk kernel slows)
   for round in 1 2; do
-    for b in 0 1 2; do
-      NVFP4MOE_QUANT_BULK=$b timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline --model deepseek-v3 \
-        --tokens 1024,4096 > "$OUT/moe_bulk_${b}_$round.txt" 2>&1
-      record "nvfp4-moe bench, bulk=$b ($round)" "rc=$? (table in moe_bulk_${b}_$round.txt)"
+    for cfg in "0 1" "1 1" "2 1" "0 0" "1 0"; do
+      read -r b pdl <<< "$cfg"
+      NVFP4MOE_QUANT_BULK=$b NVFP4MOE_PDL=$pdl timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
+        --model deepseek-v3 --tokens 1024,4096 > "$OUT/moe_bulk_${b}_pdl${pdl}_$round.txt" 2>&1
+      record "nvfp4-moe bench, bulk=$b pdl=$pdl ($round)" "rc=$? (table in moe_bulk_${b}_pdl${pdl}_$round.txt)"
     done
   done
   for pf in 0 16; do
