@@ -22,10 +22,11 @@
 // of copy bandwidth on the same machine.
 //
 // Measured (H200, docs/results/quantize.md): 10-21% faster than the register kernels at
-// M = 65536; lane blocks are 8-12% of that. Each warp's ring is private: no block barrier
-// after the tables, no producer warp. A step
-// whose row holds no input (past the bound, or a bad gather entry) completes its buffer's
-// phase with a plain arrive and is quantized from zeros, exactly as the row-step kernel does.
+// M = 65536, lane blocks 8-12% of that; off by default for now (cuda/quantize.h
+// set_quantize_bulk). Each warp's ring is private: no block barrier after the tables, no
+// producer warp. A step whose row holds no input (past the bound, or a bad gather entry)
+// completes its buffer's phase with a plain arrive and is quantized from zeros, exactly as the
+// row-step kernel does.
 #pragma once
 
 #include <cstdint>
@@ -71,9 +72,8 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
   return bad;
 }
 
-// kChunks: chunks per warp step, as for quantize_nvfp4_rows_kernel ((K / 256) % kChunks == 0).
-// Block i of this lane in a step: block j = lane + 32 i of the step,
-// read from the step buffer at buf (this lane's block 0), quantized whole by the lane
+// Block i of this lane in a step: block j = lane + 32 i of the step, read from the step buffer
+// at buf (this lane's block 0), quantized whole by the lane
 // (quantize_block16: the block's scale work once per 16 elements, no shuffle), 8 code bytes
 // stored (256 contiguous bytes per warp), and the scale word of blocks 4k .. 4k+3 stored by
 // lane 4k. Zero codes for a row without data. All 32 lanes call it.
