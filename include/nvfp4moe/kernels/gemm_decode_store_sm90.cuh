@@ -16,6 +16,19 @@
 
 namespace nvfp4moe::kernels {
 
+// Calls f(gi, r, row, n) for each of this thread's outputs v[gi][r] inside the tile: row = the
+// tile's output row (tile.row0 + token), n = the weight row (output column).
+template <int kGroups, class F>
+__device__ __forceinline__ void for_each_output(const GemmW4A16Params& p, const GemmTile& tile, int n0, int q, F f) {
+#pragma unroll
+  for (int gi = 0; gi < kGroups; ++gi)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
+      if (tok < tile.rows_valid && n < p.n) f(gi, r, int64_t(tile.row0 + tok), n);
+    }
+}
+
 // Called by every thread that takes part in `sync` (the kernel's barrier over the threads that
 // run the epilogue); `writer` is true for K warp 0's threads. `is_last` is a shared-memory flag.
 template <int kGroups, class Sync>
@@ -24,33 +37,18 @@ __device__ __forceinline__ void decode_store_tile(const GemmW4A16Params& p, cons
                                                   const float (&v)[kGroups][4], int& is_last, Sync sync) {
   const int half_n = p.n / 2;
   const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
-  auto store = [&](int tok, int n, float x) {
-    const int64_t m = tile.row0 + tok;
+  auto store = [&](int64_t m, int n, float x) {
     const float r = x * (n < half_n ? a_lo : a_hi);
     if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = r;
     else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(r);
   };
   if (p.splits == 1) {
-    if (writer) {
-#pragma unroll
-      for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-          if (tok < tile.rows_valid && n < p.n) store(tok, n, v[gi][r]);
-        }
-    }
+    if (writer) for_each_output<kGroups>(p, tile, n0, q, [&](int gi, int r, int64_t m, int n) { store(m, n, v[gi][r]); });
     return;
   }
   if (writer) {
     float* part = p.partial + int64_t(tile.split) * p.rows * p.n;
-#pragma unroll
-    for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-        if (tok < tile.rows_valid && n < p.n) part[int64_t(tile.row0 + tok) * p.n + n] = v[gi][r];
-      }
+    for_each_output<kGroups>(p, tile, n0, q, [&](int gi, int r, int64_t m, int n) { part[m * p.n + n] = v[gi][r]; });
     __threadfence();
   }
   sync();
@@ -67,21 +65,10 @@ __device__ __forceinline__ void decode_store_tile(const GemmW4A16Params& p, cons
 #pragma unroll 4
     for (int s = 0; s < p.splits; ++s) {  // split order: deterministic
       const float* part_s = p.partial + int64_t(s) * p.rows * p.n;
-#pragma unroll
-      for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-          if (tok < tile.rows_valid && n < p.n) sum[gi][r] += __ldcg(part_s + int64_t(tile.row0 + tok) * p.n + n);
-        }
+      for_each_output<kGroups>(p, tile, n0, q,
+                               [&](int gi, int r, int64_t m, int n) { sum[gi][r] += __ldcg(part_s + m * p.n + n); });
     }
-#pragma unroll
-    for (int gi = 0; gi < kGroups; ++gi)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int tok = 8 * gi + 2 * q + r % 2, n = n0 + 8 * (r / 2);
-        if (tok < tile.rows_valid && n < p.n) store(tok, n, sum[gi][r]);
-      }
+    for_each_output<kGroups>(p, tile, n0, q, [&](int gi, int r, int64_t m, int n) { store(m, n, sum[gi][r]); });
     if (thread0) *counter = 0;
   }
 }
