@@ -143,6 +143,7 @@ void bench_single(Ctx& cx, const std::string& name, int64_t m, int64_t n, int64_
   nb::DeviceBytes out(size_t(m * n * 2)), alpha(8);
   float alpha_h[2] = {1.0f, 1.0f};
   NVFP4MOE_CUDA_CHECK(cudaMemcpy(alpha.get(), alpha_h, 8, cudaMemcpyHostToDevice));
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may land after cudaMemcpy returns
   size_t ws16 = nc::gemm_w4a16_workspace_bytes(m, n, k), ws4 = nc::gemm_w4a4_workspace_bytes(m, n, k);
   nb::DeviceBytes ws(std::max<size_t>(std::max(ws16, ws4), 256));
   NVFP4MOE_CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));
@@ -215,6 +216,7 @@ void bench_grouped(Ctx& cx, GroupedBuffers& g, const std::string& name, int64_t 
   nb::fill_random_act16(a.get<uint16_t>(), size_t(rows * k), false, 9, cx.s);
   std::vector<float> ah(size_t(2 * e_count), 1.0f);
   NVFP4MOE_CUDA_CHECK(cudaMemcpy(alpha.get(), ah.data(), ah.size() * 4, cudaMemcpyHostToDevice));
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies (offsets too) may land after cudaMemcpy returns
   nb::DeviceBytes codes(size_t(rows * k / 2)),
       scales(size_t(nvfp4moe::expert_scale_rows_capacity(rows, e_count) * nvfp4moe::padded_scale_cols(k)));
   fill_bytes(codes.get(), codes.bytes(), 5, false);

@@ -110,6 +110,7 @@ static int run_benchmark(int argc, char** argv) {
         bench::fill_random_act16(d_shared.back().get<uint16_t>(), size_t(t * h), false, uint32_t(c + 99), stream);
         d_out.emplace_back(size_t(t * h) * 2);
       }
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may land after cudaMemcpy returns
       auto outputs = [&](int c) {
         int32_t* base = d_maps[size_t(c)].get<int32_t>();
         cuda::PermuteOutputs o;

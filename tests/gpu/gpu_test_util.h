@@ -56,8 +56,13 @@ class DeviceBuffer {
   }
   T* get() const { return p_; }
   size_t size() const { return n_; }
+  // Complete on return: cudaMemcpy from pageable memory may return before the DMA lands, and
+  // the tests' non-blocking streams are not ordered after it (a graph replay once read stale
+  // router logits that way).
   void upload(const std::vector<T>& host) {
-    if (n_) NVFP4MOE_CUDA_CHECK(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+    if (n_ == 0) return;
+    NVFP4MOE_CUDA_CHECK(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   }
   std::vector<T> download() const {
     std::vector<T> h(n_);

@@ -34,10 +34,15 @@ class DeviceMemory {
   T* as() const { return static_cast<T*>(ptr_); }
   size_t bytes() const { return bytes_; }
 
-  // Synchronous upload of `n` bytes at `offset` (set-up time only, never in a forward).
+  // Synchronous upload of `n` bytes at `offset` (set-up time only, never in a forward). The
+  // device synchronization is needed: cudaMemcpy from pageable memory may return once the bytes
+  // are staged, before the DMA lands, and a kernel on a non-blocking stream is not ordered
+  // after the legacy stream's copy.
   void upload(const void* host, size_t n, size_t offset = 0) {
     NVFP4MOE_CHECK(offset + n <= bytes_, "upload: ", n, " bytes at ", offset, " exceed the allocation of ", bytes_);
-    if (n) NVFP4MOE_CUDA_CHECK(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, n, cudaMemcpyHostToDevice));
+    if (n == 0) return;
+    NVFP4MOE_CUDA_CHECK(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, n, cudaMemcpyHostToDevice));
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
  private:
