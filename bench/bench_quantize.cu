@@ -18,7 +18,7 @@
 // the per-call event overhead: what a call costs inside a captured forward pass, and the
 // measure of the "M <= 16 under 5 us" target.
 //
-//   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K] [--bulk 0|1|2]
+//   nvfp4moe_bench_quantize [--json FILE] [--quick] [--m M] [--k K] [--bulk 0|1|2|3]
 // (--m / --k: only that row count / width, e.g. to profile one shape.)
 #include <cuda_runtime.h>
 
@@ -57,6 +57,7 @@ template <typename T>
 nb::DeviceBytes upload(const std::vector<T>& v) {
   nb::DeviceBytes d(v.size() * sizeof(T));
   NVFP4MOE_CUDA_CHECK(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());  // pageable copies may land after cudaMemcpy returns
   return d;
 }
 
@@ -86,13 +87,13 @@ static int run_benchmark(int argc, char** argv) {
   const nb::Timing empty = nb::time_median_us(stream, [&](int) { empty_kernel<<<1, 32, 0, stream>>>(); }, 10, 200);
   std::printf("timing floor (empty kernel, median): %.2f us\n", empty.median_us);
   // Large calls on the bulk-copy kernel or the register kernels (cuda/quantize.h
-  // set_quantize_bulk): --bulk 0|1|2, else NVFP4MOE_QUANT_BULK, else 0.
+  // set_quantize_bulk): --bulk 0|1|2|3, else NVFP4MOE_QUANT_BULK, else the library's default.
   const char* bulk_arg = nb::arg_value(argc, argv, "--bulk");
+  if (bulk_arg != nullptr) nvfp4moe::cuda::set_quantize_bulk(std::atoi(bulk_arg));
   const char* bulk_env = std::getenv("NVFP4MOE_QUANT_BULK");
-  const int bulk = bulk_arg != nullptr ? std::atoi(bulk_arg) : bulk_env != nullptr ? std::atoi(bulk_env) : 0;
-  nvfp4moe::cuda::set_quantize_bulk(bulk);
-  std::printf("bulk-copy kernel for large calls: %d (0 register kernels, 1 all, 2 per-expert only)\n\n", bulk);
-
+  const std::string bulk = bulk_arg != nullptr ? bulk_arg : bulk_env != nullptr ? bulk_env : "default";
+  std::printf("bulk-copy kernel for large calls: %s (0 none, 1 all, 2 per-expert calls, 3 quantize_experts only; "
+              "default 3)\n\n", bulk.c_str());
   std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 1024} : std::vector<int64_t>{1, 16, 128, 1024, 8192, 65536};
   std::vector<int64_t> ks = {2048, 7168};
   if (const char* only_m = nb::arg_value(argc, argv, "--m")) ms = {std::atoll(only_m)};

@@ -79,15 +79,17 @@ int env_or(const char* name, int fallback) {
 }
 
 // Whether large calls of an even row step take the bulk-copy kernel
-// (kernels/quantize_bulk_sm90.cuh): set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1|2 from the
-// environment (2: per-expert calls only, one matrix on the tile-slab kernel), else no. Off by
-// default although the kernel is 10-21% faster alone (H200, docs/results/quantize.md): the
-// DeepSeek-V3 layer at T = 4096 measured 2.7% slower with it (T <= 1024: the same), for a
-// reason not found yet, and the layer is what users run.
-bool quantize_bulk(bool one_matrix) {
-  static const int env = env_or("NVFP4MOE_QUANT_BULK", 0);
+// (kernels/quantize_bulk_sm90.cuh): set_quantize_bulk, else NVFP4MOE_QUANT_BULK=0|1|2|3 from
+// the environment, else 3. The default is where the kernel won on both devices measured
+// (docs/results/quantize.md): the per-expert calls without SiLU (H100 4-15% faster, H200 13-15%).
+// One matrix stays on the tile-slab kernel (H100 K = 7168: 10% slower on the bulk kernel; and
+// in the DeepSeek-V3 layer at T = 4096 the shared expert's quantizer on it cost 2.7% on both
+// devices), the fused SiLU input on the row-step kernel (H100 K = 7168: 5% slower; H200 11%
+// faster).
+bool quantize_bulk(bool one_matrix, bool silu) {
+  static const int env = env_or("NVFP4MOE_QUANT_BULK", 3);
   const int want = g_bulk_override >= 0 ? g_bulk_override : env;
-  return want == 1 || (want == 2 && !one_matrix);
+  return want == 1 || (want == 2 && !one_matrix) || (want == 3 && !one_matrix && !silu);
 }
 
 // Kernel variant by width: K % 256 == 0 (every model width) takes the row-step walk
@@ -122,7 +124,10 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
   // Even steps only: the lane-block layout needs them (so K % 512 == 0), and the SiLU input's
   // 3-chunk steps (Qwen3's 768-wide product) measured 5% slower there with lane pairs (H200,
   // M = 8192).
-  plan.bulk = plan.row_step > 1 && plan.row_step % 2 == 0 && quantize_bulk(p.off == nullptr);
+  plan.bulk = plan.row_step > 1 && plan.row_step % 2 == 0 && quantize_bulk(p.off == nullptr, kSilu);
+  // A/B only: NVFP4MOE_QUANT_BULK_STEP=2 gives the bulk kernel's plain input 2-chunk steps.
+  static const int bulk_step = env_or("NVFP4MOE_QUANT_BULK_STEP", 0);
+  if (plan.bulk && !kSilu && bulk_step == 2) plan.row_step = 2;
   return plan;
 }
 

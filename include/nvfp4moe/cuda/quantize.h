@@ -108,11 +108,11 @@ void dequantize_bf16(const uint8_t* codes, const uint8_t* scales, int64_t rows, 
 
 // Tuning and validation only: which kernel large calls of a width K % 512 == 0 take (quantize,
 // quantize_runtime_scale's quantize pass, quantize_experts, silu_and_mul_quantize_experts).
-// 1: the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh: each warp
-// streams its input through a shared-memory ring; 10-21% faster alone on an H200), 2: the same
-// for the per-expert calls only, 0: the register kernels (row-step walk; one matrix the
-// tile-slab kernel), -1: the default (NVFP4MOE_QUANT_BULK=0|1|2 from the environment, else 0:
-// the MoE layer measured slower with the bulk kernel at DeepSeek-V3 T = 4096; see
+// 1: the bulk-copy kernel (kernels/quantize_bulk_sm90.cuh: each warp streams its input through
+// a shared-memory ring) for all of them, 2: for the per-expert calls (quantize_experts, the
+// fused SiLU*Mul + quantize), 3: for quantize_experts only, 0: for none (the register kernels:
+// the row-step walk; one matrix the tile-slab kernel); -1: the default (NVFP4MOE_QUANT_BULK
+// from the environment, else 3: where it was faster on both the H100 and the H200; see
 // docs/results/quantize.md). Same bytes either way. Process-wide, not thread-safe.
 void set_quantize_bulk(int mode);
 
