@@ -108,10 +108,7 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
 // blocks per lane. kStages: step buffers per warp (kBulkStages; 2 or 5 for A/B runs).
 template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
-  // Launched with PDL (common/pdl_launch.h), as the row-step kernel; pdl_late: the next kernel
-  // is let in only after this CTA's walk (layer A/B).
-  if (p.pdl_late == 0) ptx::launch_dependents();
-  ptx::grid_dependency_wait();
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;
   constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
   constexpr uint32_t kStepBytes = kBulkStepBytes<T, kSilu, kChunks>;
@@ -174,7 +171,6 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
       phase ^= 1u;
     }
   }
-  if (p.pdl_late != 0) ptx::launch_dependents();
 }
 
 }  // namespace nvfp4moe::kernels
