@@ -134,22 +134,19 @@ if ((run_bench)); then
       --tokens 1,4,16,64 > "$OUT/moe_ring_$rg.txt" 2>&1
     record "nvfp4-moe bench, ring=$rg" "rc=$? (table in moe_ring_$rg.txt)"
   done
-  # The bulk-copy quantizer (off by default; docs/results/quantize.md): the kernels alone at
-  # M = 65536, and the DeepSeek-V3 layer, where it measured 2.7% slower at T = 4096 on an H200,
-  # with it everywhere (1) and for the per-expert calls only (2: the shared expert's one-matrix
-  # quantizer on the tile kernel), twice.
-  for b in 0 1; do
+  # The bulk-copy quantizer (docs/results/quantize.md): on by default for quantize_experts only
+  # (mode 3); the kernels alone at M = 65536 with it for none (0), all calls (1) and the default,
+  # and the DeepSeek-V3 layer with none and the default, twice.
+  for b in 0 1 3; do
     NVFP4MOE_QUANT_BULK=$b timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_quantize --m 65536 \
       > "$OUT/quant_bulk_$b.txt" 2>&1
     record "quantize M=65536, bulk=$b" "rc=$? (table in quant_bulk_$b.txt)"
   done
-  # (and both without PDL: whether the next kernel's early launch is what the bulk kernel slows)
   for round in 1 2; do
-    for cfg in "0 1" "1 1" "2 1" "0 0" "1 0"; do
-      read -r b pdl <<< "$cfg"
-      NVFP4MOE_QUANT_BULK=$b NVFP4MOE_PDL=$pdl timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
-        --model deepseek-v3 --tokens 1024,4096 > "$OUT/moe_bulk_${b}_pdl${pdl}_$round.txt" 2>&1
-      record "nvfp4-moe bench, bulk=$b pdl=$pdl ($round)" "rc=$? (table in moe_bulk_${b}_pdl${pdl}_$round.txt)"
+    for b in 0 3; do
+      NVFP4MOE_QUANT_BULK=$b timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
+        --model deepseek-v3 --tokens 1024,4096 > "$OUT/moe_bulk_${b}_$round.txt" 2>&1
+      record "nvfp4-moe bench, bulk=$b ($round)" "rc=$? (table in moe_bulk_${b}_$round.txt)"
     done
   done
   for pf in 0 16; do
