@@ -145,13 +145,9 @@ void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, k::kQuantThreads, kSmem));
     return std::max(n, 1);
   }();
-  // A/B only: NVFP4MOE_QUANT_BULK_WALK=1, each warp a contiguous range of steps.
-  static const int blocked = env_or("NVFP4MOE_QUANT_BULK_WALK", 0);
   const int64_t elems = int64_t(p.rows_out) * p.k;
   const dim3 grid(walk_grid(elems, int64_t(kChunks) * k::kWalkChunkElems, per_sm)), block(k::kQuantThreads);
-  k::QuantizeParams q = p;
-  q.blocked_walk = blocked;
-  launch_pdl(kernel, grid, block, size_t(kSmem), stream, q);
+  launch_pdl(kernel, grid, block, size_t(kSmem), stream, p);
 }
 
 // Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without

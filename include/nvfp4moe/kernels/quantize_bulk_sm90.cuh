@@ -104,36 +104,6 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
   if ((lane & 3) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + i * 8 * kScaleTileBytes) = word;
 }
 
-// The bulk kernel's walk: the row-step kernel's (warp w takes steps w, w + warps, ...: the
-// warps stream one contiguous window of the input together) or, with p.blocked_walk, one
-// contiguous range of steps per warp (the warps stream from ranges spread over the whole input;
-// an A/B of the access pattern: on the H100 the kernel ran 7% faster on rows in shuffled order
-// than in order, docs/results/quantize.md). Either way every step of rows [0, cap) once.
-struct BulkStepWalk : RowStepWalk {
-  int32_t left;  // steps left in this warp's range
-
-  __device__ __forceinline__ void init(bool blocked, int64_t warp, int64_t warps, int32_t steps_per_row, int32_t cap) {
-    if (!blocked) {
-      RowStepWalk::init(warp, warps, steps_per_row);
-      left = INT32_MAX;
-      return;
-    }
-    const int64_t total = int64_t(cap) * steps_per_row, per = (total + warps - 1) / warps;
-    const int64_t first = min(warp * per, total);
-    spr = steps_per_row;
-    row = int32_t(first / spr);
-    seg = int32_t(first % spr);
-    step_rows = 0;
-    step_segs = 1;
-    left = int32_t(min(per, total - first));
-  }
-  __device__ __forceinline__ bool active(int32_t cap) const { return left > 0 && row < cap; }
-  __device__ __forceinline__ void advance() {
-    RowStepWalk::advance();
-    --left;
-  }
-};
-
 // kChunks: chunks per warp step, even ((K / 256) % kChunks == 0): a step is kChunks / 2 lane
 // blocks per lane. kStages: step buffers per warp (kBulkStages; 2 or 5 for A/B runs).
 template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
@@ -156,15 +126,15 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   }
   __syncwarp();
   const int32_t cap = p.rows_out;
-  BulkStepWalk walk, issue;
-  walk.init(p.blocked_walk != 0, global_warp(), total_warps(), p.k / kStepElems, cap);
+  RowStepWalk walk, issue;
+  walk.init(global_warp(), total_warps(), p.k / kStepElems);
   issue = walk;
   // The first kStages steps before the tables: rows up to the capacity (off[E] is not known
   // yet; rows past it are loaded and then written as zero codes).
   uint32_t bad_bits = 0;  // bit s: the step in buffer s had a bad gather entry (warp-uniform)
 #pragma unroll
   for (int s = 0; s < kStages; ++s) {
-    if (issue.active(cap)) {
+    if (issue.row < cap) {
       if (issue_step<T, kSilu, kChunks>(p, issue, cap, ring0 + s * kStepBytes, bar0 + 8 * s, lane)) bad_bits |= 1u << s;
       issue.advance();
     }
@@ -176,7 +146,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   ExpertCache ec;
   int slot = 0;
   uint32_t phase = 0;  // parity of the buffers' current use (flips when the ring wraps)
-  while (walk.active(cap)) {
+  while (walk.row < cap) {
     const bool bad = (bad_bits >> slot) & 1u;
     const StepOut out = begin_step</*kLaneBlocks=*/true>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
     ptx::mbarrier_wait(bar0 + 8 * slot, phase);
@@ -189,7 +159,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
     // Every lane's reads of this buffer are done (their values were used above): refill it.
     __syncwarp();
     bad_bits &= ~(1u << slot);
-    if (issue.active(cap)) {
+    if (issue.row < cap) {
       if (issue_step<T, kSilu, kChunks>(p, issue, total, ring0 + uint32_t(slot) * kStepBytes, bar0 + 8 * slot, lane)) {
         bad_bits |= 1u << slot;
       }

@@ -65,7 +65,6 @@ struct QuantizeParams {
   int32_t num_experts;
   const int32_t* gather;  // [rows_out] input row of each output row, or nullptr
   uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
-  int32_t blocked_walk;   // bulk kernel: each warp a contiguous range of steps (A/B; else strided)
   float limit;            // SwiGLU clamp (kSilu with a limit only)
   uint16_t* values;       // optional [rows_out, k] bf16: data rows receive their quantized
                           // values e2m1 * e4m3 (no global scale; block_values_bf16x8);
