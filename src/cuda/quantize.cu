@@ -125,9 +125,6 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
   // 3-chunk steps (Qwen3's 768-wide product) measured 5% slower there with lane pairs (H200,
   // M = 8192).
   plan.bulk = plan.row_step > 1 && plan.row_step % 2 == 0 && quantize_bulk(p.off == nullptr, kSilu);
-  // A/B only: NVFP4MOE_QUANT_BULK_STEP=2 gives the bulk kernel's plain input 2-chunk steps.
-  static const int bulk_step = env_or("NVFP4MOE_QUANT_BULK_STEP", 0);
-  if (plan.bulk && !kSilu && bulk_step == 2) plan.row_step = 2;
   return plan;
 }
 
