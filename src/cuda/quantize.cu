@@ -106,6 +106,14 @@ struct QuantPlan {
   bool bulk = false;
 };
 
+// The row-step and bulk kernels' walk: NVFP4MOE_QUANT_WALK=1 gives each warp one contiguous
+// range of steps (kernels/quantize_rows_sm90.cuh RowStepWalk), else interleaved steps. An A/B
+// knob: the default stays interleaved until a device run decides.
+int32_t quantize_blocked_walk() {
+  static const int env = env_or("NVFP4MOE_QUANT_WALK", 0);
+  return env == 1 ? 1 : 0;
+}
+
 template <bool kSilu>
 QuantPlan plan_quantize(const k::QuantizeParams& p) {
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
@@ -160,7 +168,9 @@ void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
 }
 
 template <typename T, bool kSilu, bool kLimit>
-void launch_quantize(const k::QuantizeParams& p, cudaStream_t stream) {
+void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
+  k::QuantizeParams p = params;
+  p.blocked_walk = quantize_blocked_walk();
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   constexpr int kAlt = kSilu ? 3 : 2;
@@ -225,9 +235,9 @@ void launch_tiles(ActDType dtype, k::tile::TileQuantizeParams p, cudaStream_t st
   p.slab_pairs = int32_t(pairs);
   const dim3 grid{unsigned(tiles), unsigned(slabs)};
   if (dtype == ActDType::kBF16) {
-    k::tile::quantize_tiles_kernel<__nv_bfloat16, k::tile::kTileUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
+    launch_pdl(k::tile::quantize_tiles_kernel<__nv_bfloat16, k::tile::kTileUnroll>, grid, dim3(k::kQuantThreads), 0, stream, p);
   } else {
-    k::tile::quantize_tiles_kernel<__half, k::tile::kTileUnroll><<<grid, k::kQuantThreads, 0, stream>>>(p);
+    launch_pdl(k::tile::quantize_tiles_kernel<__half, k::tile::kTileUnroll>, grid, dim3(k::kQuantThreads), 0, stream, p);
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
@@ -360,9 +370,11 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
   static_assert(k::kSmallRuntimeMaxElems == kQuantRuntimeSingleLaunchMaxElems);
   if (rows * k <= k::kSmallRuntimeMaxElems) {  // one launch: amax and quantize in one cluster
     if (dtype == ActDType::kBF16) {
-      k::quantize_runtime_small_kernel<__nv_bfloat16><<<k::kSmallRuntimeCtas, k::kSmallRuntimeThreads, 0, stream>>>(p);
+      launch_pdl(k::quantize_runtime_small_kernel<__nv_bfloat16>, dim3(k::kSmallRuntimeCtas), dim3(k::kSmallRuntimeThreads), 0,
+                 stream, p);
     } else {
-      k::quantize_runtime_small_kernel<__half><<<k::kSmallRuntimeCtas, k::kSmallRuntimeThreads, 0, stream>>>(p);
+      launch_pdl(k::quantize_runtime_small_kernel<__half>, dim3(k::kSmallRuntimeCtas), dim3(k::kSmallRuntimeThreads), 0,
+                 stream, p);
     }
     NVFP4MOE_CUDA_CHECK_LAUNCH();
     return;
@@ -411,7 +423,8 @@ void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, st
   const float l = limit ? *limit : 0.0f;
   auto launch = [&](auto kernel, auto* typed_x) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(typed_x)>>;
-    kernel<<<grid, k::kQuantThreads, 0, stream>>>(typed_x, static_cast<T*>(out), int32_t(rows), int32_t(inter), l);
+    launch_pdl(kernel, dim3(grid), dim3(k::kQuantThreads), 0, stream, typed_x, static_cast<T*>(out), int32_t(rows),
+               int32_t(inter), l);
   };
   if (dtype == ActDType::kBF16) {
     const auto* xt = static_cast<const __nv_bfloat16*>(x);

@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   __syncwarp();
   const int32_t cap = p.rows_out;
   RowStepWalk walk, issue;
-  walk.init(global_warp(), total_warps(), p.k / kStepElems);
+  walk.init(p, p.k / kStepElems);
   issue = walk;
   // The first kStages steps before the tables: rows up to the capacity (off[E] is not known
   // yet; rows past it are loaded and then written as zero codes).

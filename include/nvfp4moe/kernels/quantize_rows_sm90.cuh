@@ -32,10 +32,20 @@ inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance (SiLU input), i
 
 // The step walk: step s = (row s / spr, segment s % spr), spr = steps per row. Rows plus one
 // grid stride of rows stay below 2^31 (the launcher checks rows < 2^30).
+//   interleaved (default): warp w takes steps w, w + W, w + 2W, ... (W = warps of the grid), so
+//     the grid sweeps the matrix front to back;
+//   blocked (QuantizeParams::blocked_walk, an A/B knob): warp w takes one contiguous range of
+//     ceil(S / W) steps (S = rows x spr), so the grid reads W far-apart streams at once. Why try
+//     it: the bulk kernel ran 7% faster reading rows in a shuffled order (the gather map) than
+//     in order (H100, K = 7168, docs/results/quantize.md).
+// A walk past its last step has row >= kWalkEnd (above every row count).
+inline constexpr int32_t kWalkEnd = int32_t(1) << 30;
+
 struct RowStepWalk {
   int32_t row, seg;              // the current step
   int32_t step_rows, step_segs;  // distance to this warp's next step
   int32_t spr;
+  int32_t left;                  // blocked walk: steps left after this one (-1: interleaved)
 
   __device__ __forceinline__ void init(int64_t warp, int64_t warps, int32_t steps_per_row) {
     spr = steps_per_row;
@@ -43,6 +53,33 @@ struct RowStepWalk {
     seg = int32_t(warp % spr);
     step_rows = int32_t(warps / spr);
     step_segs = int32_t(warps % spr);
+    left = -1;
+  }
+  // The blocked walk over rows x steps_per_row steps.
+  __device__ __forceinline__ void init_blocked(int64_t warp, int64_t warps, int32_t steps_per_row, int32_t rows) {
+    spr = steps_per_row;
+    const int64_t steps = int64_t(rows) * spr;
+    const int64_t per = (steps + warps - 1) / warps;
+    const int64_t begin = warp * per;
+    const int64_t end = begin + per < steps ? begin + per : steps;
+    step_rows = 0;
+    step_segs = 1;
+    if (begin >= end) {
+      row = kWalkEnd;
+      seg = 0;
+      left = 0;
+      return;
+    }
+    row = int32_t(begin / spr);
+    seg = int32_t(begin % spr);
+    left = int32_t(end - begin - 1);
+  }
+  __device__ __forceinline__ void init(const QuantizeParams& p, int32_t steps_per_row) {
+    if (p.blocked_walk) {
+      init_blocked(global_warp(), total_warps(), steps_per_row, p.rows_out);
+    } else {
+      init(global_warp(), total_warps(), steps_per_row);
+    }
   }
   __device__ __forceinline__ void advance() {
     seg += step_segs;
@@ -50,6 +87,10 @@ struct RowStepWalk {
     if (seg >= spr) {
       seg -= spr;
       ++row;
+    }
+    if (left >= 0) {  // blocked: stop after the range (row stays >= kWalkEnd from then on)
+      if (left == 0) row = kWalkEnd;
+      else --left;
     }
   }
 };
@@ -161,7 +202,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
   const int32_t cap = p.rows_out;
   constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
   RowStepWalk walk;
-  walk.init(global_warp(), total_warps(), p.k / kStepElems);
+  walk.init(p, p.k / kStepElems);
   StepIn<kSilu, kChunks> in;
   bool more = walk.row < cap;
   bool bad_src = false;

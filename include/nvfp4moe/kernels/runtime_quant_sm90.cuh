@@ -20,6 +20,7 @@
 
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -35,6 +36,7 @@ inline constexpr int64_t kSmallRuntimeMaxElems = int64_t(kSmallRuntimeWarps) * k
 template <typename T>
 __global__ void __cluster_dims__(kSmallRuntimeCtas, 1, 1) __launch_bounds__(kSmallRuntimeThreads, 1)
     quantize_runtime_small_kernel(QuantizeParams p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): hides the launch at small M
   namespace cg = cooperative_groups;
   constexpr int kWarpsPerCta = kSmallRuntimeThreads / 32;
   // Every warp's maximum, gathered in every CTA of the cluster: slot rank * 32 + warp.

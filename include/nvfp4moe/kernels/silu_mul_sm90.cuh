@@ -26,6 +26,7 @@
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/matrix_walk_quant_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -110,6 +111,7 @@ inline constexpr int kSiluBlocksPerSm = 4;  // launch bound: 32 warps per SM
 template <typename T, bool kLimit>
 __global__ void __launch_bounds__(kQuantThreads, kSiluBlocksPerSm)
     silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int32_t rows, int32_t inter, float limit) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   const int lane = int(threadIdx.x) & 31;
   MatrixWalk walk;
   walk.init(global_warp(), total_warps(), kSiluChunks * kWalkChunkElems, uint32_t(inter));

@@ -29,6 +29,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels::tile {
@@ -260,6 +261,7 @@ __device__ __forceinline__ void quantize_plain_tile(const TileQuantizeParams& p,
 
 template <typename T, int kUnroll>
 __global__ void __launch_bounds__(kQuantThreads, kTileBlocksPerSm) quantize_tiles_kernel(TileQuantizeParams p) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   // Runtime scale: every block derives the same g from the finished amax.
   float g = 1.0f;
   if (p.amax != nullptr) {
