@@ -6,10 +6,11 @@
 #
 #   scripts/gpu-profile.sh [quant] [gemm] [decode] [layer]    (default: the first three)
 #
-#   quant   per-expert quantize (flat walk, 4 chunks), fused SiLU*Mul+quantize and silu_and_mul
-#           at M = 65536, K = 7168: memory tables (L1/L2 sectors per request, DRAM), warp
-#           states, issue and pipe utilisation side by side (why 41-50% of copy where
-#           silu_and_mul on the same walk reaches 92%).
+#   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
+#           kernel (its default) and on the row-step kernel, the fused SiLU*Mul+quantize (row-step
+#           kernel) and silu_and_mul: memory tables (L1/L2 sectors per request, DRAM), warp
+#           states, issue and pipe utilisation side by side (why 75-85% of copy where
+#           silu_and_mul on the same walk reaches 93%; docs/results/quantize.md).
 #   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
 #           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
 #           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
@@ -40,8 +41,9 @@ prof() {  # name kernel-regex (on the demangled name) count binary args...
 for w in "${what[@]}"; do
   case "$w" in
     quant)
-      prof quant_experts 'quantize_nvfp4_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
-      prof quant_fused 'quantize_nvfp4_kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_experts_bulk 'quantize_nvfp4_bulk_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_experts_rows 'quantize_nvfp4_rows_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 --bulk 0
+      prof quant_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
       prof quant_silu 'silu_and_mul_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
     gemm)
       prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
