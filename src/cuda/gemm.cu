@@ -9,6 +9,7 @@
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/common/error.h"
+#include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_act_dequant_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
@@ -683,11 +684,23 @@ size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w
   return best;
 }
 
+// combine: the fused combine (the caller checked grouped_gemm_fuses_combine), or null. Its
+// counters are the split-K counters of the workspace (a fused call has no split).
 void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
                     const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
-                    const WorkspaceParts& ws, cudaStream_t stream, bool prefetch_before_wait = false) {
+                    const WorkspaceParts& ws, cudaStream_t stream, bool prefetch_before_wait = false,
+                    const GroupedCombine* combine = nullptr) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
+  if (combine != nullptr) {
+    p.combine_out = combine->out;
+    p.combine_weights = combine->weights;
+    p.combine_pair_to_sorted = combine->pair_to_sorted;
+    p.combine_shared = combine->shared;
+    p.combine_tokens = int(combine->tokens);
+    p.combine_top_k = combine->top_k;
+    p.combine_counters = ws.counters;
+  }
   p.splits = plan.splits;
   if (plan.splits > 1) {
     p.partial = ws.partial;
@@ -762,6 +775,50 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
   const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws.act, stream);
   launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, prefetch_before_wait);
+}
+
+bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("NVFP4MOE_FUSED_COMBINE");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!enabled || rows <= 0) return false;
+  const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
+  return is_decode(plan.tok_tile, true, rows) && plan.splits == 1 && plan.hot_rows == 0 &&
+         int64_t(kn::prepared_rows(n) / kn::kAtomRows) <= kMaxSplitCounters;
+}
+
+void grouped_gemm_w4a16_combine(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
+                                const PreparedWeights& w, const float* alpha, __nv_bfloat16* out,
+                                const GroupedCombine& c, void* workspace, size_t workspace_bytes,
+                                cudaStream_t stream, bool prefetch_before_wait) {
+  NVFP4MOE_CHECK(c.top_k >= 1 && c.top_k <= kn::kCombineMaxTopK, "c.top_k: expected 1..", kn::kCombineMaxTopK,
+                 ", got ", c.top_k);
+  NVFP4MOE_CHECK(c.tokens >= 0 && c.tokens * c.top_k == rows, "c.tokens: expected tokens * top_k == rows (", rows,
+                 "), got ", c.tokens, " * ", c.top_k);
+  NVFP4MOE_CHECK(w.n % kn::kCombineVec == 0, "w.n: the combine needs N % ", kn::kCombineVec, " == 0, got ", w.n);
+  check_common(rows, w, alpha, out, OutDType::kBF16, true);
+  if (rows == 0) return;
+  check_ptr(a, "a");
+  check_ptr(c.out, "c.out");
+  if (c.shared != nullptr) check_ptr(c.shared, "c.shared");
+  NVFP4MOE_CHECK(c.weights != nullptr && is_aligned(c.weights, 4), "c.weights: expected a 4-byte aligned device pointer");
+  NVFP4MOE_CHECK(c.pair_to_sorted != nullptr && is_aligned(c.pair_to_sorted, 4),
+                 "c.pair_to_sorted: expected a 4-byte aligned device pointer");
+  NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
+                  "grouped_gemm_w4a16_workspace_bytes");
+  if (!grouped_gemm_fuses_combine(rows, w.n, w.k, w.num_experts)) {
+    grouped_gemm_w4a16(a, rows, off, w, alpha, out, OutDType::kBF16, workspace, workspace_bytes, stream,
+                       prefetch_before_wait);
+    combine(out, ActDType::kBF16, c.weights, c.pair_to_sorted, c.tokens, c.top_k, w.n, c.shared, c.out,
+            CombineOutDType::kBF16, stream);
+    return;
+  }
+  const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
+  const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, true));
+  const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, true, ws.act, stream);
+  launch_grouped(a_kernel, rows, off, w, alpha, out, OutDType::kBF16, plan, true, ws, stream, prefetch_before_wait, &c);
 }
 
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,

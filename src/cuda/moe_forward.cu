@@ -45,6 +45,11 @@ constexpr int64_t kSharedDirectValueRows = 16;
 
 // Whether a W4A4 grouped GEMM of m rows takes the quantizer's bf16 values: the workspace holds
 // them and the GEMM takes its decode kernel (token tile <= 16), which reads them as they are.
+// Tokens up to which the layer fuses the combine into GEMM2 (MoeForwardPaths::fused_combine):
+// the last CTA of each 64-column block combines T tokens x 8 slots there, serially after its
+// own tile, so the fusion pays only while that tail is shorter than a kernel boundary.
+constexpr int64_t kFusedCombineMaxTokens = 16;
+
 bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num_experts) {
   return m > 0 && m <= direct_rows && plan_grouped_gemm(m, n, k, num_experts).tok_tile <= 16;
 }
@@ -205,6 +210,11 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   // The shared expert's W4A4 GEMMs on bf16 values where both take the decode kernel.
   const bool shared_direct = has_shared && w4a4 && paths.shared_values && t <= ws.shared_direct_rows_ &&
                              plan_gemm(t, 2 * is, h).tok_tile <= 16 && plan_gemm(t, h, is).tok_tile <= 16;
+  // The combine in GEMM2's epilogue (cuda::grouped_gemm_w4a16_combine) where GEMM2 reads bf16
+  // activations in one decode launch: one kernel boundary fewer on the routed path. The shared
+  // expert then joins before GEMM2 instead of before the combine.
+  const bool fused_combine = paths.fused_combine && t <= kFusedCombineMaxTokens && (direct2 || !w4a4) &&
+                             grouped_gemm_fuses_combine(m, h, inter, int(e));
 
   // Shared expert on the side stream, concurrent with the routed experts. It needs neither
   // the routing nor the permutation but forks after them: forking before them was measured
@@ -297,18 +307,35 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(),
                                   only2 ? nullptr : v.a2_codes, only2 ? nullptr : v.a2_scales, v.scale_rows,
                                   ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
-    routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
+    if (!fused_combine) routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
   } else {
     gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
     grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
                        OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
     silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream);
-    grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
-                       OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    if (!fused_combine) {
+      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
+                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+    }
   }
 
-  // 7. Combine, the shared expert's output added in the same pass.
+  // 7. Combine, the shared expert's output added in the same pass (in GEMM2 where fused).
   if (has_shared) NVFP4MOE_CUDA_CHECK(cudaStreamWaitEvent(stream, ws.join_, 0));
+  if (fused_combine) {
+    GroupedCombine c;
+    c.weights = v.weights;
+    c.pair_to_sorted = v.pair_to_sorted;
+    c.tokens = t;
+    c.top_k = k;
+    c.shared = has_shared ? static_cast<const __nv_bfloat16*>(v.shared_out) : nullptr;
+    c.out = static_cast<__nv_bfloat16*>(out);
+    // W4A4: the values-output quantizer before it orders its trigger after its wait (see
+    // routed_gemm), so GEMM2 may prefetch by the offsets; W4A16's silu_and_mul does not.
+    grouped_gemm_w4a16_combine(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(),
+                               static_cast<__nv_bfloat16*>(v.gemm2), c, ws.gemm_ws_, ws.gemm_ws_bytes_, stream,
+                               /*prefetch_before_wait=*/w4a4);
+    return;
+  }
   combine(v.gemm2, ActDType::kBF16, v.weights, v.pair_to_sorted, t, k, h, has_shared ? v.shared_out : nullptr, out,
           CombineOutDType::kBF16, stream);
 }

@@ -69,8 +69,14 @@ class DeviceBuffer {
     if (n_) NVFP4MOE_CUDA_CHECK(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
     return h;
   }
-  // Fill with a byte pattern (poison before a run to catch unwritten outputs).
-  void fill_bytes(int byte) { if (n_) NVFP4MOE_CUDA_CHECK(cudaMemset(p_, byte, n_ * sizeof(T))); }
+  // Fill with a byte pattern (poison before a run to catch unwritten outputs). Complete on
+  // return, as upload: the memset runs on the legacy stream, which the tests' non-blocking
+  // streams are not ordered after.
+  void fill_bytes(int byte) {
+    if (n_ == 0) return;
+    NVFP4MOE_CUDA_CHECK(cudaMemset(p_, byte, n_ * sizeof(T)));
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
  private:
   T* p_ = nullptr;

@@ -374,7 +374,8 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
 
 // The execution choices of MoeForwardPaths change no result bit: every combination against
 // all of them off at the small batches where they apply (the one-launch front end at
-// T <= 4, values only up to direct_rows, the shared expert on values up to 16 tokens), with and
+// T <= 4, values only up to direct_rows, the shared expert on values up to 16 tokens, the
+// combine in GEMM2 up to 16 tokens), with and
 // without a shared expert, softmax and grouped sigmoid, all tokens on one expert: output,
 // routing, permutation, both GEMMs' rows, the bf16 values the GEMMs read, the shared output.
 TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
@@ -456,13 +457,15 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
     };
     const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
     EXPECT_EQ(base.flags, 0u);
-    for (int mask = 1; mask < 8; ++mask) {
+    for (int mask = 1; mask < 16; ++mask) {
       cuda::MoeForwardPaths p;
       p.values_only = mask & 1;
       p.tiny_front_end = mask & 2;
       p.shared_values = mask & 4;
+      p.fused_combine = mask & 8;
       const std::string what = "paths values_only=" + std::to_string(p.values_only) + " tiny=" +
-                               std::to_string(p.tiny_front_end) + " shared_values=" + std::to_string(p.shared_values);
+                               std::to_string(p.tiny_front_end) + " shared_values=" + std::to_string(p.shared_values) +
+                               " fused_combine=" + std::to_string(p.fused_combine);
       const Snapshot got = run(p);
       EXPECT_EQ(got.flags, 0u) << what;
       EXPECT_TRUE(test::bytes_equal(got.out, base.out, what + " output"));

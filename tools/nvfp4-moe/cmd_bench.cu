@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -97,8 +99,10 @@ int bench(const BenchOptions& o) {
               peak_tflops);
   // The workspaces made below take the default forward paths (cuda/moe.h).
   const cuda::MoeForwardPaths paths;
-  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d\n\n", paths.values_only,
-              paths.tiny_front_end, paths.shared_values);
+  const char* fc_env = std::getenv("NVFP4MOE_FUSED_COMBINE");
+  const bool fused_combine = paths.fused_combine && !(fc_env != nullptr && std::strcmp(fc_env, "0") == 0);
+  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d\n\n",
+              paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -208,7 +212,7 @@ int bench(const BenchOptions& o) {
         {"commit", std::getenv("NVFP4MOE_COMMIT") ? std::getenv("NVFP4MOE_COMMIT") : ""},
         {"forward_paths",
          {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
-          {"shared_values", paths.shared_values}}}}},
+          {"shared_values", paths.shared_values}, {"fused_combine", fused_combine}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";

@@ -66,6 +66,30 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
                         OutDType out_dtype, void* workspace, size_t workspace_bytes,
                         cudaStream_t stream, bool prefetch_before_wait = false);
 
+// ---- grouped W4A16 GEMM followed by the MoE combine (the layer's GEMM2 at small batches) ----
+// out [rows, N] bf16 receives the GEMM rows as grouped_gemm_w4a16 writes them, and c.out [tokens,
+// N] bf16 the combine of cuda::combine (routing.h) over them: c.out[t] = sum_j c.weights[t, j] *
+// out[c.pair_to_sorted[t * top_k + j]] (+ c.shared[t]), fp32, slot order, rounded once; rows =
+// tokens * top_k. Where the GEMM takes its decode kernel in one launch without split-K
+// (grouped_gemm_fuses_combine), the combine runs in the GEMM's epilogue: the last CTA to finish
+// a 64-column block combines it (same bits as the two launches, one kernel boundary fewer);
+// otherwise the two run one after the other. Workspace: grouped_gemm_w4a16_workspace_bytes.
+struct GroupedCombine {
+  const float* weights = nullptr;           // [tokens, top_k]
+  const int32_t* pair_to_sorted = nullptr;  // [tokens * top_k]: row of out of each (token, slot)
+  int64_t tokens = 0;
+  int top_k = 0;                            // 1..16
+  const __nv_bfloat16* shared = nullptr;    // [tokens, N] added last, or null
+  __nv_bfloat16* out = nullptr;             // [tokens, N]
+};
+// Whether grouped_gemm_w4a16_combine runs as one kernel for these sizes. NVFP4MOE_FUSED_COMBINE=0
+// in the environment (read once) makes it false everywhere (A/B runs).
+bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts);
+void grouped_gemm_w4a16_combine(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
+                                const PreparedWeights& w, const float* alpha, __nv_bfloat16* out,
+                                const GroupedCombine& c, void* workspace, size_t workspace_bytes,
+                                cudaStream_t stream, bool prefetch_before_wait = false);
+
 size_t grouped_gemm_w4a4_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
 void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        const PreparedWeights& w, const float* alpha, void* out,

@@ -78,9 +78,13 @@ struct MoeForwardPaths {
   // W4A4, T <= 16: the shared expert's GEMMs read its quantizers' bf16 values (values-only
   // per-expert quantizers with one expert), two dequantization launches fewer.
   bool shared_values = true;
+  // T <= 16, where GEMM2 reads bf16 activations in one decode launch: the combine runs in
+  // GEMM2's epilogue (cuda::grouped_gemm_w4a16_combine), one kernel boundary fewer; the shared
+  // expert then joins before GEMM2. NVFP4MOE_FUSED_COMBINE=0 turns it off for A/B runs.
+  bool fused_combine = true;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
-  static MoeForwardPaths all_intermediates() { return {false, false, false}; }
+  static MoeForwardPaths all_intermediates() { return {false, false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream

@@ -80,6 +80,42 @@ __device__ __forceinline__ void store8<__half>(__half* out, const float (&f)[8])
   *reinterpret_cast<uint4*>(out) = v;
 }
 
+// One thread's 8 columns [col, col + 8) of token t's output: the arithmetic of the comment at
+// the top, in that order. row_of(j) / weight_of(j): sorted row and weight of slot j (the caller
+// checks the row); load(ptr): the 16-byte load of a sorted row's columns (the fused combine of
+// the decode GEMM reads rows other CTAs wrote in the same launch: through L2). shared: null or
+// the token's shared-expert row. Shared by the combine kernel and the decode GEMM's fused
+// combine (gemm_decode_store_sm90.cuh), so the two give the same bits by construction.
+template <typename RowT, typename OutT, class RowOf, class WeightOf, class Load>
+__device__ __forceinline__ void combine_vec8(const RowT* rows, int top_k, int hidden, int col, RowOf row_of,
+                                             WeightOf weight_of, Load load, const RowT* shared, OutT* out) {
+  uint4 x[kCombineMaxTopK];
+#pragma unroll
+  for (int j = 0; j < kCombineMaxTopK; ++j) {
+    if (j < top_k) x[j] = load(rows + int64_t(row_of(j)) * hidden + col);
+  }
+  float acc[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCombineMaxTopK; ++j) {
+    if (j < top_k) {
+      float f[8];
+      unpack8<RowT>(x[j], f);
+      const float w = weight_of(j);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, f[i]));
+    }
+  }
+  if (shared != nullptr) {
+    float f[8];
+    unpack8<RowT>(ptx::ld_stream_v4(shared + col), f);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], f[i]);
+  }
+  store8<OutT>(out + col, acc);
+}
+
 template <typename RowT, typename OutT, bool kHasShared>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_sm90(const RowT* __restrict__ rows, const float* __restrict__ weights,
@@ -99,32 +135,10 @@ __global__ void __launch_bounds__(kCombineThreads)
   __syncthreads();
   const int col = (int(blockIdx.y) * kCombineThreads + int(threadIdx.x)) * kCombineVec;
   if (col >= hidden) return;
-
-  uint4 x[kCombineMaxTopK];
-#pragma unroll
-  for (int j = 0; j < kCombineMaxTopK; ++j) {
-    if (j < top_k) x[j] = ptx::ld_stream_v4(rows + int64_t(s_row[j]) * hidden + col);
-  }
-  float acc[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
-#pragma unroll
-  for (int j = 0; j < kCombineMaxTopK; ++j) {
-    if (j < top_k) {
-      float f[8];
-      unpack8<RowT>(x[j], f);
-      const float w = s_w[j];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, f[i]));
-    }
-  }
-  if constexpr (kHasShared) {
-    float f[8];
-    unpack8<RowT>(ptx::ld_stream_v4(shared + t * hidden + col), f);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], f[i]);
-  }
-  store8<OutT>(out + t * hidden + col, acc);
+  combine_vec8<RowT, OutT>(
+      rows, top_k, hidden, col, [&](int j) { return s_row[j]; }, [&](int j) { return s_w[j]; },
+      [](const RowT* a) { return ptx::ld_stream_v4(a); }, kHasShared ? shared + t * hidden : nullptr,
+      out + t * hidden);
 }
 
 }  // namespace nvfp4moe::kernels

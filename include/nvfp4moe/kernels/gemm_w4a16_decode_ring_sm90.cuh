@@ -218,7 +218,8 @@ __global__ void __launch_bounds__(GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT
       }
     }
     decode_store_tile<kGroups>(p, tile, tile.n_block * kAtomRows + rw * 16 + g, q, kw == 0, tid == 0, counter_index, v,
-                               s_is_last, [] { ring::consumers_sync<Cfg::kConsumers>(); });
+                               s_is_last, [] { ring::consumers_sync<Cfg::kConsumers>(); }, tid, Cfg::kConsumers,
+                               total_tiles / n_blocks);
     ring::consumers_sync<Cfg::kConsumers>();  // s_red / s_is_last are rewritten by the next tile
 #pragma unroll
     for (int x = 0; x < Cfg::kAccSets; ++x)

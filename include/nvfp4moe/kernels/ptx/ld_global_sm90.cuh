@@ -44,6 +44,17 @@ __device__ __forceinline__ uint32_t ld_cached_u32(const void* p) {
   return v;
 }
 
+// 16 bytes that other CTAs of the same launch wrote (after their fence and the counter that
+// tells this CTA they are done): through L2 (.cg), never a stale L1 or non-coherent line.
+__device__ __forceinline__ uint4 ld_l2_v4(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
 // Ask the TMA unit to bring `bytes` (a multiple of 16, 16-byte aligned address) into L2. No
 // registers, no shared memory and no completion to wait for: the decode GEMM uses it to keep
 // more of the weight stream in flight than its register ring holds.
