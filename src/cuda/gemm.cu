@@ -80,6 +80,7 @@ int g_hot_override = -1;
 int g_claim_override = -1;
 int g_k_warps_override = -1;
 int g_ring_override = -1;
+int g_fused_combine_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
@@ -777,12 +778,21 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, prefetch_before_wait);
 }
 
-bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  static const bool enabled = [] {
+void set_gemm_fused_combine(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (off) or 1 (on), got ", mode);
+  g_fused_combine_override = mode;
+}
+
+bool gemm_fused_combine_on() {
+  static const bool env_on = [] {
     const char* v = std::getenv("NVFP4MOE_FUSED_COMBINE");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return v != nullptr && std::strcmp(v, "1") == 0;
   }();
-  if (!enabled || rows <= 0) return false;
+  return g_fused_combine_override >= 0 ? g_fused_combine_override == 1 : env_on;
+}
+
+bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
+  if (!gemm_fused_combine_on() || rows <= 0) return false;
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
   return is_decode(plan.tok_tile, true, rows) && plan.splits == 1 && plan.hot_rows == 0 &&
          int64_t(kn::prepared_rows(n) / kn::kAtomRows) <= kMaxSplitCounters;

@@ -82,8 +82,18 @@ void check_fused(const Shape& s, const DeviceBuffer<uint8_t>& w, int64_t tokens,
                            std::to_string(k) + (shared ? " +shared" : "") + (hot ? " hot" : "") +
                            " seed=" + std::to_string(seed);
   SCOPED_TRACE(what);
-  cuda::set_gemm_decode_ring(kern.ring);
-  cuda::set_gemm_decode_k_warps(kern.k_warps);
+  struct Overrides {  // restored on every exit (an ASSERT returns early)
+    Overrides(const Kernel& k) {
+      cuda::set_gemm_decode_ring(k.ring);
+      cuda::set_gemm_decode_k_warps(k.k_warps);
+      cuda::set_gemm_fused_combine(1);
+    }
+    ~Overrides() {
+      cuda::set_gemm_decode_ring(-1);
+      cuda::set_gemm_decode_k_warps(-1);
+      cuda::set_gemm_fused_combine(-1);
+    }
+  } overrides(kern);
   const int64_t m = tokens * k;
   ASSERT_TRUE(cuda::grouped_gemm_fuses_combine(m, s.n, s.k, s.experts)) << "the case must take the fused path";
   std::mt19937 rng(seed);
@@ -155,8 +165,6 @@ void check_fused(const Shape& s, const DeviceBuffer<uint8_t>& w, int64_t tokens,
   NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
   NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
   NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(st));
-  cuda::set_gemm_decode_ring(-1);
-  cuda::set_gemm_decode_k_warps(-1);
 }
 
 TEST(GemmCombineGpu, FusedEqualsGemmThenCombine) {

@@ -27,6 +27,7 @@
 
 #include "gpu/gpu_test_util.h"
 #include "nvfp4moe/common/error.h"
+#include "nvfp4moe/cuda/gemm.h"
 #include "nvfp4moe/cuda/moe.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/model/builtin_model.h"
@@ -380,6 +381,11 @@ TEST(MoeGpu, SmallDeterministicAndGraphReplayEqualsEager) {
 // routing, permutation, both GEMMs' rows, the bf16 values the GEMMs read, the shared output.
 TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
+  // The combine in GEMM2 where MoeForwardPaths::fused_combine asks for it (off by default).
+  struct FusedCombineOn {
+    FusedCombineOn() { cuda::set_gemm_fused_combine(1); }
+    ~FusedCombineOn() { cuda::set_gemm_fused_combine(-1); }
+  } fused_combine_on;
   // I = 256 with a clamp: the default SiLU quantizer takes its row-step kernel, the values
   // paths the flat one. T = 20 (capacity 40): the shared expert falls back to W4A4.
   Case clamp{5, 16, 4, 1, true, false};

@@ -22,6 +22,7 @@
 #include "gpu_runner.h"
 #include "moe_bf16_baseline.h"
 #include "nvfp4moe/common/cuda_check.h"
+#include "nvfp4moe/cuda/gemm.h"
 #include "nvfp4moe/cuda/quantize.h"
 #include "plot_script.h"
 #include "progress.h"
@@ -99,8 +100,7 @@ int bench(const BenchOptions& o) {
               peak_tflops);
   // The workspaces made below take the default forward paths (cuda/moe.h).
   const cuda::MoeForwardPaths paths;
-  const char* fc_env = std::getenv("NVFP4MOE_FUSED_COMBINE");
-  const bool fused_combine = paths.fused_combine && !(fc_env != nullptr && std::strcmp(fc_env, "0") == 0);
+  const bool fused_combine = paths.fused_combine && cuda::gemm_fused_combine_on();
   std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d\n\n",
               paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine);
 

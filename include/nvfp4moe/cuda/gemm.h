@@ -70,10 +70,11 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
 // out [rows, N] bf16 receives the GEMM rows as grouped_gemm_w4a16 writes them, and c.out [tokens,
 // N] bf16 the combine of cuda::combine (routing.h) over them: c.out[t] = sum_j c.weights[t, j] *
 // out[c.pair_to_sorted[t * top_k + j]] (+ c.shared[t]), fp32, slot order, rounded once; rows =
-// tokens * top_k. Where the GEMM takes its decode kernel in one launch without split-K
-// (grouped_gemm_fuses_combine), the combine runs in the GEMM's epilogue: the last CTA to finish
-// a 64-column block combines it (same bits as the two launches, one kernel boundary fewer);
-// otherwise the two run one after the other. Workspace: grouped_gemm_w4a16_workspace_bytes.
+// tokens * top_k. Where fusing is on (set_gemm_fused_combine) and the GEMM takes its decode
+// kernel in one launch without split-K (grouped_gemm_fuses_combine), the combine runs in the
+// GEMM's epilogue: the last CTA to finish a 64-column block combines it (same bits as the two
+// launches, one kernel boundary fewer); otherwise the two run one after the other.
+// Workspace: grouped_gemm_w4a16_workspace_bytes.
 struct GroupedCombine {
   const float* weights = nullptr;           // [tokens, top_k]
   const int32_t* pair_to_sorted = nullptr;  // [tokens * top_k]: row of out of each (token, slot)
@@ -82,9 +83,14 @@ struct GroupedCombine {
   const __nv_bfloat16* shared = nullptr;    // [tokens, N] added last, or null
   __nv_bfloat16* out = nullptr;             // [tokens, N]
 };
-// Whether grouped_gemm_w4a16_combine runs as one kernel for these sizes. NVFP4MOE_FUSED_COMBINE=0
-// in the environment (read once) makes it false everywhere (A/B runs).
+// Whether grouped_gemm_w4a16_combine runs as one kernel for these sizes.
 bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts);
+// Whether grouped_gemm_w4a16_combine may fuse: 1 on, 0 off, -1 the default, which is
+// NVFP4MOE_FUSED_COMBINE=0|1 from the environment, else off. Off by default until the fused
+// epilogue has run on a GPU (written in the twelfth session, whose device calls all failed to
+// start; docs/GEMM.md v17). Process-wide, not thread-safe.
+void set_gemm_fused_combine(int mode);
+bool gemm_fused_combine_on();  // the mode now in force
 void grouped_gemm_w4a16_combine(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
                                 const PreparedWeights& w, const float* alpha, __nv_bfloat16* out,
                                 const GroupedCombine& c, void* workspace, size_t workspace_bytes,

@@ -80,7 +80,8 @@ struct MoeForwardPaths {
   bool shared_values = true;
   // T <= 16, where GEMM2 reads bf16 activations in one decode launch: the combine runs in
   // GEMM2's epilogue (cuda::grouped_gemm_w4a16_combine), one kernel boundary fewer; the shared
-  // expert then joins before GEMM2. NVFP4MOE_FUSED_COMBINE=0 turns it off for A/B runs.
+  // expert then joins before GEMM2. Takes effect only where the GEMM may fuse
+  // (cuda::set_gemm_fused_combine / NVFP4MOE_FUSED_COMBINE=1; off by default for now).
   bool fused_combine = true;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
