@@ -334,13 +334,15 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
   }
 }
 
+// combine: the ring kernel's fused MoE combine (out == nullptr: none; the caller checked
+// grouped_gemm_fuses_combine, which requires the ring kernel).
 void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, cudaStream_t stream,
-              bool prefetch_before_wait = false) {
+              bool prefetch_before_wait = false, const kn::DecodeCombineParams& combine = {}) {
   const int tok = plan.tok_tile, grid = plan.grid;
   if (decode && plan.ring) {
     kn::GemmW4A16Params q = p;
     q.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
-    launch_decode_ring(tok, q, grid, stream);
+    launch_decode_ring(tok, q, combine, grid, stream);
     return;
   }
   if (decode) {
@@ -693,14 +695,15 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
                     const GroupedCombine* combine = nullptr) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
+  kn::DecodeCombineParams fused{};
   if (combine != nullptr) {
-    p.combine_out = combine->out;
-    p.combine_weights = combine->weights;
-    p.combine_pair_to_sorted = combine->pair_to_sorted;
-    p.combine_shared = combine->shared;
-    p.combine_tokens = int(combine->tokens);
-    p.combine_top_k = combine->top_k;
-    p.combine_counters = ws.counters;
+    fused.out = combine->out;
+    fused.weights = combine->weights;
+    fused.pair_to_sorted = combine->pair_to_sorted;
+    fused.shared = combine->shared;
+    fused.tokens = int(combine->tokens);
+    fused.top_k = combine->top_k;
+    fused.counters = ws.counters;
   }
   p.splits = plan.splits;
   if (plan.splits > 1) {
@@ -709,7 +712,7 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
   }
   p.expert_rows_hi = plan.hot_rows;  // 0: every expert
   if (plan.claim) p.claim = ws.counters + kClaimCounter;
-  dispatch(plan, decode, p, stream, prefetch_before_wait);
+  dispatch(plan, decode, p, stream, prefetch_before_wait, fused);
   if (plan.hot_rows > 0) {  // the hot experts, same activations (prepared K order) and output
     GemmPlan hot = plan;
     hot.tok_tile = 128;
@@ -794,7 +797,8 @@ bool gemm_fused_combine_on() {
 bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
   if (!gemm_fused_combine_on() || rows <= 0) return false;
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
-  return is_decode(plan.tok_tile, true, rows) && plan.splits == 1 && plan.hot_rows == 0 &&
+  // The ring kernel only (kernels/gemm_decode_store_sm90.cuh kCombine).
+  return is_decode(plan.tok_tile, true, rows) && plan.ring && plan.splits == 1 && plan.hot_rows == 0 &&
          int64_t(kn::prepared_rows(n) / kn::kAtomRows) <= kMaxSplitCounters;
 }
 

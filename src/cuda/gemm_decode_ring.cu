@@ -63,19 +63,21 @@ int ctas_per_sm() {
 }
 
 template <int kTok, bool kClaim>
-void launch(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+void launch(const kn::GemmW4A16Params& p, const kn::DecodeCombineParams& combine, int grid, cudaStream_t stream) {
   prepare_kernel<kTok, kClaim>();
-  launch_pdl(ring_kernel<kTok, kClaim>(), dim3(grid), dim3(RingCfg<kTok>::kThreads), RingCfg<kTok>::kRingBytes, stream, p);
+  launch_pdl(ring_kernel<kTok, kClaim>(), dim3(grid), dim3(RingCfg<kTok>::kThreads), RingCfg<kTok>::kRingBytes, stream, p,
+             combine);
 }
 
 }  // namespace
 
 int decode_ring_ctas_per_sm(int tok) { return tok == 16 ? ctas_per_sm<16>() : ctas_per_sm<8>(); }
 
-void launch_decode_ring(int tok, const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+void launch_decode_ring(int tok, const kn::GemmW4A16Params& p, const kn::DecodeCombineParams& combine, int grid,
+                        cudaStream_t stream) {
   const bool claim = p.off != nullptr && p.claim != nullptr;
-  if (tok == 16) claim ? launch<16, true>(p, grid, stream) : launch<16, false>(p, grid, stream);
-  else claim ? launch<8, true>(p, grid, stream) : launch<8, false>(p, grid, stream);
+  if (tok == 16) claim ? launch<16, true>(p, combine, grid, stream) : launch<16, false>(p, combine, grid, stream);
+  else claim ? launch<8, true>(p, combine, grid, stream) : launch<8, false>(p, combine, grid, stream);
 }
 
 }  // namespace nvfp4moe::cuda

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include "nvfp4moe/kernels/gemm_decode_store_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 
 namespace nvfp4moe::cuda {
@@ -14,6 +15,8 @@ int decode_ring_ctas_per_sm(int tok);
 
 // Launches it (PDL) on `grid` CTAs; p as for the register decode kernel with p.n_blocks in
 // 64-row blocks. claim: p.claim is set and tiles after each CTA's first are claimed from it.
-void launch_decode_ring(int tok, const kernels::GemmW4A16Params& p, int grid, cudaStream_t stream);
+// combine: the fused MoE combine (grouped, no split), or {} (out == nullptr) for none.
+void launch_decode_ring(int tok, const kernels::GemmW4A16Params& p, const kernels::DecodeCombineParams& combine,
+                        int grid, cudaStream_t stream);
 
 }  // namespace nvfp4moe::cuda

@@ -1,6 +1,7 @@
-// The MoE combine fused into the grouped decode GEMM (cuda::grouped_gemm_w4a16_combine): the
-// GEMM rows and the combined outputs equal grouped_gemm_w4a16 followed by cuda::combine bit for
-// bit, on the ring, register and wide-CTA decode kernels, at T = 1..16 tokens, top-k 1, 2 and 8,
+// The MoE combine fused into the grouped decode GEMM (cuda::grouped_gemm_w4a16_combine; the ring
+// kernel fuses, calls on the register and wide-CTA kernels run the two launches): the GEMM rows
+// and the combined outputs equal grouped_gemm_w4a16 followed by cuda::combine bit for bit, on
+// the ring, register and wide-CTA decode kernels, at T = 1..16 tokens, top-k 1, 2 and 8,
 // with and without the shared-expert term, N on and off the 64-column block edge; two calls in
 // a row on one workspace (the block counters return to zero) and graph replays give the same
 // bits; bad arguments throw before any launch.
@@ -72,6 +73,7 @@ std::vector<int32_t> topk_ids(int64_t tokens, int k, int e, bool hot, std::mt199
 struct Kernel {
   const char* name;
   int ring, k_warps;  // set_gemm_decode_ring, set_gemm_decode_k_warps (-1: heuristics)
+  bool fuses;         // the ring kernel: the call must take the fused path
 };
 
 // w: random_experts(s) (made once per shape: the largest is ~240 MB).
@@ -95,7 +97,7 @@ void check_fused(const Shape& s, const DeviceBuffer<uint8_t>& w, int64_t tokens,
     }
   } overrides(kern);
   const int64_t m = tokens * k;
-  ASSERT_TRUE(cuda::grouped_gemm_fuses_combine(m, s.n, s.k, s.experts)) << "the case must take the fused path";
+  ASSERT_EQ(cuda::grouped_gemm_fuses_combine(m, s.n, s.k, s.experts), kern.fuses) << "fused path expected: " << kern.fuses;
   std::mt19937 rng(seed);
   const cuda::PreparedWeights pw{w.get(), s.n, s.k, s.experts};
   std::vector<float> alpha(size_t(2 * s.experts));
@@ -171,7 +173,7 @@ TEST(GemmCombineGpu, FusedEqualsGemmThenCombine) {
   NVFP4MOE_REQUIRE_GPU();
   // Qwen3's GEMM2, a small N off the 64-column edge, DeepSeek-V3's GEMM2 (32 of its experts).
   const Shape shapes[] = {{2048, 768, 128}, {136, 256, 16}, {7168, 2048, 32}};
-  const Kernel kernels[] = {{"default", -1, -1}, {"register", 0, 2}, {"ring", 1, 2}};
+  const Kernel kernels[] = {{"ring", 1, 2, true}, {"register", 0, 2, false}};
   uint32_t seed = 11;
   for (const Shape& s : shapes) {
     std::mt19937 rng(seed);
@@ -184,17 +186,17 @@ TEST(GemmCombineGpu, FusedEqualsGemmThenCombine) {
   }
 }
 
-// The wide decode CTA (4 K warps, K / 128 even), top-k 2, and one expert in every token's
-// first slot (its tiles then hold every token).
+// The wide decode CTA (4 K warps, K / 128 even; not fused), top-k 2, and one expert in every
+// token's first slot (its tiles then hold every token).
 TEST(GemmCombineGpu, WideCtaAndHotExpert) {
   NVFP4MOE_REQUIRE_GPU();
-  const Kernel wide{"wide", 0, 4};
+  const Kernel wide{"wide", 0, 4, false};
   std::mt19937 rng(100);
   const Shape qwen{2048, 768, 128}, small{1024, 512, 32};
   const DeviceBuffer<uint8_t> w_qwen = random_experts(qwen, rng), w_small = random_experts(small, rng);
   check_fused(qwen, w_qwen, 1, 8, true, false, wide, 101);
   check_fused(small, w_small, 4, 2, false, true, wide, 102);
-  check_fused(small, w_small, 16, 8, true, true, {"default", -1, -1}, 103);
+  check_fused(small, w_small, 16, 8, true, true, {"ring", 1, 2, true}, 103);
 }
 
 TEST(GemmCombineGpu, BadArgumentsThrowBeforeLaunch) {

@@ -86,25 +86,34 @@ __device__ __forceinline__ void store8<__half>(__half* out, const float (&f)[8])
 // the decode GEMM reads rows other CTAs wrote in the same launch: through L2). shared: null or
 // the token's shared-expert row. Shared by the combine kernel and the decode GEMM's fused
 // combine (gemm_decode_store_sm90.cuh), so the two give the same bits by construction.
-template <typename RowT, typename OutT, class RowOf, class WeightOf, class Load>
+// kAhead: rows loaded before their arithmetic (all k in the combine kernel: memory-bound, every
+// load in flight at once; fewer where registers are scarce). The order of the arithmetic is the
+// same for every kAhead.
+template <typename RowT, typename OutT, int kAhead = kCombineMaxTopK, class RowOf, class WeightOf, class Load>
 __device__ __forceinline__ void combine_vec8(const RowT* rows, int top_k, int hidden, int col, RowOf row_of,
                                              WeightOf weight_of, Load load, const RowT* shared, OutT* out) {
-  uint4 x[kCombineMaxTopK];
-#pragma unroll
-  for (int j = 0; j < kCombineMaxTopK; ++j) {
-    if (j < top_k) x[j] = load(rows + int64_t(row_of(j)) * hidden + col);
-  }
+  static_assert(kCombineMaxTopK % kAhead == 0, "slots come in whole chunks");
+  // One row at a time (kAhead = 1) stays a loop: the fewest registers next to a kernel's own.
+  constexpr int kUnrollChunks = kAhead == 1 ? 1 : kCombineMaxTopK / kAhead;
   float acc[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+#pragma unroll kUnrollChunks
+  for (int j0 = 0; j0 < kCombineMaxTopK; j0 += kAhead) {
+    uint4 x[kAhead];
 #pragma unroll
-  for (int j = 0; j < kCombineMaxTopK; ++j) {
-    if (j < top_k) {
-      float f[8];
-      unpack8<RowT>(x[j], f);
-      const float w = weight_of(j);
+    for (int j = 0; j < kAhead; ++j) {
+      if (j0 + j < top_k) x[j] = load(rows + int64_t(row_of(j0 + j)) * hidden + col);
+    }
 #pragma unroll
-      for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, f[i]));
+    for (int j = 0; j < kAhead; ++j) {
+      if (j0 + j < top_k) {
+        float f[8];
+        unpack8<RowT>(x[j], f);
+        const float w = weight_of(j0 + j);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, f[i]));
+      }
     }
   }
   if (shared != nullptr) {

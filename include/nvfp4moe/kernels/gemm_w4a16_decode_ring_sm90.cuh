@@ -78,7 +78,7 @@ __device__ __forceinline__ void consumers_sync() {
 
 template <int kTok, int kStagesT, int kMinCtasT, bool kClaim = false>
 __global__ void __launch_bounds__(GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT>::kThreads, kMinCtasT)
-    gemm_w4a16_decode_ring_sm90_kernel(const GemmW4A16Params p) {
+    gemm_w4a16_decode_ring_sm90_kernel(const GemmW4A16Params p, const DecodeCombineParams combine) {
   ptx::launch_dependents();  // launched with PDL (common/pdl_launch.h); the wait is below
   using Cfg = GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT>;
   constexpr int kStages = Cfg::kStages, kGroups = Cfg::kGroups;
@@ -218,8 +218,11 @@ __global__ void __launch_bounds__(GemmDecodeRingConfig<kTok, kStagesT, kMinCtasT
       }
     }
     decode_store_tile<kGroups>(p, tile, tile.n_block * kAtomRows + rw * 16 + g, q, kw == 0, tid == 0, counter_index, v,
-                               s_is_last, [] { ring::consumers_sync<Cfg::kConsumers>(); }, tid, Cfg::kConsumers,
-                               total_tiles / n_blocks);
+                               s_is_last, [] { ring::consumers_sync<Cfg::kConsumers>(); });
+    if (combine.out != nullptr) {  // the launcher fuses only calls without split
+      decode_combine_block(p, combine, tile, kw == 0, tid == 0, tid, Cfg::kConsumers, total_tiles / n_blocks, s_is_last,
+                           [] { ring::consumers_sync<Cfg::kConsumers>(); });
+    }
     ring::consumers_sync<Cfg::kConsumers>();  // s_red / s_is_last are rewritten by the next tile
 #pragma unroll
     for (int x = 0; x < Cfg::kAccSets; ++x)

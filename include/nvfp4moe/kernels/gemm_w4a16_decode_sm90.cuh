@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(32 * 4 * kKWarpsT, kMinCtasT) gemm_w4a16_decod
       }
     }
     decode_store_tile<kGroups>(p, tile, tile.n_block * Cfg::kBlockN + rw * 16 + g, q, kw == 0, tid == 0, counter_index, v,
-                               s_is_last, [] { __syncthreads(); }, tid, Cfg::kThreads, total_tiles / n_blocks);
+                               s_is_last, [] { __syncthreads(); });
     __syncthreads();  // s_red is rewritten by the next tile's epilogue
 #pragma unroll
     for (int x = 0; x < Cfg::kAccSets; ++x)

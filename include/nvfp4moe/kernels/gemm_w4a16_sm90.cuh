@@ -65,17 +65,6 @@ struct GemmW4A16Params {
   int* claim;              // decode kernel, kClaim instantiation (else unused): the counter
                            // (zero at launch, zero again at exit) from which CTAs claim their
                            // tiles after the first (dynamic balance)
-  // Decode kernels, grouped, no split: the MoE combine fused into the epilogue (null
-  // combine_out: off). The last CTA to finish a 64-column block (combine_counters[n_block],
-  // zero at launch, zero again at exit) writes combine_out[t, block] = sum_j weights[t, j] *
-  // out[pair_to_sorted[t * top_k + j], block] (+ shared[t, block]), the combine kernel's
-  // arithmetic (combine_sm90.cuh); out must be bf16 with rows = tokens * top_k.
-  __nv_bfloat16* combine_out;              // [combine_tokens, n]
-  const float* combine_weights;            // [combine_tokens, combine_top_k]
-  const int32_t* combine_pair_to_sorted;   // [combine_tokens * combine_top_k]
-  const __nv_bfloat16* combine_shared;     // [combine_tokens, n] or null
-  int combine_tokens, combine_top_k;
-  int* combine_counters;                   // [n_blocks]
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows
