@@ -43,13 +43,13 @@ constexpr int64_t kDirectValueRows = 256;
 // kernel's largest token tile.
 constexpr int64_t kSharedDirectValueRows = 16;
 
-// Whether a W4A4 grouped GEMM of m rows takes the quantizer's bf16 values: the workspace holds
-// them and the GEMM takes its decode kernel (token tile <= 16), which reads them as they are.
 // Tokens up to which the layer fuses the combine into GEMM2 (MoeForwardPaths::fused_combine):
-// the last CTA of each 64-column block combines T tokens x 8 slots there, serially after its
+// the last CTA of each 64-column block combines T tokens x k slots there, serially after its
 // own tile, so the fusion pays only while that tail is shorter than a kernel boundary.
 constexpr int64_t kFusedCombineMaxTokens = 16;
 
+// Whether a W4A4 grouped GEMM of m rows takes the quantizer's bf16 values: the workspace holds
+// them and the GEMM takes its decode kernel (token tile <= 16), which reads them as they are.
 bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num_experts) {
   return m > 0 && m <= direct_rows && plan_grouped_gemm(m, n, k, num_experts).tok_tile <= 16;
 }
