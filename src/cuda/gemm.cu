@@ -797,7 +797,7 @@ bool gemm_fused_combine_on() {
 bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
   if (!gemm_fused_combine_on() || rows <= 0) return false;
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
-  // The ring kernel only (kernels/gemm_decode_store_sm90.cuh kCombine).
+  // The ring kernel only: the combine is compiled into it alone (DecodeCombineParams).
   return is_decode(plan.tok_tile, true, rows) && plan.ring && plan.splits == 1 && plan.hot_rows == 0 &&
          int64_t(kn::prepared_rows(n) / kn::kAtomRows) <= kMaxSplitCounters;
 }
