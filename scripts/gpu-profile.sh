@@ -4,7 +4,7 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [gemm] [decode] [layer]    (default: the first three)
+#   scripts/gpu-profile.sh [quant] [gemm] [decode] [layer] [prefill]    (default: the first three)
 #
 #   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
 #           kernel (its default) and on the row-step kernel, the fused SiLU*Mul+quantize (row-step
@@ -22,6 +22,9 @@
 #           per warp, grid; scripts/ncu_table.py) on stdout, and the full sections of the
 #           one-launch front end (route_permute_values) at Qwen3 T = 1, the longest of the
 #           small kernels on the routed path (docs/RESULTS.md, eighth session).
+#   prefill every kernel of one MoE forward at T = 4096 for both models (graph replay, kernels one
+#           at a time): duration, DRAM bytes, tensor-pipe activity, grid, as CSV
+#           (where the prefill layer's 9 ms go: issue 6's 75%-of-tensor-core target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}/profile
@@ -69,6 +72,14 @@ for w in "${what[@]}"; do
         done
       done
       prof layer_front_end 'route_permute_values' 1 "$TOOL" bench --no-baseline --model qwen3-30b-a3b --tokens 1 --iters 5 ;;
-    *) echo "gpu-profile: unknown part $w (quant, gemm, decode, layer)" >&2; exit 2 ;;
+    prefill)
+      TOOL=${TOOL:-build/nvfp4-moe}
+      for model in deepseek-v3 qwen3-30b-a3b; do
+        ncu --csv --page raw --launch-skip 40 --launch-count 24 \
+          --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size \
+          "$TOOL" bench --no-baseline --model $model --tokens 4096 --iters 3 > "$OUT/prefill_$model.csv" 2> "$OUT/prefill_$model.log"
+        echo "prefill $model: rc=$? -> $OUT/prefill_$model.csv"
+      done ;;
+    *) echo "gpu-profile: unknown part $w (quant, gemm, decode, layer, prefill)" >&2; exit 2 ;;
   esac
 done
