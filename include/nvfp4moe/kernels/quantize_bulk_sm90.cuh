@@ -125,10 +125,10 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
     ptx::fence_mbarrier_init();
   }
   __syncwarp();
-  const int32_t cap = p.rows_out;
   RowStepWalk walk, issue;
   walk.init(p, p.k / kStepElems);
   issue = walk;
+  const int32_t cap = walk.end_row;  // this warp's rows end here (the capacity, or its range's end)
   // The first kStages steps before the tables: rows up to the capacity (off[E] is not known
   // yet; rows past it are loaded and then written as zero codes).
   uint32_t bad_bits = 0;  // bit s: the step in buffer s had a bad gather entry (warp-uniform)

@@ -31,21 +31,20 @@ namespace nvfp4moe::kernels {
 inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance (SiLU input), in steps
 
 // The step walk: step s = (row s / spr, segment s % spr), spr = steps per row. Rows plus one
-// grid stride of rows stay below 2^31 (the launcher checks rows < 2^30).
+// grid stride of rows stay below 2^31 (the launcher checks rows < 2^30). The warp's walk ends at
+// row end_row (exclusive).
 //   interleaved (default): warp w takes steps w, w + W, w + 2W, ... (W = warps of the grid), so
-//     the grid sweeps the matrix front to back;
-//   blocked (QuantizeParams::blocked_walk, an A/B knob): warp w takes one contiguous range of
-//     ceil(S / W) steps (S = rows x spr), so the grid reads W far-apart streams at once. Why try
-//     it: the bulk kernel ran 7% faster reading rows in a shuffled order (the gather map) than
-//     in order (H100, K = 7168, docs/results/quantize.md).
-// A walk past its last step has row >= kWalkEnd (above every row count).
-inline constexpr int32_t kWalkEnd = int32_t(1) << 30;
-
+//     the grid sweeps the matrix front to back; end_row = the rows of the call;
+//   blocked (QuantizeParams::blocked_walk, an A/B knob): warp w takes ceil(rows / W) whole rows
+//     [row, end_row), so the grid reads W far-apart streams at once. Why try it: the bulk kernel
+//     ran 7% faster reading rows in a shuffled order (the gather map) than in order (H100,
+//     K = 7168, docs/results/quantize.md). Same advance() as the interleaved walk (step 1), so
+//     the default kernels' loop is unchanged.
 struct RowStepWalk {
   int32_t row, seg;              // the current step
   int32_t step_rows, step_segs;  // distance to this warp's next step
   int32_t spr;
-  int32_t left;                  // blocked walk: steps left after this one (-1: interleaved)
+  int32_t end_row;               // the walk is done once row >= end_row
 
   __device__ __forceinline__ void init(int64_t warp, int64_t warps, int32_t steps_per_row) {
     spr = steps_per_row;
@@ -53,33 +52,22 @@ struct RowStepWalk {
     seg = int32_t(warp % spr);
     step_rows = int32_t(warps / spr);
     step_segs = int32_t(warps % spr);
-    left = -1;
-  }
-  // The blocked walk over rows x steps_per_row steps.
-  __device__ __forceinline__ void init_blocked(int64_t warp, int64_t warps, int32_t steps_per_row, int32_t rows) {
-    spr = steps_per_row;
-    const int64_t steps = int64_t(rows) * spr;
-    const int64_t per = (steps + warps - 1) / warps;
-    const int64_t begin = warp * per;
-    const int64_t end = begin + per < steps ? begin + per : steps;
-    step_rows = 0;
-    step_segs = 1;
-    if (begin >= end) {
-      row = kWalkEnd;
-      seg = 0;
-      left = 0;
-      return;
-    }
-    row = int32_t(begin / spr);
-    seg = int32_t(begin % spr);
-    left = int32_t(end - begin - 1);
   }
   __device__ __forceinline__ void init(const QuantizeParams& p, int32_t steps_per_row) {
-    if (p.blocked_walk) {
-      init_blocked(global_warp(), total_warps(), steps_per_row, p.rows_out);
-    } else {
-      init(global_warp(), total_warps(), steps_per_row);
+    const int64_t warp = global_warp(), warps = total_warps();
+    end_row = p.rows_out;
+    if (!p.blocked_walk) {
+      init(warp, warps, steps_per_row);
+      return;
     }
+    const int64_t rows_per_warp = (int64_t(p.rows_out) + warps - 1) / warps;
+    const int64_t first = warp * rows_per_warp;
+    spr = steps_per_row;
+    row = int32_t(first < p.rows_out ? first : p.rows_out);
+    seg = 0;
+    step_rows = 0;
+    step_segs = 1;
+    if (first + rows_per_warp < end_row) end_row = int32_t(first + rows_per_warp);
   }
   __device__ __forceinline__ void advance() {
     seg += step_segs;
@@ -87,10 +75,6 @@ struct RowStepWalk {
     if (seg >= spr) {
       seg -= spr;
       ++row;
-    }
-    if (left >= 0) {  // blocked: stop after the range (row stays >= kWalkEnd from then on)
-      if (left == 0) row = kWalkEnd;
-      else --left;
     }
   }
 };
@@ -199,10 +183,10 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
   __shared__ ExpertTables t;
   const int lane = int(threadIdx.x) & 31;
-  const int32_t cap = p.rows_out;
   constexpr int32_t kStepElems = kChunks * kWalkChunkElems;
   RowStepWalk walk;
   walk.init(p, p.k / kStepElems);
+  const int32_t cap = walk.end_row;  // this warp's rows end here (the capacity, or its range's end)
   StepIn<kSilu, kChunks> in;
   bool more = walk.row < cap;
   bool bad_src = false;
