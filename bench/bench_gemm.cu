@@ -282,6 +282,9 @@ static int run_benchmark(int argc, char** argv) {
     // --tma 0|1: how the wgmma kernel fills its stages (cp.async / TMA + mbarriers; default:
     // the library's, see cuda/gemm.h set_gemm_tma_pipeline). The `pipe` column says which ran.
     if (const char* tma = nb::arg_value(argc, argv, "--tma")) nc::set_gemm_tma_pipeline(std::atoi(tma));
+    // --ws 0|1: the 256-row CTAs on the warp-specialized kernel (cuda/gemm.h
+    // set_gemm_ws_pipeline); the `pipe` column shows ws where it runs.
+    if (const char* ws = nb::arg_value(argc, argv, "--ws")) nc::set_gemm_ws_pipeline(std::atoi(ws));
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));
@@ -371,7 +374,8 @@ static int run_benchmark(int argc, char** argv) {
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
                    std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
                    r.plan.tok_tile <= 16 ? std::string(r.plan.ring ? "ring" : r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
-                                         : std::string(r.plan.tma ? "tma" : "cp"), std::to_string(r.plan.splits),
+                                         : std::string(r.plan.ws && r.plan.block_n == 256 ? "ws" : r.plan.tma ? "tma" : "cp"),
+                   std::to_string(r.plan.splits),
                    std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
                    nb::fmt("%.1f", r.cublas_us), nb::fmt("%.1f", tfc), nb::fmt("%.0f%%", 100 * tf / tfc),

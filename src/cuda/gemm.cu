@@ -15,6 +15,7 @@
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/gemm_w4a16_ws_sm90.cuh"
 #include "gemm_decode_ring.h"
 #include "tensor_map.h"
 
@@ -81,6 +82,7 @@ int g_claim_override = -1;
 int g_k_warps_override = -1;
 int g_ring_override = -1;
 int g_fused_combine_override = -1;
+int g_ws_override = -1;
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
@@ -90,6 +92,19 @@ bool tma_pipeline() {
   if (g_tma_override >= 0) return g_tma_override == 1;
   static const bool from_env = [] {
     const char* v = std::getenv("NVFP4MOE_GEMM_TMA");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return from_env;
+}
+
+// Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
+// (kernels/gemm_w4a16_ws_sm90.cuh: a producer warpgroup filling the stages by TMA, two MMA
+// warpgroups): set_gemm_ws_pipeline, else NVFP4MOE_GEMM_WS=1 in the environment. Off by default
+// until timed against the cp.async kernel (docs/GEMM.md v18).
+bool ws_pipeline() {
+  if (g_ws_override >= 0) return g_ws_override == 1;
+  static const bool from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_WS");
     return v != nullptr && std::strcmp(v, "1") == 0;
   }();
   return from_env;
@@ -286,9 +301,31 @@ void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
              stream, p, act_map);
 }
 
+// The warp-specialized 256-row kernel (token tiles 64 and 128, no split of K).
+template <int kTok>
+void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
+  using Cfg = kn::GemmWsConfig<kTok>;
+  static const bool attr_set = [] {
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
+    return true;
+  }();
+  (void)attr_set;
+  NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
+  p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
+  const CUtensorMap act_map =
+      bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2, kTok);
+  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, act_map);
+}
+
 template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
+  if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
+    if (plan.tok_tile == 64) launch_ws<64>(p, grid, stream);
+    else launch_ws<128>(p, grid, stream);
+    return;
+  }
   switch (plan.tok_tile) {
     case 8: launch<8, 2, kTma>(p, grid, stream); break;
     case 16: launch<16, 2, kTma>(p, grid, stream); break;
@@ -477,6 +514,11 @@ void set_gemm_decode_ring(int mode) {
   g_ring_override = mode;
 }
 
+void set_gemm_ws_pipeline(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (off) or 1 (warp-specialized), got ", mode);
+  g_ws_override = mode;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -526,6 +568,7 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
   plan.tma = !decode && tma_pipeline();
+  plan.ws = !decode && ws_pipeline();
   return plan;
 }
 
@@ -574,6 +617,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
   plan.tma = !decode && tma_pipeline();
+  plan.ws = !decode && ws_pipeline();
   plan.claim = decode && decode_claiming(bound, plan.grid, plan.ring);
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
   // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the

@@ -419,12 +419,14 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
 // same order): every token tile and CTA width, N with Np = 128 mod 256 (a 256-row CTA's second
 // half not loaded), K of one stage and of many (persistent CTAs crossing tile boundaries with
 // the ring full), split-K, grouped with empty experts and one expert taking every row.
-::testing::AssertionResult same_on_both_pipelines(const Case& c) {
+// Runs c with select(0), then select(1) (two ways to fill the wgmma kernel's stages); checks the
+// second against the model and both outputs equal byte for byte.
+::testing::AssertionResult same_both_ways(const Case& c, void (*select)(int), const std::string& what) {
   Prepared p = prepare(c);
   const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
   std::vector<uint8_t> results[2];
-  for (int tma : {0, 1}) {
-    cuda::set_gemm_tma_pipeline(tma);
+  for (int mode : {0, 1}) {
+    select(mode);
     const size_t ws_bytes = workspace_for(c);
     DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
     ws.fill_bytes(0);
@@ -432,18 +434,28 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
     out.fill_bytes(0xff);
     launch(c, p, out.get(), ws.get(), ws_bytes, nullptr);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    results[tma] = out.download();
-    results[tma].resize(size_t(c.rows * c.n) * esz);
+    results[mode] = out.download();
+    results[mode].resize(size_t(c.rows * c.n) * esz);
   }
   auto model = check(c, p, results[1]);
-  if (!model) return model << " (TMA pipeline)";
-  return bytes_equal(results[1], results[0], describe(c) + ": TMA vs cp.async pipeline");
+  if (!model) return model << " (" << what << ")";
+  return bytes_equal(results[1], results[0], describe(c) + ": " + what);
+}
+
+::testing::AssertionResult same_on_both_pipelines(const Case& c) {
+  return same_both_ways(c, cuda::set_gemm_tma_pipeline, "TMA vs cp.async pipeline");
+}
+
+// The warp-specialized 256-row kernel against the 4-warpgroup cp.async kernel.
+::testing::AssertionResult same_with_and_without_ws(const Case& c) {
+  return same_both_ways(c, cuda::set_gemm_ws_pipeline, "warp-specialized vs cp.async kernel");
 }
 
 struct ResetPlanOverrides {
   ~ResetPlanOverrides() {
     cuda::set_gemm_plan_override(0, 0, -1, 0);
     cuda::set_gemm_tma_pipeline(-1);
+    cuda::set_gemm_ws_pipeline(-1);
     cuda::set_gemm_hot_expert_rows(-1);
   }
 };
@@ -502,6 +514,64 @@ TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
                                           Mode::kRandom, OutDType::kBF16, seed++}));
 }
 
+// A few small cases of the warp-specialized kernel for compute-sanitizer (gpu-check runs
+// *Small* there): a CTA whose second 128 rows lie past Np, a grouped call of one-stage tiles
+// with empty experts, more tiles than CTAs... (a single GEMM of 3 x 2 tiles).
+TEST(GemmSm90, WarpSpecializedSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  std::mt19937 rng(4545);
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  EXPECT_TRUE(same_with_and_without_ws(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1500}));
+  cuda::set_gemm_plan_override(128, 0, -1, 256);
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 300, 256, 128, 8, random_offsets(rng, 290, 8, 3),
+                                            Mode::kRandom, OutDType::kFP32, 1501}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1502}));
+}
+
+// The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for
+// bit: token tiles 64 and 128 (narrow MMAs for thin tiles included), W4A16 and W4A4, N at and
+// off the 256-row block edge (Np = 128 mod 256: the second consumer's rows are masked), K of
+// one to 56 stages (several rounds of every slot), grouped with empty experts, one expert
+// taking every row, and 256 experts; 128-row plans and split single GEMMs keep their kernel.
+TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  ASSERT_TRUE(cuda::plan_gemm(4096, 4096, 7168).ws);
+  ASSERT_EQ(cuda::plan_gemm(4096, 4096, 7168).block_n, 256);
+  ASSERT_FALSE(cuda::plan_gemm(1, 384, 256).ws) << "the decode kernel has no warp-specialized variant";
+  std::mt19937 rng(4646);
+  uint32_t seed = 1600;
+  struct Tiles { int tok, block_n; };
+  for (Tiles t : {Tiles{64, 256}, Tiles{128, 256}, Tiles{128, 128}}) {
+    cuda::set_gemm_plan_override(t.tok, 0, -1, t.block_n);
+    for (bool w4a4 : {false, true}) {
+      for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}, {256, 7168}}) {
+        EXPECT_TRUE(same_with_and_without_ws(
+            Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
+        EXPECT_TRUE(same_with_and_without_ws(
+            Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+      }
+      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
+                                                Mode::kExact, OutDType::kBF16, seed++}));
+      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9),
+                                                Mode::kRandom, OutDType::kFP32, seed++}));
+    }
+  }
+  cuda::set_gemm_plan_override(0, 0, -1, 0);
+  for (int experts : {8, 256}) {
+    std::vector<int32_t> off(size_t(experts + 1), 0);
+    for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 1500;  // expert E/2 owns all
+    EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 1500, 256, 512, experts, off, Mode::kRandom,
+                                              OutDType::kBF16, seed++}));
+  }
+  EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 16384, 256, 512, 256, random_offsets(rng, 16300, 256, 7),
+                                            Mode::kRandom, OutDType::kBF16, seed++}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 2048, 512, 1024, 1, {}, Mode::kRandom, OutDType::kBF16,
+                                            seed++}));
+}
+
 // Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):
 // a few hot experts with hundreds of rows, a long tail of experts with a few.
 std::vector<int32_t> zipf_offsets(std::mt19937& rng, int64_t rows, int experts) {
@@ -538,8 +608,9 @@ TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
     ASSERT_EQ(cuda::plan_grouped_gemm(rows, 256, 512, 256).hot_rows, tok) << "rows " << rows;
     std::vector<int32_t> all_to_one(257, 0);
     for (int e = 101; e <= 256; ++e) all_to_one[size_t(e)] = int32_t(rows);  // expert 100 owns all
-    for (int tma : {0, 1}) {
-      cuda::set_gemm_tma_pipeline(tma);
+    for (int pipe : {0, 1, 2}) {  // cp.async, TMA, warp-specialized (the hot launch's 256-row CTAs)
+      cuda::set_gemm_tma_pipeline(pipe == 1 ? 1 : 0);
+      cuda::set_gemm_ws_pipeline(pipe == 2 ? 1 : 0);
       for (bool w4a4 : {false, true}) {
         EXPECT_TRUE(run_case(Case{w4a4, true, rows, 256, 512, 256, zipf_offsets(rng, rows, 256), Mode::kRandom,
                                   OutDType::kFP32, seed++}));

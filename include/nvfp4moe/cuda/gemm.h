@@ -121,6 +121,9 @@ struct GemmPlan {
   int k_warps = 2;     // decode: K warps per CTA (4: the wide CTA for calls with few tiles)
   bool ring = false;   // decode: the weight stream in a shared-memory ring filled by bulk
                        // copies (kernels/gemm_w4a16_decode_ring_sm90.cuh), not in registers
+  bool ws = false;     // wgmma kernel: its 256-row CTAs (block_n or hot_block_n 256, token
+                       // tiles 64 and 128) take the warp-specialized variant
+                       // (kernels/gemm_w4a16_ws_sm90.cuh); `tma` then does not apply to them
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -148,6 +151,13 @@ void set_gemm_hot_expert_rows(int rows);
 // environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit; measured 4-15% slower on
 // the H100 (docs/GEMM.md v9), hence off. Process-wide, not thread-safe.
 void set_gemm_tma_pipeline(int mode);
+
+// Tuning and validation only: whether the wgmma kernel's 256-row CTAs (token tiles 64 and 128)
+// take the warp-specialized variant (GemmPlan::ws: one producer warpgroup fills the stages by
+// TMA and bulk copies, two MMA warpgroups of 128 weight rows each consume them, no CTA-wide
+// barrier in the mainloop). 1: on, 0: off, -1: the default (off, or NVFP4MOE_GEMM_WS=1 from the
+// environment). Same results bit for bit. Process-wide, not thread-safe.
+void set_gemm_ws_pipeline(int mode);
 
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the

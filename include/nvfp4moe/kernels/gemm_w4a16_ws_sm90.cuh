@@ -1,0 +1,244 @@
+// The prefill NVFP4 GEMM with a warp-specialized pipeline (sm_90a): the same math, stage
+// layout and tiles as the 256-row CTA of gemm_w4a16_sm90.cuh (token tiles 64 and 128, no
+// split of K), with the loads taken out of the MMA warps:
+//
+//   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
+//     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
+//     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
+//   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
+//     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
+//     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
+//     the wgmma that read it have retired.
+//
+// Against the cp.async kernel: no thread of an MMA warp computes a copy address or waits at a
+// CTA-wide barrier, so a straggling warp no longer stalls the others at every stage, and the
+// producer runs up to kStages-1 stages ahead across tile boundaries. Against that kernel's TMA
+// variant (v9, thread 0 issuing inside its own MMA stream, measured slower): the producer has a
+// warpgroup of its own. Each block's accumulators see the same wgmma sequence as warpgroup
+// (block) g of the 4-warpgroup kernel, so the two kernels' outputs are identical bit for bit.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
+
+namespace nvfp4moe::kernels {
+
+template <int kTok>
+struct GemmWsConfig {
+  static_assert(kTok == 64 || kTok == 128, "the warp-specialized kernel takes token tiles 64 and 128");
+  using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
+  static constexpr int kConsumerWarpGroups = 2;
+  static constexpr int kBlocksPerConsumer = 2;                // 64-row blocks (128 weight rows)
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpGroups);
+  static constexpr int kBlockN = Stage::kBlockN;              // 256
+  static constexpr int kStages = Stage::kStages;
+  static constexpr int kStageBytes = Stage::kStageBytes;
+  static constexpr int kActSubBytes = Stage::kActSubBytes;
+  static constexpr int kActBytes = Stage::kActBytes;
+  static constexpr int kAtomsK = Stage::kAtomsK;
+  static constexpr int kBlockBytes = kAtomsK * kAtomBytes;   // one 64-row block's run per stage
+  static constexpr int kSmemBytes = Stage::kSmemBytes;
+  // A-fragment buffers: wgmma in flight per warpgroup + 1 (2 blocks x 2 k16 steps). Each RS
+  // wgmma pins its 4 A registers until it retires.
+  static constexpr int kABuffers = 4;
+  // 128 x 40 + 256 x 232 = 64512 of the SM's 65536 registers (one CTA per SM).
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = 232;
+  static constexpr uint32_t kConsumerThreads = 128 * kConsumerWarpGroups;
+};
+
+// p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it). act_map: the
+// activations [rows, Kp] bf16 in the prepared K order, box 64 columns x kTok rows, 128-byte
+// swizzle (rows past `rows` are zero-filled by the TMA unit; rows of the next expert are
+// loaded and never stored).
+template <int kTok>
+__global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
+    gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ CUtensorMap act_map) {
+  ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
+  using Cfg = GemmWsConfig<kTok>;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kBufs = Cfg::kABuffers;
+  constexpr int kSteps = Cfg::kAtomsK * 4 * Cfg::kBlocksPerConsumer;  // wgmma per stage
+  static_assert(kSteps % kBufs == 0, "buffer rotation must repeat every stage");
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ int s_off[kMaxExperts + 1];
+  __shared__ int s_prefix[kMaxExperts + 1];
+  __shared__ uint64_t s_bar[2 * kStages + 1];  // full[kStages], empty[kStages], spare
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const uint32_t smem_base = ptx::smem_addr(smem);
+  const uint32_t bar_base = ptx::smem_addr(s_bar);
+  auto full_bar = [&](int slot) { return bar_base + uint32_t(slot) * 8u; };
+  auto empty_bar = [&](int slot) { return bar_base + uint32_t(kStages + slot) * 8u; };
+  const uint32_t spare_bar = bar_base + uint32_t(2 * kStages) * 8u;  // stage 0's release: nothing to free
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      ptx::mbarrier_init(full_bar(s), 1);  // the producer's arrive.expect_tx
+      ptx::mbarrier_init(empty_bar(s), Cfg::kConsumerThreads);
+    }
+    ptx::mbarrier_init(spare_bar, Cfg::kConsumerThreads);
+    ptx::fence_mbarrier_init();
+    ptx::prefetch_tensor_map(&act_map);
+  }
+  const bool grouped = p.off != nullptr;
+  int total_tiles;
+  if (grouped) {  // both end with a CTA barrier, which also publishes the mbarrier inits
+    load_offsets(p.off, p.num_experts, p.rows, s_off);
+    total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, p.n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi);
+  } else {
+    total_tiles = p.n_blocks * ((p.rows + kTok - 1) / kTok);
+    __syncthreads();
+  }
+  auto tile_of = [&](int t) {
+    return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, p.n_blocks);
+  };
+  const int k_atoms = p.k_stages * Cfg::kAtomsK;
+
+  if (wg == 0) {  // ---- producer ----------------------------------------------------------------
+    ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
+    if (tid != 0) return;
+    const int row_blocks64 = int(prepared_rows(p.n) / kAtomRows);
+    int slot = 0, round = 0;
+    for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+      const GemmTile tile = tile_of(t);
+      // Row blocks past Np (the second half of a CTA when Np = 128 mod 256) are not loaded:
+      // their consumer computes on stale shared memory, rows the epilogue masks.
+      const int w_blocks = min(4, row_blocks64 - tile.n_block * 4);
+      const uint32_t tx_bytes = uint32_t(Cfg::kActBytes) + uint32_t(w_blocks) * Cfg::kBlockBytes;
+      const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
+      for (int ks = 0; ks < p.k_stages; ++ks) {
+        // Round r > 0 reuses the slot of stage i - kStages: wait for its (r-1)-th release.
+        if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
+        const uint32_t full = full_bar(slot);
+        const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
+        ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
+        const int x = ks * kWeightKPad;
+        ptx::tma_load_2d(st, &act_map, x, tile.row0, full);
+        ptx::tma_load_2d(st + Cfg::kActSubBytes, &act_map, x + kWeightKPad / 2, tile.row0, full);
+        for (int g = 0; g < w_blocks; ++g) {
+          ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * Cfg::kBlockBytes,
+                             wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes, Cfg::kBlockBytes,
+                             full);
+        }
+        if (++slot == kStages) {
+          slot = 0;
+          ++round;
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers: warpgroup c owns row blocks 2c, 2c+1 of the CTA's 256 rows ------------------------
+  ptx::setmaxnreg_inc<Cfg::kConsumerRegs>();
+  const int c = wg - 1, tid_c = tid % 128, warp_c = tid_c / 32, lane = tid % 32;
+  float acc[Cfg::kBlocksPerConsumer][kTok / 2];
+#pragma unroll
+  for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+#pragma unroll
+    for (int r = 0; r < kTok / 2; ++r) acc[b][r] = 0.0f;
+  uint32_t buf[kBufs][4];
+#pragma unroll
+  for (int b = 0; b < kBufs; ++b)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) buf[b][j] = 0u;
+#pragma unroll
+  for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+#pragma unroll
+    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+
+  int i = 0;  // this CTA's stage count: stage i sits in slot i % kStages
+  for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+    const GemmTile tile = tile_of(t);
+    for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
+      const int slot = i % kStages;
+      ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);  // stage i has landed
+      const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
+      const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
+      // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
+      // the m64nkN accumulators). wgmma j of the stage: k16 step j / 2 of block j % 2.
+      auto mma_stage = [&]<int kN>() {
+#pragma unroll
+        for (int at = 0; at < Cfg::kAtomsK; ++at) {
+          uint32_t code_w[Cfg::kBlocksPerConsumer][4], s_r0[Cfg::kBlocksPerConsumer], s_r8[Cfg::kBlocksPerConsumer];
+#pragma unroll
+          for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
+            const uint32_t atom = wsm + b * Cfg::kBlockBytes + at * kAtomBytes;
+            const uint4 codes = ptx::ld_shared_v4(atom + tid_c * 16);
+            const uint32_t sc = ptx::ld_shared_u16(atom + kAtomCodeBytes + tid_c * 2);
+            s_r0[b] = scale_to_bf16x2<0>(sc);
+            s_r8[b] = scale_to_bf16x2<1>(sc);
+            code_w[b][0] = codes.x;
+            code_w[b][1] = codes.y;
+            code_w[b][2] = codes.z;
+            code_w[b][3] = codes.w;
+          }
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+#pragma unroll
+            for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
+              const int j = (at * 4 + s) * Cfg::kBlocksPerConsumer + b;
+              uint32_t(&a)[4] = buf[j % kBufs];
+              dequant_a_frag(code_w[b][s], s_r0[b], s_r8[b], a);
+              ptx::wgmma_fence();
+              ptx::WgmmaRS<kN>::mma(acc[b], a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
+              ptx::wgmma_commit();
+              ptx::wgmma_wait<kBufs - 1>();
+              // After the wait that follows wgmma kBufs-2 of stage i, at most kBufs-1 wgmma
+              // of stage i are pending: every wgmma of stage i-1 has retired, so this thread
+              // is done with its slot. Every thread arrives, without a branch (stage 0 on a
+              // spare barrier): a divergent arrive here makes ptxas serialize every wgmma
+              // (C7513).
+              if (j == kBufs - 2) ptx::mbarrier_arrive(i > 0 ? empty_bar(slot == 0 ? kStages - 1 : slot - 1) : spare_bar);
+            }
+          }
+        }
+      };
+      constexpr int kN32 = 32, kN64 = 64;
+      if (tile.rows_valid <= 32) mma_stage.template operator()<kN32>();
+      else if (kTok > 64 && tile.rows_valid <= 64) mma_stage.template operator()<kN64>();
+      else mma_stage.template operator()<kTok>();
+    }
+
+    // Epilogue (as the 4-warpgroup kernel's, block g = 2c + b): thread holds rows n0, n0 + 8
+    // x tokens 8j + 2q + {0, 1}.
+    ptx::wgmma_wait<0>();
+#pragma unroll
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+    const int q = lane % 4, half_n = p.n / 2;
+    const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+#pragma unroll
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
+      const int n0 = tile.n_block * Cfg::kBlockN + (c * Cfg::kBlocksPerConsumer + b) * 64 + warp_c * 16 + lane / 4;
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) {
+        const int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+        if (tok < tile.rows_valid && n < p.n) {
+          const int64_t m = tile.row0 + tok;
+          const float v = acc[b][r] * kDequantRescale * (n < half_n ? a_lo : a_hi);
+          if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = v;
+          else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(v);
+        }
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) acc[b][r] = 0.0f;
+#pragma unroll
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+#pragma unroll
+      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+  }
+  ptx::wgmma_wait<0>();
+}
+
+}  // namespace nvfp4moe::kernels
