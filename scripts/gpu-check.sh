@@ -57,6 +57,14 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   record "GEMM+MoE tests, register decode" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-register.log" | head -2 | tr '\n' ' ') rc=$rc"
 fi
 
+# Once more with the warp-specialized kernel for every 256-row CTA (cuda/gemm.h
+# set_gemm_ws_pipeline; off by default until timed, docs/GEMM.md v18).
+if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
+  NVFP4MOE_GEMM_WS=1 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-ws.log" 2>&1
+  rc=$?
+  record "GEMM+MoE tests, warp-specialized" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-ws.log" | head -2 | tr '\n' ' ') rc=$rc"
+fi
+
 # The quantizers with the blocked walk (an A/B knob, NVFP4MOE_QUANT_WALK=1) on the bulk kernel
 # for every large call and on the register kernels: the same bytes as the default walk.
 if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
@@ -169,6 +177,18 @@ if ((run_bench)); then
         --tokens 1,2,4,8,16 --iters 100 > "$OUT/moe_fused_combine_${fc}_$round.txt" 2>&1
       record "nvfp4-moe bench, fused combine=$fc ($round)" "rc=$? (table in moe_fused_combine_${fc}_$round.txt)"
     done
+  done
+  # The warp-specialized prefill kernel against the cp.async kernel (v18): single GEMMs, grouped
+  # 8192 / 32768 rows, and the layer at T = 1024..16384.
+  for ws in 0 1; do
+    timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --singles --ws $ws > "$OUT/gemm_singles_ws_$ws.txt" 2>&1
+    record "single GEMMs, ws=$ws" "rc=$? (table in gemm_singles_ws_$ws.txt)"
+    timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_gemm --grouped --rows 8192,32768 --ws $ws \
+      > "$OUT/gemm_grouped_ws_$ws.txt" 2>&1
+    record "grouped GEMMs, ws=$ws" "rc=$? (table in gemm_grouped_ws_$ws.txt)"
+    NVFP4MOE_GEMM_WS=$ws timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
+      --tokens 1024,4096,16384 --iters 10 > "$OUT/moe_ws_$ws.txt" 2>&1
+    record "nvfp4-moe bench, ws=$ws" "rc=$? (table in moe_ws_$ws.txt)"
   done
   for b in 0 1; do
     for walk in 0 1; do
