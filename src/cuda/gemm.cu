@@ -322,7 +322,12 @@ template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
   if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
+    // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
+    // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
+    // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
+    // The tile count never exceeds the token-tile-128 count the grid was sized for.
     if (plan.tok_tile == 64) launch_ws<64>(p, grid, stream);
+    else if (p.off != nullptr) launch_ws<160>(p, grid, stream);
     else launch_ws<128>(p, grid, stream);
     return;
   }

@@ -530,7 +530,8 @@ TEST(GemmSm90, WarpSpecializedSmall) {
 }
 
 // The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for
-// bit: token tiles 64 and 128 (narrow MMAs for thin tiles included), W4A16 and W4A4, N at and
+// bit: token tiles 64 and 128 (grouped: balanced tiles of up to 160 rows; narrow MMAs for thin
+// tiles included, an element's sum does not depend on the MMA's width), W4A16 and W4A4, N at and
 // off the 256-row block edge (Np = 128 mod 256: the second consumer's rows are masked), K of
 // one to 56 stages (several rounds of every slot), grouped with empty experts, one expert
 // taking every row, and 256 experts; 128-row plans and split single GEMMs keep their kernel.
@@ -557,6 +558,21 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
                                                 Mode::kExact, OutDType::kBF16, seed++}));
       EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9),
                                                 Mode::kRandom, OutDType::kFP32, seed++}));
+    }
+  }
+  // Grouped calls at token tile 128 run balanced tiles of up to 160 rows: experts on both sides
+  // of every MMA width (32, 64, 96, 128, 160) and of the tile counts (160 / 161, 320 / 321).
+  {
+    cuda::set_gemm_plan_override(128, 0, -1, 256);
+    const std::vector<int32_t> sizes{0, 1, 31, 33, 64, 65, 96, 97, 128, 129, 140, 160, 161, 250, 320, 321, 480, 500};
+    std::vector<int32_t> off{0};
+    for (int32_t r : sizes) off.push_back(off.back() + r);
+    const int64_t rows = off.back();
+    for (bool w4a4 : {false, true}) {
+      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows, 384, 512, int(sizes.size()), off, Mode::kRandom,
+                                                OutDType::kFP32, seed++}));
+      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows + 5, 136, 2048, int(sizes.size()), off,
+                                                Mode::kExact, OutDType::kBF16, seed++}));
     }
   }
   cuda::set_gemm_plan_override(0, 0, -1, 0);

@@ -112,4 +112,34 @@ __device__ __forceinline__ GemmTile single_tile(int t, int rows, int n_blocks) {
   return g;
 }
 
+// Balanced token tiles (the warp-specialized kernel): the r rows of an expert (or of a single
+// GEMM) in q = ceil(r / kTok) tiles of floor(r / q) or ceil(r / q) rows, tile j starting at
+// floor(j r / q). The tile count is the same as above (so build_tile_prefix serves both), but no
+// tile is a thin remainder: at kTok 160, 140 rows are one tile (not 128 + 12), and the thin
+// tile's full weight dequantization for a few tokens disappears.
+template <int kTok>
+__device__ __forceinline__ void balanced_tile_rows(int rows, int tok_tile, GemmTile& g) {
+  const int q = (rows + kTok - 1) / kTok;
+  const int first = int(int64_t(tok_tile) * rows / q);
+  g.row0 += first;
+  g.rows_valid = int(int64_t(tok_tile + 1) * rows / q) - first;
+}
+
+template <int kTok>
+__device__ __forceinline__ GemmTile grouped_tile_balanced(int t, const int* s_off, const int* s_prefix,
+                                                          int num_experts) {
+  GemmTile g = grouped_tile<kTok>(t, s_off, s_prefix, num_experts);
+  g.row0 = s_off[g.expert];
+  balanced_tile_rows<kTok>(expert_rows(s_off, g.expert), g.tok_tile, g);
+  return g;
+}
+
+template <int kTok>
+__device__ __forceinline__ GemmTile single_tile_balanced(int t, int rows, int n_blocks) {
+  GemmTile g = single_tile<kTok>(t, rows, n_blocks);
+  g.row0 = 0;
+  balanced_tile_rows<kTok>(rows, g.tok_tile, g);
+  return g;
+}
+
 }  // namespace nvfp4moe::kernels

@@ -1,6 +1,6 @@
-// The prefill NVFP4 GEMM with a warp-specialized pipeline (sm_90a): the same math, stage
-// layout and tiles as the 256-row CTA of gemm_w4a16_sm90.cuh (token tiles 64 and 128, no
-// split of K), with the loads taken out of the MMA warps:
+// The prefill NVFP4 GEMM with a warp-specialized pipeline (sm_90a): the same math and stage
+// layout as the 256-row CTA of gemm_w4a16_sm90.cuh (token tiles 64, 128 and 160, no split of
+// K), with the loads taken out of the MMA warps:
 //
 //   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
 //     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
@@ -12,10 +12,13 @@
 //
 // Against the cp.async kernel: no thread of an MMA warp computes a copy address or waits at a
 // CTA-wide barrier, so a straggling warp no longer stalls the others at every stage, and the
-// producer runs up to kStages-1 stages ahead across tile boundaries. Against that kernel's TMA
+// producer runs up to kStages-1 stages ahead across tile boundaries. Token tiles are balanced
+// (gemm_scheduler_sm90.cuh: r rows in ceil(r / kTok) tiles of about equal size) and each runs
+// the narrowest MMA (32, 64, 96, 128, 160 tokens) covering its rows. Against that kernel's TMA
 // variant (v9, thread 0 issuing inside its own MMA stream, measured slower): the producer has a
-// warpgroup of its own. Each block's accumulators see the same wgmma sequence as warpgroup
-// (block) g of the 4-warpgroup kernel, so the two kernels' outputs are identical bit for bit.
+// warpgroup of its own. Each output element sees the same k16 wgmma sequence as in the
+// 4-warpgroup kernel (only the MMA's token width and the tile bounds differ, and an element's
+// sum does not depend on them), so the two kernels' outputs are identical bit for bit.
 #pragma once
 
 #include <cuda.h>
@@ -30,7 +33,7 @@ namespace nvfp4moe::kernels {
 
 template <int kTok>
 struct GemmWsConfig {
-  static_assert(kTok == 64 || kTok == 128, "the warp-specialized kernel takes token tiles 64 and 128");
+  static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
   using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
   static constexpr int kConsumerWarpGroups = 2;
   static constexpr int kBlocksPerConsumer = 2;                // 64-row blocks (128 weight rows)
@@ -43,9 +46,11 @@ struct GemmWsConfig {
   static constexpr int kAtomsK = Stage::kAtomsK;
   static constexpr int kBlockBytes = kAtomsK * kAtomBytes;   // one 64-row block's run per stage
   static constexpr int kSmemBytes = Stage::kSmemBytes;
-  // A-fragment buffers: wgmma in flight per warpgroup + 1 (2 blocks x 2 k16 steps). Each RS
-  // wgmma pins its 4 A registers until it retires.
-  static constexpr int kABuffers = 4;
+  // A-fragment buffers: wgmma in flight per warpgroup + 1. Each RS wgmma pins its 4 A
+  // registers until it retires. Token tile 160: 160 accumulators leave room for 2 (ptxas with 4:
+  // C7512, every wgmma serialized for lack of registers); one m64n160k16 per warpgroup in flight
+  // while the next fragment is dequantized still keeps two queued at the tensor core.
+  static constexpr int kABuffers = kTok > 128 ? 2 : 4;
   // 128 x 40 + 256 x 232 = 64512 of the SM's 65536 registers (one CTA per SM).
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
@@ -96,7 +101,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
     __syncthreads();
   }
   auto tile_of = [&](int t) {
-    return grouped ? grouped_tile<kTok>(t, s_off, s_prefix, p.num_experts) : single_tile<kTok>(t, p.rows, p.n_blocks);
+    return grouped ? grouped_tile_balanced<kTok>(t, s_off, s_prefix, p.num_experts)
+                   : single_tile_balanced<kTok>(t, p.rows, p.n_blocks);
   };
   const int k_atoms = p.k_stages * Cfg::kAtomsK;
 
@@ -200,9 +206,13 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
           }
         }
       };
-      constexpr int kN32 = 32, kN64 = 64;
-      if (tile.rows_valid <= 32) mma_stage.template operator()<kN32>();
-      else if (kTok > 64 && tile.rows_valid <= 64) mma_stage.template operator()<kN64>();
+      // The narrowest MMA that covers the tile's rows (balanced tiles hold r / q rows).
+      constexpr int kN96 = kTok > 96 ? 96 : kTok, kN128 = kTok > 128 ? 128 : kTok;
+      const int rows = tile.rows_valid;
+      if (rows <= 32) mma_stage.template operator()<32>();
+      else if (kTok > 64 && rows <= 64) mma_stage.template operator()<64>();
+      else if (kTok > 96 && rows <= 96) mma_stage.template operator()<kN96>();
+      else if (kTok > 128 && rows <= 128) mma_stage.template operator()<kN128>();
       else mma_stage.template operator()<kTok>();
     }
 
