@@ -515,18 +515,22 @@ TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
 }
 
 // A few small cases of the warp-specialized kernel for compute-sanitizer (gpu-check runs
-// *Small* there): a CTA whose second 128 rows lie past Np, a grouped call of one-stage tiles
-// with empty experts, more tiles than CTAs... (a single GEMM of 3 x 2 tiles).
+// *Small* there): a CTA whose second 128 rows lie past Np; slots refilled (K longer than the
+// ring: 8 stages through 6 slots at token tile 64, 4 through 3 at 160); a grouped call with
+// empty experts whose CTAs run several tiles each (more tiles than SMs).
 TEST(GemmSm90, WarpSpecializedSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
   std::mt19937 rng(4545);
   cuda::set_gemm_plan_override(64, 0, -1, 256);
   EXPECT_TRUE(same_with_and_without_ws(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1500}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 100, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, 1501}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 6400, 512, 256, 64, random_offsets(rng, 6400, 64, 5),
+                                            Mode::kRandom, OutDType::kBF16, 1502}));
   cuda::set_gemm_plan_override(128, 0, -1, 256);
-  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 300, 256, 128, 8, random_offsets(rng, 290, 8, 3),
-                                            Mode::kRandom, OutDType::kFP32, 1501}));
-  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1502}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3),
+                                            Mode::kRandom, OutDType::kFP32, 1503}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1504}));
 }
 
 // The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for
@@ -545,7 +549,7 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
   std::mt19937 rng(4646);
   uint32_t seed = 1600;
   struct Tiles { int tok, block_n; };
-  for (Tiles t : {Tiles{64, 256}, Tiles{128, 256}, Tiles{128, 128}}) {
+  for (Tiles t : {Tiles{64, 256}, Tiles{128, 256}}) {
     cuda::set_gemm_plan_override(t.tok, 0, -1, t.block_n);
     for (bool w4a4 : {false, true}) {
       for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}, {256, 7168}}) {
@@ -575,17 +579,23 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
                                                 Mode::kExact, OutDType::kBF16, seed++}));
     }
   }
-  cuda::set_gemm_plan_override(0, 0, -1, 0);
-  for (int experts : {8, 256}) {
-    std::vector<int32_t> off(size_t(experts + 1), 0);
-    for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 1500;  // expert E/2 owns all
-    EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 1500, 256, 512, experts, off, Mode::kRandom,
-                                              OutDType::kBF16, seed++}));
+  // One expert taking every row, at both token tiles (these small shapes would get 128-row
+  // CTAs from the wave rule, hence the override).
+  for (int tok : {64, 128}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (int experts : {8, 256}) {
+      std::vector<int32_t> off(size_t(experts + 1), 0);
+      for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 1500;  // expert E/2 owns all
+      EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 1500, 256, 512, experts, off, Mode::kRandom,
+                                                OutDType::kBF16, seed++}));
+    }
   }
+  // The heuristics' own plan: 256-row CTAs at token tile 128, so balanced tiles of up to 160.
+  cuda::set_gemm_plan_override(0, 0, -1, 0);
+  ASSERT_EQ(cuda::plan_grouped_gemm(16384, 256, 512, 256).block_n, 256);
+  ASSERT_EQ(cuda::plan_grouped_gemm(16384, 256, 512, 256).tok_tile, 128);
   EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 16384, 256, 512, 256, random_offsets(rng, 16300, 256, 7),
                                             Mode::kRandom, OutDType::kBF16, seed++}));
-  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 2048, 512, 1024, 1, {}, Mode::kRandom, OutDType::kBF16,
-                                            seed++}));
 }
 
 // Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):
