@@ -313,9 +313,12 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   (void)attr_set;
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
-  const CUtensorMap act_map =
-      bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2, kTok);
-  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, act_map);
+  kn::WsActMaps maps{};
+  for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
+    maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2,
+                                           kn::ws_width(i));
+  }
+  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, maps);
 }
 
 template <bool kTma>

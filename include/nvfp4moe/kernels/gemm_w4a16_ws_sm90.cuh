@@ -31,6 +31,22 @@
 
 namespace nvfp4moe::kernels {
 
+// The MMA token widths of a tile (the narrowest covering its rows) and the activation boxes
+// the producer loads for them: a 100-row tile of a token-tile-160 kernel loads 128 rows, not 160
+// (with 3 stages of 58 KB, the activation tile is two thirds of the stage's L2 traffic).
+inline constexpr int kWsWidths = 5;
+__host__ __device__ constexpr int ws_width(int i) { return i < 3 ? 32 * (i + 1) : (i == 3 ? 128 : 160); }
+__device__ __forceinline__ int ws_width_index(int rows) {
+  return rows <= 32 ? 0 : rows <= 64 ? 1 : rows <= 96 ? 2 : rows <= 128 ? 3 : 4;
+}
+
+// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order, box 64 columns x
+// ws_width(i) rows, 128-byte swizzle (rows past `rows` are zero-filled by the TMA unit; rows of
+// the next expert are loaded and never stored). Entries wider than the kernel's kTok are unused.
+struct WsActMaps {
+  CUtensorMap box[kWsWidths];
+};
+
 template <int kTok>
 struct GemmWsConfig {
   static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
@@ -55,15 +71,14 @@ struct GemmWsConfig {
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
   static constexpr uint32_t kConsumerThreads = 128 * kConsumerWarpGroups;
+  static constexpr int kMaxWidthIndex = kTok == 64 ? 1 : (kTok == 128 ? 3 : 4);  // ws_width(i) == kTok
+  static_assert(ws_width(kMaxWidthIndex) == kTok, "the widest MMA is the token tile");
 };
 
-// p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it). act_map: the
-// activations [rows, Kp] bf16 in the prepared K order, box 64 columns x kTok rows, 128-byte
-// swizzle (rows past `rows` are zero-filled by the TMA unit; rows of the next expert are
-// loaded and never stored).
+// p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 template <int kTok>
 __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
-    gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ CUtensorMap act_map) {
+    gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ WsActMaps act_maps) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   using Cfg = GemmWsConfig<kTok>;
   constexpr int kStages = Cfg::kStages;
@@ -89,7 +104,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
     }
     ptx::mbarrier_init(spare_bar, Cfg::kConsumerThreads);
     ptx::fence_mbarrier_init();
-    ptx::prefetch_tensor_map(&act_map);
+#pragma unroll
+    for (int i = 0; i < kWsWidths; ++i)
+      if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(&act_maps.box[i]);
   }
   const bool grouped = p.off != nullptr;
   int total_tiles;
@@ -116,7 +133,10 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
       // Row blocks past Np (the second half of a CTA when Np = 128 mod 256) are not loaded:
       // their consumer computes on stale shared memory, rows the epilogue masks.
       const int w_blocks = min(4, row_blocks64 - tile.n_block * 4);
-      const uint32_t tx_bytes = uint32_t(Cfg::kActBytes) + uint32_t(w_blocks) * Cfg::kBlockBytes;
+      // The activation box of the tile's MMA width (ws_width_index, as the consumers choose it).
+      const int box = min(ws_width_index(tile.rows_valid), Cfg::kMaxWidthIndex);
+      const CUtensorMap* act_map = &act_maps.box[box];
+      const uint32_t tx_bytes = 2u * uint32_t(ws_width(box)) * 128u + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
       for (int ks = 0; ks < p.k_stages; ++ks) {
         // Round r > 0 reuses the slot of stage i - kStages: wait for its (r-1)-th release.
@@ -125,8 +145,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
         const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
         ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
         const int x = ks * kWeightKPad;
-        ptx::tma_load_2d(st, &act_map, x, tile.row0, full);
-        ptx::tma_load_2d(st + Cfg::kActSubBytes, &act_map, x + kWeightKPad / 2, tile.row0, full);
+        ptx::tma_load_2d(st, act_map, x, tile.row0, full);
+        ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
         for (int g = 0; g < w_blocks; ++g) {
           ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * Cfg::kBlockBytes,
                              wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes, Cfg::kBlockBytes,
@@ -206,14 +226,15 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
           }
         }
       };
-      // The narrowest MMA that covers the tile's rows (balanced tiles hold r / q rows).
-      constexpr int kN96 = kTok > 96 ? 96 : kTok, kN128 = kTok > 128 ? 128 : kTok;
-      const int rows = tile.rows_valid;
-      if (rows <= 32) mma_stage.template operator()<32>();
-      else if (kTok > 64 && rows <= 64) mma_stage.template operator()<64>();
-      else if (kTok > 96 && rows <= 96) mma_stage.template operator()<kN96>();
-      else if (kTok > 128 && rows <= 128) mma_stage.template operator()<kN128>();
-      else mma_stage.template operator()<kTok>();
+      // The narrowest MMA that covers the tile's rows (balanced tiles hold r / q rows), on the
+      // box the producer loaded for them.
+      switch (min(ws_width_index(tile.rows_valid), Cfg::kMaxWidthIndex)) {
+        case 0: mma_stage.template operator()<ws_width(0)>(); break;
+        case 1: mma_stage.template operator()<ws_width(1)>(); break;
+        case 2: if constexpr (Cfg::kMaxWidthIndex >= 2) mma_stage.template operator()<ws_width(2)>(); break;
+        case 3: if constexpr (Cfg::kMaxWidthIndex >= 3) mma_stage.template operator()<ws_width(3)>(); break;
+        default: if constexpr (Cfg::kMaxWidthIndex >= 4) mma_stage.template operator()<ws_width(4)>(); break;
+      }
     }
 
     // Epilogue (as the 4-warpgroup kernel's, block g = 2c + b): thread holds rows n0, n0 + 8
