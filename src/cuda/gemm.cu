@@ -329,9 +329,18 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
     // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
     // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
     // The tile count never exceeds the token-tile-128 count the grid was sized for.
-    if (plan.tok_tile == 64) launch_ws<64>(p, grid, stream);
-    else if (p.off != nullptr) launch_ws<160>(p, grid, stream);
-    else launch_ws<128>(p, grid, stream);
+    // Single GEMMs take 160 where it saves a wave of CTAs (DeepSeek-V3 w2 at M = 4096: 728 tiles
+    // in 6 waves instead of 896 in 7), one CTA per tile.
+    if (plan.tok_tile == 64) {
+      launch_ws<64>(p, grid, stream);
+    } else if (p.off != nullptr) {
+      launch_ws<160>(p, grid, stream);
+    } else {
+      const int64_t blocks = tile_blocks_of(p.n, false, 256), sms = sm_count();
+      const int64_t tiles128 = blocks * ((p.rows + 127) / 128), tiles160 = blocks * ((p.rows + 159) / 160);
+      if ((tiles160 + sms - 1) / sms < (tiles128 + sms - 1) / sms) launch_ws<160>(p, int(tiles160), stream);
+      else launch_ws<128>(p, grid, stream);
+    }
     return;
   }
   switch (plan.tok_tile) {

@@ -590,6 +590,11 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
                                                 OutDType::kBF16, seed++}));
     }
   }
+  // A single GEMM whose balanced tiles of up to 160 rows save a wave on a 132-SM GPU (133 tiles
+  // of 128 rows, 107 of 160): the launcher takes token tile 160 (elsewhere 128, same check).
+  cuda::set_gemm_plan_override(128, 0, -1, 256);
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16,
+                                            seed++}));
   // The heuristics' own plan: 256-row CTAs at token tile 128, so balanced tiles of up to 160.
   cuda::set_gemm_plan_override(0, 0, -1, 0);
   ASSERT_EQ(cuda::plan_grouped_gemm(16384, 256, 512, 256).block_n, 256);
