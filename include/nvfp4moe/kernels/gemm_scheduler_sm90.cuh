@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "nvfp4moe/kernels/gemm_balanced_tiles.h"
+
 namespace nvfp4moe::kernels {
 
 inline constexpr int kMaxExperts = 1024;
@@ -112,18 +114,13 @@ __device__ __forceinline__ GemmTile single_tile(int t, int rows, int n_blocks) {
   return g;
 }
 
-// Balanced token tiles (the warp-specialized kernel): the r rows of an expert (or of a single
-// GEMM) in q = ceil(r / kTok) tiles, the first r % q of them floor(r / q) + 1 rows, the others
-// floor(r / q). The tile count is the same as above (so build_tile_prefix serves both), but no
-// tile is a thin remainder: at kTok 160, 140 rows are one tile (not 128 + 12), and the thin
-// tile's full weight dequantization for a few tokens disappears. 32-bit arithmetic only (the
-// producer thread runs on 40 registers).
+// Balanced token tiles (the warp-specialized kernel, gemm_balanced_tiles.h): the tile count of
+// fixed kTok-row tiles, the rows spread evenly over them.
 template <int kTok>
 __device__ __forceinline__ void balanced_tile_rows(int rows, int tok_tile, GemmTile& g) {
-  const int q = (rows + kTok - 1) / kTok;
-  const int base = rows / q, extra = rows - base * q;
-  g.row0 += tok_tile * base + min(tok_tile, extra);
-  g.rows_valid = base + (tok_tile < extra ? 1 : 0);
+  const TileRows tr = balanced_tile_rows(rows, kTok, tok_tile);
+  g.row0 += tr.first;
+  g.rows_valid = tr.count;
 }
 
 template <int kTok>

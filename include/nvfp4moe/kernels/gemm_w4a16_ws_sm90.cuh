@@ -31,18 +31,11 @@
 
 namespace nvfp4moe::kernels {
 
-// The MMA token widths of a tile (the narrowest covering its rows) and the activation boxes
-// the producer loads for them: a 100-row tile of a token-tile-160 kernel loads 128 rows, not 160
-// (with 3 stages of 58 KB, the activation tile is two thirds of the stage's L2 traffic).
-inline constexpr int kWsWidths = 5;
-__host__ __device__ constexpr int ws_width(int i) { return i < 3 ? 32 * (i + 1) : (i == 3 ? 128 : 160); }
-__device__ __forceinline__ int ws_width_index(int rows) {
-  return rows <= 32 ? 0 : rows <= 64 ? 1 : rows <= 96 ? 2 : rows <= 128 ? 3 : 4;
-}
-
 // Tensor maps of the activations [rows, Kp] bf16 in the prepared K order, box 64 columns x
-// ws_width(i) rows, 128-byte swizzle (rows past `rows` are zero-filled by the TMA unit; rows of
-// the next expert are loaded and never stored). Entries wider than the kernel's kTok are unused.
+// ws_width(i) rows, 128-byte swizzle: a tile's producer loads the box of its MMA width
+// (gemm_balanced_tiles.h), so a 100-row tile of a token-tile-160 kernel moves 128 rows, not
+// 160. Rows past `rows` are zero-filled by the TMA unit; rows of the next expert are loaded and
+// never stored. Entries wider than the kernel's kTok are unused.
 struct WsActMaps {
   CUtensorMap box[kWsWidths];
 };
