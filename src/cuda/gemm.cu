@@ -301,7 +301,7 @@ void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
              stream, p, act_map);
 }
 
-// The warp-specialized 256-row kernel (token tiles 64 and 128, no split of K).
+// The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K).
 template <int kTok>
 void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   using Cfg = kn::GemmWsConfig<kTok>;
@@ -325,17 +325,17 @@ template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
   if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
-    // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
-    // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
-    // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
-    // The tile count never exceeds the token-tile-128 count the grid was sized for.
-    // Single GEMMs take 160 where it saves a wave of CTAs (DeepSeek-V3 w2 at M = 4096: 728 tiles
-    // in 6 waves instead of 896 in 7), one CTA per tile.
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
     } else if (p.off != nullptr) {
+      // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
+      // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
+      // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
+      // The tile count never exceeds the token-tile-128 count the grid was sized for.
       launch_ws<160>(p, grid, stream);
     } else {
+      // Single GEMMs take 160 where it saves a wave of CTAs (DeepSeek-V3 w2 at M = 4096: 728
+      // tiles in 6 waves instead of 896 in 7), one CTA per tile.
       const int64_t blocks = tile_blocks_of(p.n, false, 256), sms = sm_count();
       const int64_t tiles128 = blocks * ((p.rows + 127) / 128), tiles160 = blocks * ((p.rows + 159) / 160);
       if ((tiles160 + sms - 1) / sms < (tiles128 + sms - 1) / sms) launch_ws<160>(p, int(tiles160), stream);

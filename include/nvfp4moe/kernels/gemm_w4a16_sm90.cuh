@@ -103,6 +103,19 @@ struct GemmW4A16Config {
   static constexpr int kMinCtasPerSm = (kWarpGroups == 2 && kTok <= 32) ? 2 : 1;
 };
 
+// A thread's share of one prepared 64 x 64 weight atom in shared memory, as the RS wgmma's A
+// operand needs it: 16 bytes of codes (one 32-bit word per k16 step) and the thread's scale pair
+// as bf16x2 {S, S} for its rows r0 and r0 + 8 (gemm_dequant_sm90.cuh).
+struct AtomFragments {
+  uint32_t code_w[4];
+  uint32_t s_r0, s_r8;
+};
+__device__ __forceinline__ AtomFragments load_atom_fragments(uint32_t atom, int tid_wg) {
+  const uint4 codes = ptx::ld_shared_v4(atom + tid_wg * 16);
+  const uint32_t sc = ptx::ld_shared_u16(atom + kAtomCodeBytes + tid_wg * 2);
+  return AtomFragments{{codes.x, codes.y, codes.z, codes.w}, scale_to_bf16x2<0>(sc), scale_to_bf16x2<1>(sc)};
+}
+
 // One CTA's walk over its tiles and their K stages (tiles t = blockIdx.x + j * gridDim.x).
 // The loader and the compute side each hold one; the loader runs kDist stages ahead, across
 // tile boundaries, so a persistent CTA never drains its pipeline between tiles.
@@ -354,14 +367,11 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
     auto mma_stage = [&]<int kN>() {
 #pragma unroll
       for (int at = 0; at < Cfg::kAtomsK; ++at) {
-        const uint4 codes = ptx::ld_shared_v4(wsm + at * kAtomBytes + tid_wg * 16);
-        const uint32_t sc = ptx::ld_shared_u16(wsm + at * kAtomBytes + kAtomCodeBytes + tid_wg * 2);
-        const uint32_t s_r0 = scale_to_bf16x2<0>(sc), s_r8 = scale_to_bf16x2<1>(sc);
-        const uint32_t code_w[4] = {codes.x, codes.y, codes.z, codes.w};
+        const AtomFragments f = load_atom_fragments(wsm + at * kAtomBytes, tid_wg);
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           uint32_t(&a)[4] = buf[(at * 4 + s) % kBufs];
-          dequant_a_frag(code_w[s], s_r0, s_r8, a);
+          dequant_a_frag(f.code_w[s], f.s_r0, f.s_r8, a);
           ptx::wgmma_fence();
           ptx::WgmmaRS<kN>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
           ptx::wgmma_commit();

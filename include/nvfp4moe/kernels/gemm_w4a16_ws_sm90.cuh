@@ -185,26 +185,17 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
       auto mma_stage = [&]<int kN>() {
 #pragma unroll
         for (int at = 0; at < Cfg::kAtomsK; ++at) {
-          uint32_t code_w[Cfg::kBlocksPerConsumer][4], s_r0[Cfg::kBlocksPerConsumer], s_r8[Cfg::kBlocksPerConsumer];
+          AtomFragments f[Cfg::kBlocksPerConsumer];
 #pragma unroll
-          for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
-            const uint32_t atom = wsm + b * Cfg::kBlockBytes + at * kAtomBytes;
-            const uint4 codes = ptx::ld_shared_v4(atom + tid_c * 16);
-            const uint32_t sc = ptx::ld_shared_u16(atom + kAtomCodeBytes + tid_c * 2);
-            s_r0[b] = scale_to_bf16x2<0>(sc);
-            s_r8[b] = scale_to_bf16x2<1>(sc);
-            code_w[b][0] = codes.x;
-            code_w[b][1] = codes.y;
-            code_w[b][2] = codes.z;
-            code_w[b][3] = codes.w;
-          }
+          for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
+            f[b] = load_atom_fragments(wsm + b * Cfg::kBlockBytes + at * kAtomBytes, tid_c);
 #pragma unroll
           for (int s = 0; s < 4; ++s) {
 #pragma unroll
             for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
               const int j = (at * 4 + s) * Cfg::kBlocksPerConsumer + b;
               uint32_t(&a)[4] = buf[j % kBufs];
-              dequant_a_frag(code_w[b][s], s_r0[b], s_r8[b], a);
+              dequant_a_frag(f[b].code_w[s], f[b].s_r0, f[b].s_r8, a);
               ptx::wgmma_fence();
               ptx::WgmmaRS<kN>::mma(acc[b], a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
               ptx::wgmma_commit();
