@@ -538,7 +538,7 @@ TEST(GemmSm90, WarpSpecializedSmall) {
 // tiles included, an element's sum does not depend on the MMA's width), W4A16 and W4A4, N at and
 // off the 256-row block edge (Np = 128 mod 256: the second consumer's rows are masked), K of
 // one to 56 stages (several rounds of every slot), grouped with empty experts, one expert
-// taking every row, and 256 experts; 128-row plans and split single GEMMs keep their kernel.
+// taking every row, and 256 experts.
 TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
