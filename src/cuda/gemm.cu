@@ -84,17 +84,20 @@ int g_ring_override = -1;
 int g_fused_combine_override = -1;
 int g_ws_override = -1;
 
+// Whether the environment sets `name` to exactly "1" (the tuning switches' way to turn on
+// from outside; callers read it once, into a static).
+bool env_is_one(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
 // 4-5% slower than the cp.async pipeline on single GEMMs and 15% on grouped 4096-8192 rows on
 // the H100 (docs/GEMM.md v9).
 bool tma_pipeline() {
-  if (g_tma_override >= 0) return g_tma_override == 1;
-  static const bool from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_TMA");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return from_env;
+  static const bool from_env = env_is_one("NVFP4MOE_GEMM_TMA");
+  return g_tma_override >= 0 ? g_tma_override == 1 : from_env;
 }
 
 // Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
@@ -102,12 +105,8 @@ bool tma_pipeline() {
 // warpgroups): set_gemm_ws_pipeline, else NVFP4MOE_GEMM_WS=1 in the environment. Off by default
 // until timed against the cp.async kernel (docs/GEMM.md v18).
 bool ws_pipeline() {
-  if (g_ws_override >= 0) return g_ws_override == 1;
-  static const bool from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_WS");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return from_env;
+  static const bool from_env = env_is_one("NVFP4MOE_GEMM_WS");
+  return g_ws_override >= 0 ? g_ws_override == 1 : from_env;
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
@@ -848,10 +847,7 @@ void set_gemm_fused_combine(int mode) {
 }
 
 bool gemm_fused_combine_on() {
-  static const bool env_on = [] {
-    const char* v = std::getenv("NVFP4MOE_FUSED_COMBINE");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool env_on = env_is_one("NVFP4MOE_FUSED_COMBINE");
   return g_fused_combine_override >= 0 ? g_fused_combine_override == 1 : env_on;
 }
 
