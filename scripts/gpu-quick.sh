@@ -72,6 +72,9 @@ save tests
 # 4. The quantizers at M = 16 (issue 3's under-5-us target), the T = 4096 layer per kernel, the
 #    full layer table.
 timeout 60 build/bench/nvfp4moe_bench_quantize --m 16 > "$R/quant_m16.txt" 2>&1
+for w in 0 1; do  # the blocked walk (twelfth session, off): quantize_experts K = 7168 536 -> ~495 us?
+  NVFP4MOE_QUANT_WALK=$w timeout 60 build/bench/nvfp4moe_bench_quantize --m 65536 --k 7168 > "$R/quant_walk$w.txt" 2>&1
+done
 save quant
 OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
