@@ -36,47 +36,27 @@ save() { tar czf "$OUT/all.tgz" -C "$R" . ; echo "[saved after $1 at ${SECONDS} 
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. The warp-specialized prefill GEMM (docs/GEMM.md v18): its tests, memcheck, A/Bs.
-timeout 90 $T --gtest_filter='*WarpSpecialized*' > "$R/ws_tests.log" 2>&1; wsrc=$?
-echo "ws tests rc=$wsrc"; grep -E '^\[  (PASSED|FAILED)|Failure' "$R/ws_tests.log" | head -12
-save ws_tests
-if [[ $wsrc != 124 && $wsrc != 137 ]]; then  # not hung
-  timeout 45 compute-sanitizer --tool memcheck --error-exitcode 1 $T --gtest_filter='GemmSm90.WarpSpecializedSmall' \
-    > "$R/ws_memcheck.log" 2>&1; echo "ws memcheck rc=$?"
-  for ws in 0 1; do
-    timeout 40 build/bench/nvfp4moe_bench_gemm --singles --match DSV3 --ws $ws > "$R/gemm_singles_ws$ws.txt" 2>&1
-    timeout 40 build/bench/nvfp4moe_bench_gemm --grouped --match "DSV3 w13" --rows 32768 --ws $ws > "$R/gemm_grouped_ws$ws.txt" 2>&1
-  done
-  grep -hE " 4096 |32768" "$R"/gemm_*_ws*.txt | head -16
-  save ws_gemm
-  for ws in 0 1; do
-    NVFP4MOE_GEMM_WS=$ws timeout 40 build/nvfp4-moe bench --no-baseline --model deepseek-v3 --tokens 4096 --iters 5 \
-      > "$R/moe_ws$ws.txt" 2>&1
-  done
-  save ws_layer
-fi
-# 2. The combine fused into GEMM2 (v17, off by default): the layer at T = 1, 4, 16 and its tests.
-for fc in 0 1; do
-  NVFP4MOE_FUSED_COMBINE=$fc timeout 40 build/nvfp4-moe bench --no-baseline --tokens 1,4,16 --iters 50 > "$R/fc_$fc.txt" 2>&1
-done
-timeout 60 $T --gtest_filter='GemmCombineGpu.*:MoeGpu.SmallDeterministic*' --gtest_repeat=2 > "$R/combine.log" 2>&1
-echo "combine tests rc=$?"
-save fused_combine
-# 3. Every GPU test, 4 shards side by side.
+# 1. Every GPU test with the defaults (the warp-specialized prefill GEMM since docs/GEMM.md
+#    v18), 4 shards side by side; the GEMM and MoE tests once more on the cp.async kernel; the
+#    sanitizer on the small MoE configuration and the small warp-specialized GEMM.
 for i in 0 1 2 3; do
-  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T --gtest_filter='-*WarpSpecialized*' > "$R/tests_$i.log" 2>&1 &
+  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
-for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]' "$R/tests_$i.log" | head -3; done
+for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
-# 4. The quantizers at M = 16 (issue 3's under-5-us target), the T = 4096 layer per kernel, the
-#    full layer table.
-timeout 60 build/bench/nvfp4moe_bench_quantize --m 16 > "$R/quant_m16.txt" 2>&1
-for w in 0 1; do  # the blocked walk (twelfth session, off): quantize_experts K = 7168 536 -> ~495 us?
-  NVFP4MOE_QUANT_WALK=$w timeout 60 build/bench/nvfp4moe_bench_quantize --m 65536 --k 7168 > "$R/quant_walk$w.txt" 2>&1
-done
-save quant
+NVFP4MOE_GEMM_WS=0 timeout 120 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_cp.log" 2>&1
+echo "cp.async GEMM+MoE tests rc=$?"
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
+  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*' > "$R/memcheck.log" 2>&1
+echo "memcheck rc=$?"
+save tests_cp_memcheck
+# 2. The layer table (defaults), then the T = 4096 layer per kernel.
+timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
+save bench
 OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
-timeout 120 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
-save bench
+# 3. The GEMM tables (issue 4): singles and grouped, defaults.
+timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
+timeout 200 build/bench/nvfp4moe_bench_gemm --grouped > "$R/gemm_grouped.txt" 2>&1; echo "grouped rc=$?"
+save gemm

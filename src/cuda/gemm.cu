@@ -84,11 +84,13 @@ int g_ring_override = -1;
 int g_fused_combine_override = -1;
 int g_ws_override = -1;
 
-// Whether the environment sets `name` to exactly "1" (the tuning switches' way to turn on
-// from outside; callers read it once, into a static).
-bool env_is_one(const char* name) {
+// A tuning switch read from the environment: "1" turns it on, "0" off, anything else (or unset)
+// leaves the default (callers read it once, into a static).
+bool env_switch(const char* name, bool default_on) {
   const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, "1") == 0;
+  if (v != nullptr && std::strcmp(v, "1") == 0) return true;
+  if (v != nullptr && std::strcmp(v, "0") == 0) return false;
+  return default_on;
 }
 
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
@@ -96,16 +98,18 @@ bool env_is_one(const char* name) {
 // 4-5% slower than the cp.async pipeline on single GEMMs and 15% on grouped 4096-8192 rows on
 // the H100 (docs/GEMM.md v9).
 bool tma_pipeline() {
-  static const bool from_env = env_is_one("NVFP4MOE_GEMM_TMA");
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_TMA", false);
   return g_tma_override >= 0 ? g_tma_override == 1 : from_env;
 }
 
 // Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
 // (kernels/gemm_w4a16_ws_sm90.cuh: a producer warpgroup filling the stages by TMA, two MMA
-// warpgroups): set_gemm_ws_pipeline, else NVFP4MOE_GEMM_WS=1 in the environment. Off by default
-// until timed against the cp.async kernel (docs/GEMM.md v18).
+// warpgroups): set_gemm_ws_pipeline, else NVFP4MOE_GEMM_WS=0/1 in the environment. On by
+// default: H100, 2026-12-07 (docs/GEMM.md v18), against the cp.async kernel: DeepSeek-V3 w13
+// M = 4096 470 -> 354 us (66% -> 95% of cuBLAS), w2 267 -> 229 us, grouped w13 32768 rows
+// 5210 -> 3630 us, the DeepSeek-V3 layer at T = 4096 9045 -> 6664 us.
 bool ws_pipeline() {
-  static const bool from_env = env_is_one("NVFP4MOE_GEMM_WS");
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS", true);
   return g_ws_override >= 0 ? g_ws_override == 1 : from_env;
 }
 
@@ -847,7 +851,7 @@ void set_gemm_fused_combine(int mode) {
 }
 
 bool gemm_fused_combine_on() {
-  static const bool env_on = env_is_one("NVFP4MOE_FUSED_COMBINE");
+  static const bool env_on = env_switch("NVFP4MOE_FUSED_COMBINE", false);
   return g_fused_combine_override >= 0 ? g_fused_combine_override == 1 : env_on;
 }
 

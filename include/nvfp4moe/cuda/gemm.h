@@ -155,8 +155,9 @@ void set_gemm_tma_pipeline(int mode);
 // Tuning and validation only: whether the wgmma kernel's 256-row CTAs (token tiles 64 and 128)
 // take the warp-specialized variant (GemmPlan::ws: one producer warpgroup fills the stages by
 // TMA and bulk copies, two MMA warpgroups of 128 weight rows each consume them, no CTA-wide
-// barrier in the mainloop). 1: on, 0: off, -1: the default (off, or NVFP4MOE_GEMM_WS=1 from the
-// environment). Same results bit for bit. Process-wide, not thread-safe.
+// barrier in the mainloop). 1: on, 0: off (the cp.async kernel), -1: the default (on, unless
+// the environment sets NVFP4MOE_GEMM_WS=0). Same results bit for bit; measured 14-30% faster
+// on the H100 (docs/GEMM.md v18). Process-wide, not thread-safe.
 void set_gemm_ws_pipeline(int mode);
 
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
