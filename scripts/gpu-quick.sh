@@ -47,16 +47,25 @@ for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.
 save tests
 NVFP4MOE_GEMM_WS=0 timeout 120 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_cp.log" 2>&1
 echo "cp.async GEMM+MoE tests rc=$?"
-timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
-  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*' > "$R/memcheck.log" 2>&1
+timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
+  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*:GemmSm90.GroupedGemmOrderActivations:QuantizeExpertsSm90.MatchesReferenceSmall' \
+  > "$R/memcheck.log" 2>&1
 echo "memcheck rc=$?"
 save tests_cp_memcheck
-# 2. The layer table (defaults), then the T = 4096 layer per kernel.
+# 2. The quantizers' values in the GEMM's K order (MoeForwardPaths::gemm_order_values): the
+#    prefill layer with and without them.
+for off in none gemm_order_values; do
+  timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 --paths-off $off \
+    > "$R/moe_order_off_$off.txt" 2>&1
+done
+grep -hE '^(deepseek|qwen)' "$R"/moe_order_off_*.txt
+save gemm_order
+# 3. The layer table (defaults), then the T = 4096 layer per kernel.
 timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
 save bench
 OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
-# 3. The GEMM tables (issue 4): singles and grouped, defaults.
+# 4. The GEMM tables (issue 4): singles and grouped, defaults.
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 timeout 200 build/bench/nvfp4moe_bench_gemm --grouped > "$R/gemm_grouped.txt" 2>&1; echo "grouped rc=$?"
 save gemm

@@ -727,11 +727,17 @@ size_t gemm_w4a4_workspace_bytes(int64_t m, int64_t n, int64_t k) { return singl
 namespace {
 
 // Workspace of one grouped call: [counters | activations | partial sums].
-size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
+// The activation buffer a grouped call keeps in its workspace: the permuted bf16 input
+// (grouped_gemm_w4a16), the dequantized NVFP4 input (grouped_gemm_w4a4), or none (the input
+// already in the GEMM's K order, grouped_gemm_w4a16_gemm_order).
+enum class ActBuffer { kPermuted, kDequantized, kNone };
+
+size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, ActBuffer buffer) {
   const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  const size_t act = w4a4 ? dequant_act_bytes_for(rows, k, decode)
-                          : act_bytes_for(rows, k, decode);
+  const size_t act = buffer == ActBuffer::kDequantized ? dequant_act_bytes_for(rows, k, decode)
+                     : buffer == ActBuffer::kPermuted  ? act_bytes_for(rows, k, decode)
+                                                       : 0;
   return kCounterBytes + act + partial_bytes_for(plan, rows, n);
 }
 
@@ -739,11 +745,11 @@ size_t grouped_need(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4
 // count falls as rows' grows, the partial sums grow with it; the token tile, so the kernel,
 // changes): every rows' up to a few thousand is a candidate (splits need few tiles, so few
 // rows), then the ends of the token-tile ranges and rows itself.
-size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, bool w4a4) {
+size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, ActBuffer buffer) {
   plan_grouped_gemm(rows, n, k, num_experts);  // validates
   size_t best = 0;
   auto consider = [&](int64_t r) {
-    if (r >= 1 && r <= rows) best = std::max(best, grouped_need(r, n, k, num_experts, w4a4));
+    if (r >= 1 && r <= rows) best = std::max(best, grouped_need(r, n, k, num_experts, buffer));
   };
   for (int64_t r = 1; r <= std::min<int64_t>(rows, 4096); ++r) consider(r);
   for (int64_t t : {4, 8, 16, 32, 64}) consider(int64_t(num_experts) * t);
@@ -792,11 +798,15 @@ void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* 
 }  // namespace
 
 size_t grouped_gemm_w4a16_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  return grouped_bound(rows, n, k, num_experts, false);
+  return grouped_bound(rows, n, k, num_experts, ActBuffer::kPermuted);
+}
+
+size_t grouped_gemm_w4a16_gemm_order_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
+  return grouped_bound(rows, n, k, num_experts, ActBuffer::kNone);
 }
 
 size_t grouped_gemm_w4a4_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  return grouped_bound(rows, n, k, num_experts, true);
+  return grouped_bound(rows, n, k, num_experts, ActBuffer::kDequantized);
 }
 
 void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -838,11 +848,34 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
   NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
   const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kPermuted),
                   "grouped_gemm_w4a16_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
   const __nv_bfloat16* a_kernel = kernel_activations(a, rows, w.k, decode, ws.act, stream);
   launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, prefetch_before_wait);
+}
+
+bool grouped_gemm_takes_gemm_order(int64_t rows, int64_t n, int64_t k, int num_experts) {
+  if (rows <= 0 || k % 128 != 0) return false;
+  return !is_decode(plan_grouped_gemm(rows, n, k, num_experts).tok_tile, true, rows);
+}
+
+void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
+                                   const PreparedWeights& w, const float* alpha, void* out,
+                                   OutDType out_dtype, void* workspace, size_t workspace_bytes,
+                                   cudaStream_t stream) {
+  check_common(rows, w, alpha, out, out_dtype, true);
+  if (rows == 0) return;
+  check_ptr(a, "a");
+  NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
+  NVFP4MOE_CHECK(grouped_gemm_takes_gemm_order(rows, w.n, w.k, w.num_experts),
+                 "a: activations in the GEMM's K order need the prefill kernel and K % 128 == 0 "
+                 "(grouped_gemm_takes_gemm_order), not so for rows = ", rows, ", N = ", w.n, ", K = ", w.k);
+  const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kNone),
+                  "grouped_gemm_w4a16_gemm_order_workspace_bytes");
+  const WorkspaceParts ws = carve(workspace, 0);
+  launch_grouped(a, rows, off, w, alpha, out, out_dtype, plan, false, ws, stream);
 }
 
 void set_gemm_fused_combine(int mode) {
@@ -881,7 +914,7 @@ void grouped_gemm_w4a16_combine(const __nv_bfloat16* a, int64_t rows, const int3
   NVFP4MOE_CHECK(c.pair_to_sorted != nullptr && is_aligned(c.pair_to_sorted, 4),
                  "c.pair_to_sorted: expected a 4-byte aligned device pointer");
   NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
-  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, false),
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kPermuted),
                   "grouped_gemm_w4a16_workspace_bytes");
   if (!grouped_gemm_fuses_combine(rows, w.n, w.k, w.num_experts)) {
     grouped_gemm_w4a16(a, rows, off, w, alpha, out, OutDType::kBF16, workspace, workspace_bytes, stream,
@@ -906,7 +939,7 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
   const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
   const bool decode = is_decode(plan.tok_tile, true, rows);
-  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, true),
+  check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kDequantized),
                   "grouped_gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(rows, w.k, decode));
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);

@@ -90,6 +90,12 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
   if (w4a4) {
     gemm_ws_bytes_ = std::max(grouped_gemm_w4a4_workspace_bytes(m, 2 * inter, h, int(e)),
                               grouped_gemm_w4a4_workspace_bytes(m, h, inter, int(e)));
+    // The GEMM-order values (MoeForwardPaths::gemm_order_values) after the GEMM's own part: about
+    // the bytes of the dequantized activations the W4A4 calls keep there, so little more memory.
+    const size_t order_gemm = std::max(grouped_gemm_w4a16_gemm_order_workspace_bytes(m, 2 * inter, h, int(e)),
+                                       grouped_gemm_w4a16_gemm_order_workspace_bytes(m, h, inter, int(e)));
+    gemm_order_ws_bytes_ = (order_gemm + 255) / 256 * 256;
+    gemm_ws_bytes_ = std::max(gemm_ws_bytes_, gemm_order_ws_bytes_ + size_t(m * std::max(h, inter)) * 2);
     if (is) {
       // W4A4 GEMMs, and W4A16 GEMMs on the quantized values of up to 16 tokens (shared_values).
       const int64_t td = std::min<int64_t>(t, kSharedDirectValueRows);
@@ -215,6 +221,15 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   // expert then joins before GEMM2 instead of before the combine.
   const bool fused_combine = paths.fused_combine && t <= kFusedCombineMaxTokens && (direct2 || !w4a4) &&
                              grouped_gemm_fuses_combine(m, h, inter, int(e));
+  // W4A4 prefill: the quantizers write the GEMMs' operand itself, bf16 values in the GEMM's K
+  // order, into the GEMM workspace after the GEMM's own part (GEMM1 has finished reading the a1
+  // values before the SiLU quantizer writes the a2 values there: stream order, and each PDL
+  // kernel waits for its predecessor before touching memory).
+  auto gemm_order = [&](int64_t n, int64_t kk) {
+    return w4a4 && paths.gemm_order_values && kk % 256 == 0 && grouped_gemm_takes_gemm_order(m, n, kk, int(e));
+  };
+  const bool order1 = gemm_order(2 * inter, h), order2 = gemm_order(h, inter);
+  void* const order_values = static_cast<char*>(ws.gemm_ws_) + ws.gemm_order_ws_bytes_;
 
   // Shared expert on the side stream, concurrent with the routed experts. It needs neither
   // the routing nor the permutation but forks after them: forking before them was measured
@@ -285,9 +300,12 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     // Direct: the GEMM on the quantized values (decode kernel) instead of codes + scales, one
     // launch fewer per GEMM. Only where the GEMM takes its decode kernel, which reads that
     // operand as it is (the wgmma kernel would permute it, no gain).
-    auto routed_gemm = [&](bool direct, const void* values, const uint8_t* codes, const uint8_t* scales,
-                           const PreparedWeights& wt, const float* alpha, void* out) {
-      if (direct) {
+    auto routed_gemm = [&](bool direct, bool order, const void* values, const uint8_t* codes,
+                           const uint8_t* scales, const PreparedWeights& wt, const float* alpha, void* out) {
+      if (order) {
+        grouped_gemm_w4a16_gemm_order(static_cast<const __nv_bfloat16*>(order_values), m, v.off, wt, alpha, out,
+                                      OutDType::kBF16, ws.gemm_ws_, ws.gemm_order_ws_bytes_, stream);
+      } else if (direct) {
         // The kernel before it lets it launch only once the offsets are written (the values-
         // output quantizer after its own wait; route_permute_values after the permutation),
         // so the GEMM may prefetch its weights by the offsets before it waits.
@@ -298,16 +316,23 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
                           ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
       }
     };
+    // What each quantizer writes: codes + scales, and/or bf16 values (natural order for the
+    // decode GEMM, the GEMM's K order for the prefill GEMM).
+    const bool none1 = only1 || order1, none2 = only2 || order2;  // no codes and scales
+    void* const values1 = direct1 ? v.a1_bf16 : order1 ? order_values : nullptr;
+    void* const values2 = direct2 ? v.a2_bf16 : order2 ? order_values : nullptr;
     if (!tiny) {
       quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m,
-                       only1 ? nullptr : v.a1_codes, only1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
-                       stream, direct1 ? v.a1_bf16 : nullptr);
+                       none1 ? nullptr : v.a1_codes, none1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
+                       stream, values1, order1 ? ValuesOrder::kGemm : ValuesOrder::kNatural);
     }
-    routed_gemm(direct1, v.a1_bf16, v.a1_codes, v.a1_scales, w.w13(), w.alpha1(), v.gemm1);
+    routed_gemm(direct1, order1, v.a1_bf16, v.a1_codes, v.a1_scales, w.w13(), w.alpha1(), v.gemm1);
     silu_and_mul_quantize_experts(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.off, e, w.gA2(),
-                                  only2 ? nullptr : v.a2_codes, only2 ? nullptr : v.a2_scales, v.scale_rows,
-                                  ws.error_flags_, stream, direct2 ? v.a2_bf16 : nullptr);
-    if (!fused_combine) routed_gemm(direct2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
+                                  none2 ? nullptr : v.a2_codes, none2 ? nullptr : v.a2_scales, v.scale_rows,
+                                  ws.error_flags_, stream, values2, order2 ? ValuesOrder::kGemm : ValuesOrder::kNatural);
+    if (!fused_combine) {
+      routed_gemm(direct2, order2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
+    }
   } else {
     gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
     grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,

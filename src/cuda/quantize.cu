@@ -114,15 +114,19 @@ int32_t quantize_blocked_walk() {
   return env == 1 ? 1 : 0;
 }
 
+// gemm_values: the values output in the GEMM's K order (ValuesOrder::kGemm), which the row-step
+// and bulk kernels write (the caller checked K % 256 == 0); natural-order values take the flat
+// one-chunk kernel.
 template <bool kSilu>
-QuantPlan plan_quantize(const k::QuantizeParams& p) {
+QuantPlan plan_quantize(const k::QuantizeParams& p, bool gemm_values = false) {
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   const int64_t elems = int64_t(p.rows_out) * p.k;
   const int64_t wave_warps = int64_t(sm_count()) * k::kBlocksPerSm<kSilu> * (k::kQuantThreads / 32);
+  const bool flat_values = p.values != nullptr && !gemm_values;
   QuantPlan plan;
-  plan.one_chunk = p.values != nullptr || elems < wave_warps * kChunks * k::kWalkChunkElems;
+  plan.one_chunk = flat_values || elems < wave_warps * kChunks * k::kWalkChunkElems;
   const int64_t cpr = p.k % k::kWalkChunkElems == 0 ? p.k / k::kWalkChunkElems : 0;  // chunks per row
-  if (p.values == nullptr && cpr > 0 && p.rows_out < (int32_t(1) << 30)) {
+  if (!flat_values && cpr > 0 && p.rows_out < (int32_t(1) << 30)) {
     const int candidates[2] = {kChunks, kSilu ? 3 : 2};
     if (plan.one_chunk) plan.row_step = 1;
     for (int c : candidates) {
@@ -139,9 +143,9 @@ QuantPlan plan_quantize(const k::QuantizeParams& p) {
 // Launches the bulk-copy kernel with kChunks chunks per step and kStages buffers per warp: its
 // ring in dynamic shared memory, the grid one resident wave (blocks per SM as the occupancy
 // calculator gives them).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages, bool kGemmValues = false>
 void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
-  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages>;
+  constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages, kGemmValues>;
   constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks, kStages>;
   static const int per_sm = [] {
     NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -156,10 +160,12 @@ void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
 }
 
 // Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without
-// the clamp only; other calls keep kBulkStages).
-template <typename T, bool kSilu, bool kLimit, int kChunks>
+// the clamp and without GEMM-order values only; other calls keep kBulkStages).
+template <typename T, bool kSilu, bool kLimit, int kChunks, bool kGemmValues>
 void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16> && !kLimit) {
+  if constexpr (kGemmValues) {
+    return launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages, true>(p, stream);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16> && !kLimit) {
     static const int stages = env_or("NVFP4MOE_QUANT_BULK_STAGES", k::kBulkStages);
     if (stages == 2) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 2>(p, stream);
     if (stages == 5) return launch_bulk_staged<T, kSilu, kLimit, kChunks, 5>(p, stream);
@@ -167,19 +173,21 @@ void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
   launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages>(p, stream);
 }
 
-template <typename T, bool kSilu, bool kLimit>
+// kGemmValues: p.values alone, in the GEMM's K order (ValuesOrder::kGemm; K % 256 == 0, so the
+// plan is a row step and the flat kernels are never taken).
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues>
 void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
   k::QuantizeParams p = params;
   p.blocked_walk = quantize_blocked_walk();
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   constexpr int kAlt = kSilu ? 3 : 2;
-  const QuantPlan plan = plan_quantize<kSilu>(p);
+  const QuantPlan plan = plan_quantize<kSilu>(p, kGemmValues);
   if (plan.bulk) {  // even steps only: kChunks, or kAlt where it is even
     if constexpr (kAlt % 2 == 0) {
-      if (plan.row_step == kAlt) launch_bulk<T, kSilu, kLimit, kAlt>(p, stream);
+      if (plan.row_step == kAlt) launch_bulk<T, kSilu, kLimit, kAlt, kGemmValues>(p, stream);
     }
-    if (plan.row_step == kChunks) launch_bulk<T, kSilu, kLimit, kChunks>(p, stream);
+    if (plan.row_step == kChunks) launch_bulk<T, kSilu, kLimit, kChunks, kGemmValues>(p, stream);
     NVFP4MOE_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -188,35 +196,49 @@ void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
       (plan.row_step > 0 ? plan.row_step : plan.one_chunk ? 1 : kChunks) * int64_t(k::kWalkChunkElems);
   const dim3 grid(walk_grid(elems, step, kPerSm)), block(k::kQuantThreads);
   switch (plan.row_step) {
-    case 1: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p); break;
-    case kChunks: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p); break;
-    case kAlt: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kAlt>, grid, block, 0, stream, p); break;
+    case 1: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, 1, kGemmValues>, grid, block, 0, stream, p); break;
+    case kChunks:
+      launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kChunks, kGemmValues>, grid, block, 0, stream, p);
+      break;
+    case kAlt: launch_pdl(k::quantize_nvfp4_rows_kernel<T, kSilu, kLimit, kAlt, kGemmValues>, grid, block, 0, stream, p); break;
     default:
-      plan.one_chunk ? launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p)
-                     : launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p);
+      if constexpr (kGemmValues) {
+        NVFP4MOE_CHECK(false, "internal: GEMM-order values need a row step (K % 256 == 0), got K = ", p.k);
+      } else {
+        plan.one_chunk ? launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, 1>, grid, block, 0, stream, p)
+                       : launch_pdl(k::quantize_nvfp4_kernel<T, kSilu, kLimit, kChunks>, grid, block, 0, stream, p);
+      }
   }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
 // silu: the SiLU input (with the clamp when has_limit).
-template <typename T>
+template <typename T, bool kGemmValues>
 void launch_quantize_kind(bool silu, bool has_limit, const k::QuantizeParams& p, cudaStream_t stream) {
   if (!silu) {
-    launch_quantize<T, false, false>(p, stream);
+    launch_quantize<T, false, false, kGemmValues>(p, stream);
   } else if (has_limit) {
-    launch_quantize<T, true, true>(p, stream);
+    launch_quantize<T, true, true, kGemmValues>(p, stream);
   } else {
-    launch_quantize<T, true, false>(p, stream);
+    launch_quantize<T, true, false, kGemmValues>(p, stream);
   }
 }
 
+template <bool kGemmValues = false>
 void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::QuantizeParams& p,
                            cudaStream_t stream) {
   if (dtype == ActDType::kBF16) {
-    launch_quantize_kind<__nv_bfloat16>(silu, has_limit, p, stream);
+    launch_quantize_kind<__nv_bfloat16, kGemmValues>(silu, has_limit, p, stream);
   } else {
-    launch_quantize_kind<__half>(silu, has_limit, p, stream);
+    launch_quantize_kind<__half, kGemmValues>(silu, has_limit, p, stream);
   }
+}
+
+// The per-expert entry points' launch by the values' order.
+void launch_expert_quantize(ActDType dtype, bool silu, bool has_limit, const k::QuantizeParams& p,
+                            ValuesOrder values_order, cudaStream_t stream) {
+  if (values_order == ValuesOrder::kGemm) launch_quantize_dtype<true>(dtype, silu, has_limit, p, stream);
+  else launch_quantize_dtype<false>(dtype, silu, has_limit, p, stream);
 }
 
 // One matrix (quantize, and the quantize pass of quantize_runtime_scale above the single-
@@ -271,8 +293,15 @@ k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* 
 // scales both null, values given): scale_rows is not used.
 k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const int32_t* off, int num_experts,
                                 const float* g, int64_t rows_out, uint8_t* codes, uint8_t* scales,
-                                int64_t scale_rows, uint32_t* error_flags, void* values) {
+                                int64_t scale_rows, uint32_t* error_flags, void* values, ValuesOrder values_order) {
   check_rows(rows_out, "rows_out");
+  NVFP4MOE_CHECK(values_order == ValuesOrder::kNatural || values_order == ValuesOrder::kGemm,
+                 "values_order: expected kNatural or kGemm, got ", int(values_order));
+  if (values_order == ValuesOrder::kGemm) {
+    NVFP4MOE_CHECK(values != nullptr && codes == nullptr && scales == nullptr,
+                   "values_order: kGemm writes the values alone: expected values given, codes and scales null");
+    NVFP4MOE_CHECK(k % 256 == 0, "k: values in the GEMM's K order need k % 256 == 0, got ", k);
+  }
   check_ptr(off, "off", 4);
   check_ptr(g, "g", 4);
   NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..",
@@ -393,7 +422,8 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k, const int32_t* off,
                       int num_experts, const float* g, const int32_t* gather, int64_t rows_out, uint8_t* codes,
-                      uint8_t* scales, int64_t scale_rows, uint32_t* error_flags, cudaStream_t stream, void* values) {
+                      uint8_t* scales, int64_t scale_rows, uint32_t* error_flags, cudaStream_t stream, void* values,
+                      ValuesOrder values_order) {
   check_dtype(dtype);
   check_width(k, "k");
   check_rows(rows_in, "rows_in");
@@ -404,9 +434,10 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                    ", got ", rows_in);
   }
   k::QuantizeParams p =
-      expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags, values);
+      expert_params(x, rows_in, k, off, num_experts, g, rows_out, codes, scales, scale_rows, error_flags, values,
+                    values_order);
   p.gather = gather;
-  launch_quantize_dtype(dtype, false, false, p, stream);
+  launch_expert_quantize(dtype, false, false, p, values_order, stream);
 }
 
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, std::optional<float> limit,
@@ -439,16 +470,17 @@ void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, st
 void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, int64_t inter,
                                    std::optional<float> limit, const int32_t* off, int num_experts, const float* g,
                                    uint8_t* codes, uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                                   cudaStream_t stream, void* values) {
+                                   cudaStream_t stream, void* values, ValuesOrder values_order) {
   check_dtype(dtype);
   check_width(inter, "inter");
   NVFP4MOE_CHECK(inter <= kMaxRows / 2, "inter: expected < 2^30, got ", inter);
   NVFP4MOE_CHECK(!limit || *limit > 0.0f, "limit: expected a positive SwiGLU limit, got ", limit ? *limit : 0.0f);
   k::QuantizeParams p =
-      expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags, values);
+      expert_params(x, rows, inter, off, num_experts, g, rows, codes, scales, scale_rows, error_flags, values,
+                    values_order);
   p.x_row_stride = 2 * inter;
   p.limit = limit ? *limit : 0.0f;
-  launch_quantize_dtype(dtype, true, limit.has_value(), p, stream);
+  launch_expert_quantize(dtype, true, limit.has_value(), p, values_order, stream);
 }
 
 namespace {

@@ -22,6 +22,7 @@
 #include "nvfp4moe/format/halfs.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/ref/gemm.h"
+#include "test_quantize_util.h"  // to_gemm_k_order
 
 namespace nvfp4moe::test {
 namespace {
@@ -723,6 +724,63 @@ TEST(GemmSm90, GroupedOneExpertTakesAll) {
       EXPECT_TRUE(run_case(Case{w4a4, true, 700, 256, 512, experts, off, Mode::kRandom, OutDType::kFP32,
                                 uint32_t(700 + experts)}));
     }
+  }
+}
+
+// grouped_gemm_w4a16_gemm_order: activations handed in already in the GEMM's K order (the MoE
+// layer's prefill operand, written by the quantizers) give the model's result and the same bits
+// as grouped_gemm_w4a16 on the natural order, with empty experts, one expert taking every row
+// and N off the tile edge; shapes where the prefill kernel does not run are refused by name.
+TEST(GemmSm90, GroupedGemmOrderActivations) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t seed = 1300;
+  struct G { int experts; int64_t rows; int64_t n, k; int empty_every; bool one_takes_all; };
+  for (G g : {G{8, 1000, 256, 512, 3, false}, G{256, 4096, 136, 256, 7, false}, G{8, 700, 384, 1024, 0, true}}) {
+    for (Mode mode : {Mode::kExact, Mode::kRandom}) {
+      std::mt19937 rng(seed);
+      std::vector<int32_t> off = random_offsets(rng, g.rows, g.experts, g.empty_every);
+      if (g.one_takes_all) {
+        std::fill(off.begin(), off.end(), 0);
+        for (int e = g.experts / 2 + 1; e <= g.experts; ++e) off[size_t(e)] = int32_t(g.rows);
+      }
+      const Case c{false, true, g.rows + 5, g.n, g.k, g.experts, off, mode,
+                   mode == Mode::kExact ? OutDType::kBF16 : OutDType::kFP32, seed++};
+      ASSERT_TRUE(cuda::grouped_gemm_takes_gemm_order(c.rows, c.n, c.k, c.experts)) << describe(c);
+      Prepared p = prepare(c);
+      const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2, out_bytes = size_t(c.rows * c.n) * esz;
+      DeviceBuffer<uint8_t> natural_out(out_bytes), ordered_out(out_bytes);
+      natural_out.fill_bytes(0xff);
+      ordered_out.fill_bytes(0xff);
+      const size_t ws_natural = workspace_for(c);
+      const size_t ws_ordered = cuda::grouped_gemm_w4a16_gemm_order_workspace_bytes(c.rows, c.n, c.k, c.experts);
+      DeviceBuffer<uint8_t> ws(std::max<size_t>({ws_natural, ws_ordered, 16}));
+      ws.fill_bytes(0);
+      launch(c, p, natural_out.get(), ws.get(), ws_natural, nullptr);
+      DeviceBuffer<uint16_t> ordered(to_gemm_k_order(p.a.download(), c.rows, c.k));
+      cuda::grouped_gemm_w4a16_gemm_order(reinterpret_cast<const __nv_bfloat16*>(ordered.get()), c.rows, p.off.get(),
+                                          p.pw, p.alpha.get(), ordered_out.get(), c.out_dtype, ws.get(), ws_ordered,
+                                          nullptr);
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<uint8_t> got = ordered_out.download();
+      EXPECT_TRUE(check(c, p, got));
+      EXPECT_TRUE(bytes_equal(got, natural_out.download(), describe(c) + " GEMM order vs natural order"));
+    }
+  }
+  // Refused: a decode-sized call (the decode kernel reads the natural order) and K % 128 != 0.
+  std::mt19937 rng(seed);
+  for (const auto& [rows, k] : {std::pair<int64_t, int64_t>{16, 512}, std::pair<int64_t, int64_t>{1000, 144}}) {
+    const Case c{false, true, rows, 256, k, 8, random_offsets(rng, rows, 8, 0), Mode::kRandom, OutDType::kBF16, seed};
+    EXPECT_FALSE(cuda::grouped_gemm_takes_gemm_order(c.rows, c.n, c.k, c.experts)) << describe(c);
+    Prepared p = prepare(c);
+    DeviceBuffer<uint8_t> out(size_t(rows * 256) * 2), ws(1 << 20);
+    out.fill_bytes(0xff);
+    EXPECT_THROW(cuda::grouped_gemm_w4a16_gemm_order(reinterpret_cast<const __nv_bfloat16*>(p.a.get()), rows,
+                                                     p.off.get(), p.pw, p.alpha.get(), out.get(), OutDType::kBF16,
+                                                     ws.get(), 1 << 20, nullptr),
+                 Error)
+        << describe(c);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(bytes_equal(out.download(), std::vector<uint8_t>(out.size(), 0xff), describe(c) + " nothing written"));
   }
 }
 

@@ -511,6 +511,83 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   }
 }
 
+// W4A4 prefill (MoeForwardPaths::gemm_order_values): the quantizers write the GEMMs' operand,
+// bf16 values in the GEMM's K order, and the GEMMs read it, instead of codes + scales and the
+// GEMM's own dequantize launch. The same GEMM rows and layer output bit for bit as the path
+// through codes and scales (which check_case compares with the CPU model), eager and in a graph
+// replay; with the clamp, the shared expert, skewed routing, and a layer whose GEMM2 width
+// (K = 384) keeps the old path while GEMM1 takes the new one.
+TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
+  NVFP4MOE_REQUIRE_GPU();
+  Case wide{256, 8, 2, 1, true, false};
+  wide.hidden = 512;
+  wide.inter = 256;
+  Case clamp_skewed{300, 16, 4, 0, false, true};
+  clamp_skewed.inter = 384;
+  clamp_skewed.limit = 7.0f;
+  Case top8{200, 8, 8, 1, false, false};
+  top8.hidden = 768;
+  top8.inter = 512;
+  for (const Case& c : {wide, clamp_skewed, top8}) {
+    SCOPED_TRACE(name(c));
+    Layer l = make_layer(c, 900 + uint64_t(c.tokens));
+    const MoeConfig& cfg = l.cfg;
+    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    ASSERT_TRUE(cuda::grouped_gemm_takes_gemm_order(m, 2 * inter, h, c.experts)) << "GEMM1 must take the new path";
+    ASSERT_EQ(cuda::grouped_gemm_takes_gemm_order(m, h, inter, c.experts), inter % 256 == 0);
+    cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
+    cuda::MoeWorkspace ws(cfg, t);
+    const auto& v = ws.views();
+    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 33 + uint64_t(t)));
+    DeviceBuffer<float> d_logits(make_logits(c, 43 + uint64_t(t)));
+    DeviceBuffer<uint16_t> d_out(size_t(t * h));
+    cudaStream_t s;
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    struct Snapshot {
+      std::vector<uint16_t> out, gemm1, gemm2;
+    };
+    auto poison = [&] {
+      d_out.fill_bytes(0xff);
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    };
+    auto snapshot = [&] {
+      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
+                      download<uint16_t>(v.gemm2, size_t(m * h))};
+    };
+    auto run = [&](const cuda::MoeForwardPaths& paths) {
+      ws.set_paths(paths);
+      poison();
+      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      EXPECT_EQ(download<uint32_t>(ws.error_flags(), 1)[0], 0u);
+      return snapshot();
+    };
+    const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
+    const Snapshot got = run(cuda::MoeForwardPaths{});
+    EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows"));
+    EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows"));
+    EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output"));
+    // Graph replay of the default paths.
+    poison();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    const Snapshot replay = snapshot();
+    EXPECT_TRUE(test::bytes_equal(replay.out, base.out, "layer output, graph replay"));
+    EXPECT_TRUE(test::bytes_equal(replay.gemm2, base.gemm2, "GEMM2 rows, graph replay"));
+    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
+    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+  }
+}
+
 // Host-only (no GPU needed): a capacity whose tokens x top_k rows cannot be indexed is refused
 // by name before anything is allocated.
 TEST(MoeGpu, WorkspaceRejectsHugeMaxTokens) {

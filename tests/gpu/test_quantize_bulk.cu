@@ -29,11 +29,14 @@ struct BulkMode {
 // Output buffers of one call, poisoned before it: what the call wrote, byte for byte.
 struct Outputs {
   DeviceBuffer<uint8_t> codes, scales;
+  DeviceBuffer<uint16_t> values;  // the values output in the GEMM's K order (ValuesOrder::kGemm)
   DeviceBuffer<float> floats;  // runtime scale: amax, g, 1/g
   DeviceBuffer<uint32_t> err;
-  Outputs(size_t code_bytes, size_t scale_bytes) : codes(code_bytes), scales(scale_bytes), floats(3), err(1) {
+  Outputs(size_t code_bytes, size_t scale_bytes, size_t value_count)
+      : codes(code_bytes), scales(scale_bytes), values(value_count), floats(3), err(1) {
     codes.fill_bytes(0xab);
     scales.fill_bytes(0xab);
+    values.fill_bytes(0xab);
     floats.fill_bytes(0xab);
     err.fill_bytes(0);
     NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
@@ -42,9 +45,9 @@ struct Outputs {
 
 // Runs `call` with the bulk kernel and with the register kernels; every output must agree.
 void expect_same_bytes(const std::string& what, size_t code_bytes, size_t scale_bytes,
-                       const std::function<void(Outputs&)>& call) {
+                       const std::function<void(Outputs&)>& call, size_t value_count = 1) {
   BulkMode mode(1);
-  Outputs bulk(code_bytes, scale_bytes), reg(code_bytes, scale_bytes);
+  Outputs bulk(code_bytes, scale_bytes, value_count), reg(code_bytes, scale_bytes, value_count);
   call(bulk);
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   mode.set(0);
@@ -52,6 +55,7 @@ void expect_same_bytes(const std::string& what, size_t code_bytes, size_t scale_
   NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(bytes_equal(bulk.codes.download(), reg.codes.download(), what + ": codes"));
   EXPECT_TRUE(bytes_equal(bulk.scales.download(), reg.scales.download(), what + ": scales"));
+  EXPECT_TRUE(bytes_equal(bulk.values.download(), reg.values.download(), what + ": values"));
   const auto fb = bulk.floats.download(), fr = reg.floats.download();
   for (int i = 0; i < 3; ++i) EXPECT_EQ(float_bits(fb[size_t(i)]), float_bits(fr[size_t(i)])) << what << ": float " << i;
   EXPECT_EQ(bulk.err.download()[0], reg.err.download()[0]) << what << ": error flags";
@@ -98,6 +102,15 @@ TEST(QuantizeBulkSm90, ExpertsSameBytesAsRegisterKernel) {
                                  use_gather ? dgather.get() : nullptr, rows_out, o.codes.get(), o.scales.get(),
                                  scale_rows, o.err.get(), nullptr);
         });
+        // Values only, in the GEMM's K order (the MoE layer's prefill operand).
+        expect_same_bytes(
+            what + (use_gather ? " gather" : "") + " GEMM-order values", 1, 1,
+            [&](Outputs& o) {
+              cuda::quantize_experts(dx.get(), dt, use_gather ? rows_in : rows_out, c.k, doff.get(), c.experts,
+                                     dg.get(), use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0,
+                                     o.err.get(), nullptr, o.values.get(), cuda::ValuesOrder::kGemm);
+            },
+            size_t(rows_out * c.k));
       }
     }
   }
@@ -128,6 +141,14 @@ TEST(QuantizeBulkSm90, FusedSameBytesAsRegisterKernel) {
                                                                 dg.get(), o.codes.get(), o.scales.get(), scale_rows,
                                                                 o.err.get(), nullptr);
                           });
+        expect_same_bytes(
+            what + " GEMM-order values", 1, 1,
+            [&](Outputs& o) {
+              cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
+                                                  nullptr, nullptr, 0, o.err.get(), nullptr, o.values.get(),
+                                                  cuda::ValuesOrder::kGemm);
+            },
+            size_t(rows * inter));
       }
     }
   }
@@ -175,7 +196,7 @@ TEST(QuantizeBulkSm90, GraphReplayEqualsEager) {
   DeviceBuffer<int32_t> doff(off);
   DeviceBuffer<float> dg(g);
   const size_t code_bytes = size_t(rows * k / 2), scale_bytes = size_t(scale_rows * padded_scale_cols(k));
-  Outputs a(code_bytes, scale_bytes), b(code_bytes, scale_bytes);
+  Outputs a(code_bytes, scale_bytes, 1), b(code_bytes, scale_bytes, 1);
   cudaStream_t stream;
   NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto enqueue = [&] {

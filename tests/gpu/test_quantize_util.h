@@ -129,6 +129,39 @@ inline ::testing::AssertionResult codes_equal(const std::vector<uint8_t>& got, c
                                        << +want[first] << std::dec << ")";
 }
 
+// Values [rows, k] (k % 64 == 0) in natural order rearranged into the GEMM's K order
+// (cuda::ValuesOrder::kGemm): within each 64-column block, natural column 16q + 4s + 2h + b
+// goes to 16s + 8h + 2q + b. Written from the formula, independently of the kernels' lane maths.
+inline std::vector<uint16_t> to_gemm_k_order(const std::vector<uint16_t>& natural, int64_t rows, int64_t k) {
+  std::vector<uint16_t> out(natural.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      const int64_t block = c / 64, q = (c % 64) / 16, s = (c % 16) / 4, h = (c % 4) / 2, b = c % 2;
+      out[size_t(r * k + block * 64 + 16 * s + 8 * h + 2 * q + b)] = natural[size_t(r * k + c)];
+    }
+  }
+  return out;
+}
+
+// Equal values, else the first mismatching (row, column) of the [rows, k] matrix and the count.
+inline ::testing::AssertionResult values_equal(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want,
+                                               int64_t k, const std::string& what) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
+  }
+  size_t first = got.size(), count = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != want[i]) {
+      if (first == got.size()) first = i;
+      ++count;
+    }
+  }
+  if (count == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size() << " values differ; first at row "
+                                       << int64_t(first) / k << ", column " << int64_t(first) % k << " (got 0x"
+                                       << std::hex << got[first] << ", want 0x" << want[first] << std::dec << ")";
+}
+
 // Swizzled scales: equal bytes, else the first mismatching (scale row, scale column).
 inline ::testing::AssertionResult scales_equal(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
                                                int64_t k, const std::string& what) {

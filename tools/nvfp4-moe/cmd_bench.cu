@@ -37,7 +37,23 @@ struct BenchOptions {
   std::string plot;
   bool baseline = true;
   int iters = 20;
+  std::vector<std::string> paths_off;  // forward paths turned off (A/B runs)
 };
+
+// The default forward paths with the named ones off (cuda/moe.h MoeForwardPaths).
+cuda::MoeForwardPaths forward_paths(const std::vector<std::string>& off) {
+  cuda::MoeForwardPaths p;
+  for (const auto& name : off) {
+    if (name == "none") continue;
+    if (name == "values_only") p.values_only = false;
+    else if (name == "tiny_front_end") p.tiny_front_end = false;
+    else if (name == "shared_values") p.shared_values = false;
+    else if (name == "fused_combine") p.fused_combine = false;
+    else if (name == "gemm_order_values") p.gemm_order_values = false;
+    else NVFP4MOE_CHECK(false, "--paths-off: unknown forward path '", name, "'");
+  }
+  return p;
+}
 
 MoeConfig model_config(const std::string& name, MoeMode mode) {
   MoeConfig c;
@@ -78,6 +94,8 @@ int bench(const BenchOptions& o) {
     }
   }
   for (int64_t t : o.tokens) NVFP4MOE_CHECK(t >= 1, "--tokens: expected values >= 1, got ", t);
+  // The forward paths of every workspace below: the defaults (cuda/moe.h), less --paths-off.
+  const cuda::MoeForwardPaths paths = forward_paths(o.paths_off);
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
     std::fprintf(stderr, "nvfp4-moe bench: needs a Hopper GPU (none present)\n");
@@ -97,11 +115,10 @@ int bench(const BenchOptions& o) {
               driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10, today().c_str());
   std::printf("ceilings measured now: copy %.0f GB/s (read + write), cuBLAS bf16 %.0f TFLOP/s (8192^3)\n", copy_gbs,
               peak_tflops);
-  // The workspaces made below take the default forward paths (cuda/moe.h).
-  const cuda::MoeForwardPaths paths;
   const bool fused_combine = paths.fused_combine && cuda::gemm_fused_combine_on();
-  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d\n\n",
-              paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine);
+  std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d "
+              "gemm_order_values=%d\n\n",
+              paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine, paths.gemm_order_values);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -118,6 +135,7 @@ int bench(const BenchOptions& o) {
     const int64_t h = cfg.hidden, inter = cfg.intermediate, k = cfg.routing.top_k, e = cfg.routing.num_experts;
     const int64_t is = int64_t(cfg.n_shared_experts) * inter;
     GpuLayerRunner runner(cuda::MoeLayerWeights::synthetic(cfg, 42), t_max);
+    runner.workspace().set_paths(paths);
     fill_random_bf16(runner.device_hidden(), t_max * h, -2.0f, 2.0f, 7, runner.stream());
     fill_random_f32(runner.device_logits(), t_max * e, -4.0f, 4.0f, 8, runner.stream());
     std::unique_ptr<Bf16MoeBaseline> baseline;
@@ -211,7 +229,8 @@ int bench(const BenchOptions& o) {
         {"commit", std::getenv("NVFP4MOE_COMMIT") ? std::getenv("NVFP4MOE_COMMIT") : ""},
         {"forward_paths",
          {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
-          {"shared_values", paths.shared_values}, {"fused_combine", fused_combine}}}}},
+          {"shared_values", paths.shared_values}, {"fused_combine", fused_combine},
+          {"gemm_order_values", paths.gemm_order_values}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";
@@ -242,6 +261,10 @@ Action add_bench_command(CLI::App& app) {
   sub->add_option("--json", o->json, "write the results as JSON");
   sub->add_option("--plot", o->plot, "write a PNG of latency vs tokens against the floors (python3 + matplotlib)");
   sub->add_flag("!--no-baseline", o->baseline, "skip the bf16 cuBLAS baseline");
+  sub->add_option("--paths-off", o->paths_off,
+                  "forward paths to turn off for an A/B (none, values_only, tiny_front_end, shared_values, "
+                  "fused_combine, gemm_order_values)")
+      ->delimiter(',');
   return [o] { return bench(*o); };
 }
 

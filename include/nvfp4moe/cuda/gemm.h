@@ -66,6 +66,22 @@ void grouped_gemm_w4a16(const __nv_bfloat16* a, int64_t rows, const int32_t* off
                         OutDType out_dtype, void* workspace, size_t workspace_bytes,
                         cudaStream_t stream, bool prefetch_before_wait = false);
 
+// ---- grouped W4A16 GEMM on activations already in the GEMM's K order ----
+// Whether grouped_gemm_w4a16 of this shape runs the prefill (wgmma) kernel, whose activation
+// operand is each row in the GEMM's K order (cuda::ValuesOrder::kGemm, quantize.h) and K % 128
+// == 0 (no column padding). Then a caller may hand that operand in directly:
+// grouped_gemm_w4a16_gemm_order skips the permute launch of grouped_gemm_w4a16 (the MoE layer's
+// quantizers write it so at prefill sizes, which also saves the W4A4 dequantize launch).
+bool grouped_gemm_takes_gemm_order(int64_t rows, int64_t n, int64_t k, int num_experts);
+// As grouped_gemm_w4a16 with a [rows, K] in the GEMM's K order; requires
+// grouped_gemm_takes_gemm_order(rows, w.n, w.k, w.num_experts). Its workspace holds no
+// activations (the split-K counters only, zeroed once, as for the other calls).
+size_t grouped_gemm_w4a16_gemm_order_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
+void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const int32_t* off,
+                                   const PreparedWeights& w, const float* alpha, void* out,
+                                   OutDType out_dtype, void* workspace, size_t workspace_bytes,
+                                   cudaStream_t stream);
+
 // ---- grouped W4A16 GEMM followed by the MoE combine (the layer's GEMM2 at small batches) ----
 // out [rows, N] bf16 receives the GEMM rows as grouped_gemm_w4a16 writes them, and c.out [tokens,
 // N] bf16 the combine of cuda::combine (routing.h) over them: c.out[t] = sum_j c.weights[t, j] *

@@ -83,9 +83,15 @@ struct MoeForwardPaths {
   // expert then joins before GEMM2. Takes effect only where the GEMM may fuse
   // (cuda::set_gemm_fused_combine / NVFP4MOE_FUSED_COMBINE=1; off by default for now).
   bool fused_combine = true;
+  // W4A4 where a grouped GEMM runs its prefill kernel (token tile >= 32) and its K % 256 == 0:
+  // the quantizer before it writes only the bf16 values in the GEMM's K order
+  // (cuda::ValuesOrder::kGemm) and the GEMM reads them (grouped_gemm_w4a16_gemm_order): no codes,
+  // no scales, and no dequantize launch of grouped_gemm_w4a4 (at DeepSeek-V3 T = 4096 that
+  // launch read 147 MB and wrote 470 MB before GEMM1).
+  bool gemm_order_values = true;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
-  static MoeForwardPaths all_intermediates() { return {false, false, false, false}; }
+  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
@@ -146,6 +152,9 @@ class MoeWorkspace {
   void* gemm_ws_ = nullptr;         // routed GEMMs
   void* shared_gemm_ws_ = nullptr;  // shared-expert GEMMs (concurrent with the routed ones)
   size_t gemm_ws_bytes_ = 0, shared_gemm_ws_bytes_ = 0;
+  // W4A4 prefill (MoeForwardPaths::gemm_order_values): the GEMM's own part at the front of
+  // gemm_ws_ (its counters stay where every call has them), the quantized values after it.
+  size_t gemm_order_ws_bytes_ = 0;
   uint8_t* shared_a1_codes_ = nullptr; uint8_t* shared_a1_scales_ = nullptr;
   uint8_t* shared_a2_codes_ = nullptr; uint8_t* shared_a2_scales_ = nullptr;
   void* shared_a2_bf16_ = nullptr;  // W4A16: SiLU*Mul output; W4A4: GEMM2 input values

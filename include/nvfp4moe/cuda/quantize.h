@@ -37,6 +37,14 @@ inline constexpr int kQuantMaxExperts = 1024;
 // Alignment every data pointer needs (16-byte vector loads and stores).
 inline constexpr size_t kQuantAlignment = 16;
 
+// Column order of the per-expert quantizers' optional bf16 values output (quantize_experts).
+//   kNatural: [rows_out, k] as the input (the decode GEMM kernel's operand);
+//   kGemm:    [rows_out, k] with each row in the prefill (wgmma) GEMM's K order: within each
+//             64-column block, natural column 16q + 4s + 2h + b at 16s + 8h + 2q + b
+//             (docs/GEMM.md "Activation K order"), the operand grouped_gemm_w4a16_gemm_order
+//             reads without its own permute or dequantize launch.
+enum class ValuesOrder { kNatural, kGemm };
+
 // (1) Quantize x [rows, k] (k % 16 == 0) with the encode global scale *g (device float).
 //   codes:  [rows, k/2] packed e2m1;  scales: swizzled_scale_bytes(rows, k) bytes, padding 0.
 void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const float* g,
@@ -79,11 +87,15 @@ void quantize_runtime_scale(const void* x, ActDType dtype, int64_t rows, int64_t
 //   written (no codes, no scale bytes, no padding; scale_rows is not checked), which is all a
 //   decode GEMM on the values needs. With invalid offsets nothing is written (the values keep
 //   their old contents) and error_flags reports it.
+//   values_order (ValuesOrder, above): kGemm writes the values alone (codes and scales must be
+//   null; k % 256 == 0) with each row's columns in the prefill GEMM's K order, the operand
+//   grouped_gemm_w4a16_gemm_order reads; at any size (the large-tensor kernels write it).
 void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       const int32_t* off, int num_experts, const float* g,
                       const int32_t* gather, int64_t rows_out, uint8_t* codes,
                       uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                      cudaStream_t stream, void* values = nullptr);
+                      cudaStream_t stream, void* values = nullptr,
+                      ValuesOrder values_order = ValuesOrder::kNatural);
 
 // (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
 // inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
@@ -97,7 +109,8 @@ void silu_and_mul_quantize_experts(const void* x, ActDType dtype, int64_t rows, 
                                    std::optional<float> limit, const int32_t* off,
                                    int num_experts, const float* g, uint8_t* codes,
                                    uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
-                                   cudaStream_t stream, void* values = nullptr);
+                                   cudaStream_t stream, void* values = nullptr,
+                                   ValuesOrder values_order = ValuesOrder::kNatural);
 
 // (5) Dequantize codes [rows, k/2] + swizzled scales with global scale *g (device) to
 // float32 or bf16 (out [rows, k]): e2m1 * e4m3 / g, bf16 rounded to nearest even.

@@ -77,12 +77,14 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
 // (quantize_block16: the block's scale work once per 16 elements, no shuffle), 8 code bytes
 // stored (256 contiguous bytes per warp), and the scale word of blocks 4k .. 4k+3 stored by
 // lane 4k. Zero codes for a row without data. All 32 lanes call it.
-template <typename T, bool kSilu, bool kLimit>
+// kGemmValues: the block's 16 quantized values in the GEMM's K order instead (data rows only;
+// quantize_rows_sm90.cuh gemm_values_lane_offset: block i of the lane starts 256 pairs further).
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues = false>
 __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
                                                     int i, uint32_t buf, uint32_t up_offset, bool load, int lane) {
-  uint2* codes = reinterpret_cast<uint2*>(o.codes) + 32 * i;
+  uint2* codes = kGemmValues ? nullptr : reinterpret_cast<uint2*>(o.codes) + 32 * i;
   if (!o.data) {
-    *codes = make_uint2(0u, 0u);
+    if constexpr (!kGemmValues) *codes = make_uint2(0u, 0u);
     return;
   }
   uint4 w0 = make_uint4(0u, 0u, 0u, 0u), w1 = w0, u0 = w0, u1 = w0;
@@ -99,6 +101,13 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
     w1 = silu_mul_pack8<T, kLimit>(w1, u1, p.limit);
   }
   uint32_t s;
+  if constexpr (kGemmValues) {
+    const uint2 c = quantize_block16<T>(w0, w1, ec.g, ec.g_inv, &s);
+    uint32_t* dst = o.value_pairs + 256 * i;
+    store_value_pairs_strided(dst, block_values_bf16x8(c.x, s));       // natural pairs 0-3
+    store_value_pairs_strided(dst + 16, block_values_bf16x8(c.y, s));  // natural pairs 4-7
+    return;
+  }
   *codes = quantize_block16<T>(w0, w1, ec.g, ec.g_inv, &s);
   const uint32_t word = scale_word_of_group(s, lane);
   if ((lane & 3) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + i * 8 * kScaleTileBytes) = word;
@@ -106,7 +115,8 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
 
 // kChunks: chunks per warp step, even ((K / 256) % kChunks == 0): a step is kChunks / 2 lane
 // blocks per lane. kStages: step buffers per warp (kBulkStages; 2 or 5 for A/B runs).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages>
+// kGemmValues: the output is p.values alone, in the GEMM's K order (data rows only).
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages, bool kGemmValues = false>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;
@@ -148,13 +158,14 @@ __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp
   uint32_t phase = 0;  // parity of the buffers' current use (flips when the ring wraps)
   while (walk.row < cap) {
     const bool bad = (bad_bits >> slot) & 1u;
-    const StepOut out = begin_step</*kLaneBlocks=*/true>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
+    const StepOut out =
+        begin_step</*kLaneBlocks=*/true, kGemmValues>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad, lane);
     ptx::mbarrier_wait(bar0 + 8 * slot, phase);
     static_assert(kChunks % 2 == 0, "a step holds 32 lane blocks per two chunks");
     const uint32_t buf = ring0 + uint32_t(slot) * kStepBytes + uint32_t(lane) * 32;
 #pragma unroll
     for (int i = 0; i < kChunks / 2; ++i) {
-      quantize_lane_block<T, kSilu, kLimit>(p, out, ec, i, buf + i * 32 * 32, kHalf, !bad, lane);
+      quantize_lane_block<T, kSilu, kLimit, kGemmValues>(p, out, ec, i, buf + i * 32 * 32, kHalf, !bad, lane);
     }
     // Every lane's reads of this buffer are done (their values were used above): refill it.
     __syncwarp();

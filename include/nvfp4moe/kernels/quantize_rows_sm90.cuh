@@ -124,26 +124,61 @@ __device__ __forceinline__ void prefetch_step_l2(const QuantizeParams& p, const 
 // this lane's code word of chunk 0 (chunk u: + 32 u words), its lane group's scale word of chunk
 // 0 (chunk u: + 4 u tiles; data rows only) and whether the row holds data (< off[E]; rows past
 // it get zero codes). A bad gather entry of a data row is reported here (its input reads as 0).
+// With kGemmValues (the values output in the GEMM's K order, below) instead of codes and scales:
+// this lane's first bf16 pair in the values row.
 struct StepOut {
   uint32_t* codes;
   uint8_t* scale_word;
+  uint32_t* value_pairs;
   bool data;
 };
 
+// The values output in the wgmma GEMM's prepared K order (QuantizeParams::values, kGemmValues
+// kernels; gemm_act_permute_sm90.cuh): within each 64-column block, natural bf16 pair 8q + i
+// (q: the 16-element block, i: its pair) sits at pair q + 4i. Offset, in pairs from the step's
+// first pair, of this lane's first pair:
+//   lane pairs (lanes 2j, 2j + 1 hold elements 0-7 / 8-15 of block j of a 256-element chunk):
+//     block j = lane / 2 is q = j % 4 of 64-column block j / 4; half h = lane % 2 holds natural
+//     pairs 4h + i, i.e. pairs q + 16h + 4i;
+//   lane blocks (lane l holds block l of 32 per two chunks): q = l % 4 of 64-column block l / 4,
+//     natural pairs i = 0..7 at q + 4i.
+template <bool kLaneBlocks>
+__device__ __forceinline__ int32_t gemm_values_lane_offset(int lane) {
+  return kLaneBlocks ? (lane / 4) * 32 + lane % 4 : (lane / 8) * 32 + (lane / 2) % 4 + 16 * (lane % 2);
+}
+
+// Stores 4 natural pairs (a lane's 8 values) at pairs dst[0], dst[4], dst[8], dst[12]: 16 bytes
+// apart, 8 lanes fill each 128-byte block of the row.
+__device__ __forceinline__ void store_value_pairs_strided(uint32_t* dst, const uint4& v) {
+  dst[0] = v.x;
+  dst[4] = v.y;
+  dst[8] = v.z;
+  dst[12] = v.w;
+}
+
 // kLaneBlocks: the lane-block layout of the bulk kernel (quantize_bulk_sm90.cuh: lane l owns
 // blocks l, l + 32, ...; its code words at 2 l, its scale byte in column l of the step).
-template <bool kLaneBlocks = false>
+template <bool kLaneBlocks = false, bool kGemmValues = false>
 __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const ExpertTables& t, int E, ExpertCache& ec,
                                               int32_t row, int32_t col0, int32_t total, int32_t nq, bool bad_src,
                                               int lane) {
   StepOut o;
-  o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + (kLaneBlocks ? 2 * lane : lane);
   o.data = row < total;  // the whole warp
   o.scale_word = nullptr;
+  o.codes = nullptr;
+  o.value_pairs = nullptr;
+  if constexpr (kGemmValues) {
+    o.value_pairs = reinterpret_cast<uint32_t*>(p.values) + (int64_t(row) * p.k + col0) / 2 +
+                    gemm_values_lane_offset<kLaneBlocks>(lane);
+  } else {
+    o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + (kLaneBlocks ? 2 * lane : lane);
+  }
   if (o.data) {
     if (row < ec.lo || row >= ec.hi) ec.find(t, E, row);
-    const int32_t col = col0 / kBlockSize + (kLaneBlocks ? lane : 4 * (lane >> 3));
-    o.scale_word = p.scales + swizzled_offset(row + ec.sf_minus_lo, col, nq);
+    if constexpr (!kGemmValues) {
+      const int32_t col = col0 / kBlockSize + (kLaneBlocks ? lane : 4 * (lane >> 3));
+      o.scale_word = p.scales + swizzled_offset(row + ec.sf_minus_lo, col, nq);
+    }
     if (bad_src && lane == 0 && p.error_flags != nullptr) atomicOr(p.error_flags, kErrorBadGather);
   }
   return o;
@@ -152,17 +187,24 @@ __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const Exp
 // Quantizes chunk u of a step from this lane's 8 activations a (with the SiLU input: gate a,
 // up) and stores its code word and, in lanes 8i, the lane group's scale word; zero codes for a
 // row without data. All 32 lanes call it (the scale word is assembled with shuffles).
-template <typename T, bool kSilu, bool kLimit>
+// kGemmValues: stores the lane's 8 quantized values in the GEMM's K order instead (data rows
+// only; nothing else is written).
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues = false>
 __device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
                                                     int u, const uint4& a, const uint4& up, int lane) {
   if (o.data) {
     uint4 w = a;
     if constexpr (kSilu) w = silu_mul_pack8<T, kLimit>(a, up, p.limit);
     uint32_t s;
+    if constexpr (kGemmValues) {
+      const uint32_t codes = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
+      store_value_pairs_strided(o.value_pairs + u * (kWalkChunkElems / 2), block_values_bf16x8(codes, s));
+      return;
+    }
     o.codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
     const uint32_t word = scale_word_of_pairs(s, lane);
     if ((lane & 7) == 0) *reinterpret_cast<uint32_t*>(o.scale_word + u * 4 * kScaleTileBytes) = word;
-  } else {
+  } else if constexpr (!kGemmValues) {
     o.codes[u * (kWalkChunkElems / 8)] = 0u;
   }
 }
@@ -178,7 +220,8 @@ __device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T
 // kChunks: chunks per warp step; (K / 256) % kChunks == 0. The launcher takes kChunks = 1 for
 // small tensors (as for quantize_nvfp4_kernel), else 4 or 2 (plain input) or 2 or 3 (SiLU
 // input), the first that divides K / 256; other widths take the flat walk.
-template <typename T, bool kSilu, bool kLimit, int kChunks>
+// kGemmValues: the output is p.values alone, in the GEMM's K order (data rows only).
+template <typename T, bool kSilu, bool kLimit, int kChunks, bool kGemmValues = false>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_rows_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
   __shared__ ExpertTables t;
@@ -220,7 +263,8 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
       if (lane == 0) prefetch_step_l2<T, kSilu, kChunks>(p, ahead, total);
       ahead.advance();
     }
-    const StepOut out = begin_step(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad_src, lane);
+    const StepOut out =
+        begin_step<false, kGemmValues>(p, t, E, ec, walk.row, walk.seg * kStepElems, total, nq, bad_src, lane);
     // The next step's source; its chunk u is loaded as soon as chunk u is quantized.
     RowStepWalk next = walk;
     next.advance();
@@ -229,7 +273,7 @@ __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_n
     const T* next_src = more_next ? step_source<T>(p, next.row, next.seg * kStepElems, total, lane, &next_bad) : nullptr;
 #pragma unroll
     for (int u = 0; u < kChunks; ++u) {
-      quantize_step_chunk<T, kSilu, kLimit>(p, out, ec, u, in.a[u], in.up[u], lane);
+      quantize_step_chunk<T, kSilu, kLimit, kGemmValues>(p, out, ec, u, in.a[u], in.up[u], lane);
       if (more_next) load_step_chunk<T, kSilu, kChunks>(p, next_src, u, in);
     }
     walk = next;
