@@ -81,7 +81,7 @@ struct MoeForwardPaths {
   // T <= 16, where GEMM2 reads bf16 activations in one decode launch: the combine runs in
   // GEMM2's epilogue (cuda::grouped_gemm_w4a16_combine), one kernel boundary fewer; the shared
   // expert then joins before GEMM2. Takes effect only where the GEMM may fuse
-  // (cuda::set_gemm_fused_combine / NVFP4MOE_FUSED_COMBINE=1; off by default for now).
+  // (cuda::set_gemm_fused_combine / NVFP4MOE_FUSED_COMBINE=1; off by default: measured slower).
   bool fused_combine = true;
   // W4A4 where a grouped GEMM runs its prefill kernel (token tile >= 32) and its K % 256 == 0:
   // the quantizer before it writes only the bf16 values in the GEMM's K order
