@@ -4,7 +4,7 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [gemm] [decode] [layer] [prefill]    (default: the first three)
+#   scripts/gpu-profile.sh [quant] [gemm] [ws] [decode] [layer] [prefill]    (default: quant gemm decode)
 #
 #   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
 #           kernel (its default) and on the row-step kernel, the fused SiLU*Mul+quantize (row-step
@@ -14,6 +14,10 @@
 #   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
 #           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
 #           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
+#   ws      the warp-specialized prefill kernel (the default for 256-row CTAs, docs/GEMM.md v18):
+#           DeepSeek-V3 w2 and w13 at M = 4096 (71% / 95% of cuBLAS: where does w2 lose, the
+#           epilogue or the short K?) and grouped w13 at 32768 rows: tensor pipe, stall reasons
+#           per source line (SourceCounters), L2 traffic.
 #   decode  the grouped decode kernel, DeepSeek-V3 w13 / w2 at 8 rows and w13 at 512 (E = 256),
 #           and w13 at 8 rows with the L2 prefetch off and at 64 atoms: memory tables (why the
 #           ring's weight loads miss L2, what the loads wait for).
@@ -53,6 +57,10 @@ for w in "${what[@]}"; do
       prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1
       prof gemm_grouped4096_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 0
       prof gemm_grouped4096_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 1 ;;
+    ws)
+      prof ws_w2_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,7168,2048
+      prof ws_w13_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168
+      prof ws_grouped32768 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 32768 ;;
     decode)
       prof decode_w13_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8
       prof decode_w2_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w2' --rows 8

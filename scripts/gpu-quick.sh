@@ -65,6 +65,9 @@ timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt
 save bench
 OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
+OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws
+rm -f "$R"/profile/*.ncu-rep  # the text pages are enough; the reports are large
+save ws_profile
 # 4. The GEMM tables (issue 4): singles and grouped, defaults.
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 timeout 200 build/bench/nvfp4moe_bench_gemm --grouped > "$R/gemm_grouped.txt" 2>&1; echo "grouped rc=$?"
