@@ -132,6 +132,9 @@ QuantPlan plan_quantize(const k::QuantizeParams& p, bool gemm_values = false) {
     for (int c : candidates) {
       if (plan.row_step == 0 && cpr % c == 0) plan.row_step = c;
     }
+    // GEMM-order values are written by the row-step kernels only: one chunk per step where no
+    // larger step divides the row (plain input of 768 or 1280 columns, SiLU input of 256).
+    if (gemm_values && plan.row_step == 0) plan.row_step = 1;
   }
   // Even steps only: the lane-block layout needs them (so K % 512 == 0), and the SiLU input's
   // 3-chunk steps (Qwen3's 768-wide product) measured 5% slower there with lane pairs (H200,

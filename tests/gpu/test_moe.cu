@@ -533,8 +533,9 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
     Layer l = make_layer(c, 900 + uint64_t(c.tokens));
     const MoeConfig& cfg = l.cfg;
     const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    // GEMM1 takes the new path; GEMM2 too where inter % 256 == 0 (the quantizers' requirement).
     ASSERT_TRUE(cuda::grouped_gemm_takes_gemm_order(m, 2 * inter, h, c.experts)) << "GEMM1 must take the new path";
-    ASSERT_EQ(cuda::grouped_gemm_takes_gemm_order(m, h, inter, c.experts), inter % 256 == 0);
+    ASSERT_TRUE(cuda::grouped_gemm_takes_gemm_order(m, h, inter, c.experts));
     cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
     cuda::MoeWorkspace ws(cfg, t);
     const auto& v = ws.views();

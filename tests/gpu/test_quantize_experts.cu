@@ -371,6 +371,8 @@ TEST(QuantizeSiluSm90, FusedEqualsUnfusedLarge) {
       check_silu(1800, 2048, 256, "skewed", dt, limit, test_seed(++salt), true);  // 2 chunks per warp step
       check_silu(2200, 768, 256, "skewed", dt, limit, test_seed(++salt), true);   // 3 chunks: one row per step
       check_silu(3300, 512, 8, "random", dt, limit, test_seed(++salt), true);     // 2 chunks: one row per step
+      check_silu(9000, 256, 8, "random", dt, limit, test_seed(++salt), true);     // 1 chunk a row (GEMM-order
+                                                                                  // values: 1-chunk steps)
     }
   }
 }
