@@ -113,6 +113,15 @@ bool ws_pipeline() {
   return g_ws_override >= 0 ? g_ws_override == 1 : from_env;
 }
 
+// Whether the warp-specialized kernel may take token tile 160 (grouped calls at token tile 128
+// always, single GEMMs where it saves a wave; see dispatch_wgmma): NVFP4MOE_GEMM_WS_TILE160=0
+// keeps it at 128, an A/B knob (the 160-row kernel holds 2 A buffers instead of 4 and spills
+// 72 bytes outside its mainloop; the choice was never timed against 128).
+bool ws_tile_160() {
+  static const bool on = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
+  return on;
+}
+
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -330,6 +339,8 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
+    } else if (!ws_tile_160()) {
+      launch_ws<128>(p, grid, stream);  // balanced tiles of up to 128 rows (an A/B of the tile 160 below)
     } else if (p.off != nullptr) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
