@@ -285,6 +285,8 @@ static int run_benchmark(int argc, char** argv) {
     // --ws 0|1: the 256-row CTAs on the warp-specialized kernel (cuda/gemm.h
     // set_gemm_ws_pipeline); the `pipe` column shows ws where it runs.
     if (const char* ws = nb::arg_value(argc, argv, "--ws")) nc::set_gemm_ws_pipeline(std::atoi(ws));
+    // --ws-step 16|32: the warp-specialized kernel's MMA width step (set_gemm_ws_width_step).
+    if (const char* step = nb::arg_value(argc, argv, "--ws-step")) nc::set_gemm_ws_width_step(std::atoi(step));
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));

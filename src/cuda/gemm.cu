@@ -83,6 +83,7 @@ int g_k_warps_override = -1;
 int g_ring_override = -1;
 int g_fused_combine_override = -1;
 int g_ws_override = -1;
+int g_ws_width_step_override = 0;
 
 // A tuning switch read from the environment: "1" turns it on, "0" off, anything else (or unset)
 // leaves the default (callers read it once, into a static).
@@ -120,6 +121,18 @@ bool ws_pipeline() {
 bool ws_tile_160() {
   static const bool on = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
   return on;
+}
+
+// The warp-specialized token-tile-160 kernel's MMA widths come in steps of 16 or 32 tokens
+// (kernels/gemm_balanced_tiles.h): set_gemm_ws_width_step, else NVFP4MOE_GEMM_WS_WIDTH_STEP=16|32,
+// else 32, the widths measured in v18, until a device run times 16 (docs/GEMM.md v20). Tiles
+// 64 and 128 keep steps of 32 (with more widths ptxas serializes the 128 kernel's wgmma).
+int ws_width_step() {
+  static const int from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_WS_WIDTH_STEP");
+    return v != nullptr && std::strcmp(v, "16") == 0 ? 16 : 32;
+  }();
+  return g_ws_width_step_override > 0 ? g_ws_width_step_override : from_env;
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
@@ -313,24 +326,33 @@ void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
              stream, p, act_map);
 }
 
-// The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K).
-template <int kTok>
+// The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K), MMA widths
+// in steps of kStep tokens.
+template <int kTok, int kStep = 32>
 void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
-  using Cfg = kn::GemmWsConfig<kTok>;
+  using Cfg = kn::GemmWsConfig<kTok, kStep>;
   static const bool attr_set = [] {
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok>,
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     return true;
   }();
   (void)attr_set;
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
-  kn::WsActMaps maps{};
+  kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
+    if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
     maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2,
                                            kn::ws_width(i));
   }
-  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, maps);
+  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p,
+             maps);
+}
+
+// Token tile 160 (grouped calls and some single GEMMs) with the MMA width step in force.
+void launch_ws160(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
+  if (ws_width_step() == 16) launch_ws<160, 16>(p, grid, stream);
+  else launch_ws<160, 32>(p, grid, stream);
 }
 
 template <bool kTma>
@@ -346,13 +368,13 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
       // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
       // The tile count never exceeds the token-tile-128 count the grid was sized for.
-      launch_ws<160>(p, grid, stream);
+      launch_ws160(p, grid, stream);
     } else {
       // Single GEMMs take 160 where it saves a wave of CTAs (DeepSeek-V3 w2 at M = 4096: 728
       // tiles in 6 waves instead of 896 in 7), one CTA per tile.
       const int64_t blocks = tile_blocks_of(p.n, false, 256), sms = sm_count();
       const int64_t tiles128 = blocks * ((p.rows + 127) / 128), tiles160 = blocks * ((p.rows + 159) / 160);
-      if ((tiles160 + sms - 1) / sms < (tiles128 + sms - 1) / sms) launch_ws<160>(p, int(tiles160), stream);
+      if ((tiles160 + sms - 1) / sms < (tiles128 + sms - 1) / sms) launch_ws160(p, int(tiles160), stream);
       else launch_ws<128>(p, grid, stream);
     }
     return;
@@ -548,6 +570,11 @@ void set_gemm_decode_ring(int mode) {
 void set_gemm_ws_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (off) or 1 (warp-specialized), got ", mode);
   g_ws_override = mode;
+}
+
+void set_gemm_ws_width_step(int step) {
+  NVFP4MOE_CHECK(step == 0 || step == 16 || step == 32, "step: expected 0 (default), 16 or 32, got ", step);
+  g_ws_width_step_override = step;
 }
 
 void set_gemm_tma_pipeline(int mode) {

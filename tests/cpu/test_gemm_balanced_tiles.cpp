@@ -21,9 +21,14 @@ TEST(GemmBalancedTiles, CoverEveryRowOnceWithinTheTileSize) {
         ASSERT_EQ(tr.first, next) << "rows " << rows << " max " << max_rows << " tile " << t;
         ASSERT_GE(tr.count, 1) << "rows " << rows << " max " << max_rows << " tile " << t;
         ASSERT_LE(tr.count, max_rows) << "rows " << rows << " max " << max_rows << " tile " << t;
-        const int w = nk::ws_width_index(tr.count);
-        ASSERT_LE(tr.count, nk::ws_width(w)) << "rows " << rows << " tile " << t;
-        ASSERT_TRUE(w == 0 || tr.count > nk::ws_width(w - 1)) << "not the narrowest width, rows " << rows;
+        for (int step : {16, 32}) {
+          const int w = nk::ws_width_index(tr.count, step);
+          ASSERT_LE(tr.count, nk::ws_width(w)) << "rows " << rows << " tile " << t;
+          ASSERT_EQ(nk::ws_width(w) % step, 0) << "rows " << rows << " step " << step;
+          ASSERT_TRUE(nk::ws_width(w) - tr.count < step || nk::ws_width(w) == 32)
+              << "not the narrowest width, rows " << rows << " step " << step;
+          ASSERT_LT(w, nk::kWsWidths);
+        }
         next += tr.count;
         lo = std::min(lo, tr.count);
         hi = std::max(hi, tr.count);
@@ -41,6 +46,12 @@ TEST(GemmBalancedTiles, NoThinRemainder) {
   EXPECT_EQ(nk::balanced_tile_rows(140, 128, 1).first, 70);
   EXPECT_EQ(nk::balanced_tile_rows(161, 160, 0).count, 81);
   EXPECT_EQ(nk::balanced_tile_rows(161, 160, 1).count, 80);
-  EXPECT_EQ(nk::ws_width_index(140), 4);
-  EXPECT_EQ(nk::ws_width(nk::ws_width_index(81)), 96);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(140, 16)), 144);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(140, 32)), 160);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(81, 16)), 96);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(81, 32)), 96);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(33, 16)), 48);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(1, 16)), 32);  // never 16 (C7512, gemm_balanced_tiles.h)
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(1, 32)), 32);
+  EXPECT_EQ(nk::ws_width(nk::ws_width_index(160, 16)), 160);
 }

@@ -458,6 +458,7 @@ struct ResetPlanOverrides {
     cuda::set_gemm_tma_pipeline(-1);
     cuda::set_gemm_ws_pipeline(-1);
     cuda::set_gemm_hot_expert_rows(-1);
+    cuda::set_gemm_ws_width_step(0);
   }
 };
 
@@ -531,6 +532,10 @@ TEST(GemmSm90, WarpSpecializedSmall) {
   cuda::set_gemm_plan_override(128, 0, -1, 256);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 300, 256, 512, 8, random_offsets(rng, 290, 8, 3),
                                             Mode::kRandom, OutDType::kFP32, 1503}));
+  cuda::set_gemm_ws_width_step(16);  // MMA widths in steps of 16 (16..160)
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 700, 256, 512, 16, random_offsets(rng, 690, 16, 4),
+                                            Mode::kRandom, OutDType::kBF16, 1505}));
+  cuda::set_gemm_ws_width_step(0);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1504}));
 }
 
@@ -566,19 +571,25 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
     }
   }
   // Grouped calls at token tile 128 run balanced tiles of up to 160 rows: experts on both sides
-  // of every MMA width (32, 64, 96, 128, 160) and of the tile counts (160 / 161, 320 / 321).
+  // of every MMA width (16, 32, ..., 160; with steps of 32: 32, 64, ..., 160) and of the tile
+  // counts (160 / 161, 320 / 321).
   {
     cuda::set_gemm_plan_override(128, 0, -1, 256);
-    const std::vector<int32_t> sizes{0, 1, 31, 33, 64, 65, 96, 97, 128, 129, 140, 160, 161, 250, 320, 321, 480, 500};
+    const std::vector<int32_t> sizes{0,  1,   15,  16,  17,  31,  33,  48,  49,  64,  65,  80,  81,  96,  97,  112, 113,
+                                     128, 129, 140, 144, 145, 159, 160, 161, 250, 320, 321, 480, 500};
     std::vector<int32_t> off{0};
     for (int32_t r : sizes) off.push_back(off.back() + r);
     const int64_t rows = off.back();
-    for (bool w4a4 : {false, true}) {
-      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows, 384, 512, int(sizes.size()), off, Mode::kRandom,
-                                                OutDType::kFP32, seed++}));
-      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows + 5, 136, 2048, int(sizes.size()), off,
-                                                Mode::kExact, OutDType::kBF16, seed++}));
+    for (int step : {16, 32}) {
+      cuda::set_gemm_ws_width_step(step);
+      for (bool w4a4 : {false, true}) {
+        EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows, 384, 512, int(sizes.size()), off, Mode::kRandom,
+                                                  OutDType::kFP32, seed++}));
+        EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, rows + 5, 136, 2048, int(sizes.size()), off,
+                                                  Mode::kExact, OutDType::kBF16, seed++}));
+      }
     }
+    cuda::set_gemm_ws_width_step(0);
   }
   // One expert taking every row, at both token tiles (these small shapes would get 128-row
   // CTAs from the wave rule, hence the override).

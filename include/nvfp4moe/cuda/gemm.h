@@ -176,6 +176,12 @@ void set_gemm_tma_pipeline(int mode);
 // on the H100 (docs/GEMM.md v18). Process-wide, not thread-safe.
 void set_gemm_ws_pipeline(int mode);
 
+// Tuning and validation only: the warp-specialized kernel runs each token tile on the narrowest
+// MMA width covering its rows; with token tile 160 (grouped calls) in steps of 16 or 32 tokens
+// (32, 48, ..., 160 or 32, 64, ..., 160). 0: the default (32, or NVFP4MOE_GEMM_WS_WIDTH_STEP=16
+// from the environment). Same results bit for bit. Process-wide, not thread-safe.
+void set_gemm_ws_width_step(int step);
+
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the
 // next unclaimed tile from a counter in the workspace (dynamic: CTAs on faster SMs take more);

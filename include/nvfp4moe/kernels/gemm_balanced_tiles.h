@@ -21,12 +21,18 @@ NVFP4MOE_HD TileRows balanced_tile_rows(int rows, int max_rows, int tile) {
   return TileRows{tile * base + (tile < extra ? tile : extra), base + (tile < extra ? 1 : 0)};
 }
 
-// The warp-specialized kernel's MMA token widths (32, 64, 96, 128, 160) and the narrowest one
-// covering a tile of `rows` rows (its activation box has that many rows).
-inline constexpr int kWsWidths = 5;
-NVFP4MOE_HD constexpr int ws_width(int i) { return i < 3 ? 32 * (i + 1) : (i == 3 ? 128 : 160); }
-NVFP4MOE_HD int ws_width_index(int rows) {
-  return rows <= 32 ? 0 : rows <= 64 ? 1 : rows <= 96 ? 2 : rows <= 128 ? 3 : 4;
+// The warp-specialized kernel's MMA token widths, ws_width(i) = 16 (i + 1) up to 160, and the
+// narrowest one covering a tile of `rows` rows (1..160), in steps of `step` tokens and at least
+// 32 (16 or 32: widths 32, 48, ..., 160 or 32, 64, ..., 160; its activation box has that many
+// rows). Why steps of 16: a tile's MMA time grows with its width, its dequantization does not,
+// and expert sizes are spread (DeepSeek-V3 T = 4096: 128 +- 11 rows), so a 110-row tile runs at
+// width 128 with steps of 32 (14% idle columns), at 112 with 16. Not 16 itself: with it ptxas
+// serializes the token-tile-160 kernel's wgmma (C7512).
+inline constexpr int kWsWidths = 10;
+NVFP4MOE_HD constexpr int ws_width(int i) { return 16 * (i + 1); }
+NVFP4MOE_HD int ws_width_index(int rows, int step) {
+  const int width = (rows + step - 1) / step * step;
+  return width > 32 ? width / 16 - 1 : 1;
 }
 
 }  // namespace nvfp4moe::kernels

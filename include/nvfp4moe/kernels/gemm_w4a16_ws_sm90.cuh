@@ -25,6 +25,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
@@ -40,7 +41,7 @@ struct WsActMaps {
   CUtensorMap box[kWsWidths];
 };
 
-template <int kTok>
+template <int kTok, int kStep = 32>
 struct GemmWsConfig {
   static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
   using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
@@ -64,16 +65,19 @@ struct GemmWsConfig {
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
   static constexpr uint32_t kConsumerThreads = 128 * kConsumerWarpGroups;
-  static constexpr int kMaxWidthIndex = kTok == 64 ? 1 : (kTok == 128 ? 3 : 4);  // ws_width(i) == kTok
+  static_assert(kStep == 16 || kStep == 32, "MMA widths in steps of 16 or 32 tokens");
+  static_assert(kStep == 32 || kTok == 160, "steps of 16: the token-tile-160 kernel only");
+  static constexpr int kMaxWidthIndex = kTok / 16 - 1;  // ws_width(i) == kTok
   static_assert(ws_width(kMaxWidthIndex) == kTok, "the widest MMA is the token tile");
 };
 
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
-template <int kTok>
-__global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
+// kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
+template <int kTok, int kStep = 32>
+__global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ WsActMaps act_maps) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
-  using Cfg = GemmWsConfig<kTok>;
+  using Cfg = GemmWsConfig<kTok, kStep>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kBufs = Cfg::kABuffers;
   constexpr int kSteps = Cfg::kAtomsK * 4 * Cfg::kBlocksPerConsumer;  // wgmma per stage
@@ -127,7 +131,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
       // their consumer computes on stale shared memory, rows the epilogue masks.
       const int w_blocks = min(4, row_blocks64 - tile.n_block * 4);
       // The activation box of the tile's MMA width (ws_width_index, as the consumers choose it).
-      const int box = min(ws_width_index(tile.rows_valid), Cfg::kMaxWidthIndex);
+      const int box = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
       const CUtensorMap* act_map = &act_maps.box[box];
       const uint32_t tx_bytes = 2u * uint32_t(ws_width(box)) * 128u + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
@@ -175,6 +179,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
   int i = 0;  // this CTA's stage count: stage i sits in slot i % kStages
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
     const GemmTile tile = tile_of(t);
+    // The narrowest MMA that covers the tile's rows (balanced tiles hold r / q rows), on the
+    // box the producer loaded for them.
+    const int width_index = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
     for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
       const int slot = i % kStages;
       ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);  // stage i has landed
@@ -210,15 +217,26 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok>::kThreads, 1)
           }
         }
       };
-      // The narrowest MMA that covers the tile's rows (balanced tiles hold r / q rows), on the
-      // box the producer loaded for them.
-      switch (min(ws_width_index(tile.rows_valid), Cfg::kMaxWidthIndex)) {
-        case 0: mma_stage.template operator()<ws_width(0)>(); break;
-        case 1: mma_stage.template operator()<ws_width(1)>(); break;
-        case 2: if constexpr (Cfg::kMaxWidthIndex >= 2) mma_stage.template operator()<ws_width(2)>(); break;
-        case 3: if constexpr (Cfg::kMaxWidthIndex >= 3) mma_stage.template operator()<ws_width(3)>(); break;
-        default: if constexpr (Cfg::kMaxWidthIndex >= 4) mma_stage.template operator()<ws_width(4)>(); break;
+      // One case per width the kernel takes (multiples of kStep, at least 32).
+      switch (width_index) {
+#define NVFP4MOE_WS_WIDTH_CASE(w)                                                          \
+  case w:                                                                                  \
+    if constexpr (Cfg::kMaxWidthIndex >= w && ws_width(w) % kStep == 0 && ws_width(w) >= 32) \
+      mma_stage.template operator()<ws_width(w)>();                                        \
+    break;
+        NVFP4MOE_WS_WIDTH_CASE(0)
+        NVFP4MOE_WS_WIDTH_CASE(1)
+        NVFP4MOE_WS_WIDTH_CASE(2)
+        NVFP4MOE_WS_WIDTH_CASE(3)
+        NVFP4MOE_WS_WIDTH_CASE(4)
+        NVFP4MOE_WS_WIDTH_CASE(5)
+        NVFP4MOE_WS_WIDTH_CASE(6)
+        NVFP4MOE_WS_WIDTH_CASE(7)
+        NVFP4MOE_WS_WIDTH_CASE(8)
+        NVFP4MOE_WS_WIDTH_CASE(9)
+#undef NVFP4MOE_WS_WIDTH_CASE
       }
+      static_assert(kWsWidths == 10, "one case per width");
     }
 
     // Epilogue (as the 4-warpgroup kernel's, block g = 2c + b): thread holds rows n0, n0 + 8
