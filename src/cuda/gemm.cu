@@ -114,10 +114,9 @@ bool ws_pipeline() {
   return g_ws_override >= 0 ? g_ws_override == 1 : from_env;
 }
 
-// Whether the warp-specialized kernel may take token tile 160 (grouped calls at token tile 128
-// always, single GEMMs where it saves a wave; see dispatch_wgmma): NVFP4MOE_GEMM_WS_TILE160=0
-// keeps it at 128, an A/B knob (the 160-row kernel holds 2 A buffers instead of 4 and spills
-// 72 bytes outside its mainloop; the choice was never timed against 128).
+// Whether the warp-specialized kernel's grouped calls at token tile 128 take token tile 160
+// (see dispatch_wgmma): NVFP4MOE_GEMM_WS_TILE160=0 keeps them at 128, an A/B knob (the 160-row
+// kernel holds 2 A buffers instead of 4 and spills outside its mainloop).
 bool ws_tile_160() {
   static const bool on = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
   return on;
@@ -361,21 +360,19 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
-    } else if (!ws_tile_160()) {
-      launch_ws<128>(p, grid, stream);  // balanced tiles of up to 128 rows (an A/B of the tile 160 below)
-    } else if (p.off != nullptr) {
+    } else if (p.off != nullptr && ws_tile_160()) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
       // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
-      // The tile count never exceeds the token-tile-128 count the grid was sized for.
+      // The tile count never exceeds the token-tile-128 count the grid was sized for. Measured
+      // (H200, 2026-12-07): grouped DeepSeek-V3 w13 at 32768 rows 4098 -> 3681 us uniform,
+      // 4227 -> 4448 skewed.
       launch_ws160(p, grid, stream);
     } else {
-      // Single GEMMs take 160 where it saves a wave of CTAs (DeepSeek-V3 w2 at M = 4096: 728
-      // tiles in 6 waves instead of 896 in 7), one CTA per tile.
-      const int64_t blocks = tile_blocks_of(p.n, false, 256), sms = sm_count();
-      const int64_t tiles128 = blocks * ((p.rows + 127) / 128), tiles160 = blocks * ((p.rows + 159) / 160);
-      if ((tiles160 + sms - 1) / sms < (tiles128 + sms - 1) / sms) launch_ws160(p, int(tiles160), stream);
-      else launch_ws<128>(p, grid, stream);
+      // Single GEMMs: balanced tiles of up to 128 rows. Not 160 even where it saves a wave: the
+      // 160-row kernel (2 A buffers, spills outside the mainloop) is slower per tile; DeepSeek-V3
+      // w2 at M = 4096 ran 205 us in 7 waves of 128 against 223 us in 6 waves of 160 (H200).
+      launch_ws<128>(p, grid, stream);
     }
     return;
   }

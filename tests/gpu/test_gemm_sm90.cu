@@ -602,8 +602,7 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
                                                 OutDType::kBF16, seed++}));
     }
   }
-  // A single GEMM whose balanced tiles of up to 160 rows save a wave on a 132-SM GPU (133 tiles
-  // of 128 rows, 107 of 160): the launcher takes token tile 160 (elsewhere 128, same check).
+  // A single GEMM of more tiles than SMs (133 balanced tiles of up to 128 rows: a second wave).
   cuda::set_gemm_plan_override(128, 0, -1, 256);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16,
                                             seed++}));
