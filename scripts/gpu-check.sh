@@ -65,17 +65,6 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   record "GEMM+MoE tests, cp.async 256-row CTAs" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-ws.log" | head -2 | tr '\n' ' ') rc=$rc"
 fi
 
-# The quantizers with the blocked walk (an A/B knob, NVFP4MOE_QUANT_WALK=1) on the bulk kernel
-# for every large call and on the register kernels: the same bytes as the default walk.
-if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  for b in 0 1; do
-    NVFP4MOE_QUANT_WALK=1 NVFP4MOE_QUANT_BULK=$b build/tests/nvfp4moe_gpu_tests \
-      --gtest_filter='Quantize*:*Silu*:-*Exhaustive*:*Informational*' > "$OUT/gpu-tests-walk-bulk$b.log" 2>&1
-    rc=$?
-    record "quantize tests, blocked walk, bulk=$b" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-walk-bulk$b.log" | head -2 | tr '\n' ' ') rc=$rc"
-  done
-fi
-
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   # Every GPU suite has small cases whose names contain "Small"; they run under the sanitizers,
   # with the one-launch MoE front end and the forward paths test (small shapes only).
@@ -169,8 +158,7 @@ if ((run_bench)); then
     done
   done
   # The combine fused into GEMM2 (docs/GEMM.md v17; off by default until timed) against the
-  # two launches, twice; and the quantizers' blocked walk (NVFP4MOE_QUANT_WALK, an A/B knob)
-  # at M = 65536 on the bulk and the register kernels.
+  # two launches, twice.
   for round in 1 2; do
     for fc in 0 1; do
       NVFP4MOE_FUSED_COMBINE=$fc timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
@@ -189,13 +177,6 @@ if ((run_bench)); then
     NVFP4MOE_GEMM_WS=$ws timeout "${BENCH_TIMEOUT:-150}" build/nvfp4-moe bench --no-baseline \
       --tokens 1024,4096,16384 --iters 10 > "$OUT/moe_ws_$ws.txt" 2>&1
     record "nvfp4-moe bench, ws=$ws" "rc=$? (table in moe_ws_$ws.txt)"
-  done
-  for b in 0 1; do
-    for walk in 0 1; do
-      NVFP4MOE_QUANT_WALK=$walk timeout "${BENCH_TIMEOUT:-150}" build/bench/nvfp4moe_bench_quantize --bulk $b \
-        --m 65536 > "$OUT/quant_walk_${walk}_bulk_$b.txt" 2>&1
-      record "quantize M=65536, walk=$walk bulk=$b" "rc=$? (table in quant_walk_${walk}_bulk_$b.txt)"
-    done
   done
 fi
 

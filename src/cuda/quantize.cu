@@ -106,14 +106,6 @@ struct QuantPlan {
   bool bulk = false;
 };
 
-// The row-step and bulk kernels' walk: NVFP4MOE_QUANT_WALK=1 gives each warp one contiguous
-// range of steps (kernels/quantize_rows_sm90.cuh RowStepWalk), else interleaved steps. An A/B
-// knob: the default stays interleaved until a device run decides.
-int32_t quantize_blocked_walk() {
-  static const int env = env_or("NVFP4MOE_QUANT_WALK", 0);
-  return env == 1 ? 1 : 0;
-}
-
 // gemm_values: the values output in the GEMM's K order (ValuesOrder::kGemm), which the row-step
 // and bulk kernels write (the caller checked K % 256 == 0); natural-order values take the flat
 // one-chunk kernel.
@@ -181,7 +173,6 @@ void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
 template <typename T, bool kSilu, bool kLimit, bool kGemmValues>
 void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
   k::QuantizeParams p = params;
-  p.blocked_walk = quantize_blocked_walk();
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   constexpr int kAlt = kSilu ? 3 : 2;

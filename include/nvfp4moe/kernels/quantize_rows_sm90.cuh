@@ -30,16 +30,11 @@ namespace nvfp4moe::kernels {
 
 inline constexpr int kL2AheadSteps = 2;  // L2 prefetch distance (SiLU input), in steps
 
-// The step walk: step s = (row s / spr, segment s % spr), spr = steps per row. Rows plus one
-// grid stride of rows stay below 2^31 (the launcher checks rows < 2^30). The warp's walk ends at
-// row end_row (exclusive).
-//   interleaved (default): warp w takes steps w, w + W, w + 2W, ... (W = warps of the grid), so
-//     the grid sweeps the matrix front to back; end_row = the rows of the call;
-//   blocked (QuantizeParams::blocked_walk, an A/B knob): warp w takes ceil(rows / W) whole rows
-//     [row, end_row), so the grid reads W far-apart streams at once. Why try it: the bulk kernel
-//     ran 7% faster reading rows in a shuffled order (the gather map) than in order (H100,
-//     K = 7168, docs/results/quantize.md). Same advance() as the interleaved walk (step 1), so
-//     the default kernels' loop is unchanged.
+// The step walk: step s = (row s / spr, segment s % spr), spr = steps per row; warp w takes steps
+// w, w + W, w + 2W, ... (W = warps of the grid), so the grid sweeps the matrix front to back. Rows
+// plus one grid stride of rows stay below 2^31 (the launcher checks rows < 2^30). The warp's walk
+// ends at row end_row (exclusive: the rows of the call). A blocked walk (each warp one contiguous
+// range of rows) measured 50% slower on the H100 (docs/results/quantize.md) and was removed.
 struct RowStepWalk {
   int32_t row, seg;              // the current step
   int32_t step_rows, step_segs;  // distance to this warp's next step
@@ -54,20 +49,8 @@ struct RowStepWalk {
     step_segs = int32_t(warps % spr);
   }
   __device__ __forceinline__ void init(const QuantizeParams& p, int32_t steps_per_row) {
-    const int64_t warp = global_warp(), warps = total_warps();
     end_row = p.rows_out;
-    if (!p.blocked_walk) {
-      init(warp, warps, steps_per_row);
-      return;
-    }
-    const int64_t rows_per_warp = (int64_t(p.rows_out) + warps - 1) / warps;
-    const int64_t first = warp * rows_per_warp;
-    spr = steps_per_row;
-    row = int32_t(first < p.rows_out ? first : p.rows_out);
-    seg = 0;
-    step_rows = 0;
-    step_segs = 1;
-    if (first + rows_per_warp < end_row) end_row = int32_t(first + rows_per_warp);
+    init(global_warp(), total_warps(), steps_per_row);
   }
   __device__ __forceinline__ void advance() {
     seg += step_segs;

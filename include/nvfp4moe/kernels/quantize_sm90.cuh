@@ -66,8 +66,6 @@ struct QuantizeParams {
   const int32_t* gather;  // [rows_out] input row of each output row, or nullptr
   uint32_t* error_flags;  // kErrorBad* bits are ORed here (may be null)
   float limit;            // SwiGLU clamp (kSilu with a limit only)
-  int32_t blocked_walk;   // row-step and bulk kernels: 1 = one contiguous range of steps per
-                          // warp (RowStepWalk; an A/B knob, NVFP4MOE_QUANT_WALK=1), 0 = interleaved
   uint16_t* values;       // optional [rows_out, k] bf16: data rows receive their quantized
                           // values e2m1 * e4m3 (no global scale; block_values_bf16x8);
                           // only the one-chunk kernel writes them (the launcher picks it).
