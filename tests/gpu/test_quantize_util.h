@@ -108,19 +108,29 @@ inline std::vector<int32_t> split_rows(int32_t rows, int experts, const std::str
   return counts;
 }
 
+// The first index where got and want differ (got.size() if none) and how many differ; the
+// sizes must agree (checked by the callers).
+template <typename T>
+size_t first_mismatch(const std::vector<T>& got, const std::vector<T>& want, size_t* count) {
+  size_t first = got.size();
+  *count = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != want[i]) {
+      if (first == got.size()) first = i;
+      ++*count;
+    }
+  }
+  return first;
+}
+
 // Codes [rows, k/2]: equal bytes, else the first mismatching (row, element pair) and the count.
 inline ::testing::AssertionResult codes_equal(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
                                               int64_t k, const std::string& what) {
   if (got.size() != want.size()) {
     return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
   }
-  size_t first = got.size(), count = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (got[i] != want[i]) {
-      if (first == got.size()) first = i;
-      ++count;
-    }
-  }
+  size_t count = 0;
+  const size_t first = first_mismatch(got, want, &count);
   if (count == 0) return ::testing::AssertionSuccess();
   const int64_t row = int64_t(first) / (k / 2), col = 2 * (int64_t(first) % (k / 2));
   return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size()
@@ -149,13 +159,8 @@ inline ::testing::AssertionResult values_equal(const std::vector<uint16_t>& got,
   if (got.size() != want.size()) {
     return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
   }
-  size_t first = got.size(), count = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (got[i] != want[i]) {
-      if (first == got.size()) first = i;
-      ++count;
-    }
-  }
+  size_t count = 0;
+  const size_t first = first_mismatch(got, want, &count);
   if (count == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size() << " values differ; first at row "
                                        << int64_t(first) / k << ", column " << int64_t(first) % k << " (got 0x"
@@ -168,13 +173,8 @@ inline ::testing::AssertionResult scales_equal(const std::vector<uint8_t>& got, 
   if (got.size() != want.size()) {
     return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
   }
-  size_t first = got.size(), count = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (got[i] != want[i]) {
-      if (first == got.size()) first = i;
-      ++count;
-    }
-  }
+  size_t count = 0;
+  const size_t first = first_mismatch(got, want, &count);
   if (count == 0) return ::testing::AssertionSuccess();
   int64_t r = 0, c = 0;
   swizzled_scale_coord(int64_t(first), padded_scale_cols(k), &r, &c);
