@@ -29,6 +29,7 @@
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/cuda/gemm.h"
 #include "nvfp4moe/cuda/moe.h"
+#include "nvfp4moe/cuda/quantize.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/model/builtin_model.h"
 #include "nvfp4moe/ref/gemm.h"
@@ -566,10 +567,15 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
       return snapshot();
     };
     const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
-    const Snapshot got = run(cuda::MoeForwardPaths{});
-    EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows"));
-    EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows"));
-    EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output"));
+    for (int store : {1, 2}) {  // the quantizers' 4-byte or 16-byte stores of the values
+      cuda::set_quantize_gemm_values_store(store);
+      const Snapshot got = run(cuda::MoeForwardPaths{});
+      cuda::set_quantize_gemm_values_store(0);
+      const std::string how = " (store " + std::to_string(store) + ")";
+      EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows" + how));
+      EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows" + how));
+      EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output" + how));
+    }
     // Graph replay of the default paths.
     poison();
     cudaGraph_t graph;

@@ -147,18 +147,23 @@ void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gat
     got_only.resize(got.size());
     EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
     // The values in the GEMM's K order (K % 256 == 0): the same values rearranged, written by
-    // the large-tensor kernels (row-step, bulk) at every size; rows past off[E] untouched.
-    if (c.k % 256 == 0) {
+    // the large-tensor kernels (row-step, bulk) at every size, in 4-byte pieces or 16-byte
+    // chunks (set_quantize_gemm_values_store); rows past off[E] untouched.
+    for (int store : {1, 2}) {
+      if (c.k % 256 != 0) break;
+      cuda::set_quantize_gemm_values_store(store);
       DeviceBuffer<uint16_t> ordered(dvalues.size());
       ordered.fill_bytes(0xab);
       cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
                              use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0, derr.get(), nullptr,
                              ordered.get(), cuda::ValuesOrder::kGemm);
       NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-      EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags (GEMM order)";
+      cuda::set_quantize_gemm_values_store(0);
+      const std::string how = what + " values in GEMM order, store " + std::to_string(store);
+      EXPECT_EQ(derr.download()[0], 0u) << how << ": error flags";
       std::vector<uint16_t> got_ordered = ordered.download();
       got_ordered.resize(got.size());
-      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows_out, c.k), c.k, what + " values in GEMM order"));
+      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows_out, c.k), c.k, how));
     }
   }
 }
@@ -297,16 +302,20 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
     std::vector<uint16_t> got_only = only.download();
     got_only.resize(got.size());
     EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
-    if (inter % 256 == 0) {  // in the GEMM's K order: the same values rearranged (row-step kernel)
+    for (int store : {1, 2}) {  // in the GEMM's K order: the same values rearranged (row-step kernel)
+      if (inter % 256 != 0) break;
+      cuda::set_quantize_gemm_values_store(store);
       DeviceBuffer<uint16_t> ordered(values.size());
       ordered.fill_bytes(0xab);
       cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(), nullptr,
                                           nullptr, 0, derr.get(), nullptr, ordered.get(), cuda::ValuesOrder::kGemm);
       NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-      EXPECT_EQ(derr.download()[0], 0u) << what << ": error flags (GEMM order)";
+      cuda::set_quantize_gemm_values_store(0);
+      const std::string how = what + " values in GEMM order, store " + std::to_string(store);
+      EXPECT_EQ(derr.download()[0], 0u) << how << ": error flags";
       std::vector<uint16_t> got_ordered = ordered.download();
       got_ordered.resize(got.size());
-      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows, inter), inter, what + " values in GEMM order"));
+      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows, inter), inter, how));
     }
   }
 

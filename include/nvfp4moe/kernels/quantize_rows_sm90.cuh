@@ -118,16 +118,50 @@ struct StepOut {
 
 // The values output in the wgmma GEMM's prepared K order (QuantizeParams::values, kGemmValues
 // kernels; gemm_act_permute_sm90.cuh): within each 64-column block, natural bf16 pair 8q + i
-// (q: the 16-element block, i: its pair) sits at pair q + 4i. Offset, in pairs from the step's
-// first pair, of this lane's first pair:
+// (q: the 16-element block, i: its pair) sits at pair q + 4i, so the block's 16-byte chunk c
+// holds natural pair c of blocks q = 0..3. Two ways to store (kGemmValues):
+//   kGemmValuesStrided (1): each lane stores its own pairs, 4 bytes each, 16 bytes apart;
+//   kGemmValuesChunks (2): the 4 lanes of a 64-column block first exchange their pairs
+//     (transpose4x4_lanes), so each lane stores whole 16-byte chunks.
+// Offset, in pairs from the step's first pair, of this lane's first store:
 //   lane pairs (lanes 2j, 2j + 1 hold elements 0-7 / 8-15 of block j of a 256-element chunk):
 //     block j = lane / 2 is q = j % 4 of 64-column block j / 4; half h = lane % 2 holds natural
-//     pairs 4h + i, i.e. pairs q + 16h + 4i;
+//     pairs 4h + i: strided, pairs q + 16h + 4i; chunks, chunk 4h + q;
 //   lane blocks (lane l holds block l of 32 per two chunks): q = l % 4 of 64-column block l / 4,
-//     natural pairs i = 0..7 at q + 4i.
-template <bool kLaneBlocks>
+//     natural pairs i = 0..7: strided, pairs q + 4i; chunks, chunks q and q + 4.
+inline constexpr int kGemmValuesStrided = 1;
+inline constexpr int kGemmValuesChunks = 2;
+template <bool kLaneBlocks, int kGemmValues>
 __device__ __forceinline__ int32_t gemm_values_lane_offset(int lane) {
+  if constexpr (kGemmValues == kGemmValuesChunks) {
+    return kLaneBlocks ? (lane / 4) * 32 + 4 * (lane % 4) : (lane / 8) * 32 + 4 * (4 * (lane % 2) + (lane / 2) % 4);
+  }
   return kLaneBlocks ? (lane / 4) * 32 + lane % 4 : (lane / 8) * 32 + (lane / 2) % 4 + 16 * (lane % 2);
+}
+
+// 4 x 4 transpose of 32-bit words across 4 lanes: the lane with index q (0..3) among them passes
+// v (its words i = 0..3) and gets back word q of each lane j = 0..3, in j order. Lane q's
+// partner for index bit 0 is lane ^ m1, for bit 1 lane ^ m2. Two butterfly stages, each moving
+// two words per lane (the words whose index bit differs from q's), then an index-dependent
+// reorder. All 32 lanes call it.
+__device__ __forceinline__ uint4 transpose4x4_lanes(const uint4& v, int q, int m1, int m2) {
+  const bool o1 = q & 1, o2 = q & 2;
+  // Stage 1: keep words i with bit 0 == o1 (own_lo: i = o1, own_hi: i = o1 + 2), receive the
+  // partner's words of the same i (r0, r1).
+  const uint32_t own_lo = o1 ? v.y : v.x, own_hi = o1 ? v.w : v.z;
+  const uint32_t r0 = __shfl_xor_sync(0xffffffffu, o1 ? v.x : v.y, m1);
+  const uint32_t r1 = __shfl_xor_sync(0xffffffffu, o1 ? v.z : v.w, m1);
+  // Stage 2: keep i = q (own: from lane q, par: from lane q ^ 1), send the other i, receive
+  // word q of lanes q ^ 2 and q ^ 3.
+  const uint32_t keep_own = o2 ? own_hi : own_lo, keep_par = o2 ? r1 : r0;
+  const uint32_t got_own = __shfl_xor_sync(0xffffffffu, o2 ? own_lo : own_hi, m2);
+  const uint32_t got_par = __shfl_xor_sync(0xffffffffu, o2 ? r0 : r1, m2);
+  // Word of lane j = entry j ^ q of {keep_own, keep_par, got_own, got_par}.
+  auto entry = [&](int e) {
+    const uint32_t lo = (e & 1) ? keep_par : keep_own, hi = (e & 1) ? got_par : got_own;
+    return (e & 2) ? hi : lo;
+  };
+  return make_uint4(entry(q), entry(q ^ 1), entry(q ^ 2), entry(q ^ 3));
 }
 
 // Stores 4 natural pairs (a lane's 8 values) at pairs dst[0], dst[4], dst[8], dst[12]: 16 bytes
@@ -141,7 +175,7 @@ __device__ __forceinline__ void store_value_pairs_strided(uint32_t* dst, const u
 
 // kLaneBlocks: the lane-block layout of the bulk kernel (quantize_bulk_sm90.cuh: lane l owns
 // blocks l, l + 32, ...; its code words at 2 l, its scale byte in column l of the step).
-template <bool kLaneBlocks = false, bool kGemmValues = false>
+template <bool kLaneBlocks = false, int kGemmValues = 0>
 __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const ExpertTables& t, int E, ExpertCache& ec,
                                               int32_t row, int32_t col0, int32_t total, int32_t nq, bool bad_src,
                                               int lane) {
@@ -152,7 +186,7 @@ __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const Exp
   o.value_pairs = nullptr;
   if constexpr (kGemmValues) {
     o.value_pairs = reinterpret_cast<uint32_t*>(p.values) + (int64_t(row) * p.k + col0) / 2 +
-                    gemm_values_lane_offset<kLaneBlocks>(lane);
+                    gemm_values_lane_offset<kLaneBlocks, kGemmValues>(lane);
   } else {
     o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + (kLaneBlocks ? 2 * lane : lane);
   }
@@ -172,7 +206,7 @@ __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const Exp
 // row without data. All 32 lanes call it (the scale word is assembled with shuffles).
 // kGemmValues: stores the lane's 8 quantized values in the GEMM's K order instead (data rows
 // only; nothing else is written).
-template <typename T, bool kSilu, bool kLimit, bool kGemmValues = false>
+template <typename T, bool kSilu, bool kLimit, int kGemmValues = 0>
 __device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
                                                     int u, const uint4& a, const uint4& up, int lane) {
   if (o.data) {
@@ -181,7 +215,13 @@ __device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, con
     uint32_t s;
     if constexpr (kGemmValues) {
       const uint32_t codes = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
-      store_value_pairs_strided(o.value_pairs + u * (kWalkChunkElems / 2), block_values_bf16x8(codes, s));
+      const uint4 values = block_values_bf16x8(codes, s);
+      uint32_t* dst = o.value_pairs + u * (kWalkChunkElems / 2);
+      if constexpr (kGemmValues == kGemmValuesChunks) {  // lanes 8b + 2q + h: q bit 0 ^ 2, bit 1 ^ 4
+        *reinterpret_cast<uint4*>(dst) = transpose4x4_lanes(values, (lane / 2) % 4, 2, 4);
+      } else {
+        store_value_pairs_strided(dst, values);
+      }
       return;
     }
     o.codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
@@ -204,7 +244,7 @@ __device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T
 // small tensors (as for quantize_nvfp4_kernel), else 4 or 2 (plain input) or 2 or 3 (SiLU
 // input), the first that divides K / 256; other widths take the flat walk.
 // kGemmValues: the output is p.values alone, in the GEMM's K order (data rows only).
-template <typename T, bool kSilu, bool kLimit, int kChunks, bool kGemmValues = false>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kGemmValues = 0>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_rows_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
   __shared__ ExpertTables t;
