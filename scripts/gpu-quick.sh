@@ -36,9 +36,9 @@ save() { tar czf "$OUT/all.tgz" -C "$R" . ; echo "[saved after $1 at ${SECONDS} 
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. Every GPU test with the defaults (the warp-specialized prefill GEMM since docs/GEMM.md
-#    v18), 4 shards side by side; the GEMM and MoE tests once more on the cp.async kernel; the
-#    sanitizer on the small MoE configuration and the small warp-specialized GEMM.
+# 1. Every GPU test with the defaults, 4 shards side by side; the GEMM and MoE tests once more on
+#    the cp.async kernel; the quantizers' and the layer's GEMM-order tests with the 16-byte chunk
+#    stores (NVFP4MOE_QUANT_GEMM_STORE=chunks, untimed); the sanitizer on the new paths.
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
@@ -47,28 +47,36 @@ for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.
 save tests
 NVFP4MOE_GEMM_WS=0 timeout 120 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_cp.log" 2>&1
 echo "cp.async GEMM+MoE tests rc=$?"
+NVFP4MOE_QUANT_GEMM_STORE=chunks timeout 120 $T --gtest_filter='Quantize*:MoeGpu.GemmOrder*:MoeGpu.Large*' \
+  > "$R/tests_chunks.log" 2>&1
+echo "chunk-store tests rc=$?"
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
-  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*:GemmSm90.GroupedGemmOrderActivations:QuantizeExpertsSm90.MatchesReferenceSmall' \
+  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*:MoeGpu.GemmOrderValues*:QuantizeExpertsSm90.MatchesReferenceSmall' \
   > "$R/memcheck.log" 2>&1
 echo "memcheck rc=$?"
-save tests_cp_memcheck
-# 2. The quantizers' values in the GEMM's K order (MoeForwardPaths::gemm_order_values): the
-#    prefill layer with and without them.
-for off in none gemm_order_values; do
-  timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 --paths-off $off \
-    > "$R/moe_order_off_$off.txt" 2>&1
+save tests_more
+# 2. The prefill layer: GEMM-order values off / on with 4-byte stores / on with 16-byte chunks
+#    (predicted: chunks -150 to -200 us at DeepSeek-V3 T = 4096), two interleaved rounds.
+for round in 1 2; do
+  for cfg in off strided chunks; do
+    off=none; [[ $cfg == off ]] && off=gemm_order_values
+    store=strided; [[ $cfg == chunks ]] && store=chunks
+    NVFP4MOE_QUANT_GEMM_STORE=$store timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
+      --paths-off $off > "$R/moe_order_${cfg}_$round.txt" 2>&1
+  done
 done
-grep -hE '^(deepseek|qwen)' "$R"/moe_order_off_*.txt
+grep -HE '^(deepseek|qwen)' "$R"/moe_order_*.txt | sed 's|.*/moe_order_||'
 save gemm_order
-# 3. The layer table (defaults), then the T = 4096 layer per kernel.
+# 3. The layer table (defaults) and the T = 4096 layer per kernel (also with chunk stores).
 timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
 save bench
 OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
+mkdir -p "$R/chunks"
+NVFP4MOE_QUANT_GEMM_STORE=chunks OUT=$R/chunks TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
-OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws
-rm -f "$R"/profile/*.ncu-rep  # the text pages are enough; the reports are large
-save ws_profile
-# 4. The GEMM tables (issue 4): singles and grouped, defaults.
+# 4. The GEMM tables (issue 4): singles and grouped, defaults; grouped with widths in steps of 16.
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 timeout 200 build/bench/nvfp4moe_bench_gemm --grouped > "$R/gemm_grouped.txt" 2>&1; echo "grouped rc=$?"
+NVFP4MOE_GEMM_WS_WIDTH_STEP=16 timeout 60 build/bench/nvfp4moe_bench_gemm --grouped --match DSV3 --rows 8192,32768 \
+  > "$R/gemm_grouped_step16.txt" 2>&1
 save gemm
