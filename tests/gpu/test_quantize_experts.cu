@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>  // gpu_test_util.h uses std::memcmp
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -89,6 +90,28 @@ std::string label(const ExpertCase& c, ActDType dt, uint32_t seed, bool gather) 
   return ::testing::AssertionSuccess();
 }
 
+// The values in the GEMM's K order (ValuesOrder::kGemm, K % 256 == 0): `quantize(values)` writes
+// them; they must be `natural` (the natural-order values of the same call, [rows, k], checked
+// elsewhere) rearranged, with the rows past off[E] untouched (`natural` holds the 0xab poison
+// there too), with either store (4-byte pieces, 16-byte chunks), and no error flag.
+void expect_gemm_order_values(const std::function<void(void* values)>& quantize, const std::vector<uint16_t>& natural,
+                              int64_t rows, int64_t k, size_t capacity, const DeviceBuffer<uint32_t>& err,
+                              const std::string& what) {
+  for (int store : {1, 2}) {
+    cuda::set_quantize_gemm_values_store(store);
+    DeviceBuffer<uint16_t> ordered(capacity);
+    ordered.fill_bytes(0xab);
+    quantize(ordered.get());
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    cuda::set_quantize_gemm_values_store(0);
+    const std::string how = what + " values in GEMM order, store " + std::to_string(store);
+    EXPECT_EQ(err.download()[0], 0u) << how << ": error flags";
+    std::vector<uint16_t> got = ordered.download();
+    got.resize(natural.size());
+    EXPECT_TRUE(values_equal(got, to_gemm_k_order(natural, rows, k), k, how));
+  }
+}
+
 void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gather) {
   const int32_t rows_out = c.rows + c.extra;
   const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
@@ -146,24 +169,16 @@ void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gat
     std::vector<uint16_t> got_only = only.download();
     got_only.resize(got.size());
     EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
-    // The values in the GEMM's K order (K % 256 == 0): the same values rearranged, written by
-    // the large-tensor kernels (row-step, bulk) at every size, in 4-byte pieces or 16-byte
-    // chunks (set_quantize_gemm_values_store); rows past off[E] untouched.
-    for (int store : {1, 2}) {
-      if (c.k % 256 != 0) break;
-      cuda::set_quantize_gemm_values_store(store);
-      DeviceBuffer<uint16_t> ordered(dvalues.size());
-      ordered.fill_bytes(0xab);
-      cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
-                             use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0, derr.get(), nullptr,
-                             ordered.get(), cuda::ValuesOrder::kGemm);
-      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-      cuda::set_quantize_gemm_values_store(0);
-      const std::string how = what + " values in GEMM order, store " + std::to_string(store);
-      EXPECT_EQ(derr.download()[0], 0u) << how << ": error flags";
-      std::vector<uint16_t> got_ordered = ordered.download();
-      got_ordered.resize(got.size());
-      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows_out, c.k), c.k, how));
+    // The values in the GEMM's K order, written by the large-tensor kernels (row-step, bulk)
+    // at every size.
+    if (c.k % 256 == 0) {
+      expect_gemm_order_values(
+          [&](void* values) {
+            cuda::quantize_experts(dx.get(), dt, rows_in, c.k, doff.get(), c.experts, dg.get(),
+                                   use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0, derr.get(),
+                                   nullptr, values, cuda::ValuesOrder::kGemm);
+          },
+          got, rows_out, c.k, dvalues.size(), derr, what);
     }
   }
 }
@@ -302,20 +317,14 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
     std::vector<uint16_t> got_only = only.download();
     got_only.resize(got.size());
     EXPECT_TRUE(got_only == got) << what << ": values-only output differs from the values of the full call";
-    for (int store : {1, 2}) {  // in the GEMM's K order: the same values rearranged (row-step kernel)
-      if (inter % 256 != 0) break;
-      cuda::set_quantize_gemm_values_store(store);
-      DeviceBuffer<uint16_t> ordered(values.size());
-      ordered.fill_bytes(0xab);
-      cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(), nullptr,
-                                          nullptr, 0, derr.get(), nullptr, ordered.get(), cuda::ValuesOrder::kGemm);
-      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-      cuda::set_quantize_gemm_values_store(0);
-      const std::string how = what + " values in GEMM order, store " + std::to_string(store);
-      EXPECT_EQ(derr.download()[0], 0u) << how << ": error flags";
-      std::vector<uint16_t> got_ordered = ordered.download();
-      got_ordered.resize(got.size());
-      EXPECT_TRUE(values_equal(got_ordered, to_gemm_k_order(got, rows, inter), inter, how));
+    if (inter % 256 == 0) {  // in the GEMM's K order (row-step kernel)
+      expect_gemm_order_values(
+          [&](void* out) {
+            cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
+                                                nullptr, nullptr, 0, derr.get(), nullptr, out,
+                                                cuda::ValuesOrder::kGemm);
+          },
+          got, rows, inter, values.size(), derr, what + " fused");
     }
   }
 
