@@ -66,6 +66,11 @@ for round in 1 2; do
   done
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_order_*.txt | sed 's|.*/moe_order_||'
+for on in none gemm_order_bf16; do  # W4A16: gather and silu_and_mul in the GEMM's order (v21, off)
+  timeout 60 build/nvfp4-moe bench --mode w4a16 --no-baseline --tokens 4096,16384 --iters 10 --paths-on $on \
+    > "$R/moe_w4a16_$on.txt" 2>&1
+done
+grep -HE '^(deepseek|qwen)' "$R"/moe_w4a16_*.txt | sed 's|.*/moe_w4a16_||'
 save gemm_order
 # 3. The layer table (defaults) and the T = 4096 layer per kernel (also with chunk stores).
 timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"

@@ -57,9 +57,11 @@ bool direct_values(int64_t m, int64_t direct_rows, int64_t n, int64_t k, int num
 }  // namespace
 
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, ValuesOrder out_order) {
   NVFP4MOE_CHECK(hidden > 0 && hidden % 8 == 0 && hidden <= kMaxLayerWidth,
                  "hidden: expected a positive multiple of 8 up to ", kMaxLayerWidth, ", got ", hidden);
+  NVFP4MOE_CHECK(out_order == ValuesOrder::kNatural || (out_order == ValuesOrder::kGemm && hidden % 64 == 0),
+                 "out_order: kNatural, or kGemm with hidden % 64 == 0; got ", int(out_order), " with hidden ", hidden);
   NVFP4MOE_CHECK(rows >= 0 && rows <= std::numeric_limits<int32_t>::max(), "rows: expected 0..2^31-1, got ", rows);
   NVFP4MOE_CHECK(rows_in >= 0, "rows_in: expected >= 0, got ", rows_in);
   if (rows == 0) return;
@@ -70,8 +72,13 @@ void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* 
   const int64_t vec = hidden * 2 / 16;
   dim3 block(32, 8);
   dim3 grid(unsigned((rows + 7) / 8));
-  kernels::gather_rows_kernel<<<grid, block, 0, stream>>>(static_cast<const uint4*>(x), rows_in, vec, index, rows,
-                                                          static_cast<uint4*>(out));
+  if (out_order == ValuesOrder::kGemm) {
+    kernels::gather_rows_gemm_order_kernel<<<grid, block, 0, stream>>>(static_cast<const uint32_t*>(x), rows_in, vec,
+                                                                       index, rows, static_cast<uint4*>(out));
+  } else {
+    kernels::gather_rows_kernel<<<grid, block, 0, stream>>>(static_cast<const uint4*>(x), rows_in, vec, index, rows,
+                                                            static_cast<uint4*>(out));
+  }
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -334,14 +341,27 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
       routed_gemm(direct2, order2, v.a2_bf16, v.a2_codes, v.a2_scales, w.w2(), w.alpha2(), v.gemm2);
     }
   } else {
-    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream);
-    grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a1_bf16), m, v.off, w.w13(), w.alpha1(), v.gemm1,
-                       OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream);
-    if (!fused_combine) {
-      grouped_gemm_w4a16(static_cast<const __nv_bfloat16*>(v.a2_bf16), m, v.off, w.w2(), w.alpha2(), v.gemm2,
-                         OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    }
+    // W4A16 prefill (MoeForwardPaths::gemm_order_bf16): the gather and silu_and_mul write the
+    // GEMMs' operands in their K order, which the GEMMs then read without a permute launch.
+    auto bf16_order = [&](int64_t n, int64_t kk) {
+      return paths.gemm_order_bf16 && kk % 128 == 0 && grouped_gemm_takes_gemm_order(m, n, kk, int(e));
+    };
+    const bool order1b = bf16_order(2 * inter, h), order2b = !fused_combine && bf16_order(h, inter);
+    auto routed_gemm = [&](bool order, const void* a, const PreparedWeights& wt, const float* alpha, void* out) {
+      const auto* a16 = static_cast<const __nv_bfloat16*>(a);
+      if (order) {
+        grouped_gemm_w4a16_gemm_order(a16, m, v.off, wt, alpha, out, OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_,
+                                      stream);
+      } else {
+        grouped_gemm_w4a16(a16, m, v.off, wt, alpha, out, OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
+      }
+    };
+    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream,
+                order1b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
+    routed_gemm(order1b, v.a1_bf16, w.w13(), w.alpha1(), v.gemm1);
+    silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream,
+                 order2b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
+    if (!fused_combine) routed_gemm(order2b, v.a2_bf16, w.w2(), w.alpha2(), v.gemm2);
   }
 
   // 7. Combine, the shared expert's output added in the same pass (in GEMM2 where fused).

@@ -460,11 +460,13 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
 }
 
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, std::optional<float> limit,
-                  void* out, cudaStream_t stream) {
+                  void* out, cudaStream_t stream, ValuesOrder out_order) {
   check_dtype(dtype);
   check_rows(rows, "rows");
   NVFP4MOE_CHECK(inter > 0 && inter % 8 == 0 && inter <= kMaxRows / 2, "inter: expected a positive multiple of 8, got ",
                  inter);
+  NVFP4MOE_CHECK(out_order == ValuesOrder::kNatural || (out_order == ValuesOrder::kGemm && inter % 64 == 0),
+                 "out_order: kNatural, or kGemm with inter % 64 == 0; got ", int(out_order), " with inter ", inter);
   NVFP4MOE_CHECK(!limit || *limit > 0.0f, "limit: expected a positive SwiGLU limit, got ", limit ? *limit : 0.0f);
   if (rows == 0) return;
   check_ptr(x, "x");
@@ -476,13 +478,17 @@ void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, st
     launch_pdl(kernel, dim3(grid), dim3(k::kQuantThreads), 0, stream, typed_x, static_cast<T*>(out), int32_t(rows),
                int32_t(inter), l);
   };
-  if (dtype == ActDType::kBF16) {
-    const auto* xt = static_cast<const __nv_bfloat16*>(x);
-    limit ? launch(k::silu_and_mul_kernel<__nv_bfloat16, true>, xt) : launch(k::silu_and_mul_kernel<__nv_bfloat16, false>, xt);
-  } else {
-    const auto* xt = static_cast<const __half*>(x);
-    limit ? launch(k::silu_and_mul_kernel<__half, true>, xt) : launch(k::silu_and_mul_kernel<__half, false>, xt);
-  }
+  // The kernel by dtype, clamp and output order.
+  auto launch_typed = [&](auto* typed_x) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(typed_x)>>;
+    if (out_order == ValuesOrder::kGemm) {
+      limit ? launch(k::silu_and_mul_kernel<T, true, true>, typed_x) : launch(k::silu_and_mul_kernel<T, false, true>, typed_x);
+    } else {
+      limit ? launch(k::silu_and_mul_kernel<T, true>, typed_x) : launch(k::silu_and_mul_kernel<T, false>, typed_x);
+    }
+  };
+  if (dtype == ActDType::kBF16) launch_typed(static_cast<const __nv_bfloat16*>(x));
+  else launch_typed(static_cast<const __half*>(x));
   NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 

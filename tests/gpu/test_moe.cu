@@ -517,7 +517,9 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
 // GEMM's own dequantize launch. The same GEMM rows and layer output bit for bit as the path
 // through codes and scales (which check_case compares with the CPU model), eager and in a graph
 // replay; with the clamp, the shared expert, skewed routing, and a layer whose GEMM2 width
-// (K = 384) keeps the old path while GEMM1 takes the new one.
+// (K = 384) keeps the old path while GEMM1 takes the new one. W4A16 likewise
+// (MoeForwardPaths::gemm_order_bf16: the row gather and silu_and_mul write the GEMMs' operands
+// in their K order; there K = 384 takes it too).
 TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
   Case wide{256, 8, 2, 1, true, false};
@@ -529,7 +531,12 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
   Case top8{200, 8, 8, 1, false, false};
   top8.hidden = 768;
   top8.inter = 512;
-  for (const Case& c : {wide, clamp_skewed, top8}) {
+  // W4A16 (MoeForwardPaths::gemm_order_bf16): the gather and silu_and_mul in the GEMM's order.
+  Case w4a16 = wide;
+  w4a16.mode = MoeMode::kW4A16;
+  Case w4a16_clamp = clamp_skewed;
+  w4a16_clamp.mode = MoeMode::kW4A16;
+  for (const Case& c : {wide, clamp_skewed, top8, w4a16, w4a16_clamp}) {
     SCOPED_TRACE(name(c));
     Layer l = make_layer(c, 900 + uint64_t(c.tokens));
     const MoeConfig& cfg = l.cfg;
@@ -567,16 +574,19 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
       return snapshot();
     };
     const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
+    cuda::MoeForwardPaths paths;  // the defaults, with the W4A16 path (off by default) on
+    paths.gemm_order_bf16 = true;
     for (int store : {1, 2}) {  // the quantizers' 4-byte or 16-byte stores of the values
       cuda::set_quantize_gemm_values_store(store);
-      const Snapshot got = run(cuda::MoeForwardPaths{});
+      const Snapshot got = run(paths);
       cuda::set_quantize_gemm_values_store(0);
       const std::string how = " (store " + std::to_string(store) + ")";
       EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows" + how));
       EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows" + how));
       EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output" + how));
     }
-    // Graph replay of the default paths.
+    // Graph replay of those paths.
+    ws.set_paths(paths);
     poison();
     cudaGraph_t graph;
     cudaGraphExec_t exec;

@@ -330,6 +330,13 @@ void check_silu(int32_t rows, int64_t inter, int experts, const char* split, Act
 
   // Products: GPU vs CPU.
   const auto act = dact.download();
+  if (inter % 64 == 0) {  // silu_and_mul into the GEMM's K order: the same products rearranged
+    DeviceBuffer<uint16_t> ordered(dact.size());
+    cuda::silu_and_mul(dx.get(), dt, rows, inter, limit, ordered.get(), nullptr, cuda::ValuesOrder::kGemm);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(values_equal(ordered.download(), to_gemm_k_order(act, rows, inter), inter,
+                             what + " silu_and_mul in GEMM order"));
+  }
   std::vector<uint16_t> want_act(act.size());
   ref::silu_and_mul(x, dt, rows, inter, limit, want_act);
   int64_t act_diff = 0, act_far = 0;

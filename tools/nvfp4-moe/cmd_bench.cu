@@ -37,21 +37,27 @@ struct BenchOptions {
   std::string plot;
   bool baseline = true;
   int iters = 20;
-  std::vector<std::string> paths_off;  // forward paths turned off (A/B runs)
+  std::vector<std::string> paths_off;  // forward paths turned off / on (A/B runs)
+  std::vector<std::string> paths_on;
 };
 
-// The default forward paths with the named ones off (cuda/moe.h MoeForwardPaths).
-cuda::MoeForwardPaths forward_paths(const std::vector<std::string>& off) {
+// Sets the forward path `name` of p (cuda/moe.h MoeForwardPaths; "none": nothing).
+void set_forward_path(cuda::MoeForwardPaths& p, const std::string& name, bool value, const char* option) {
+  if (name == "none") return;
+  if (name == "values_only") p.values_only = value;
+  else if (name == "tiny_front_end") p.tiny_front_end = value;
+  else if (name == "shared_values") p.shared_values = value;
+  else if (name == "fused_combine") p.fused_combine = value;
+  else if (name == "gemm_order_values") p.gemm_order_values = value;
+  else if (name == "gemm_order_bf16") p.gemm_order_bf16 = value;
+  else NVFP4MOE_CHECK(false, option, ": unknown forward path '", name, "'");
+}
+
+// The default forward paths with the named ones off, then on.
+cuda::MoeForwardPaths forward_paths(const std::vector<std::string>& off, const std::vector<std::string>& on) {
   cuda::MoeForwardPaths p;
-  for (const auto& name : off) {
-    if (name == "none") continue;
-    if (name == "values_only") p.values_only = false;
-    else if (name == "tiny_front_end") p.tiny_front_end = false;
-    else if (name == "shared_values") p.shared_values = false;
-    else if (name == "fused_combine") p.fused_combine = false;
-    else if (name == "gemm_order_values") p.gemm_order_values = false;
-    else NVFP4MOE_CHECK(false, "--paths-off: unknown forward path '", name, "'");
-  }
+  for (const auto& name : off) set_forward_path(p, name, false, "--paths-off");
+  for (const auto& name : on) set_forward_path(p, name, true, "--paths-on");
   return p;
 }
 
@@ -95,7 +101,7 @@ int bench(const BenchOptions& o) {
   }
   for (int64_t t : o.tokens) NVFP4MOE_CHECK(t >= 1, "--tokens: expected values >= 1, got ", t);
   // The forward paths of every workspace below: the defaults (cuda/moe.h), less --paths-off.
-  const cuda::MoeForwardPaths paths = forward_paths(o.paths_off);
+  const cuda::MoeForwardPaths paths = forward_paths(o.paths_off, o.paths_on);
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
     std::fprintf(stderr, "nvfp4-moe bench: needs a Hopper GPU (none present)\n");
@@ -117,8 +123,9 @@ int bench(const BenchOptions& o) {
               peak_tflops);
   const bool fused_combine = paths.fused_combine && cuda::gemm_fused_combine_on();
   std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d "
-              "gemm_order_values=%d\n\n",
-              paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine, paths.gemm_order_values);
+              "gemm_order_values=%d gemm_order_bf16=%d\n\n",
+              paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine, paths.gemm_order_values,
+              paths.gemm_order_bf16);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -230,7 +237,7 @@ int bench(const BenchOptions& o) {
         {"forward_paths",
          {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
           {"shared_values", paths.shared_values}, {"fused_combine", fused_combine},
-          {"gemm_order_values", paths.gemm_order_values}}}}},
+          {"gemm_order_values", paths.gemm_order_values}, {"gemm_order_bf16", paths.gemm_order_bf16}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";
@@ -263,8 +270,9 @@ Action add_bench_command(CLI::App& app) {
   sub->add_flag("!--no-baseline", o->baseline, "skip the bf16 cuBLAS baseline");
   sub->add_option("--paths-off", o->paths_off,
                   "forward paths to turn off for an A/B (none, values_only, tiny_front_end, shared_values, "
-                  "fused_combine, gemm_order_values)")
+                  "fused_combine, gemm_order_values, gemm_order_bf16)")
       ->delimiter(',');
+  sub->add_option("--paths-on", o->paths_on, "forward paths to turn on (the same names)")->delimiter(',');
   return [o] { return bench(*o); };
 }
 

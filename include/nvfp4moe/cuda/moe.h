@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "nvfp4moe/cuda/device_memory.h"
+#include "nvfp4moe/cuda/quantize.h"
 #include "nvfp4moe/cuda/weights.h"
 #include "nvfp4moe/ref/moe.h"
 
@@ -89,9 +90,13 @@ struct MoeForwardPaths {
   // no scales, and no dequantize launch of grouped_gemm_w4a4 (at DeepSeek-V3 T = 4096 that
   // launch read 147 MB and wrote 470 MB before GEMM1).
   bool gemm_order_values = true;
+  // W4A16 likewise: the row gather and silu_and_mul write the GEMMs' bf16 operands in their K
+  // order (hidden, intermediate % 128 == 0), two permute launches fewer. Off until timed
+  // (written without a device run, docs/GEMM.md v21).
+  bool gemm_order_bf16 = false;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
-  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false}; }
+  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
@@ -174,7 +179,9 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
 
 // Gather rows: out[i, :] = x[index[i], :] for i < rows (bf16/fp16 rows of `hidden` elements,
 // hidden % 8 == 0, 16-byte aligned). An index outside [0, rows_in) writes a zero row.
+// out_order kGemm: each out row in the prefill GEMM's K order (hidden % 64 == 0; quantize.h
+// ValuesOrder), the operand grouped_gemm_w4a16_gemm_order reads.
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
-                 cudaStream_t stream);
+                 cudaStream_t stream, ValuesOrder out_order = ValuesOrder::kNatural);
 
 }  // namespace nvfp4moe::cuda

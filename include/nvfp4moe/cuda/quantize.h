@@ -99,8 +99,10 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
 
 // (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
 // inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
+// out_order kGemm: out's rows in the prefill GEMM's K order (inter % 64 == 0; ValuesOrder).
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter,
-                  std::optional<float> limit, void* out, cudaStream_t stream);
+                  std::optional<float> limit, void* out, cudaStream_t stream,
+                  ValuesOrder out_order = ValuesOrder::kNatural);
 
 // (4b) Fused: silu_and_mul of x [rows, 2*inter] rounded to dtype, then quantize_experts
 // (no gather) of the [rows, inter] product, in one pass with no intermediate buffer.

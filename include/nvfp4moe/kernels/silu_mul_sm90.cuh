@@ -108,7 +108,10 @@ inline constexpr int kSiluBlocksPerSm = 4;  // launch bound: 32 warps per SM
 // contiguous 512-byte segment), persistent grid-stride over the whole matrix, so rows
 // narrower or wider than a block cost the same per byte and a few rows still spread over
 // several warps. x and out 16-byte aligned.
-template <typename T, bool kLimit>
+// kGemmOrder: out in the prefill GEMM's K order (I % 64 == 0; gemm_act_permute_sm90.cuh): within
+// each 64-column block natural pair 8q + i sits at pair q + 4i, so a lane's 8 elements (pairs
+// 4h..4h+3 of block q = col / 16 % 4, h = col / 8 % 2) go out as 4-byte pieces 16 bytes apart.
+template <typename T, bool kLimit, bool kGemmOrder = false>
 __global__ void __launch_bounds__(kQuantThreads, kSiluBlocksPerSm)
     silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int32_t rows, int32_t inter, float limit) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
@@ -131,7 +134,17 @@ __global__ void __launch_bounds__(kQuantThreads, kSiluBlocksPerSm)
     for (int u = 0; u < kSiluChunks; ++u) {
       const WalkPos q = walk.at(u * kWalkChunkElems + 8 * lane);
       if (q.row < rows) {
-        *reinterpret_cast<uint4*>(out + q.row * int64_t(inter) + q.col) = silu_mul_pack8<T, kLimit>(gw[u], uw[u], limit);
+        const uint4 v = silu_mul_pack8<T, kLimit>(gw[u], uw[u], limit);
+        if constexpr (kGemmOrder) {
+          uint32_t* dst = reinterpret_cast<uint32_t*>(out + q.row * int64_t(inter) + q.col / 64 * 64) +
+                          (q.col / 16) % 4 + 16 * ((q.col / 8) % 2);
+          dst[0] = v.x;
+          dst[4] = v.y;
+          dst[8] = v.z;
+          dst[12] = v.w;
+        } else {
+          *reinterpret_cast<uint4*>(out + q.row * int64_t(inter) + q.col) = v;
+        }
       }
     }
   }
