@@ -180,7 +180,7 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
 // Gather rows: out[i, :] = x[index[i], :] for i < rows (bf16/fp16 rows of `hidden` elements,
 // hidden % 8 == 0, 16-byte aligned). An index outside [0, rows_in) writes a zero row.
 // out_order kGemm: each out row in the prefill GEMM's K order (hidden % 64 == 0; quantize.h
-// ValuesOrder), the operand grouped_gemm_w4a16_gemm_order reads.
+// ValuesOrder), the operand grouped_gemm_w4a16_gemm_order reads where hidden % 128 == 0.
 void gather_rows(const void* x, int64_t rows_in, int64_t hidden, const int32_t* index, int64_t rows, void* out,
                  cudaStream_t stream, ValuesOrder out_order = ValuesOrder::kNatural);
 

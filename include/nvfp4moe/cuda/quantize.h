@@ -99,7 +99,8 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
 
 // (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
 // inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
-// out_order kGemm: out's rows in the prefill GEMM's K order (inter % 64 == 0; ValuesOrder).
+// out_order kGemm: out's rows in the prefill GEMM's K order (inter % 64 == 0; ValuesOrder), the
+// operand grouped_gemm_w4a16_gemm_order reads where inter % 128 == 0.
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter,
                   std::optional<float> limit, void* out, cudaStream_t stream,
                   ValuesOrder out_order = ValuesOrder::kNatural);
