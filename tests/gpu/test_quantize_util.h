@@ -108,35 +108,34 @@ inline std::vector<int32_t> split_rows(int32_t rows, int experts, const std::str
   return counts;
 }
 
-// The first index where got and want differ (got.size() if none) and how many differ; the
-// sizes must agree (checked by the callers).
-template <typename T>
-size_t first_mismatch(const std::vector<T>& got, const std::vector<T>& want, size_t* count) {
-  size_t first = got.size();
-  *count = 0;
+// got == want element for element, else a failure naming the count, the first mismatch (where
+// `where(i)` describes index i) and the two values there.
+template <typename T, typename Where>
+::testing::AssertionResult elements_equal(const std::vector<T>& got, const std::vector<T>& want, const char* unit,
+                                          const Where& where, const std::string& what) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
+  }
+  size_t first = got.size(), count = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
       if (first == got.size()) first = i;
-      ++*count;
+      ++count;
     }
   }
-  return first;
+  if (count == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size() << " " << unit
+                                       << " differ; first at " << where(first) << " (got 0x" << std::hex
+                                       << +got[first] << ", want 0x" << +want[first] << std::dec << ")";
 }
 
 // Codes [rows, k/2]: equal bytes, else the first mismatching (row, element pair) and the count.
 inline ::testing::AssertionResult codes_equal(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
                                               int64_t k, const std::string& what) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
-  }
-  size_t count = 0;
-  const size_t first = first_mismatch(got, want, &count);
-  if (count == 0) return ::testing::AssertionSuccess();
-  const int64_t row = int64_t(first) / (k / 2), col = 2 * (int64_t(first) % (k / 2));
-  return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size()
-                                       << " code bytes differ; first at row " << row << ", elements " << col
-                                       << ".." << col + 1 << " (got 0x" << std::hex << +got[first] << ", want 0x"
-                                       << +want[first] << std::dec << ")";
+  return elements_equal(got, want, "code bytes", [&](size_t i) {
+    const int64_t row = int64_t(i) / (k / 2), col = 2 * (int64_t(i) % (k / 2));
+    return "row " + std::to_string(row) + ", elements " + std::to_string(col) + ".." + std::to_string(col + 1);
+  }, what);
 }
 
 // Values [rows, k] (k % 64 == 0) in natural order rearranged into the GEMM's K order
@@ -156,32 +155,19 @@ inline std::vector<uint16_t> to_gemm_k_order(const std::vector<uint16_t>& natura
 // Equal values, else the first mismatching (row, column) of the [rows, k] matrix and the count.
 inline ::testing::AssertionResult values_equal(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want,
                                                int64_t k, const std::string& what) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
-  }
-  size_t count = 0;
-  const size_t first = first_mismatch(got, want, &count);
-  if (count == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size() << " values differ; first at row "
-                                       << int64_t(first) / k << ", column " << int64_t(first) % k << " (got 0x"
-                                       << std::hex << got[first] << ", want 0x" << want[first] << std::dec << ")";
+  return elements_equal(got, want, "values", [&](size_t i) {
+    return "row " + std::to_string(int64_t(i) / k) + ", column " + std::to_string(int64_t(i) % k);
+  }, what);
 }
 
 // Swizzled scales: equal bytes, else the first mismatching (scale row, scale column).
 inline ::testing::AssertionResult scales_equal(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
                                                int64_t k, const std::string& what) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != " << want.size();
-  }
-  size_t count = 0;
-  const size_t first = first_mismatch(got, want, &count);
-  if (count == 0) return ::testing::AssertionSuccess();
-  int64_t r = 0, c = 0;
-  swizzled_scale_coord(int64_t(first), padded_scale_cols(k), &r, &c);
-  return ::testing::AssertionFailure() << what << ": " << count << " of " << got.size()
-                                       << " scale bytes differ; first at scale row " << r << ", column " << c
-                                       << " (byte " << first << ", got 0x" << std::hex << +got[first]
-                                       << ", want 0x" << +want[first] << std::dec << ")";
+  return elements_equal(got, want, "scale bytes", [&](size_t i) {
+    int64_t r = 0, c = 0;
+    swizzled_scale_coord(int64_t(i), padded_scale_cols(k), &r, &c);
+    return "scale row " + std::to_string(r) + ", column " + std::to_string(c) + " (byte " + std::to_string(i) + ")";
+  }, what);
 }
 
 }  // namespace nvfp4moe::test

@@ -106,6 +106,30 @@ struct GemmW4A16Config {
 // A thread's share of one prepared 64 x 64 weight atom in shared memory, as the RS wgmma's A
 // operand needs it: 16 bytes of codes (one 32-bit word per k16 step) and the thread's scale pair
 // as bf16x2 {S, S} for its rows r0 and r0 + 8 (gemm_dequant_sm90.cuh).
+// The accumulators of the RS wgmma kernels (both pipelines): fenced before the first and after
+// the last wgmma of a tile, so the compiler moves no access to them across the asynchronous
+// MMAs; zeroed (and fenced) for each new tile.
+template <int kN>
+__device__ __forceinline__ void fence_accumulators(float (&acc)[kN]) {
+#pragma unroll
+  for (int r = 0; r < kN; ++r) ptx::fence_operand(acc[r]);
+}
+template <int kN>
+__device__ __forceinline__ void zero_accumulators(float (&acc)[kN]) {
+#pragma unroll
+  for (int r = 0; r < kN; ++r) acc[r] = 0.0f;
+  fence_accumulators(acc);
+}
+
+// The A-fragment buffers start zeroed (a defined value before their first dequantization).
+template <int kBufs>
+__device__ __forceinline__ void zero_fragment_buffers(uint32_t (&buf)[kBufs][4]) {
+#pragma unroll
+  for (int b = 0; b < kBufs; ++b)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) buf[b][j] = 0u;
+}
+
 struct AtomFragments {
   uint32_t code_w[4];
   uint32_t s_r0, s_r8;
@@ -327,15 +351,9 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
   int cp_slot = 0;  // kTma: slot of stage i and the parity of its `full` phase
   uint32_t cp_full_parity = 0;
   float acc[kTok / 2];
-#pragma unroll
-  for (int r = 0; r < kTok / 2; ++r) acc[r] = 0.0f;
   uint32_t buf[kBufs][4];
-#pragma unroll
-  for (int b = 0; b < kBufs; ++b)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) buf[b][j] = 0u;
-#pragma unroll
-  for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+  zero_fragment_buffers(buf);
+  zero_accumulators(acc);
 
   for (int i = 0; cp.valid; ++i) {
     if constexpr (kTma) {
@@ -406,8 +424,7 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
 
     if (cp.ks + 1 == cp.ks_end) {  // last stage of the tile: epilogue
       ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+      fence_accumulators(acc);
       const GemmTile tile = tile_of(cp.t);  // recomputed: keeps the cursor small
       // Thread holds rows n0, n0+8 x tokens 8j + 2q + {0,1}.
       const int n0 = tile.n_block * Cfg::kBlockN + wg * 64 + warp_wg * 16 + lane / 4;
@@ -446,10 +463,7 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
           if (tid == 0) *counter = 0;
         }
       }
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) acc[r] = 0.0f;
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[r]);
+      zero_accumulators(acc);
     }
     advance(cp);
     if (++cp_slot == kStages) {

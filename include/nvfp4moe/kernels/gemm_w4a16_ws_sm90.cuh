@@ -162,19 +162,10 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   ptx::setmaxnreg_inc<Cfg::kConsumerRegs>();
   const int c = wg - 1, tid_c = tid % 128, warp_c = tid_c / 32, lane = tid % 32;
   float acc[Cfg::kBlocksPerConsumer][kTok / 2];
-#pragma unroll
-  for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
-#pragma unroll
-    for (int r = 0; r < kTok / 2; ++r) acc[b][r] = 0.0f;
   uint32_t buf[kBufs][4];
+  zero_fragment_buffers(buf);
 #pragma unroll
-  for (int b = 0; b < kBufs; ++b)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) buf[b][j] = 0u;
-#pragma unroll
-  for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
-#pragma unroll
-    for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+  for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) zero_accumulators(acc[b]);
 
   int i = 0;  // this CTA's stage count: stage i sits in slot i % kStages
   for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
@@ -243,9 +234,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     // x tokens 8j + 2q + {0, 1}.
     ptx::wgmma_wait<0>();
 #pragma unroll
-    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) fence_accumulators(acc[b]);
     const int q = lane % 4, half_n = p.n / 2;
     const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
 #pragma unroll
@@ -263,13 +252,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       }
     }
 #pragma unroll
-    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) acc[b][r] = 0.0f;
-#pragma unroll
-    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b)
-#pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) ptx::fence_operand(acc[b][r]);
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) zero_accumulators(acc[b]);
   }
   ptx::wgmma_wait<0>();
 }
