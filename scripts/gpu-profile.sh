@@ -18,6 +18,7 @@
 #           DeepSeek-V3 w2 and w13 at M = 4096 (71% / 95% of cuBLAS: where does w2 lose, the
 #           epilogue or the short K?) and grouped w13 at 32768 rows: tensor pipe, stall reasons
 #           per source line (SourceCounters), L2 traffic.
+#   ws_single  the two single GEMMs of ws only.
 #   decode  the grouped decode kernel, DeepSeek-V3 w13 / w2 at 8 rows and w13 at 512 (E = 256),
 #           and w13 at 8 rows with the L2 prefetch off and at 64 atoms: memory tables (why the
 #           ring's weight loads miss L2, what the loads wait for).
@@ -61,6 +62,9 @@ for w in "${what[@]}"; do
       prof ws_w2_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,7168,2048
       prof ws_w13_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168
       prof ws_grouped32768 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 32768 ;;
+    ws_single)  # the two single GEMMs of "ws" only (a short device call)
+      prof ws_w2_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,7168,2048
+      prof ws_w13_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 ;;
     decode)
       prof decode_w13_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8
       prof decode_w2_8rows 'gemm_w4a16_decode' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w2' --rows 8

@@ -32,7 +32,7 @@ R=$(mktemp -d)
 mkdir -p "$OUT" build/tests build/bench
 tar xzf .gl/bin.tgz -C "$R" || { echo "gpu-quick: no .gl/bin.tgz (run 'stage' first, carry .gl)" >&2; exit 1; }
 for b in "${bins[@]}"; do mv "$R/$(basename "$b")" "$b"; done
-save() { tar czf "$OUT/all.tgz" -C "$R" . ; echo "[saved after $1 at ${SECONDS} s]"; }
+save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved after $1 at ${SECONDS} s]"; }
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
@@ -79,9 +79,9 @@ OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 mkdir -p "$R/chunks"
 NVFP4MOE_QUANT_GEMM_STORE=chunks OUT=$R/chunks TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
 save prefill
-# 4. The GEMM tables (issue 4): singles and grouped, defaults; grouped with widths in steps of 16.
+# 4. Where the warp-specialized kernel loses on DeepSeek-V3 w2 (K = 2048: 71% of cuBLAS against
+#    w13's 95%): ncu stall reasons per source line, w2 and w13 at M = 4096. Then the GEMM singles.
+OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
+save ws_profile
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
-timeout 200 build/bench/nvfp4moe_bench_gemm --grouped > "$R/gemm_grouped.txt" 2>&1; echo "grouped rc=$?"
-NVFP4MOE_GEMM_WS_WIDTH_STEP=16 timeout 60 build/bench/nvfp4moe_bench_gemm --grouped --match DSV3 --rows 8192,32768 \
-  > "$R/gemm_grouped_step16.txt" 2>&1
 save gemm
