@@ -83,5 +83,12 @@ save prefill
 #    w13's 95%): ncu stall reasons per source line, w2 and w13 at M = 4096. Then the GEMM singles.
 OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
 save ws_profile
+# 5. Qwen3 w13 at M = 4096: 3 waves of 128-row cp.async CTAs (the default, by the cp.async-era
+#    ratio 1.67 of a 256-row tile's time) against 2 waves of warp-specialized 256-row CTAs.
+for bn in 0 256; do
+  timeout 60 build/bench/nvfp4moe_bench_gemm --single 4096,1536,2048 --block-n $bn > "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
+  timeout 60 build/bench/nvfp4moe_bench_gemm --single 8192,1536,2048 --block-n $bn >> "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
+done
+grep -H -iE 'qwen|single|4096|8192' "$R"/gemm_qwen3_w13_bn*.txt | head -20
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 save gemm
