@@ -287,6 +287,9 @@ static int run_benchmark(int argc, char** argv) {
     if (const char* ws = nb::arg_value(argc, argv, "--ws")) nc::set_gemm_ws_pipeline(std::atoi(ws));
     // --ws-step 16|32: the warp-specialized kernel's MMA width step (set_gemm_ws_width_step).
     if (const char* step = nb::arg_value(argc, argv, "--ws-step")) nc::set_gemm_ws_width_step(std::atoi(step));
+    // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
+    // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
+    if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));

@@ -134,6 +134,19 @@ int ws_width_step() {
   return g_ws_width_step_override > 0 ? g_ws_width_step_override : from_env;
 }
 
+// Whether the warp-specialized kernel stores its bf16 output tiles through shared memory in
+// 16-byte chunks (GemmW4A16Params::staged_epilogue): set_gemm_ws_staged_epilogue, else
+// NVFP4MOE_GEMM_WS_EPILOGUE=staged|direct, else direct until a device run times it (docs/GEMM.md
+// v22). Calls with fp32 output or n % 8 != 0 always store directly.
+int g_ws_staged_override = -1;
+bool ws_staged_epilogue() {
+  static const bool from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_WS_EPILOGUE");
+    return v != nullptr && std::strcmp(v, "staged") == 0;
+  }();
+  return g_ws_staged_override >= 0 ? g_ws_staged_override == 1 : from_env;
+}
+
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -338,6 +351,7 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   (void)attr_set;
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
+  p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
@@ -572,6 +586,11 @@ void set_gemm_ws_pipeline(int mode) {
 void set_gemm_ws_width_step(int step) {
   NVFP4MOE_CHECK(step == 0 || step == 16 || step == 32, "step: expected 0 (default), 16 or 32, got ", step);
   g_ws_width_step_override = step;
+}
+
+void set_gemm_ws_staged_epilogue(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (direct) or 1 (staged), got ", mode);
+  g_ws_staged_override = mode;
 }
 
 void set_gemm_tma_pipeline(int mode) {

@@ -459,6 +459,7 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_pipeline(-1);
     cuda::set_gemm_hot_expert_rows(-1);
     cuda::set_gemm_ws_width_step(0);
+    cuda::set_gemm_ws_staged_epilogue(-1);
   }
 };
 
@@ -537,6 +538,44 @@ TEST(GemmSm90, WarpSpecializedSmall) {
                                             Mode::kRandom, OutDType::kBF16, 1505}));
   cuda::set_gemm_ws_width_step(0);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1504}));
+}
+
+// The staged epilogue of the warp-specialized kernel (stmatrix into the last stage's slot, 16-byte
+// stores) writes the same bytes as the cp.async kernel: token tiles 64 (one pass), 128 (two) and
+// 160 (grouped: passes of 64, 64, 32), tiles of every MMA width with partial rows, N off the
+// 256-row block edge (the second consumer's columns masked by whole chunks), several tiles per
+// CTA (the staging slot rotates), and the calls it leaves to the direct epilogue (fp32 output,
+// n % 8 != 0).
+TEST(GemmSm90, WarpSpecializedStagedEpilogue) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  cuda::set_gemm_ws_staged_epilogue(1);
+  std::mt19937 rng(4747);
+  uint32_t seed = 1700;
+  for (int tok : {64, 128}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (bool w4a4 : {false, true}) {
+      for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}, {130, 512}}) {
+        EXPECT_TRUE(same_with_and_without_ws(
+            Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
+      }
+      EXPECT_TRUE(same_with_and_without_ws(
+          Case{w4a4, false, 131, 384, 256, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+      EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
+                                                Mode::kExact, OutDType::kBF16, seed++}));
+    }
+  }
+  cuda::set_gemm_plan_override(128, 0, -1, 256);  // grouped: token tile 160
+  const std::vector<int32_t> sizes{0, 1, 17, 33, 63, 64, 65, 97, 128, 129, 159, 160, 161, 250, 321};
+  std::vector<int32_t> off{0};
+  for (int32_t r : sizes) off.push_back(off.back() + r);
+  for (bool w4a4 : {false, true}) {
+    EXPECT_TRUE(same_with_and_without_ws(Case{w4a4, true, off.back(), 520, 512, int(sizes.size()), off,
+                                              Mode::kRandom, OutDType::kBF16, seed++}));
+  }
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16,
+                                            seed++}));
 }
 
 // The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for

@@ -182,6 +182,12 @@ void set_gemm_ws_pipeline(int mode);
 // from the environment). Same results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_width_step(int step);
 
+// Tuning and validation only: the warp-specialized kernel stores bf16 output tiles through shared
+// memory in 16-byte chunks (1) or each thread its own 2-byte elements (0); -1: the default
+// (direct, or NVFP4MOE_GEMM_WS_EPILOGUE=staged from the environment). Same results bit for bit.
+// Process-wide, not thread-safe.
+void set_gemm_ws_staged_epilogue(int mode);
+
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the
 // next unclaimed tile from a counter in the workspace (dynamic: CTAs on faster SMs take more);

@@ -65,6 +65,9 @@ struct GemmW4A16Params {
   int* claim;              // decode kernel, kClaim instantiation (else unused): the counter
                            // (zero at launch, zero again at exit) from which CTAs claim their
                            // tiles after the first (dynamic balance)
+  int staged_epilogue;     // warp-specialized kernel: the output tile goes out through shared
+                           // memory in 16-byte stores (bf16 out, n % 8 == 0; else 0: each
+                           // thread stores its own 2-byte elements)
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -69,7 +70,80 @@ struct GemmWsConfig {
   static_assert(kStep == 32 || kTok == 160, "steps of 16: the token-tile-160 kernel only");
   static constexpr int kMaxWidthIndex = kTok / 16 - 1;  // ws_width(i) == kTok
   static_assert(ws_width(kMaxWidthIndex) == kTok, "the widest MMA is the token tile");
+  static_assert(kBlocksPerConsumer == 2 && kBlockN == 256, "the staged epilogue stores 2 x 64 columns per consumer");
 };
+
+// The staged epilogue (GemmW4A16Params::staged_epilogue). The direct one has each thread store
+// its 2-byte elements: a warp's store covers 4 token rows x 16 bytes, half of each 32-byte sector,
+// and a consumer issues kTok store instructions per tile (ncu: ~50% excess sectors). Staged: the
+// accumulators go into shared memory by stmatrix (transposed: a token's columns contiguous), then
+// each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
+// stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
+// slot only during the next tile's first stage, so the producer cannot be filling it, and the
+// two consumers meet once (named barrier) before either overwrites the activations the other's
+// last wgmma read. Per consumer: 64 tokens x its 128 columns per pass (kTok 160: passes of 64,
+// 64, 32), a row of 256 bytes + 16 of padding so the 8 rows of a stmatrix land in distinct banks.
+inline constexpr int kWsStagedRowBytes = 128 * 2 + 16;
+inline constexpr int kWsStagedPassTokens = 64;
+inline constexpr int kWsStagedConsumerBytes = kWsStagedPassTokens * kWsStagedRowBytes;  // 17408
+
+// Consumer c's (0, 1) staged store of its 128 columns x the tile's valid tokens. acc[b][r]: block b
+// (64 columns), thread rows n0 + 8 ((r / 2) % 2) x tokens 8 (r / 4) + 2 (lane % 4) + (r % 2), as in
+// the direct epilogue; the same values (acc * kDequantRescale * alpha, rounded to bf16).
+template <int kTok>
+__device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], const GemmW4A16Params& p,
+                                                     const GemmTile& tile, int c, int tid_c, uint32_t staging,
+                                                     float a_lo, float a_hi) {
+  const int warp_c = tid_c / 32, lane = tid_c % 32;
+  const int col0 = tile.n_block * 256 + c * 128;  // this consumer's first output column
+  const uint32_t buf = staging + uint32_t(c * kWsStagedConsumerBytes);
+  float scale[2][2];  // alpha of the thread's rows: block b, half h (rows n0, n0 + 8)
+#pragma unroll
+  for (int b = 0; b < 2; ++b)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) scale[b][h] = col0 + b * 64 + warp_c * 16 + lane / 4 + 8 * h < p.n / 2 ? a_lo : a_hi;
+  // stmatrix.x4: matrix i = lane / 8 is (token group g + i / 2, row half i % 2); lane gives the
+  // address of its memory row lane % 8, i.e. token 8 (g + i / 2) + lane % 8.
+  const int mi = lane / 8, mrow = lane % 8;
+  auto* out = static_cast<__nv_bfloat16*>(p.out);
+  constexpr int kGroups = kTok / 8;
+  constexpr int kPasses = (kTok + kWsStagedPassTokens - 1) / kWsStagedPassTokens;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
+    constexpr int kPassGroups = kWsStagedPassTokens / 8;
+    const int g0 = pass * kPassGroups;
+    const int groups = kGroups - g0 < kPassGroups ? kGroups - g0 : kPassGroups;
+    if (pass > 0) ptx::named_barrier_sync(2 + c, 128);  // the previous pass's chunks are out
+#pragma unroll
+    for (int b = 0; b < 2; ++b) {
+#pragma unroll
+      for (int gg = 0; gg < groups; gg += 2) {
+        uint32_t r[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          const int ri = 4 * (g0 + gg + m / 2) + 2 * (m % 2);  // tokens 2q, 2q + 1 of row half m % 2
+          const float s = scale[b][m % 2];
+          const __nv_bfloat162 v = __floats2bfloat162_rn(acc[b][ri] * kDequantRescale * s,
+                                                         acc[b][ri + 1] * kDequantRescale * s);
+          r[m] = *reinterpret_cast<const uint32_t*>(&v);
+        }
+        const int tok_l = (gg + mi / 2) * 8 + mrow, col_l = b * 64 + warp_c * 16 + 8 * (mi % 2);
+        ptx::stmatrix_x4_trans(buf + uint32_t(tok_l * kWsStagedRowBytes + col_l * 2), r[0], r[1], r[2], r[3]);
+      }
+    }
+    ptx::named_barrier_sync(2 + c, 128);  // the pass is staged
+    for (int idx = tid_c; idx < groups * 8 * 16; idx += 128) {  // 16 chunks of 8 columns per token
+      const int tok_l = idx / 16, chunk = idx % 16;
+      const int tok = g0 * 8 + tok_l, n = col0 + chunk * 8;
+      if (tok < tile.rows_valid && n < p.n) {
+        ptx::st_global_v4(out + (int64_t(tile.row0) + tok) * p.n + n,
+                          ptx::ld_shared_v4(buf + uint32_t(tok_l * kWsStagedRowBytes + chunk * 16)));
+      }
+    }
+  }
+  // The slot's next writer is the producer's TMA (async proxy), after this thread's release.
+  ptx::fence_proxy_async_smem();
+}
 
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
@@ -82,6 +156,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   constexpr int kBufs = Cfg::kABuffers;
   constexpr int kSteps = Cfg::kAtomsK * 4 * Cfg::kBlocksPerConsumer;  // wgmma per stage
   static_assert(kSteps % kBufs == 0, "buffer rotation must repeat every stage");
+  static_assert(2 * kWsStagedConsumerBytes <= Cfg::kStageBytes, "the staged epilogue fits one stage slot");
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
@@ -237,17 +312,23 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) fence_accumulators(acc[b]);
     const int q = lane % 4, half_n = p.n / 2;
     const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
+    if (p.staged_epilogue) {
+      ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // both consumers' wgmma are done with the slot
+      const uint32_t staging = smem_base + uint32_t((i - 1) % kStages) * Cfg::kStageBytes;
+      ws_store_tile_staged<kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
+    } else {
 #pragma unroll
-    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
-      const int n0 = tile.n_block * Cfg::kBlockN + (c * Cfg::kBlocksPerConsumer + b) * 64 + warp_c * 16 + lane / 4;
+      for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
+        const int n0 = tile.n_block * Cfg::kBlockN + (c * Cfg::kBlocksPerConsumer + b) * 64 + warp_c * 16 + lane / 4;
 #pragma unroll
-      for (int r = 0; r < kTok / 2; ++r) {
-        const int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
-        if (tok < tile.rows_valid && n < p.n) {
-          const int64_t m = tile.row0 + tok;
-          const float v = acc[b][r] * kDequantRescale * (n < half_n ? a_lo : a_hi);
-          if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = v;
-          else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(v);
+        for (int r = 0; r < kTok / 2; ++r) {
+          const int tok = 8 * (r / 4) + 2 * q + (r % 2), n = n0 + 8 * ((r / 2) % 2);
+          if (tok < tile.rows_valid && n < p.n) {
+            const int64_t m = tile.row0 + tok;
+            const float v = acc[b][r] * kDequantRescale * (n < half_n ? a_lo : a_hi);
+            if (p.out_f32) static_cast<float*>(p.out)[m * p.n + n] = v;
+            else static_cast<__nv_bfloat16*>(p.out)[m * p.n + n] = __float2bfloat16_rn(v);
+          }
         }
       }
     }
