@@ -49,7 +49,7 @@ save tests
 NVFP4MOE_GEMM_WS_EPILOGUE=staged timeout 150 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_staged.log" 2>&1
 echo "staged-epilogue GEMM+MoE tests rc=$?"; grep -E 'FAILED  \]' "$R/tests_staged.log" | head -5
 for tool in memcheck racecheck; do
-  timeout 120 compute-sanitizer --tool $tool --error-exitcode 1 $T \
+  timeout 100 compute-sanitizer --tool $tool --error-exitcode 1 $T \
     --gtest_filter='GemmSm90.WarpSpecializedStagedEpilogue' > "$R/${tool}_staged.log" 2>&1
   echo "$tool staged epilogue rc=$?"; tail -2 "$R/${tool}_staged.log"
 done
