@@ -576,6 +576,14 @@ TEST(GemmSm90, WarpSpecializedStagedEpilogue) {
   }
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16,
                                             seed++}));
+  // More tiles than an H100/H200 has SMs, K of 16 stages: CTAs take a second tile after a staged
+  // epilogue, so the staging slot is released, refilled by TMA and staged again (token tile 128:
+  // 32 x 5 = 160 tiles; grouped at 160: 40 experts x 5 = 200 tiles).
+  cuda::set_gemm_plan_override(128, 0, -1, 256);
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 4000, 1040, 1024, 1, {}, Mode::kRandom, OutDType::kBF16,
+                                            seed++}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 4000, 1040, 1024, 40, random_offsets(rng, 4000, 40, 0),
+                                            Mode::kRandom, OutDType::kBF16, seed++}));
 }
 
 // The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for
