@@ -36,69 +36,78 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. Every GPU test with the defaults, 4 shards side by side; the GEMM and MoE tests once more with
-#    the staged epilogue (NVFP4MOE_GEMM_WS_EPILOGUE=staged, docs/GEMM.md v22) and on the cp.async
-#    kernel; the quantizers' and the layer's GEMM-order tests with the 16-byte chunk stores
-#    (NVFP4MOE_QUANT_GEMM_STORE=chunks); memcheck and racecheck on the new paths.
+# 1. The untimed paths' tests first (device time is scarce; a short call still checks them): the
+#    GEMM and MoE tests with the staged epilogue (NVFP4MOE_GEMM_WS_EPILOGUE=staged, docs/GEMM.md
+#    v22), 3 shards, beside the quantizers' and the layer's GEMM-order tests with the 16-byte
+#    chunk stores (NVFP4MOE_QUANT_GEMM_STORE=chunks; the W4A16 GEMM-order test runs in both).
+for i in 0 1 2; do
+  NVFP4MOE_GEMM_WS_EPILOGUE=staged GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
+    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_staged_$i.log" 2>&1 &
+done
+NVFP4MOE_QUANT_GEMM_STORE=chunks timeout 150 $T --gtest_filter='Quantize*:MoeGpu.GemmOrder*:MoeGpu.Large*' \
+  > "$R/tests_chunks.log" 2>&1 &
+wait
+for f in "$R"/tests_staged_*.log "$R"/tests_chunks.log; do
+  echo "$(basename "$f"): $(grep -E '^\[  PASSED  \]' "$f") $(grep -cE '^\[  FAILED  \] [A-Z]' "$f") failed"
+  grep -E '^\[  FAILED  \] [A-Z]' "$f" | head -5
+done
+save tests_new
+# 2. The staged epilogue on the GEMM singles (predicted: DeepSeek-V3 w2 M = 4096 229 -> ~210 us,
+#    w13 -2 to -3%), interleaved; then the layers at T = 4096: the staged epilogue, the chunk
+#    stores (predicted -150 to -200 us at DeepSeek-V3), both, and W4A16 with its GEMM-order
+#    operands (v21, predicted -300 to -400 us).
+for round in 1 2; do
+  for e in 0 1; do
+    shapes="4096,7168,2048 4096,4096,7168"; ((round == 1)) && shapes="$shapes 4096,2048,768 4096,1536,2048"
+    for shape in $shapes; do
+      timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-epilogue $e >> "$R/gemm_epi${e}_$round.txt" 2>&1
+    done
+  done
+done
+grep -HE 'single' "$R"/gemm_epi*.txt | sed 's|.*/gemm_||'
+# Qwen3 w13 at M = 4096: 3 waves of 128-row cp.async CTAs (the default, by the cp.async-era
+#    ratio 1.67 of a 256-row tile's time) against 2 waves of warp-specialized 256-row CTAs.
+for bn in 0 256; do
+  timeout 30 build/bench/nvfp4moe_bench_gemm --single 4096,1536,2048 --block-n $bn > "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
+  timeout 30 build/bench/nvfp4moe_bench_gemm --single 8192,1536,2048 --block-n $bn >> "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
+done
+grep -H -iE 'qwen|single|4096|8192' "$R"/gemm_qwen3_w13_bn*.txt | head -20
+save gemm_epilogue
+layer() {  # name env... -- bench args...
+  local name=$1; shift; local envs=()
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
+  env "${envs[@]}" timeout 60 build/nvfp4-moe bench --no-baseline --tokens 4096 --iters 10 "$@" > "$R/layer_$name.txt" 2>&1
+}
+for round in 1 2; do
+  layer default_$round X=1 --
+  layer staged_$round NVFP4MOE_GEMM_WS_EPILOGUE=staged --
+  layer chunks_$round NVFP4MOE_QUANT_GEMM_STORE=chunks --
+  layer staged_chunks_$round NVFP4MOE_GEMM_WS_EPILOGUE=staged NVFP4MOE_QUANT_GEMM_STORE=chunks --
+  layer w4a16_$round X=1 -- --mode w4a16
+  layer w4a16_order_$round X=1 -- --mode w4a16 --paths-on gemm_order_bf16
+  save layer_$round
+done
+grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
+# 3. Every GPU test with the defaults (4 shards side by side), the GEMM and MoE tests on the
+#    cp.async kernel, memcheck and racecheck on the new paths.
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
-NVFP4MOE_GEMM_WS_EPILOGUE=staged timeout 150 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_staged.log" 2>&1
-echo "staged-epilogue GEMM+MoE tests rc=$?"; grep -E 'FAILED  \]' "$R/tests_staged.log" | head -5
 for tool in memcheck racecheck; do
   timeout 100 compute-sanitizer --tool $tool --error-exitcode 1 $T \
     --gtest_filter='GemmSm90.WarpSpecializedStagedEpilogue' > "$R/${tool}_staged.log" 2>&1
   echo "$tool staged epilogue rc=$?"; tail -2 "$R/${tool}_staged.log"
 done
-save tests_staged
-# 2. The staged epilogue on the GEMM singles (predicted: DeepSeek-V3 w2 M = 4096 229 -> ~210 us,
-#    w13 -2 to -3%), two interleaved rounds; then the layer at T = 4096 with and without it.
-for round in 1 2; do
-  for e in 0 1; do
-    for shape in 4096,7168,2048 4096,4096,7168 4096,2048,768 4096,1536,2048; do
-      timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-epilogue $e >> "$R/gemm_epi${e}_$round.txt" 2>&1
-    done
-  done
-done
-grep -HE 'single' "$R"/gemm_epi*.txt | sed 's|.*/gemm_||'
-for round in 1 2; do
-  for e in direct staged; do
-    NVFP4MOE_GEMM_WS_EPILOGUE=$e timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
-      > "$R/moe_epi_${e}_$round.txt" 2>&1
-  done
-done
-grep -HE '^(deepseek|qwen)' "$R"/moe_epi_*.txt | sed 's|.*/moe_epi_||'
-save epilogue
 NVFP4MOE_GEMM_WS=0 timeout 120 $T --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_cp.log" 2>&1
 echo "cp.async GEMM+MoE tests rc=$?"
-NVFP4MOE_QUANT_GEMM_STORE=chunks timeout 120 $T --gtest_filter='Quantize*:MoeGpu.GemmOrder*:MoeGpu.Large*' \
-  > "$R/tests_chunks.log" 2>&1
-echo "chunk-store tests rc=$?"
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
   --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*:MoeGpu.GemmOrderValues*:QuantizeExpertsSm90.MatchesReferenceSmall' \
   > "$R/memcheck.log" 2>&1
 echo "memcheck rc=$?"
 save tests_more
-# 3. The prefill layer: GEMM-order values off / on with 4-byte stores / on with 16-byte chunks
-#    (predicted: chunks -150 to -200 us at DeepSeek-V3 T = 4096), two interleaved rounds.
-for round in 1 2; do
-  for cfg in off strided chunks; do
-    off=none; [[ $cfg == off ]] && off=gemm_order_values
-    store=strided; [[ $cfg == chunks ]] && store=chunks
-    NVFP4MOE_QUANT_GEMM_STORE=$store timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
-      --paths-off $off > "$R/moe_order_${cfg}_$round.txt" 2>&1
-  done
-done
-grep -HE '^(deepseek|qwen)' "$R"/moe_order_*.txt | sed 's|.*/moe_order_||'
-for on in none gemm_order_bf16; do  # W4A16: gather and silu_and_mul in the GEMM's order (v21, off)
-  timeout 60 build/nvfp4-moe bench --mode w4a16 --no-baseline --tokens 4096,16384 --iters 10 --paths-on $on \
-    > "$R/moe_w4a16_$on.txt" 2>&1
-done
-grep -HE '^(deepseek|qwen)' "$R"/moe_w4a16_*.txt | sed 's|.*/moe_w4a16_||'
-save gemm_order
 # 4. The layer table (defaults) and the T = 4096 layer per kernel (also with chunk stores).
 timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
 save bench
@@ -110,12 +119,5 @@ save prefill
 #    w13's 95%): ncu stall reasons per source line, w2 and w13 at M = 4096. Then the GEMM singles.
 OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
 save ws_profile
-# 6. Qwen3 w13 at M = 4096: 3 waves of 128-row cp.async CTAs (the default, by the cp.async-era
-#    ratio 1.67 of a 256-row tile's time) against 2 waves of warp-specialized 256-row CTAs.
-for bn in 0 256; do
-  timeout 60 build/bench/nvfp4moe_bench_gemm --single 4096,1536,2048 --block-n $bn > "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
-  timeout 60 build/bench/nvfp4moe_bench_gemm --single 8192,1536,2048 --block-n $bn >> "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
-done
-grep -H -iE 'qwen|single|4096|8192' "$R"/gemm_qwen3_w13_bn*.txt | head -20
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 save gemm
