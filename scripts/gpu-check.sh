@@ -63,8 +63,14 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   NVFP4MOE_GEMM_WS=0 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-ws.log" 2>&1
   rc=$?
   record "GEMM+MoE tests, cp.async 256-row CTAs" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-ws.log" | head -2 | tr '\n' ' ') rc=$rc"
+  # The warp-specialized kernel's direct epilogue (each thread stores its own elements; the
+  # staged epilogue is the default since docs/GEMM.md v22).
+  NVFP4MOE_GEMM_WS_EPILOGUE=direct build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' \
+    > "$OUT/gpu-tests-direct-epilogue.log" 2>&1
+  rc=$?
+  record "GEMM+MoE tests, direct epilogue" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-direct-epilogue.log" | head -2 | tr '\n' ' ') rc=$rc"
   # The quantizers' GEMM-order values in 16-byte chunks (cuda/quantize.h
-  # set_quantize_gemm_values_store; an A/B knob, off by default).
+  # set_quantize_gemm_values_store; an A/B knob, off by default: measured slower, v22).
   NVFP4MOE_QUANT_GEMM_STORE=chunks build/tests/nvfp4moe_gpu_tests --gtest_filter='Quantize*:Moe*' \
     > "$OUT/gpu-tests-chunks.log" 2>&1
   rc=$?

@@ -36,42 +36,34 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. The untimed paths' tests first (device time is scarce; a short call still checks them): the
-#    GEMM and MoE tests with the staged epilogue (NVFP4MOE_GEMM_WS_EPILOGUE=staged, docs/GEMM.md
-#    v22), 3 shards, beside the quantizers' and the layer's GEMM-order tests with the 16-byte
-#    chunk stores (NVFP4MOE_QUANT_GEMM_STORE=chunks; the W4A16 GEMM-order test runs in both).
+# 1. The knobs' tests first (device time is scarce; a short call still checks them): the GEMM and
+#    MoE tests with the direct epilogue (NVFP4MOE_GEMM_WS_EPILOGUE=direct; staged is the default
+#    since docs/GEMM.md v22), 3 shards, beside the quantizers' and the layer's GEMM-order tests
+#    with the 16-byte chunk stores (NVFP4MOE_QUANT_GEMM_STORE=chunks, off: measured slower).
 for i in 0 1 2; do
-  NVFP4MOE_GEMM_WS_EPILOGUE=staged GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
-    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_staged_$i.log" 2>&1 &
+  NVFP4MOE_GEMM_WS_EPILOGUE=direct GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
+    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_direct_$i.log" 2>&1 &
 done
 NVFP4MOE_QUANT_GEMM_STORE=chunks timeout 150 $T --gtest_filter='Quantize*:MoeGpu.GemmOrder*:MoeGpu.Large*' \
   > "$R/tests_chunks.log" 2>&1 &
 wait
-for f in "$R"/tests_staged_*.log "$R"/tests_chunks.log; do
+for f in "$R"/tests_direct_*.log "$R"/tests_chunks.log; do
   echo "$(basename "$f"): $(grep -E '^\[  PASSED  \]' "$f") $(grep -cE '^\[  FAILED  \] [A-Z]' "$f") failed"
   grep -E '^\[  FAILED  \] [A-Z]' "$f" | head -5
 done
 save tests_new
-# 2. The staged epilogue on the GEMM singles (predicted: DeepSeek-V3 w2 M = 4096 229 -> ~210 us,
-#    w13 -2 to -3%), interleaved; then the layers at T = 4096: the staged epilogue, the chunk
-#    stores (predicted -150 to -200 us at DeepSeek-V3), both, and W4A16 with its GEMM-order
-#    operands (v21, predicted -300 to -400 us).
+# 2. The defaults of the fifteenth session against what they replaced (docs/GEMM.md v21, v22;
+#    H100 then: w2 M = 4096 244 -> 183 us staged; the layers at T = 4096 -11% / -6.5% W4A16):
+#    the GEMM singles with the direct and the staged epilogue, interleaved; the layers at
+#    T = 4096 with the direct epilogue, with the chunk stores, and W4A16 in the natural order.
 for round in 1 2; do
   for e in 0 1; do
-    shapes="4096,7168,2048 4096,4096,7168"; ((round == 1)) && shapes="$shapes 4096,2048,768 4096,1536,2048"
-    for shape in $shapes; do
+    for shape in 4096,7168,2048 4096,4096,7168 4096,2048,768; do
       timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-epilogue $e >> "$R/gemm_epi${e}_$round.txt" 2>&1
     done
   done
 done
 grep -HE 'single' "$R"/gemm_epi*.txt | sed 's|.*/gemm_||'
-# Qwen3 w13 at M = 4096: 3 waves of 128-row cp.async CTAs (the default, by the cp.async-era
-#    ratio 1.67 of a 256-row tile's time) against 2 waves of warp-specialized 256-row CTAs.
-for bn in 0 256; do
-  timeout 30 build/bench/nvfp4moe_bench_gemm --single 4096,1536,2048 --block-n $bn > "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
-  timeout 30 build/bench/nvfp4moe_bench_gemm --single 8192,1536,2048 --block-n $bn >> "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
-done
-grep -H -iE 'qwen|single|4096|8192' "$R"/gemm_qwen3_w13_bn*.txt | head -20
 save gemm_epilogue
 layer() {  # name env... -- bench args...
   local name=$1; shift; local envs=()
@@ -80,11 +72,10 @@ layer() {  # name env... -- bench args...
 }
 for round in 1 2; do
   layer default_$round X=1 --
-  layer staged_$round NVFP4MOE_GEMM_WS_EPILOGUE=staged --
+  layer direct_$round NVFP4MOE_GEMM_WS_EPILOGUE=direct --
   layer chunks_$round NVFP4MOE_QUANT_GEMM_STORE=chunks --
-  layer staged_chunks_$round NVFP4MOE_GEMM_WS_EPILOGUE=staged NVFP4MOE_QUANT_GEMM_STORE=chunks --
   layer w4a16_$round X=1 -- --mode w4a16
-  layer w4a16_order_$round X=1 -- --mode w4a16 --paths-on gemm_order_bf16
+  layer w4a16_natural_$round X=1 -- --mode w4a16 --paths-off gemm_order_bf16
   save layer_$round
 done
 grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'

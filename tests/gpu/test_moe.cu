@@ -574,8 +574,8 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
       return snapshot();
     };
     const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
-    cuda::MoeForwardPaths paths;  // the defaults, with the W4A16 path (off by default) on
-    paths.gemm_order_bf16 = true;
+    const cuda::MoeForwardPaths paths;  // the defaults: GEMM-order operands for W4A4 and W4A16
+    ASSERT_TRUE(paths.gemm_order_values && paths.gemm_order_bf16);
     for (int store : {1, 2}) {  // the quantizers' 4-byte or 16-byte stores of the values
       cuda::set_quantize_gemm_values_store(store);
       const Snapshot got = run(paths);

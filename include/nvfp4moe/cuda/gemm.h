@@ -184,7 +184,7 @@ void set_gemm_ws_width_step(int step);
 
 // Tuning and validation only: the warp-specialized kernel stores bf16 output tiles through shared
 // memory in 16-byte chunks (1) or each thread its own 2-byte elements (0); -1: the default
-// (direct, or NVFP4MOE_GEMM_WS_EPILOGUE=staged from the environment). Same results bit for bit.
+// (staged, or NVFP4MOE_GEMM_WS_EPILOGUE=direct from the environment). Same results bit for bit.
 // Process-wide, not thread-safe.
 void set_gemm_ws_staged_epilogue(int mode);
 
