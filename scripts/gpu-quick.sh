@@ -64,6 +64,15 @@ for round in 1 2; do
   done
 done
 grep -HE 'single' "$R"/gemm_epi*.txt | sed 's|.*/gemm_||'
+# Qwen3 w13 at M = 4096 (N = 1536): the plan takes 3 waves of 128-row cp.async CTAs (78 us, 50% of
+# cuBLAS) over 2 waves of warp-specialized 256-row CTAs (98 us with the direct epilogue); with
+# the staged epilogue the wide CTA may win (then kWideTileTimeRatio needs a warp-specialized value).
+for bn in 0 256; do
+  for m in 4096 8192; do
+    timeout 30 build/bench/nvfp4moe_bench_gemm --single $m,1536,2048 --block-n $bn >> "$R/gemm_qwen3_w13_bn$bn.txt" 2>&1
+  done
+done
+grep -H 'single' "$R"/gemm_qwen3_w13_bn*.txt | sed 's|.*/gemm_||'
 save gemm_epilogue
 layer() {  # name env... -- bench args...
   local name=$1; shift; local envs=()
