@@ -543,9 +543,9 @@ TEST(GemmSm90, WarpSpecializedSmall) {
 // The staged epilogue of the warp-specialized kernel (stmatrix into the last stage's slot, 16-byte
 // stores) writes the same bytes as the cp.async kernel: token tiles 64 (one pass), 128 (two) and
 // 160 (grouped: passes of 64, 64, 32), tiles of every MMA width with partial rows, N off the
-// 256-row block edge (the second consumer's columns masked by whole chunks), several tiles per
-// CTA (the staging slot rotates), and the calls it leaves to the direct epilogue (fp32 output,
-// n % 8 != 0).
+// 256-row block edge (the second consumer's columns masked by whole chunks), grouped calls with
+// several tiles per CTA (a slot staged, released, refilled by TMA and staged again), and the calls
+// it leaves to the direct epilogue (fp32 output, n % 8 != 0).
 TEST(GemmSm90, WarpSpecializedStagedEpilogue) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -576,9 +576,10 @@ TEST(GemmSm90, WarpSpecializedStagedEpilogue) {
   }
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16,
                                             seed++}));
-  // More tiles than an H100/H200 has SMs, K of 16 stages: CTAs take a second tile after a staged
-  // epilogue, so the staging slot is released, refilled by TMA and staged again (token tile 128:
-  // 32 x 5 = 160 tiles; grouped at 160: 40 experts x 5 = 200 tiles).
+  // K of 16 stages (every slot refilled several times within a tile) and more tiles than an
+  // H100/H200 has SMs: a single call has one CTA per tile (32 x 5 = 160 CTAs), the persistent
+  // grouped call (40 experts x 5 = 200 tiles at token tile 160 over at most one CTA per SM) makes
+  // CTAs take a second tile after a staged epilogue, in a slot released and refilled by TMA.
   cuda::set_gemm_plan_override(128, 0, -1, 256);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 4000, 1040, 1024, 1, {}, Mode::kRandom, OutDType::kBF16,
                                             seed++}));
