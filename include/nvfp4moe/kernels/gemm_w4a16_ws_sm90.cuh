@@ -8,7 +8,9 @@
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
-//     the wgmma that read it have retired.
+//     the wgmma that read it have retired. At the end of a tile each stores its bf16 outputs
+//     through shared memory in 16-byte chunks (ws_store_tile_staged, the default) or element
+//     by element (fp32 output, N % 8 != 0, or GemmW4A16Params::staged_epilogue == 0).
 //
 // Against the cp.async kernel: no thread of an MMA warp computes a copy address or waits at a
 // CTA-wide barrier, so a straggling warp no longer stalls the others at every stage, and the
