@@ -80,11 +80,11 @@ layer() {  # name env... -- bench args...
   env "${envs[@]}" timeout 60 build/nvfp4-moe bench --no-baseline --tokens 4096 --iters 10 "$@" > "$R/layer_$name.txt" 2>&1
 }
 for round in 1 2; do
-  layer default_$round X=1 --
+  layer default_$round --
   layer direct_$round NVFP4MOE_GEMM_WS_EPILOGUE=direct --
   layer chunks_$round NVFP4MOE_QUANT_GEMM_STORE=chunks --
-  layer w4a16_$round X=1 -- --mode w4a16
-  layer w4a16_natural_$round X=1 -- --mode w4a16 --paths-off gemm_order_bf16
+  layer w4a16_$round -- --mode w4a16
+  layer w4a16_natural_$round -- --mode w4a16 --paths-off gemm_order_bf16
   save layer_$round
 done
 grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'

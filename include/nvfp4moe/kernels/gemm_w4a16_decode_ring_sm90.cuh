@@ -40,6 +40,7 @@
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/mma_sync_sm90.cuh"
@@ -71,7 +72,7 @@ namespace ring {
 // Barrier of the consumer warps only (the producer warp may be anywhere in its loop).
 template <int kCount>
 __device__ __forceinline__ void consumers_sync() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(kCount) : "memory");
+  ptx::named_barrier_sync(1, kCount);
 }
 
 }  // namespace ring

@@ -31,6 +31,7 @@
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -138,8 +139,8 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
       const int tok_l = idx / 16, chunk = idx % 16;
       const int tok = g0 * 8 + tok_l, n = col0 + chunk * 8;
       if (tok < tile.rows_valid && n < p.n) {
-        ptx::st_global_v4(out + (int64_t(tile.row0) + tok) * p.n + n,
-                          ptx::ld_shared_v4(buf + uint32_t(tok_l * kWsStagedRowBytes + chunk * 16)));
+        *reinterpret_cast<uint4*>(out + (int64_t(tile.row0) + tok) * p.n + n) =
+            ptx::ld_shared_v4(buf + uint32_t(tok_l * kWsStagedRowBytes + chunk * 16));
       }
     }
   }

@@ -1,5 +1,4 @@
-// The instructions of a staged GEMM epilogue (sm_90): accumulator fragments into shared memory
-// by stmatrix, a barrier for the threads that share the staging buffer, 16-byte global stores.
+// The instruction of a staged GEMM epilogue (sm_90): accumulator fragments into shared memory.
 #pragma once
 
 #include <cstdint>
@@ -14,17 +13,6 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t row_addr, uint32_t r0
                                                   uint32_t r3) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row_addr), "r"(r0),
                "r"(r1), "r"(r2), "r"(r3)
-               : "memory");
-}
-
-// Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32):
-// warpgroups synchronize among themselves while the other warps of the CTA go on.
-__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-__device__ __forceinline__ void st_global_v4(void* p, uint4 v) {
-  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
                : "memory");
 }
 
