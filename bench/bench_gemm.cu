@@ -290,6 +290,12 @@ static int run_benchmark(int argc, char** argv) {
     // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
     // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
     if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));
+    // --ws-fit 0|1: single GEMMs on the warp-specialized kernel take token-tile counts fitted to
+    // whole waves (set_gemm_ws_single_fit; column `tok` shows 128/R for tiles of at most R rows).
+    if (const char* f = nb::arg_value(argc, argv, "--ws-fit")) nc::set_gemm_ws_single_fit(std::atoi(f));
+    // --ws-persist 0|1: those calls run one CTA per SM looping over tiles, or one CTA per tile
+    // (set_gemm_ws_single_persistent; JSON `grid`).
+    if (const char* pe = nb::arg_value(argc, argv, "--ws-persist")) nc::set_gemm_ws_single_persistent(std::atoi(pe));
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));
@@ -377,7 +383,8 @@ static int run_benchmark(int argc, char** argv) {
     double wgbs = r.weight_bytes / (r.us * 1e-6) / 1e9;
     double frac_copy = r.io_bytes / (r.us * 1e-6) / 1e9 / cx.copy_gbs;
     table.add_row({r.name, r.kind, std::to_string(r.m), std::to_string(r.n), std::to_string(r.k),
-                   std::to_string(r.plan.tok_tile), std::to_string(r.plan.block_n),
+                   std::to_string(r.plan.tok_tile) + (r.plan.tile_rows > 0 ? "/" + std::to_string(r.plan.tile_rows) : ""),
+                   std::to_string(r.plan.block_n),
                    r.plan.tok_tile <= 16 ? std::string(r.plan.ring ? "ring" : r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
                                          : std::string(r.plan.ws && r.plan.block_n == 256 ? "ws" : r.plan.tma ? "tma" : "cp"),
                    std::to_string(r.plan.splits),
@@ -387,7 +394,7 @@ static int run_benchmark(int argc, char** argv) {
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("ring", r.plan.ring).add("splits", r.plan.splits).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("ring", r.plan.ring).add("splits", r.plan.splits).add("tile_rows", r.plan.tile_rows).add("grid", r.plan.grid).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

@@ -148,6 +148,21 @@ bool ws_staged_epilogue() {
   return g_ws_staged_override >= 0 ? g_ws_staged_override == 1 : from_env;
 }
 
+// Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
+// (GemmPlan::tile_rows, ws_single_fit_tiles) and one CTA per SM looping over its tiles.
+// set_gemm_ws_single_fit / set_gemm_ws_single_persistent, else NVFP4MOE_GEMM_WS_FIT=1 and
+// NVFP4MOE_GEMM_WS_PERSIST=1; off by default until measured (docs/GEMM.md v23).
+int g_ws_fit_override = -1;
+int g_ws_persist_override = -1;
+bool ws_single_fit() {
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_FIT", false);
+  return g_ws_fit_override >= 0 ? g_ws_fit_override == 1 : from_env;
+}
+bool ws_single_persistent() {
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", false);
+  return g_ws_persist_override >= 0 ? g_ws_persist_override == 1 : from_env;
+}
+
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -594,6 +609,16 @@ void set_gemm_ws_staged_epilogue(int mode) {
   g_ws_staged_override = mode;
 }
 
+void set_gemm_ws_single_fit(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (128-row tiles) or 1 (fitted to waves), got ", mode);
+  g_ws_fit_override = mode;
+}
+
+void set_gemm_ws_single_persistent(int mode) {
+  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (a CTA per tile) or 1 (a CTA per SM), got ", mode);
+  g_ws_persist_override = mode;
+}
+
 void set_gemm_tma_pipeline(int mode) {
   NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (cp.async) or 1 (TMA), got ", mode);
   g_tma_override = mode;
@@ -620,6 +645,40 @@ int wgmma_block_n(int tok, bool decode, int64_t n, int64_t tok_tiles) {
   return double(waves256) * kWideTileTimeRatio < double(waves128) ? 256 : 128;
 }
 
+// Wave-fitted token tiles of a warp-specialized single GEMM (256-row CTAs, one per SM, token
+// tile 128, balanced tiles of MMA width rounded up to 32 rows). A tile costs about
+// kWsTileFixedColumns + width in MMA columns (the dequantization of its weights is paid once per
+// tile whatever its width: ~40 columns, from the skewed grouped call, docs/GEMM.md), a call
+// ceil(tiles / SMs) tile times. Among tile counts q from ceil(m / 128) up to twice that, the one
+// of least cost, fewest tiles on a tie: Qwen3 w13 at M = 4096 (6 row blocks): 32 tiles of 128
+// rows fill 2 waves to 73% (cost 2 x 168), 44 tiles of 93-94 rows fill them (2 x 136).
+constexpr int kWsTileFixedColumns = 40;
+struct WsFit {
+  int tile_rows;  // rows per balanced tile at most
+  int64_t waves;
+  int width;      // MMA width of the widest tile
+  int64_t cost() const { return waves * (kWsTileFixedColumns + width); }
+};
+WsFit ws_single_fit_tiles(int64_t m, int64_t blocks256) {
+  const int64_t sms = sm_count(), q0 = (m + 127) / 128;
+  WsFit best{128, (blocks256 * q0 + sms - 1) / sms, 128};
+  for (int64_t q = q0 + 1; q <= 2 * q0; ++q) {
+    const int rows = int((m + q - 1) / q);
+    const int64_t tiles = blocks256 * ((m + rows - 1) / rows);  // the kernel's count for these rows
+    const WsFit f{rows, (tiles + sms - 1) / sms, (rows + 31) / 32 * 32};
+    if (f.cost() < best.cost()) best = f;
+  }
+  return best;
+}
+
+// The 256-row warp-specialized CTA against the 128-row cp.async kernel on fitted waves
+// (ws_single_fit on, token tile 128): its tile (twice the rows) measured about as long as a
+// 128-row cp.async tile of the same width (H100, DeepSeek-V3 w13 at M = 4096: 350 us in 4 waves
+// against 470 us in 4 waves of the 4-warpgroup cp.async kernel; Qwen3 w13 3 waves of 128-row
+// tiles 78 us), so 256 rows win whenever they need fewer waves; kWsWideTileTimeRatio = 1.1
+// keeps 128 rows (and their K splits) where the waves tie.
+constexpr double kWsWideTileTimeRatio = 1.1;
+
 }  // namespace
 
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
@@ -628,7 +687,20 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   plan.tok_tile = g_token_tile_override ? g_token_tile_override : tok_tile_for(m);
   const bool decode = is_decode(plan.tok_tile, false, m);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, (m + plan.tok_tile - 1) / plan.tok_tile);
-  int64_t tiles = tile_blocks_of(n, decode, plan.block_n) * ((m + plan.tok_tile - 1) / plan.tok_tile);
+  // Fitted only past one wave of 256-row tiles: below it the 128-row kernel splits K over the
+  // idle SMs, which the tile cost model does not weigh.
+  const bool ws_fit = !decode && ws_pipeline() && ws_single_fit() && plan.tok_tile == 128 &&
+                      tile_blocks_of(n, false, 256) * ((m + 127) / 128) > sm_count();
+  if (ws_fit) {
+    const WsFit fit = ws_single_fit_tiles(m, tile_blocks_of(n, false, 256));
+    const int64_t sms = sm_count();
+    const int64_t waves128 = (tile_blocks_of(n, false, 128) * ((m + 127) / 128) + sms - 1) / sms;
+    if (g_block_n_override == 0)
+      plan.block_n = double(fit.cost()) * kWsWideTileTimeRatio < double(waves128 * (kWsTileFixedColumns + 128)) ? 256 : 128;
+    if (plan.block_n == 256) plan.tile_rows = fit.tile_rows;
+  }
+  const int tok_rows = plan.tile_rows > 0 ? plan.tile_rows : plan.tok_tile;  // rows per token tile
+  int64_t tiles = tile_blocks_of(n, decode, plan.block_n) * ((m + tok_rows - 1) / tok_rows);
   plan.ring = decode && decode_ring(false, false);
   int64_t ctas = int64_t(sm_count()) * (plan.ring ? decode_ring_ctas_per_sm(plan.tok_tile)
                                                   : ctas_per_sm_for(plan.tok_tile, decode, false, plan.block_n));
@@ -644,6 +716,9 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
   plan.tma = !decode && tma_pipeline();
   plan.ws = !decode && ws_pipeline();
+  // The warp-specialized kernel (256 rows, no split) loops over tiles: one CTA per SM, if chosen.
+  if (plan.ws && plan.block_n == 256 && plan.splits == 1 && ws_single_persistent())
+    plan.grid = int(std::max<int64_t>(1, std::min<int64_t>(tiles, sm_count())));
   return plan;
 }
 
@@ -760,6 +835,7 @@ void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeigh
                    cudaStream_t stream) {
   kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
   p.splits = plan.splits;
+  p.tile_rows = plan.tile_rows;
   if (plan.splits > 1) {
     p.partial = ws.partial;
     p.counters = ws.counters;

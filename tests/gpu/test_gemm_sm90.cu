@@ -460,6 +460,8 @@ struct ResetPlanOverrides {
     cuda::set_gemm_hot_expert_rows(-1);
     cuda::set_gemm_ws_width_step(0);
     cuda::set_gemm_ws_staged_epilogue(-1);
+    cuda::set_gemm_ws_single_fit(-1);
+    cuda::set_gemm_ws_single_persistent(-1);
   }
 };
 
@@ -660,6 +662,56 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
   ASSERT_EQ(cuda::plan_grouped_gemm(16384, 256, 512, 256).tok_tile, 128);
   EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 16384, 256, 512, 256, random_offsets(rng, 16300, 256, 7),
                                             Mode::kRandom, OutDType::kBF16, seed++}));
+}
+
+// Single GEMMs with token-tile counts fitted to whole waves (set_gemm_ws_single_fit: balanced tiles
+// of fewer than 128 rows, narrower MMAs) and on persistent CTAs (set_gemm_ws_single_persistent:
+// one per SM, looping over tiles, the next tile's stages loaded during a staged epilogue) write
+// the same bytes as without, and as the model: more 256-row tiles than SMs (fitting applies only
+// then), N at and off the block edge, bf16 (staged) and fp32 (direct) output, W4A16 and W4A4.
+TEST(GemmSm90, WarpSpecializedFittedPersistentSingles) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  int sms = 0;
+  NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  // Qwen3 w13 at M = 4096: 6 row blocks x 32 tiles of 128 rows; on 132 SMs 44 tiles of 94 rows
+  // fill two waves. Fitted plans take 256-row CTAs and never split K.
+  cuda::set_gemm_ws_single_fit(0);
+  EXPECT_EQ(cuda::plan_gemm(4096, 1536, 2048).tile_rows, 0);
+  cuda::set_gemm_ws_single_fit(1);
+  const cuda::GemmPlan fitted = cuda::plan_gemm(4096, 1536, 2048);
+  EXPECT_EQ(fitted.splits, 1);
+  if (fitted.block_n == 256) {
+    EXPECT_GT(fitted.tile_rows, 0);
+    EXPECT_LE(fitted.tile_rows, 128);
+  }
+  if (sms == 132) {
+    EXPECT_EQ(fitted.block_n, 256);
+    EXPECT_EQ(fitted.tile_rows, 94);
+  }
+  EXPECT_EQ(cuda::plan_gemm(2048, 1536, 2048).tile_rows, 0) << "one wave of 256-row tiles: not fitted";
+  uint32_t seed = 1800;
+  cuda::set_gemm_ws_single_persistent(0);
+  for (bool w4a4 : {false, true}) {
+    // fitted vs 128-row tiles (the unfitted plan may also pick the 128-row cp.async kernel)
+    EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4096, 1536, 256, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
+                               cuda::set_gemm_ws_single_fit, "wave-fitted vs 128-row token tiles"));
+    EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4001, 1040, 384, 1, {}, Mode::kRandom, OutDType::kFP32, seed++},
+                               cuda::set_gemm_ws_single_fit, "wave-fitted vs 128-row token tiles"));
+  }
+  cuda::set_gemm_plan_override(128, 0, -1, 256);  // 256-row CTAs on both sides
+  for (int fit : {0, 1}) {
+    cuda::set_gemm_ws_single_fit(fit);
+    for (bool w4a4 : {false, true}) {
+      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4096, 1536, 256, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
+                                 cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
+      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 17000, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
+                                 cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
+      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4001, 1040, 384, 1, {}, Mode::kExact, OutDType::kFP32, seed++},
+                                 cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
+    }
+  }
 }
 
 // Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):

@@ -140,6 +140,9 @@ struct GemmPlan {
   bool ws = false;     // wgmma kernel: its 256-row CTAs (block_n or hot_block_n 256, token
                        // tiles 64 and 128) take the warp-specialized variant
                        // (kernels/gemm_w4a16_ws_sm90.cuh); `tma` then does not apply to them
+  int tile_rows = 0;   // warp-specialized single GEMMs: balanced token tiles of at most this
+                       // many rows (< tok_tile where a tile count fitted to whole waves runs
+                       // narrower MMAs; 0: tok_tile)
 };
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k);
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts);
@@ -187,6 +190,22 @@ void set_gemm_ws_width_step(int step);
 // (staged, or NVFP4MOE_GEMM_WS_EPILOGUE=direct from the environment). Same results bit for bit.
 // Process-wide, not thread-safe.
 void set_gemm_ws_staged_epilogue(int mode);
+
+// Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
+// (1) or not (0) take a token-tile count fitted to whole waves of CTAs (narrower balanced
+// tiles where they fill a wave the 128-row tiles leave part empty: Qwen3 w13 at M = 4096 runs
+// 44 tiles of 93 rows per 256-row block, MMA width 96, 264 = 2 waves of 132 SMs), with the
+// 256- vs 128-row CTA choice made on those fitted waves; -1: the default (off, or
+// NVFP4MOE_GEMM_WS_FIT=1 from the environment). Same results bit for bit. Process-wide, not
+// thread-safe; workspaces must be sized while the same setting is in force.
+void set_gemm_ws_single_fit(int mode);
+
+// Tuning and validation only: single GEMMs on the warp-specialized kernel launch at most one CTA
+// per SM, each looping over its tiles (1: the producer loads the next tile's first stages during
+// the last tile's epilogue), or one CTA per tile (0); -1: the default (one CTA per tile, or
+// NVFP4MOE_GEMM_WS_PERSIST=1 from the environment). Same results bit for bit. Process-wide,
+// not thread-safe.
+void set_gemm_ws_single_persistent(int mode);
 
 // Tuning and validation only: how a grouped decode call (token tiles 8 and 16) assigns tiles
 // to CTAs. 0: tile blockIdx.x + j * gridDim.x (static); 1: the first tile blockIdx.x, then the

@@ -132,11 +132,17 @@ __device__ __forceinline__ GemmTile grouped_tile_balanced(int t, const int* s_of
   return g;
 }
 
-template <int kTok>
-__device__ __forceinline__ GemmTile single_tile_balanced(int t, int rows, int n_blocks) {
-  GemmTile g = single_tile<kTok>(t, rows, n_blocks);
-  g.row0 = 0;
-  balanced_tile_rows<kTok>(rows, g.tok_tile, g);
+// Single GEMM, balanced token tiles of at most max_rows rows (the warp-specialized kernel, no
+// split of K): weight blocks fastest, as single_tile.
+__device__ __forceinline__ GemmTile single_tile_balanced(int t, int rows, int n_blocks, int max_rows) {
+  GemmTile g;
+  g.expert = 0;
+  g.n_block = t % n_blocks;
+  g.tok_tile = t / n_blocks;
+  g.split = 0;
+  const TileRows tr = balanced_tile_rows(rows, max_rows, g.tok_tile);
+  g.row0 = tr.first;
+  g.rows_valid = tr.count;
   return g;
 }
 

@@ -68,6 +68,9 @@ struct GemmW4A16Params {
   int staged_epilogue;     // warp-specialized kernel: the output tile goes out through shared
                            // memory in 16-byte stores (bf16 out, n % 8 == 0; else 0: each
                            // thread stores its own 2-byte elements)
+  int tile_rows;           // warp-specialized kernel, single GEMMs: balanced token tiles of at
+                           // most this many rows (1..kTok; 0: kTok), so the host can fit the
+                           // tile count to whole waves (GemmPlan::tile_rows)
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

@@ -184,17 +184,18 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(&act_maps.box[i]);
   }
   const bool grouped = p.off != nullptr;
+  const int tile_rows = p.tile_rows > 0 && p.tile_rows < kTok ? p.tile_rows : kTok;  // single GEMMs
   int total_tiles;
   if (grouped) {  // both end with a CTA barrier, which also publishes the mbarrier inits
     load_offsets(p.off, p.num_experts, p.rows, s_off);
     total_tiles = build_tile_prefix<kTok>(s_off, p.num_experts, p.n_blocks, s_prefix, p.expert_rows_lo, p.expert_rows_hi);
   } else {
-    total_tiles = p.n_blocks * ((p.rows + kTok - 1) / kTok);
+    total_tiles = p.n_blocks * ((p.rows + tile_rows - 1) / tile_rows);
     __syncthreads();
   }
   auto tile_of = [&](int t) {
     return grouped ? grouped_tile_balanced<kTok>(t, s_off, s_prefix, p.num_experts)
-                   : single_tile_balanced<kTok>(t, p.rows, p.n_blocks);
+                   : single_tile_balanced(t, p.rows, p.n_blocks, tile_rows);
   };
   const int k_atoms = p.k_stages * Cfg::kAtomsK;
 
