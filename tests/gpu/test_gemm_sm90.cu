@@ -714,6 +714,22 @@ TEST(GemmSm90, WarpSpecializedFittedPersistentSingles) {
   }
 }
 
+// The same paths on small work for compute-sanitizer (gpu-check runs *Small* there): 133 tiles of
+// one row block (one more than an H100's or H200's SMs), fitted (65-row tiles, MMA width 96) and
+// persistent (CTAs take a second tile after a staged epilogue), K of one and of 9 stages.
+TEST(GemmSm90, WarpSpecializedFittedPersistentSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  cuda::set_gemm_plan_override(128, 0, -1, 256);
+  cuda::set_gemm_ws_single_fit(1);
+  EXPECT_TRUE(same_both_ways(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16, 1850},
+                             cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
+  cuda::set_gemm_ws_single_persistent(1);
+  EXPECT_TRUE(same_both_ways(Case{true, false, 17000, 136, 1152, 1, {}, Mode::kExact, OutDType::kBF16, 1851},
+                             cuda::set_gemm_ws_single_fit, "wave-fitted vs 128-row token tiles"));
+}
+
 // Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):
 // a few hot experts with hundreds of rows, a long tail of experts with a few.
 std::vector<int32_t> zipf_offsets(std::mt19937& rng, int64_t rows, int experts) {

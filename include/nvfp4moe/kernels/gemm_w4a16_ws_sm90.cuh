@@ -15,8 +15,9 @@
 // Against the cp.async kernel: no thread of an MMA warp computes a copy address or waits at a
 // CTA-wide barrier, so a straggling warp no longer stalls the others at every stage, and the
 // producer runs up to kStages-1 stages ahead across tile boundaries. Token tiles are balanced
-// (gemm_scheduler_sm90.cuh: r rows in ceil(r / kTok) tiles of about equal size) and each runs
-// the narrowest MMA (32, 64, 96, 128, 160 tokens) covering its rows. Against that kernel's TMA
+// (gemm_scheduler_sm90.cuh: r rows in ceil(r / kTok) tiles of about equal size; a single GEMM
+// may ask for tiles of at most p.tile_rows < kTok rows, a tile count fitted to whole waves) and
+// each runs the narrowest MMA (32, 64, 96, 128, 160 tokens) covering its rows. Against that kernel's TMA
 // variant (v9, thread 0 issuing inside its own MMA stream, measured slower): the producer has a
 // warpgroup of its own. Each output element sees the same k16 wgmma sequence as in the
 // 4-warpgroup kernel (only the MMA's token width and the tile bounds differ, and an element's
