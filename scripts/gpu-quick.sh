@@ -36,54 +36,36 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. The new path's test, then the open GEMM question (docs/GEMM.md v23): single GEMMs on the
-#    warp-specialized kernel with wave-fitted token tiles (--ws-fit: Qwen3 w13 at M = 4096 in 44
-#    tiles of 94 rows x 6 blocks = 2 waves at MMA width 96, and 256-row CTAs chosen on fitted
-#    waves; now 3 waves of 128-row cp.async CTAs, 78 us, 50% of cuBLAS) and persistent CTAs
-#    (--ws-persist: the next tile's stages load during the epilogue; Qwen3 w2, K = 768, 72%).
-#    Predicted: Qwen3 w13 4096 78 -> ~50 us, Qwen3 w2 33.4 -> ~31, DSV3 singles +-1%.
-timeout 120 $T --gtest_filter='GemmSm90.WarpSpecializedFittedPersistent*' > "$R/tests_fit.log" 2>&1
-echo "fitted/persistent test rc=$? $(grep -E '^\[  (PASSED|FAILED)  \]' "$R/tests_fit.log" | head -3)"
-for round in 1 2; do
-  combos="0,0 1,0 0,1 1,1"; ((round == 2)) && combos="1,1 0,0"
-  for fp in $combos; do
-    for shape in 4096,1536,2048 8192,1536,2048 4096,2048,768 4096,7168,2048; do
-      timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-fit ${fp%,*} --ws-persist ${fp#*,} \
-        >> "$R/gemm_fit${fp/,/_}_$round.txt" 2>&1
-    done
-  done
-done
-grep -HE 'single' "$R"/gemm_fit*.txt | sed 's|.*/gemm_||'
-save gemm_fit
-# 2. Every GPU test with the defaults (4 shards side by side; the fifteenth session's flipped
-#    defaults have not run together yet), then the GEMM and MoE tests with fitting + persistence.
+# 1. Every GPU test with the defaults (4 shards side by side; since docs/GEMM.md v23 single GEMMs
+#    on the warp-specialized kernel take wave-fitted token tiles and persistent CTAs), then the
+#    GEMM and MoE tests with both turned off (NVFP4MOE_GEMM_WS_FIT=0, NVFP4MOE_GEMM_WS_PERSIST=0).
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 for i in 0 1 2; do
-  NVFP4MOE_GEMM_WS_FIT=1 NVFP4MOE_GEMM_WS_PERSIST=1 GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
-    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_fitp_$i.log" 2>&1 &
+  NVFP4MOE_GEMM_WS_FIT=0 NVFP4MOE_GEMM_WS_PERSIST=0 GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
+    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_nofit_$i.log" 2>&1 &
 done
 wait
-for f in "$R"/tests_fitp_*.log; do
+for f in "$R"/tests_nofit_*.log; do
   echo "$(basename "$f"): $(grep -E '^\[  PASSED  \]' "$f") $(grep -cE '^\[  FAILED  \] [A-Z]' "$f") failed"
   grep -E '^\[  FAILED  \] [A-Z]' "$f" | head -5
 done
 save tests
-layer() {  # name env... -- bench args...
-  local name=$1; shift; local envs=()
-  while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
-  env "${envs[@]}" timeout 60 build/nvfp4-moe bench --no-baseline --tokens 4096 --iters 10 "$@" > "$R/layer_$name.txt" 2>&1
-}
-for round in 1 2; do
-  layer default_$round --
-  layer fitp_$round NVFP4MOE_GEMM_WS_FIT=1 NVFP4MOE_GEMM_WS_PERSIST=1 --
+# 2. The defaults against fitting and persistence off, Qwen3 w13 / w2 and DeepSeek-V3 w2 / w13 at
+#    M = 4096 (v23, measured in the sixteenth session's first call with the knobs).
+for fp in 0,0 1,1; do
+  for shape in 4096,1536,2048 4096,2048,768 4096,7168,2048 4096,4096,7168 8192,8192,8192; do
+    timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-fit ${fp%,*} --ws-persist ${fp#*,} \
+      >> "$R/gemm_fit${fp/,/_}.txt" 2>&1
+  done
 done
-grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
-save layer
-# 3. Sanitizers on the new path and the staged epilogue, the cp.async kernel's tests, memcheck small.
+grep -HE 'single' "$R"/gemm_fit*.txt | sed 's|.*/gemm_||'
+timeout 60 build/bench/nvfp4moe_bench_quantize --m 16 > "$R/quant_m16.txt" 2>&1; echo "quantize M=16 rc=$?"
+save gemm_fit
+# 3. Sanitizers on the fitted / persistent singles, memcheck on the small cases.
 for tool in memcheck racecheck; do
   timeout 100 compute-sanitizer --tool $tool --error-exitcode 1 $T \
     --gtest_filter='GemmSm90.WarpSpecializedFittedPersistentSmall' \
@@ -95,14 +77,15 @@ timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
   > "$R/memcheck.log" 2>&1
 echo "memcheck rc=$?"
 save tests_more
-# 4. The layer table (defaults) and the T = 4096 layer per kernel.
+# 4. The layer tables (defaults; W4A4 and W4A16) and the GEMM singles table.
 timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
+timeout 150 build/nvfp4-moe bench --mode w4a16 --json "$R/moe_bench_w4a16.json" > "$R/moe_bench_w4a16.txt" 2>&1
+echo "layer bench w4a16 rc=$?"
 save bench
-OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
-save prefill
-# 5. The warp-specialized kernel with the staged epilogue under ncu (w2 and w13 at M = 4096:
-#    stall reasons per source line), then the GEMM singles.
-OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
-save ws_profile
 timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
 save gemm
+# 5. Profiles (scripts/gpu-profile.sh): every kernel of the layer at T = 4096, the
+#    warp-specialized singles (w2 and w13 at M = 4096).
+OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
+OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
+save profiles

@@ -150,16 +150,17 @@ bool ws_staged_epilogue() {
 
 // Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
 // (GemmPlan::tile_rows, ws_single_fit_tiles) and one CTA per SM looping over its tiles.
-// set_gemm_ws_single_fit / set_gemm_ws_single_persistent, else NVFP4MOE_GEMM_WS_FIT=1 and
-// NVFP4MOE_GEMM_WS_PERSIST=1; off by default until measured (docs/GEMM.md v23).
+// set_gemm_ws_single_fit / set_gemm_ws_single_persistent, else NVFP4MOE_GEMM_WS_FIT=0 and
+// NVFP4MOE_GEMM_WS_PERSIST=0 turn them off; both on by default (docs/GEMM.md v23; H100: Qwen3 w13
+// at M = 4096 78.5 -> 64.1 us, DeepSeek-V3 w2 181.7 -> 173.8, Qwen3 w2 33.7 -> 32.3).
 int g_ws_fit_override = -1;
 int g_ws_persist_override = -1;
 bool ws_single_fit() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_FIT", false);
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_FIT", true);
   return g_ws_fit_override >= 0 ? g_ws_fit_override == 1 : from_env;
 }
 bool ws_single_persistent() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", false);
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", true);
   return g_ws_persist_override >= 0 ? g_ws_persist_override == 1 : from_env;
 }
 
@@ -651,7 +652,7 @@ int wgmma_block_n(int tok, bool decode, int64_t n, int64_t tok_tiles) {
 // tile whatever its width: ~40 columns, from the skewed grouped call, docs/GEMM.md), a call
 // ceil(tiles / SMs) tile times. Among tile counts q from ceil(m / 128) up to twice that, the one
 // of least cost, fewest tiles on a tie: Qwen3 w13 at M = 4096 (6 row blocks): 32 tiles of 128
-// rows fill 2 waves to 73% (cost 2 x 168), 44 tiles of 93-94 rows fill them (2 x 136).
+// rows fill 2 waves to 73% (cost 2 x 168), 43 tiles of 95-96 rows fill them (2 x 136).
 constexpr int kWsTileFixedColumns = 40;
 struct WsFit {
   int tile_rows;  // rows per balanced tile at most
@@ -672,11 +673,12 @@ WsFit ws_single_fit_tiles(int64_t m, int64_t blocks256) {
 }
 
 // The 256-row warp-specialized CTA against the 128-row cp.async kernel on fitted waves
-// (ws_single_fit on, token tile 128): its tile (twice the rows) measured about as long as a
-// 128-row cp.async tile of the same width (H100, DeepSeek-V3 w13 at M = 4096: 350 us in 4 waves
-// against 470 us in 4 waves of the 4-warpgroup cp.async kernel; Qwen3 w13 3 waves of 128-row
-// tiles 78 us), so 256 rows win whenever they need fewer waves; kWsWideTileTimeRatio = 1.1
-// keeps 128 rows (and their K splits) where the waves tie.
+// (ws_single_fit on, token tile 128): its tile (twice the rows) takes about as long as a 128-row
+// cp.async tile of the same width (H100, DeepSeek-V3 w13 at M = 4096: 350 us in 4 waves against
+// 470 us in 4 waves of the 4-warpgroup cp.async kernel), so 256 rows win whenever they need fewer
+// waves; kWsWideTileTimeRatio = 1.1 keeps 128 rows (and their K splits) where the waves tie.
+// Measured (H100, v23): Qwen3 w13 at M = 4096 2 waves of 96-wide 256-row tiles 64-66 us against
+// 3 waves of 128-row cp.async tiles 78.5 us.
 constexpr double kWsWideTileTimeRatio = 1.1;
 
 }  // namespace

@@ -194,16 +194,16 @@ void set_gemm_ws_staged_epilogue(int mode);
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
 // (1) or not (0) take a token-tile count fitted to whole waves of CTAs (narrower balanced
 // tiles where they fill a wave the 128-row tiles leave part empty: Qwen3 w13 at M = 4096 runs
-// 44 tiles of 93 rows per 256-row block, MMA width 96, 264 = 2 waves of 132 SMs), with the
-// 256- vs 128-row CTA choice made on those fitted waves; -1: the default (off, or
-// NVFP4MOE_GEMM_WS_FIT=1 from the environment). Same results bit for bit. Process-wide, not
+// 43 tiles of 95-96 rows per 256-row block, MMA width 96, 258 tiles in 2 waves of 132 SMs),
+// with the 256- vs 128-row CTA choice made on those fitted waves; -1: the default (on, or
+// NVFP4MOE_GEMM_WS_FIT=0 from the environment). Same results bit for bit. Process-wide, not
 // thread-safe; workspaces must be sized while the same setting is in force.
 void set_gemm_ws_single_fit(int mode);
 
 // Tuning and validation only: single GEMMs on the warp-specialized kernel launch at most one CTA
 // per SM, each looping over its tiles (1: the producer loads the next tile's first stages during
-// the last tile's epilogue), or one CTA per tile (0); -1: the default (one CTA per tile, or
-// NVFP4MOE_GEMM_WS_PERSIST=1 from the environment). Same results bit for bit. Process-wide,
+// the last tile's epilogue), or one CTA per tile (0); -1: the default (persistent, or
+// NVFP4MOE_GEMM_WS_PERSIST=0 from the environment). Same results bit for bit. Process-wide,
 // not thread-safe.
 void set_gemm_ws_single_persistent(int mode);
 
