@@ -652,9 +652,14 @@ struct WsFit {
   int width;      // MMA width of the widest tile
   int64_t cost() const { return waves * (kWsTileFixedColumns + width); }
 };
+// Searched only up to kWsFitMaxWaves waves of 128-row tiles: past them the last wave's idle part
+// is at most 1/8 of the call, and the search (q0 candidates, q0 = M / 128) stays a few hundred
+// steps of host time per call.
+constexpr int64_t kWsFitMaxWaves = 8;
 WsFit ws_single_fit_tiles(int64_t m, int64_t blocks256) {
   const int64_t sms = sm_count(), q0 = (m + 127) / 128;
   WsFit best{128, (blocks256 * q0 + sms - 1) / sms, 128};
+  if (best.waves > kWsFitMaxWaves) return best;
   for (int64_t q = q0 + 1; q <= 2 * q0; ++q) {
     const int rows = int((m + q - 1) / q);
     const int64_t tiles = blocks256 * ((m + rows - 1) / rows);  // the kernel's count for these rows
