@@ -592,30 +592,34 @@ void set_gemm_decode_k_warps(int k_warps) {
 
 namespace {
 
-// A tuning switch's setter: mode -1 (the default), 0 or 1 (`off` / `on` name them in the error).
-void set_switch(int mode, const char* off, const char* on, int& slot) {
-  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (default), 0 (", off, ") or 1 (", on, "), got ", mode);
+// A tuning switch's setter `name`: mode -1 (the default), 0 or 1 (`off` / `on` name them); the
+// error names the public setter, as NVFP4MOE_CHECK in it would.
+void set_switch(const char* name, int mode, const char* off, const char* on, int& slot) {
+  if (mode < -1 || mode > 1) {
+    throw ::nvfp4moe::Error(::nvfp4moe::detail::concat(name, ": mode: expected -1 (default), 0 (", off, ") or 1 (", on,
+                                                       "), got ", mode));
+  }
   slot = mode;
 }
 
 }  // namespace
 
-void set_gemm_decode_ring(int mode) { set_switch(mode, "register kernel", "ring kernel", g_ring_override); }
+void set_gemm_decode_ring(int mode) { set_switch(__func__, mode, "register kernel", "ring kernel", g_ring_override); }
 
-void set_gemm_ws_pipeline(int mode) { set_switch(mode, "off", "warp-specialized", g_ws_override); }
+void set_gemm_ws_pipeline(int mode) { set_switch(__func__, mode, "off", "warp-specialized", g_ws_override); }
 
 void set_gemm_ws_width_step(int step) {
   NVFP4MOE_CHECK(step == 0 || step == 16 || step == 32, "step: expected 0 (default), 16 or 32, got ", step);
   g_ws_width_step_override = step;
 }
 
-void set_gemm_ws_staged_epilogue(int mode) { set_switch(mode, "direct", "staged", g_ws_staged_override); }
+void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }
 
-void set_gemm_ws_single_fit(int mode) { set_switch(mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
+void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
 
-void set_gemm_ws_single_persistent(int mode) { set_switch(mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
+void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
 
-void set_gemm_tma_pipeline(int mode) { set_switch(mode, "cp.async", "TMA", g_tma_override); }
+void set_gemm_tma_pipeline(int mode) { set_switch(__func__, mode, "cp.async", "TMA", g_tma_override); }
 
 namespace {
 
@@ -1008,7 +1012,7 @@ void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const i
   launch_grouped(a, rows, off, w, alpha, out, out_dtype, plan, false, ws, stream);
 }
 
-void set_gemm_fused_combine(int mode) { set_switch(mode, "off", "on", g_fused_combine_override); }
+void set_gemm_fused_combine(int mode) { set_switch(__func__, mode, "off", "on", g_fused_combine_override); }
 
 bool gemm_fused_combine_on() {
   static const bool env_on = env_switch("NVFP4MOE_FUSED_COMBINE", false);

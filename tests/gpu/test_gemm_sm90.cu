@@ -691,7 +691,18 @@ TEST(GemmSm90, WarpSpecializedFittedPersistentSingles) {
     EXPECT_EQ(fitted.block_n, 256);
     EXPECT_EQ(fitted.tile_rows, 96);
   }
-  EXPECT_EQ(cuda::plan_gemm(2048, 1536, 2048).tile_rows, 0) << "one wave of 256-row tiles: not fitted";
+  if (sms >= 96) EXPECT_EQ(cuda::plan_gemm(2048, 1536, 2048).tile_rows, 0) << "96 256-row tiles, one wave: not fitted";
+  // Persistent plans launch one CTA per SM at most (else one per tile): the comparisons below
+  // would otherwise run the same grid twice.
+  {
+    const int64_t tiles = 6 * ((4096 + fitted.tile_rows - 1) / fitted.tile_rows);
+    if (fitted.block_n == 256 && fitted.tile_rows > 0) {
+      cuda::set_gemm_ws_single_persistent(1);
+      EXPECT_EQ(cuda::plan_gemm(4096, 1536, 2048).grid, std::min<int64_t>(tiles, sms));
+      cuda::set_gemm_ws_single_persistent(0);
+      EXPECT_EQ(cuda::plan_gemm(4096, 1536, 2048).grid, tiles);
+    }
+  }
   uint32_t seed = 1800;
   cuda::set_gemm_ws_single_persistent(0);
   for (bool w4a4 : {false, true}) {
@@ -716,14 +727,22 @@ TEST(GemmSm90, WarpSpecializedFittedPersistentSingles) {
 }
 
 // The same paths on small work for compute-sanitizer (gpu-check runs *Small* there): 133 tiles of
-// one row block (one more than an H100's or H200's SMs), fitted (65-row tiles, MMA width 96) and
-// persistent (CTAs take a second tile after a staged epilogue), K of one and of 9 stages.
+// 128 rows in one row block (one more than an H100's or H200's SMs), fitted (on 132 SMs 178 tiles
+// of 95-96 rows, MMA width 96, 2 waves) and persistent (46 CTAs take a second tile after a staged
+// epilogue), K of one and of 9 stages.
 TEST(GemmSm90, WarpSpecializedFittedPersistentSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
   cuda::set_gemm_ws_pipeline(1);
   cuda::set_gemm_plan_override(128, 0, -1, 256);
   cuda::set_gemm_ws_single_fit(1);
+  int sms = 0;
+  NVFP4MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  if (sms == 132) {
+    cuda::set_gemm_ws_single_persistent(1);
+    EXPECT_EQ(cuda::plan_gemm(17000, 256, 128).tile_rows, 96);
+    EXPECT_EQ(cuda::plan_gemm(17000, 256, 128).grid, 132);
+  }
   EXPECT_TRUE(same_both_ways(Case{false, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16, 1850},
                              cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
   cuda::set_gemm_ws_single_persistent(1);
