@@ -94,13 +94,17 @@ bool env_switch(const char* name, bool default_on) {
   return default_on;
 }
 
+// A tuning switch's state: its setter's mode when set (0 / 1), else the environment's (or the
+// default) read once by the caller (set_switch below stores the mode).
+bool switch_on(int mode, bool from_env) { return mode >= 0 ? mode == 1 : from_env; }
+
 // Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
 // set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
 // 4-5% slower than the cp.async pipeline on single GEMMs and 15% on grouped 4096-8192 rows on
 // the H100 (docs/GEMM.md v9).
 bool tma_pipeline() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_TMA", false);
-  return g_tma_override >= 0 ? g_tma_override == 1 : from_env;
+  return switch_on(g_tma_override, from_env);
 }
 
 // Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
@@ -111,7 +115,7 @@ bool tma_pipeline() {
 // 5210 -> 3630 us, the DeepSeek-V3 layer at T = 4096 9045 -> 6664 us.
 bool ws_pipeline() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS", true);
-  return g_ws_override >= 0 ? g_ws_override == 1 : from_env;
+  return switch_on(g_ws_override, from_env);
 }
 
 // Whether the warp-specialized kernel's grouped calls at token tile 128 take token tile 160
@@ -145,7 +149,7 @@ bool ws_staged_epilogue() {
     const char* v = std::getenv("NVFP4MOE_GEMM_WS_EPILOGUE");
     return v == nullptr || std::strcmp(v, "direct") != 0;
   }();
-  return g_ws_staged_override >= 0 ? g_ws_staged_override == 1 : from_env;
+  return switch_on(g_ws_staged_override, from_env);
 }
 
 // Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
@@ -157,11 +161,11 @@ int g_ws_fit_override = -1;
 int g_ws_persist_override = -1;
 bool ws_single_fit() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_FIT", true);
-  return g_ws_fit_override >= 0 ? g_ws_fit_override == 1 : from_env;
+  return switch_on(g_ws_fit_override, from_env);
 }
 bool ws_single_persistent() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", true);
-  return g_ws_persist_override >= 0 ? g_ws_persist_override == 1 : from_env;
+  return switch_on(g_ws_persist_override, from_env);
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
@@ -1016,7 +1020,7 @@ void set_gemm_fused_combine(int mode) { set_switch(__func__, mode, "off", "on", 
 
 bool gemm_fused_combine_on() {
   static const bool env_on = env_switch("NVFP4MOE_FUSED_COMBINE", false);
-  return g_fused_combine_override >= 0 ? g_fused_combine_override == 1 : env_on;
+  return switch_on(g_fused_combine_override, env_on);
 }
 
 bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
