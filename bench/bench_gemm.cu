@@ -290,6 +290,9 @@ static int run_benchmark(int argc, char** argv) {
     // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
     // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
     if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));
+    // --act-store 0|1: the prefill kernels' activation front ends (act_permute, act_dequant) store
+    // 4-byte pieces (0) or 16-byte chunks after lane transposes (1) (set_gemm_act_chunk_stores).
+    if (const char* st = nb::arg_value(argc, argv, "--act-store")) nc::set_gemm_act_chunk_stores(std::atoi(st));
     // --ws-fit 0|1: single GEMMs on the warp-specialized kernel take token-tile counts fitted to
     // whole waves (set_gemm_ws_single_fit; column `tok` shows 128/R for tiles of at most R rows).
     if (const char* f = nb::arg_value(argc, argv, "--ws-fit")) nc::set_gemm_ws_single_fit(std::atoi(f));

@@ -36,56 +36,47 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. Every GPU test with the defaults (4 shards side by side; since docs/GEMM.md v23 single GEMMs
-#    on the warp-specialized kernel take wave-fitted token tiles and persistent CTAs), then the
-#    GEMM and MoE tests with both turned off (NVFP4MOE_GEMM_WS_FIT=0, NVFP4MOE_GEMM_WS_PERSIST=0).
+# 1. Every GPU test with the defaults (4 shards side by side; since docs/GEMM.md v24 the prefill
+#    kernels' activation front ends store 16-byte chunks after lane transposes), then the GEMM
+#    tests with the 4-byte stores (NVFP4MOE_GEMM_ACT_STORE=strided).
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 for i in 0 1 2; do
-  NVFP4MOE_GEMM_WS_FIT=0 NVFP4MOE_GEMM_WS_PERSIST=0 GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
-    --gtest_filter='GemmSm90.*:Moe*' > "$R/tests_nofit_$i.log" 2>&1 &
+  NVFP4MOE_GEMM_ACT_STORE=strided GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
+    --gtest_filter='GemmSm90.*' > "$R/tests_strided_$i.log" 2>&1 &
 done
 wait
-for f in "$R"/tests_nofit_*.log; do
+for f in "$R"/tests_strided_*.log; do
   echo "$(basename "$f"): $(grep -E '^\[  PASSED  \]' "$f") $(grep -cE '^\[  FAILED  \] [A-Z]' "$f") failed"
   grep -E '^\[  FAILED  \] [A-Z]' "$f" | head -5
 done
 save tests
-# 2. The defaults against fitting and persistence off, Qwen3 w13 / w2 and DeepSeek-V3 w2 / w13 at
-#    M = 4096 (v23, measured in the sixteenth session's first call with the knobs).
-for fp in 0,0 1,1; do
-  for shape in 4096,1536,2048 4096,2048,768 4096,7168,2048 4096,4096,7168 8192,8192,8192; do
-    timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --ws-fit ${fp%,*} --ws-persist ${fp#*,} \
-      >> "$R/gemm_fit${fp/,/_}.txt" 2>&1
+# 2. The front ends' chunk stores against the 4-byte ones (v24): the single GEMMs at M = 4096,
+#    whose W4A16 call runs act_permute and W4A4 call act_dequant before the GEMM (Qwen3 w13:
+#    ~12-18 us of 58-64; predicted -5 to -8 us there), two interleaved rounds; the layer at
+#    T = 4096 (the shared expert's act_dequant calls).
+for round in 1 2; do
+  for st in 0 1; do
+    for shape in 4096,1536,2048 4096,2048,768 4096,7168,2048; do
+      timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --act-store $st >> "$R/gemm_act${st}_$round.txt" 2>&1
+    done
   done
 done
-grep -HE 'single' "$R"/gemm_fit*.txt | sed 's|.*/gemm_||'
-timeout 60 build/bench/nvfp4moe_bench_quantize --m 16 > "$R/quant_m16.txt" 2>&1; echo "quantize M=16 rc=$?"
-save gemm_fit
-# 3. Sanitizers on the fitted / persistent singles, memcheck on the small cases.
-for tool in memcheck racecheck; do
-  timeout 100 compute-sanitizer --tool $tool --error-exitcode 1 $T \
-    --gtest_filter='GemmSm90.WarpSpecializedFittedPersistentSmall' \
-    > "$R/${tool}_ws.log" 2>&1
-  echo "$tool fitted/persistent rc=$?"; tail -2 "$R/${tool}_ws.log"
-done
-timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
-  --gtest_filter='GemmSm90.WarpSpecializedSmall:MoeGpu.SmallDeterministic*:MoeGpu.GemmOrderValues*:QuantizeExpertsSm90.MatchesReferenceSmall' \
-  > "$R/memcheck.log" 2>&1
-echo "memcheck rc=$?"
+grep -HE 'single' "$R"/gemm_act*.txt | sed 's|.*/gemm_||'
+layer() {  # name env... -- bench args...
+  local name=$1; shift; local envs=()
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
+  env "${envs[@]}" timeout 60 build/nvfp4-moe bench --no-baseline --tokens 4096 --iters 20 "$@" > "$R/layer_$name.txt" 2>&1
+}
+layer strided NVFP4MOE_GEMM_ACT_STORE=strided --
+layer chunks --
+grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
+save act_store
+# 3. memcheck on the front ends' test.
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 $T --gtest_filter='GemmSm90.ActivationFrontEndChunkStores' \
+  > "$R/memcheck_act.log" 2>&1
+echo "memcheck front ends rc=$?"; tail -2 "$R/memcheck_act.log"
 save tests_more
-# 4. The layer tables (defaults; W4A4 and W4A16) and the GEMM singles table.
-timeout 150 build/nvfp4-moe bench --json "$R/moe_bench.json" > "$R/moe_bench.txt" 2>&1; echo "layer bench rc=$?"
-timeout 150 build/nvfp4-moe bench --mode w4a16 --json "$R/moe_bench_w4a16.json" > "$R/moe_bench_w4a16.txt" 2>&1
-echo "layer bench w4a16 rc=$?"
-save bench
-timeout 150 build/bench/nvfp4moe_bench_gemm --singles > "$R/gemm_singles.txt" 2>&1; echo "singles rc=$?"
-save gemm
-# 5. Profiles (scripts/gpu-profile.sh): every kernel of the layer at T = 4096, the
-#    warp-specialized singles (w2 and w13 at M = 4096).
-OUT=$R TOOL=build/nvfp4-moe timeout 100 bash scripts/gpu-profile.sh prefill
-OUT=$R BIN=build/bench timeout 150 bash scripts/gpu-profile.sh ws_single
-save profiles

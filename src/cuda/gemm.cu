@@ -527,9 +527,22 @@ size_t dequant_act_bytes_for(int64_t rows, int64_t k, bool decode) {
   return align_up(size_t(rows) * size_t(decode ? k : kn::prepared_cols(k)) * 2);
 }
 
+// Whether act_permute and act_dequant write the prepared K order as 16-byte chunks after lane
+// transposes (1) or as 4-byte pieces (0) (kernels/gemm_act_permute_sm90.cuh):
+// set_gemm_act_chunk_stores, else NVFP4MOE_GEMM_ACT_STORE=strided|chunks, else chunks
+// (docs/GEMM.md v24).
+int g_act_chunks_override = -1;
+int act_chunk_stores() {
+  static const bool from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_ACT_STORE");
+    return v == nullptr || std::strcmp(v, "strided") != 0;
+  }();
+  return (g_act_chunks_override >= 0 ? g_act_chunks_override == 1 : from_env) ? 1 : 0;
+}
+
 void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream) {
   launch_pdl(kn::act_permute_bf16_sm90_kernel, dim3(grid_for(rows * (kn::prepared_cols(k) / 16), kn::kActPermuteThreads)),
-             dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out);
+             dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, act_chunk_stores());
 }
 
 // The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted
@@ -547,7 +560,7 @@ void run_act_dequant(const Nvfp4Act& a, int64_t rows, int64_t k, const int32_t* 
   const int64_t work = rows * ((prepared_order ? kn::prepared_cols(k) : k) / 16);
   launch_pdl(kn::act_dequant_bf16_sm90_kernel, dim3(grid_for(work, kn::kActDequantThreads)), dim3(kn::kActDequantThreads), 0,
              stream, a.codes, a.scales, int(rows), int(k), off, num_experts, int(a.scale_rows), prepared_order ? 1 : 0,
-             out);
+             out, act_chunk_stores());
 }
 
 void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num_experts) {
@@ -618,6 +631,10 @@ void set_gemm_ws_width_step(int step) {
 }
 
 void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }
+
+void set_gemm_act_chunk_stores(int mode) {
+  set_switch(__func__, mode, "4-byte pieces", "16-byte chunks", g_act_chunks_override);
+}
 
 void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
 

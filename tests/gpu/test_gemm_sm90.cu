@@ -462,6 +462,7 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_staged_epilogue(-1);
     cuda::set_gemm_ws_single_fit(-1);
     cuda::set_gemm_ws_single_persistent(-1);
+    cuda::set_gemm_act_chunk_stores(-1);
   }
 };
 
@@ -722,6 +723,30 @@ TEST(GemmSm90, WarpSpecializedFittedPersistentSingles) {
                                  cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
       EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4001, 1040, 384, 1, {}, Mode::kExact, OutDType::kFP32, seed++},
                                  cuda::set_gemm_ws_single_persistent, "persistent vs a CTA per tile"));
+    }
+  }
+}
+
+// The activation front ends of the prefill kernels (act_permute for W4A16, act_dequant for W4A4)
+// write the same bytes with 16-byte chunk stores after lane transposes as with 4-byte pieces, so
+// the GEMM outputs agree bit for bit and with the model: K off the 128-column block (zero
+// padding groups), row counts whose last warp is partly past the items, grouped calls with
+// empty experts and rows past off[E] (not written), on both prefill kernels.
+TEST(GemmSm90, ActivationFrontEndChunkStores) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  std::mt19937 rng(4848);
+  uint32_t seed = 1900;
+  for (int ws : {0, 1}) {
+    cuda::set_gemm_ws_pipeline(ws);
+    for (bool w4a4 : {false, true}) {
+      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 131, 384, 272, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
+                                 cuda::set_gemm_act_chunk_stores, "chunk vs 4-byte front-end stores"));
+      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4097, 520, 1024, 1, {}, Mode::kExact, OutDType::kFP32, seed++},
+                                 cuda::set_gemm_act_chunk_stores, "chunk vs 4-byte front-end stores"));
+      EXPECT_TRUE(same_both_ways(Case{w4a4, true, 1005, 384, 528, 8, random_offsets(rng, 1000, 8, 3), Mode::kRandom,
+                                      OutDType::kBF16, seed++},
+                                 cuda::set_gemm_act_chunk_stores, "chunk vs 4-byte front-end stores"));
     }
   }
 }

@@ -191,6 +191,13 @@ void set_gemm_ws_width_step(int step);
 // Process-wide, not thread-safe.
 void set_gemm_ws_staged_epilogue(int mode);
 
+// Tuning and validation only: the activation front ends of the prefill (wgmma) kernels, which
+// write bf16 activations (act_permute, W4A16) or dequantized NVFP4 ones (act_dequant, W4A4) in the
+// GEMM's K order, store 16-byte chunks after 4 x 4 lane transposes (1) or each lane its 4-byte
+// pieces, 16 bytes apart (0); -1: the default (chunks, or NVFP4MOE_GEMM_ACT_STORE=strided from the
+// environment). Same bytes. Process-wide, not thread-safe.
+void set_gemm_act_chunk_stores(int mode);
+
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
 // (1) or not (0) take a token-tile count fitted to whole waves of CTAs (narrower balanced
 // tiles where they fill a wave the 128-row tiles leave part empty: Qwen3 w13 at M = 4096 runs

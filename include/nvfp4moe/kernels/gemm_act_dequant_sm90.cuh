@@ -10,7 +10,8 @@
 //
 // prepared_order = 0: out [rows, K] in natural order (the decode GEMM kernel's input);
 // prepared_order = 1: out [rows, Kp] in the prepared K order with zeros past K (the wgmma
-// kernel's input, gemm_act_permute_sm90.cuh).
+// kernel's input, gemm_act_permute_sm90.cuh), stored as 16-byte chunks after lane transposes
+// (chunk_stores = 1) or in 4-byte pieces (0).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -30,7 +31,7 @@ inline constexpr int kActDequantThreads = 256;
 __global__ void __launch_bounds__(kActDequantThreads)
     act_dequant_bf16_sm90_kernel(const uint8_t* codes, const uint8_t* scales, int rows, int k,
                                  const int32_t* off, int num_experts, int scale_rows,
-                                 int prepared_order, __nv_bfloat16* out) {
+                                 int prepared_order, __nv_bfloat16* out, int chunk_stores) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_sf[kMaxExperts + 1];
@@ -46,23 +47,27 @@ __global__ void __launch_bounds__(kActDequantThreads)
   const int blocks_in = k / kBlockSize;
   const int blocks_per_row = prepared_order ? int(prepared_cols(k) / kBlockSize) : blocks_in;
   const int64_t pc = padded_scale_cols(k);
-  const int64_t total = int64_t(rows) * blocks_per_row;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  const int64_t total = int64_t(rows) * blocks_per_row;  // % 4 == 0 in prepared order (Kp % 128 == 0)
+  warp_uniform_walk(total, [&](int64_t i, bool active) {
     const int r = int(i / blocks_per_row), c = int(i % blocks_per_row);
     int srow = r;
-    if (grouped) {
-      if (r >= s_off[num_experts]) continue;
-      int lo = 0, hi = num_experts - 1;  // expert e with off[e] <= r < off[e+1]
-      while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (s_off[mid] <= r) lo = mid; else hi = mid - 1;
+    // A row past off[E] (grouped) is not written; its lanes still take part in the shuffles.
+    bool data = active;
+    if (grouped && data) {
+      if (r >= s_off[num_experts]) {
+        data = false;
+      } else {
+        int lo = 0, hi = num_experts - 1;  // expert e with off[e] <= r < off[e+1]
+        while (lo < hi) {
+          int mid = (lo + hi + 1) / 2;
+          if (s_off[mid] <= r) lo = mid; else hi = mid - 1;
+        }
+        srow = s_sf[lo] + (r - s_off[lo]);
+        data = srow < scale_rows;  // always, with a buffer sized as documented
       }
-      srow = s_sf[lo] + (r - s_off[lo]);
-      if (srow >= scale_rows) continue;  // cannot happen with a buffer sized as documented
     }
     uint32_t packed[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (c < blocks_in) {
+    if (data && c < blocks_in) {
       const uint32_t sc = scales[swizzled_scale_offset(srow, c, pc)];
       const uint2 q = *reinterpret_cast<const uint2*>(codes + (int64_t(r) * k + int64_t(c) * kBlockSize) / 2);
       const uint4 v0 = block_values_bf16x8(q.x, sc), v1 = block_values_bf16x8(q.y, sc);
@@ -70,13 +75,15 @@ __global__ void __launch_bounds__(kActDequantThreads)
       packed[4] = v1.x, packed[5] = v1.y, packed[6] = v1.z, packed[7] = v1.w;
     }
     if (prepared_order) {
-      store_group_prepared_order(reinterpret_cast<uint32_t*>(out + int64_t(r) * blocks_per_row * kBlockSize), c, packed);
-    } else {
+      uint32_t* dst_row = reinterpret_cast<uint32_t*>(out + int64_t(r) * blocks_per_row * kBlockSize);
+      if (chunk_stores) store_group_prepared_order_chunks(dst_row, c, packed, data);
+      else if (data) store_group_prepared_order(dst_row, c, packed);
+    } else if (data) {
       uint4* dst = reinterpret_cast<uint4*>(out + int64_t(r) * k + int64_t(c) * kBlockSize);
       dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
       dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
     }
-  }
+  });
 }
 
 }  // namespace nvfp4moe::kernels
