@@ -36,47 +36,62 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# 1. Every GPU test with the defaults (4 shards side by side; since docs/GEMM.md v24 the prefill
-#    kernels' activation front ends store 16-byte chunks after lane transposes), then the GEMM
-#    tests with the 4-byte stores (NVFP4MOE_GEMM_ACT_STORE=strided).
-for i in 0 1 2 3; do
-  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
-done
-wait
-for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
-for i in 0 1 2; do
-  NVFP4MOE_GEMM_ACT_STORE=strided GTEST_TOTAL_SHARDS=3 GTEST_SHARD_INDEX=$i timeout 150 $T \
-    --gtest_filter='GemmSm90.*' > "$R/tests_strided_$i.log" 2>&1 &
-done
-wait
-for f in "$R"/tests_strided_*.log; do
-  echo "$(basename "$f"): $(grep -E '^\[  PASSED  \]' "$f") $(grep -cE '^\[  FAILED  \] [A-Z]' "$f") failed"
-  grep -E '^\[  FAILED  \] [A-Z]' "$f" | head -5
-done
-save tests
-# 2. The front ends' chunk stores against the 4-byte ones (v24): the single GEMMs at M = 4096,
-#    whose W4A16 call runs act_permute and W4A4 call act_dequant before the GEMM (Qwen3 w13:
-#    ~12-18 us of 58-64; predicted -5 to -8 us there), two interleaved rounds; the layer at
-#    T = 4096 (the shared expert's act_dequant calls).
+# The asynchronous epilogue (docs/GEMM.md v25), most important first.
+B=build/bench/nvfp4moe_bench_gemm
+# 1. Its tests, then the A/B on the single GEMMs (two interleaved rounds).
+timeout 120 $T --gtest_filter='GemmSm90.WarpSpecializedAsync*' > "$R/tests_async.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_async.log" | head -6
 for round in 1 2; do
-  for st in 0 1; do
-    for shape in 4096,1536,2048 4096,2048,768 4096,7168,2048; do
-      timeout 30 build/bench/nvfp4moe_bench_gemm --single $shape --act-store $st >> "$R/gemm_act${st}_$round.txt" 2>&1
+  for a in 0 1; do
+    for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048 4096,4096,7168 8192,8192,8192; do
+      timeout 40 $B --single $shape --ws-async $a >> "$R/gemm_async${a}_$round.txt" 2>&1
     done
   done
 done
-grep -HE 'single' "$R"/gemm_act*.txt | sed 's|.*/gemm_||'
+grep -HE '^single' "$R"/gemm_async*.txt | sed 's|.*/gemm_||'
+save async_ab
+# 2. The layer at T = 4096: default; async (the shared expert's singles); grouped at token tile 128
+#    with and without it.
 layer() {  # name env... -- bench args...
   local name=$1; shift; local envs=()
   while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
   env "${envs[@]}" timeout 60 build/nvfp4-moe bench --no-baseline --tokens 4096 --iters 20 "$@" > "$R/layer_$name.txt" 2>&1
 }
-layer strided NVFP4MOE_GEMM_ACT_STORE=strided --
-layer chunks --
+layer default --
+layer async NVFP4MOE_GEMM_WS_ASYNC_STORE=1 --
+layer t128 NVFP4MOE_GEMM_WS_TILE160=0 --
+layer t128async NVFP4MOE_GEMM_WS_TILE160=0 NVFP4MOE_GEMM_WS_ASYNC_STORE=1 --
 grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
-save act_store
-# 3. memcheck on the front ends' test.
-timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 $T --gtest_filter='GemmSm90.ActivationFrontEndChunkStores' \
-  > "$R/memcheck_act.log" 2>&1
-echo "memcheck front ends rc=$?"; tail -2 "$R/memcheck_act.log"
-save tests_more
+save layer
+# 3. Every GPU test with the asynchronous epilogue on (4 shards), then the sanitizers on its small test.
+for i in 0 1 2 3; do
+  NVFP4MOE_GEMM_WS_ASYNC_STORE=1 GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
+done
+wait
+for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
+for tool in memcheck racecheck; do
+  timeout 120 compute-sanitizer --tool $tool --error-exitcode 1 $T --gtest_filter='GemmSm90.WarpSpecializedAsyncEpilogueSmall' \
+    > "$R/${tool}_async.log" 2>&1
+  echo "$tool async rc=$?"; tail -1 "$R/${tool}_async.log"
+done
+save tests_all
+# 4. Qwen3 w2 against M, both epilogues.
+for a in 0 1; do
+  for m in 2048 4096 8192 16384; do timeout 30 $B --single $m,2048,768 --ws-async $a >> "$R/sweep_async$a.txt" 2>&1; done
+done
+grep -HE '^single' "$R"/sweep_async*.txt | sed 's|.*/sweep_||'
+save sweep
+# 5. Nsight Compute of the warp-specialized kernel at Qwen3 w2 M = 4096, both epilogues.
+mkdir -p "$R/profile"
+for a in 0 1; do
+  name=w2_async$a
+  timeout 120 ncu --kernel-name-base demangled --kernel-name 'regex:gemm_w4a16_ws_sm90_kernel' --launch-skip 2 --launch-count 1 \
+    --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+    --section MemoryWorkloadAnalysis --section SourceCounters \
+    --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+    -f -o "$R/profile/$name" $B --single 4096,2048,768 --ws-async $a > "$R/profile/$name.log" 2>&1
+  ncu -i "$R/profile/$name.ncu-rep" --page details > "$R/profile/$name.txt" 2>&1
+  ncu -i "$R/profile/$name.ncu-rep" --page source --csv --print-source sass > "$R/profile/$name.sass.csv" 2>&1
+  grep -E 'Duration|hmma|Issue Slots Busy|No Eligible' "$R/profile/$name.txt" | head -6
+  save "profile_$name"
+done
