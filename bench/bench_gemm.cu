@@ -290,10 +290,6 @@ static int run_benchmark(int argc, char** argv) {
     // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
     // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
     if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));
-    // --ws-async 0|1: token tile 128 stores its output tiles by bulk copies from a staging area of
-    // its own, overlapped with the next tile's MMAs (1), or from the last stage's slot (0)
-    // (set_gemm_ws_async_store).
-    if (const char* a = nb::arg_value(argc, argv, "--ws-async")) nc::set_gemm_ws_async_store(std::atoi(a));
     // --act-store 0|1: the prefill kernels' activation front ends (act_permute, act_dequant) store
     // 4-byte pieces (0) or 16-byte chunks after lane transposes (1) (set_gemm_act_chunk_stores).
     if (const char* st = nb::arg_value(argc, argv, "--act-store")) nc::set_gemm_act_chunk_stores(std::atoi(st));

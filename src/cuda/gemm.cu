@@ -119,13 +119,11 @@ bool ws_pipeline() {
 }
 
 // Whether the warp-specialized kernel's grouped calls at token tile 128 take token tile 160
-// (see dispatch_wgmma): set_gemm_ws_grouped_tile_160, else NVFP4MOE_GEMM_WS_TILE160=0 keeps them
-// at 128, an A/B knob (the 160-row kernel holds 2 A buffers instead of 4 and spills outside its
-// mainloop).
-int g_ws_tile160_override = -1;
+// (see dispatch_wgmma): NVFP4MOE_GEMM_WS_TILE160=0 keeps them at 128, an A/B knob (the 160-row
+// kernel holds 2 A buffers instead of 4 and spills outside its mainloop).
 bool ws_tile_160() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
-  return switch_on(g_ws_tile160_override, from_env);
+  static const bool on = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
+  return on;
 }
 
 // The warp-specialized token-tile-160 kernel's MMA widths come in steps of 16 or 32 tokens
@@ -152,15 +150,6 @@ bool ws_staged_epilogue() {
     return v == nullptr || std::strcmp(v, "direct") != 0;
   }();
   return switch_on(g_ws_staged_override, from_env);
-}
-
-// Whether the warp-specialized kernel at token tile 128 stores bf16 output tiles asynchronously
-// (ws_store_tile_async: a staging area of its own, bulk copies by the TMA unit, 3 K stages instead
-// of 4): set_gemm_ws_async_store, else NVFP4MOE_GEMM_WS_ASYNC_STORE=1, else off (docs/GEMM.md v25).
-int g_ws_async_override = -1;
-bool ws_async_store() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_ASYNC_STORE", false);
-  return switch_on(g_ws_async_override, from_env);
 }
 
 // Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
@@ -372,12 +361,11 @@ void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
 
 // The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K), MMA widths
 // in steps of kStep tokens.
-// kAsyncStore: the asynchronous epilogue (token tile 128, bf16 output, n % 8 == 0).
-template <int kTok, int kStep = 32, bool kAsyncStore = false>
+template <int kTok, int kStep = 32>
 void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
-  using Cfg = kn::GemmWsConfig<kTok, kStep, kAsyncStore>;
+  using Cfg = kn::GemmWsConfig<kTok, kStep>;
   static const bool attr_set = [] {
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kAsyncStore>,
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     return true;
   }();
@@ -385,22 +373,14 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
-  NVFP4MOE_CHECK(!kAsyncStore || (!p.out_f32 && p.n % 8 == 0),
-                 "internal: the asynchronous epilogue takes bf16 output with n % 8 == 0");
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
     maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2,
                                            kn::ws_width(i));
   }
-  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kAsyncStore>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
-             stream, p, maps);
-}
-
-// Token tile 128, with the asynchronous epilogue where it is on and applies.
-void launch_ws128(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
-  if (ws_async_store() && !p.out_f32 && p.n % 8 == 0) launch_ws<128, 32, true>(p, grid, stream);
-  else launch_ws<128>(p, grid, stream);
+  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p,
+             maps);
 }
 
 // Token tile 160 (grouped calls and some single GEMMs) with the MMA width step in force.
@@ -427,7 +407,7 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
       // Single GEMMs: balanced tiles of up to 128 rows. Not 160 even where it saves a wave: the
       // 160-row kernel (2 A buffers, spills outside the mainloop) is slower per tile; DeepSeek-V3
       // w2 at M = 4096 ran 205 us in 7 waves of 128 against 223 us in 6 waves of 160 (H200).
-      launch_ws128(p, grid, stream);
+      launch_ws<128>(p, grid, stream);
     }
     return;
   }
@@ -651,12 +631,6 @@ void set_gemm_ws_width_step(int step) {
 }
 
 void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }
-
-void set_gemm_ws_grouped_tile_160(int mode) {
-  set_switch(__func__, mode, "token tile 128", "balanced tiles of up to 160 rows", g_ws_tile160_override);
-}
-
-void set_gemm_ws_async_store(int mode) { set_switch(__func__, mode, "in the last stage's slot", "asynchronous", g_ws_async_override); }
 
 void set_gemm_act_chunk_stores(int mode) {
   set_switch(__func__, mode, "4-byte pieces", "16-byte chunks", g_act_chunks_override);

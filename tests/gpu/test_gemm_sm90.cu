@@ -463,8 +463,6 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_single_fit(-1);
     cuda::set_gemm_ws_single_persistent(-1);
     cuda::set_gemm_act_chunk_stores(-1);
-    cuda::set_gemm_ws_async_store(-1);
-    cuda::set_gemm_ws_grouped_tile_160(-1);
   }
 };
 
@@ -775,65 +773,6 @@ TEST(GemmSm90, WarpSpecializedFittedPersistentSmall) {
   cuda::set_gemm_ws_single_persistent(1);
   EXPECT_TRUE(same_both_ways(Case{true, false, 17000, 136, 1152, 1, {}, Mode::kExact, OutDType::kBF16, 1851},
                              cuda::set_gemm_ws_single_fit, "wave-fitted vs 128-row token tiles"));
-}
-
-// The asynchronous epilogue (set_gemm_ws_async_store: token tile 128, a staging area of its own,
-// bulk copies that drain during the next tile) writes the same bytes as the staged one and as the
-// model: single GEMMs persistent (a CTA's next tile waits for its previous copies' reads) and one
-// CTA per tile, fitted tiles of fewer than 128 rows, rows not a multiple of the tile, N off the
-// 256-column block (a row's copy shortened to N) and N past Np's last 256-row block; grouped calls
-// at token tile 128 (set_gemm_ws_grouped_tile_160(0)) with empty experts,
-// one expert taking every row and rows past off[E], whose neighbours' rows must stay untouched;
-// W4A16 and W4A4; fp32 output falls back to the direct epilogue.
-TEST(GemmSm90, WarpSpecializedAsyncEpilogue) {
-  NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  std::mt19937 rng(4949);
-  uint32_t seed = 2000;
-  const char* what = "asynchronous vs staged epilogue";
-  for (int persist : {1, 0}) {
-    cuda::set_gemm_ws_single_persistent(persist);
-    for (bool w4a4 : {false, true}) {
-      cuda::set_gemm_plan_override(0, 0, -1, 0);  // the heuristics' plan: Qwen3 w13, fitted 96-row tiles
-      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4096, 1536, 256, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
-                                 cuda::set_gemm_ws_async_store, what));
-      cuda::set_gemm_plan_override(128, 0, -1, 256);
-      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 17000, 256, 384, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
-                                 cuda::set_gemm_ws_async_store, what));
-      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 4001, 1040, 1024, 1, {}, Mode::kExact, OutDType::kBF16, seed++},
-                                 cuda::set_gemm_ws_async_store, what));
-      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 300, 136, 2048, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
-                                 cuda::set_gemm_ws_async_store, what));
-      EXPECT_TRUE(same_both_ways(Case{w4a4, false, 131, 384, 512, 1, {}, Mode::kRandom, OutDType::kFP32, seed++},
-                                 cuda::set_gemm_ws_async_store, what));
-    }
-  }
-  // Grouped at token tile 128 (balanced tiles of up to 128 rows).
-  cuda::set_gemm_ws_grouped_tile_160(0);
-  cuda::set_gemm_plan_override(128, 0, -1, 256);
-  for (bool w4a4 : {false, true}) {
-    EXPECT_TRUE(same_both_ways(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3), Mode::kRandom,
-                                    OutDType::kBF16, seed++},
-                               cuda::set_gemm_ws_async_store, what));
-    std::vector<int32_t> off(257, 0);
-    for (int e = 129; e <= 256; ++e) off[size_t(e)] = 1500;  // expert 128 owns all
-    EXPECT_TRUE(same_both_ways(Case{w4a4, true, 1500, 520, 256, 256, off, Mode::kExact, OutDType::kBF16, seed++},
-                               cuda::set_gemm_ws_async_store, what));
-  }
-}
-
-// The asynchronous epilogue on small work for compute-sanitizer (gpu-check runs *Small* there):
-// 133 tiles of up to 128 rows in one row block, persistent (a CTA's second tile reuses the staging
-// area), N off the block edge.
-TEST(GemmSm90, WarpSpecializedAsyncEpilogueSmall) {
-  NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  cuda::set_gemm_plan_override(128, 0, -1, 256);
-  cuda::set_gemm_ws_single_persistent(1);
-  EXPECT_TRUE(same_both_ways(Case{false, false, 17000, 200, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 2050},
-                             cuda::set_gemm_ws_async_store, "asynchronous vs staged epilogue"));
 }
 
 // Zipf-skewed offsets (expert of rank i gets weight 1/(i+1), ranks in a random expert order):

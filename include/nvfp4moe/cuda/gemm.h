@@ -191,20 +191,6 @@ void set_gemm_ws_width_step(int step);
 // Process-wide, not thread-safe.
 void set_gemm_ws_staged_epilogue(int mode);
 
-// Tuning and validation only: the warp-specialized kernel at token tile 128 (single GEMMs, and
-// grouped calls when NVFP4MOE_GEMM_WS_TILE160=0) stores bf16 output tiles (n % 8 == 0) through a
-// shared-memory staging area of its own by bulk copies that complete while the next tile's MMAs
-// run, with 3 K stages instead of 4 (1), or through the last K stage's slot (0); -1: the default
-// (off, or NVFP4MOE_GEMM_WS_ASYNC_STORE=1 from the environment). Same results bit for bit.
-// Process-wide, not thread-safe.
-void set_gemm_ws_async_store(int mode);
-
-// Tuning and validation only: grouped calls that plan token tile 128 on the warp-specialized
-// kernel run balanced tiles of up to 160 rows on its token-tile-160 variant (1) or stay at 128
-// (0); -1: the default (160, or NVFP4MOE_GEMM_WS_TILE160=0 from the environment). Same results
-// bit for bit. Process-wide, not thread-safe.
-void set_gemm_ws_grouped_tile_160(int mode);
-
 // Tuning and validation only: the activation front ends of the prefill (wgmma) kernels, which
 // write bf16 activations (act_permute, W4A16) or dequantized NVFP4 ones (act_dequant, W4A4) in the
 // GEMM's K order, store 16-byte chunks after 4 x 4 lane transposes (1) or each lane its 4-byte

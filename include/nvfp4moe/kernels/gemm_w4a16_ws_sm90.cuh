@@ -10,9 +10,7 @@
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
 //     the wgmma that read it have retired. At the end of a tile each stores its bf16 outputs
 //     through shared memory in 16-byte chunks (ws_store_tile_staged, the default) or element
-//     by element (fp32 output, N % 8 != 0, or GemmW4A16Params::staged_epilogue == 0); with
-//     kAsyncStore (token tile 128) through a staging area of its own, by bulk copies that the
-//     TMA unit completes while the consumers go on with the next tile (ws_store_tile_async).
+//     by element (fp32 output, N % 8 != 0, or GemmW4A16Params::staged_epilogue == 0).
 //
 // Against the cp.async kernel: no thread of an MMA warp computes a copy address or waits at a
 // CTA-wide barrier, so a straggling warp no longer stalls the others at every stage, and the
@@ -33,8 +31,6 @@
 #include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
@@ -50,32 +46,21 @@ struct WsActMaps {
   CUtensorMap box[kWsWidths];
 };
 
-// Row pitch of the asynchronous epilogue's staging area: a token's 256 output columns (both
-// consumers' halves side by side, so one bulk copy writes the CTA's whole row) + 16 bytes, so the
-// 8 rows of a stmatrix land in distinct banks (528 = 132 words = 4 mod 32).
-inline constexpr int kWsAsyncRowBytes = 256 * 2 + 16;
-
-template <int kTok, int kStep = 32, bool kAsyncStore = false>
+template <int kTok, int kStep = 32>
 struct GemmWsConfig {
   static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
-  // The asynchronous epilogue's staging area (a whole tile, kTok rows) sits next to the ring:
-  // token tile 128 with 3 stages of 50 KB + 66 KB fits the SM's 227 KB; 160 (3 x 58 + 83) does not.
-  static_assert(!kAsyncStore || kTok == 128, "the asynchronous epilogue takes token tile 128");
   using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
   static constexpr int kConsumerWarpGroups = 2;
   static constexpr int kBlocksPerConsumer = 2;                // 64-row blocks (128 weight rows)
   static constexpr int kThreads = 128 * (1 + kConsumerWarpGroups);
   static constexpr int kBlockN = Stage::kBlockN;              // 256
-  static constexpr int kStages = kAsyncStore ? 3 : Stage::kStages;
+  static constexpr int kStages = Stage::kStages;
   static constexpr int kStageBytes = Stage::kStageBytes;
   static constexpr int kActSubBytes = Stage::kActSubBytes;
   static constexpr int kActBytes = Stage::kActBytes;
   static constexpr int kAtomsK = Stage::kAtomsK;
   static constexpr int kBlockBytes = kAtomsK * kAtomBytes;   // one 64-row block's run per stage
-  static constexpr int kStagingBytes = kAsyncStore ? kTok * kWsAsyncRowBytes : 0;
-  static constexpr int kSmemBytes = kStages * kStageBytes + kStagingBytes + 1024;  // + alignment slack
-  // + the kernel's static shared memory (offsets and prefix tables, barriers: 9280 bytes, sm_90 build)
-  static_assert(kSmemBytes + 2 * (kMaxExperts + 1) * 4 + 1280 <= 227 * 1024, "fits the SM's shared memory");
+  static constexpr int kSmemBytes = Stage::kSmemBytes;
   // A-fragment buffers: wgmma in flight per warpgroup + 1. Each RS wgmma pins its 4 A
   // registers until it retires. Token tile 160: 160 accumulators leave room for 2 (ptxas with 4:
   // C7512, every wgmma serialized for lack of registers); one m64n160k16 per warpgroup in flight
@@ -164,70 +149,13 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
   ptx::fence_proxy_async_smem();
 }
 
-// The asynchronous epilogue (kAsyncStore, token tile 128). The staged one above stores from the
-// slot of the tile's last K stage with ordinary 16-byte stores: the consumers stay in it until
-// their last store has issued, and every CTA of a wave reaches it at the same moment (equal
-// tiles), so the 132 CTAs' output (64 KB each) queues at the memory system while the tensor
-// pipes idle; at K = 768 (6 stages a tile) that is a large part of the tile. Here the tile goes
-// into a staging area of its own (kTok rows x 256 columns, pitch kWsAsyncRowBytes) by stmatrix,
-// and each of the first kTok / 2 threads of a consumer hands one token row (up to 512 bytes) to
-// the TMA unit as a bulk copy; the consumers go straight on to the next tile's MMAs while the
-// copies drain. Before the next tile's stmatrix every thread waits until its own copies have
-// read the staging rows (a tile later: no wait in practice) and the consumers meet. Same values
-// as the staged epilogue, bit for bit.
-template <int kTok>
-__device__ __forceinline__ void ws_store_tile_async(float (&acc)[2][kTok / 2], const GemmW4A16Params& p,
-                                                    const GemmTile& tile, int c, int tid_c, uint32_t staging,
-                                                    float a_lo, float a_hi) {
-  const int warp_c = tid_c / 32, lane = tid_c % 32;
-  const int cta_col0 = tile.n_block * 256;
-  float scale[2][2];  // alpha of the thread's rows: block b, half h (rows n0, n0 + 8)
-#pragma unroll
-  for (int b = 0; b < 2; ++b)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-      scale[b][h] = cta_col0 + c * 128 + b * 64 + warp_c * 16 + lane / 4 + 8 * h < p.n / 2 ? a_lo : a_hi;
-  ptx::bulk_wait_group_read<0>();                          // this thread's copies of the last tile have read it
-  ptx::named_barrier_sync(1, 2 * 128);                     // ... and every other consumer thread's
-  const int mi = lane / 8, mrow = lane % 8;  // stmatrix.x4: matrix mi, its memory row mrow (as staged)
-#pragma unroll
-  for (int b = 0; b < 2; ++b) {
-#pragma unroll
-    for (int g = 0; g < kTok / 8; g += 2) {
-      uint32_t r[4];
-#pragma unroll
-      for (int m = 0; m < 4; ++m) {
-        const int ri = 4 * (g + m / 2) + 2 * (m % 2);
-        const float sc = scale[b][m % 2];
-        const __nv_bfloat162 v = __floats2bfloat162_rn(acc[b][ri] * kDequantRescale * sc,
-                                                       acc[b][ri + 1] * kDequantRescale * sc);
-        r[m] = *reinterpret_cast<const uint32_t*>(&v);
-      }
-      const int tok_l = (g + mi / 2) * 8 + mrow, col_l = c * 128 + b * 64 + warp_c * 16 + 8 * (mi % 2);
-      ptx::stmatrix_x4_trans(staging + uint32_t(tok_l * kWsAsyncRowBytes + col_l * 2), r[0], r[1], r[2], r[3]);
-    }
-  }
-  ptx::fence_proxy_async_smem();        // this thread's stmatrix, visible to the TMA unit's reads
-  ptx::named_barrier_sync(1, 2 * 128);  // ... and every consumer thread's
-  const int t = 2 * tid_c + c;          // token rows alternate between the consumers
-  if (tid_c < kTok / 2 && t < tile.rows_valid && cta_col0 < p.n) {
-    const int cols = p.n - cta_col0 < 256 ? p.n - cta_col0 : 256;  // p.n % 8 == 0: whole 16-byte chunks
-    auto* out = static_cast<__nv_bfloat16*>(p.out);
-    ptx::bulk_copy_s2g(out + (int64_t(tile.row0) + t) * p.n + cta_col0, staging + uint32_t(t * kWsAsyncRowBytes),
-                       uint32_t(cols) * 2u);
-  }
-  ptx::bulk_commit_group();
-}
-
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
-// kAsyncStore: the asynchronous epilogue (token tile 128, bf16 output, p.n % 8 == 0: the launcher
-// checks them).
-template <int kTok, int kStep = 32, bool kAsyncStore = false>
-__global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kAsyncStore>::kThreads, 1)
+template <int kTok, int kStep = 32>
+__global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ WsActMaps act_maps) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
-  using Cfg = GemmWsConfig<kTok, kStep, kAsyncStore>;
+  using Cfg = GemmWsConfig<kTok, kStep>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kBufs = Cfg::kABuffers;
   constexpr int kSteps = Cfg::kAtomsK * 4 * Cfg::kBlocksPerConsumer;  // wgmma per stage
@@ -389,9 +317,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kAsyncStore>::kThrea
     for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) fence_accumulators(acc[b]);
     const int q = lane % 4, half_n = p.n / 2;
     const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
-    if constexpr (kAsyncStore) {
-      ws_store_tile_async<kTok>(acc, p, tile, c, tid_c, smem_base + uint32_t(kStages * Cfg::kStageBytes), a_lo, a_hi);
-    } else if (p.staged_epilogue) {
+    if (p.staged_epilogue) {
       ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // both consumers' wgmma are done with the slot
       const uint32_t staging = smem_base + uint32_t((i - 1) % kStages) * Cfg::kStageBytes;
       ws_store_tile_staged<kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
@@ -415,9 +341,6 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kAsyncStore>::kThrea
     for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) zero_accumulators(acc[b]);
   }
   ptx::wgmma_wait<0>();
-  // The shared memory must outlive the copies' reads, and the next kernel (PDL) sees the writes
-  // of this grid once it has exited.
-  if constexpr (kAsyncStore) ptx::bulk_wait_group<0>();
 }
 
 }  // namespace nvfp4moe::kernels
