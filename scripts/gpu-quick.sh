@@ -49,32 +49,18 @@ done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
-# 2. Single GEMMs, base vs new, two interleaved rounds.
-for round in 1 2; do
-  for v in base new; do
-    bin=$B; [[ $v == base ]] && bin=$R/base/nvfp4moe_bench_gemm
-    for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048 4096,4096,7168; do
-      timeout 40 $bin --single $shape >> "$R/gemm_${v}_$round.txt" 2>&1
-    done
+# 2. Single GEMMs, base vs new (one round: device time is short), then the layer at T = 4096.
+for v in base new; do
+  bin=$B; [[ $v == base ]] && bin=$R/base/nvfp4moe_bench_gemm
+  for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048; do
+    timeout 30 $bin --single $shape >> "$R/gemm_$v.txt" 2>&1
   done
 done
 grep -HE '^single' "$R"/gemm_*.txt | sed 's|.*/gemm_||'
 save singles
-# 3. The layer at T = 4096 and the small-T table, base vs new; the quantizers at M = 65536 and 16.
 for v in base new; do
   bin=build/nvfp4-moe; [[ $v == base ]] && bin=$R/base/nvfp4-moe
-  timeout 90 $bin bench --no-baseline --tokens 1,4096 --iters 20 > "$R/layer_$v.txt" 2>&1
+  timeout 45 $bin bench --no-baseline --tokens 4096 --iters 10 > "$R/layer_$v.txt" 2>&1
 done
 grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
 save layer
-for v in base new; do
-  bin=build/bench/nvfp4moe_bench_quantize; [[ $v == base ]] && bin=$R/base/nvfp4moe_bench_quantize
-  timeout 90 $bin --m 65536 --k 7168 > "$R/quant_$v.txt" 2>&1
-done
-grep -HE 'experts|quantize|fused' "$R"/quant_*.txt | sed 's|.*/quant_||' | head -30
-save quant
-# 4. memcheck on the front ends' test and the small ws test.
-timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $T \
-  --gtest_filter='GemmSm90.ActivationFrontEndChunkStores:GemmSm90.WarpSpecializedFittedPersistentSmall' > "$R/memcheck.log" 2>&1
-echo "memcheck rc=$?"; tail -1 "$R/memcheck.log"
-save memcheck
