@@ -48,10 +48,8 @@ __global__ void __launch_bounds__(kActDequantThreads)
   const int blocks_per_row = prepared_order ? int(prepared_cols(k) / kBlockSize) : blocks_in;
   const int64_t pc = padded_scale_cols(k);
   const int64_t total = int64_t(rows) * blocks_per_row;  // % 4 == 0 in prepared order (Kp % 128 == 0)
-  const bool fits_32 = total <= int64_t(UINT32_MAX);
   warp_uniform_walk(total, [&](int64_t i, bool active) {
-    int r, c;
-    row_col_of(i, blocks_per_row, fits_32, r, c);
+    const int r = int(i / blocks_per_row), c = int(i % blocks_per_row);
     int srow = r;
     // A row past off[E] (grouped) is not written; its lanes still take part in the shuffles.
     bool data = active;

@@ -60,28 +60,14 @@ __device__ __forceinline__ void warp_uniform_walk(int64_t total, Fn&& fn) {
   }
 }
 
-// Row and column of item i of a row-major walk with `per_row` items a row. A 64-bit division is a
-// ~70-instruction routine per item; item counts below 2^32 (every real matrix) take the 32-bit one.
-__device__ __forceinline__ void row_col_of(int64_t i, int per_row, bool fits_32, int& r, int& c) {
-  if (fits_32) {
-    const uint32_t u = uint32_t(i), q = u / uint32_t(per_row);
-    r = int(q), c = int(u - q * uint32_t(per_row));
-  } else {
-    r = int(i / per_row), c = int(i % per_row);
-  }
-}
-
 // chunk_stores: store_group_prepared_order_chunks (1) or store_group_prepared_order (0).
 __global__ void __launch_bounds__(kActPermuteThreads)
     act_permute_bf16_sm90_kernel(const __nv_bfloat16* __restrict__ a, int rows, int k, __nv_bfloat16* __restrict__ out,
                                  int chunk_stores) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   const int groups_in = k / 16, groups_out = int(prepared_cols(k) / 16);  // groups_out % 8 == 0
-  const int64_t total = int64_t(rows) * groups_out;
-  const bool fits_32 = total <= int64_t(UINT32_MAX);
-  warp_uniform_walk(total, [&](int64_t i, bool active) {
-    int r, grp;
-    row_col_of(i, groups_out, fits_32, r, grp);
+  warp_uniform_walk(int64_t(rows) * groups_out, [&](int64_t i, bool active) {
+    const int r = int(i / groups_out), grp = int(i % groups_out);
     uint32_t pairs[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (active && grp < groups_in) {
       const uint4* src = reinterpret_cast<const uint4*>(a + int64_t(r) * k + grp * 16);

@@ -275,11 +275,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
               uint32_t(&a)[4] = buf[j % kBufs];
               dequant_a_frag(f[b].code_w[s], f[b].s_r0, f[b].s_r8, a);
               ptx::wgmma_fence();
-              // The tile's first k16 step of each block overwrites the accumulators (scale-d 0)
-              // instead of adding to zeroed ones: no per-tile zeroing (128 moves a thread, cold
-              // code at every tile start).
-              const int accumulate = (ks != 0) | (j >= Cfg::kBlocksPerConsumer);
-              ptx::WgmmaRS<kN>::mma(acc[b], a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), accumulate);
+              ptx::WgmmaRS<kN>::mma(acc[b], a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
               ptx::wgmma_commit();
               ptx::wgmma_wait<kBufs - 1>();
               // After the wait that follows wgmma kBufs-2 of stage i, at most kBufs-1 wgmma
@@ -341,6 +337,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
         }
       }
     }
+#pragma unroll
+    for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) zero_accumulators(acc[b]);
   }
   ptx::wgmma_wait<0>();
 }

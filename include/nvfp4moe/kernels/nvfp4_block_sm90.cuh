@@ -297,11 +297,9 @@ __device__ __forceinline__ uint2 quantize_block16(const uint4& w0, const uint4& 
 }
 
 // The 8 values of a lane's quantized elements as bf16 (element i: nibble i of codes), each
-// e2m1(code) * e4m3(scale_code) without the global scale: at most 6 significant bits, so exact
+// e2m1(code) * e4m3(scale_code) without the global scale: at most 5 significant bits, so exact
 // (the W4A4 GEMM's activation operand, as gemm_act_dequant_sm90.cuh computes it from memory).
-// The reference form, one element at a time in fp32: kept for NaN scales (whose bf16 NaN bits it
-// defines) and as the definition the fast form below is tested against.
-__device__ __forceinline__ uint4 block_values_bf16x8_reference(uint32_t codes, uint32_t scale_code) {
+__device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
   const float s = e4m3_to_float(uint8_t(scale_code));
   uint32_t v[4];
 #pragma unroll
@@ -309,31 +307,6 @@ __device__ __forceinline__ uint4 block_values_bf16x8_reference(uint32_t codes, u
     const __nv_bfloat16 lo = __float2bfloat16_rn(e2m1_to_float(uint8_t((codes >> (8 * j)) & 0xfu)) * s);
     const __nv_bfloat16 hi = __float2bfloat16_rn(e2m1_to_float(uint8_t((codes >> (8 * j + 4)) & 0xfu)) * s);
     v[j] = uint32_t(__bfloat16_as_ushort(lo)) | (uint32_t(__bfloat16_as_ushort(hi)) << 16);
-  }
-  return make_uint4(v[0], v[1], v[2], v[3]);
-}
-
-// The same values by bit placement (the GEMM's weight dequantization, gemm_layout_sm90.cuh): a
-// code's magnitude bits e1 e0 m moved to bf16 bits 8-6 and its sign to bit 15 read as a bf16 are
-// v * 2^-126 exactly (|v| = 0.5 is the subnormal 2^-127); one bf16x2 multiply by s * 2^119 (exact:
-// 4 significant bits, 2^110 .. 448 * 2^119 < 2^128) gives v * s * 2^-7 (>= 2^-17, normal, at most
-// 6 significant bits: exact), and one by 2^7 gives v * s. About 8 integer and bf16x2 operations
-// per two elements instead of two fp32 decodes, multiplies and roundings each. Zeros keep their
-// sign as in the reference (IEEE multiplies); NaN scales take the reference form.
-__device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
-  if ((scale_code & 0x7fu) == 0x7fu) return block_values_bf16x8_reference(codes, scale_code);
-  const uint32_t sb = __bfloat16_as_ushort(__float2bfloat16_rn(e4m3_to_float(uint8_t(scale_code)) * 0x1p119f));
-  const uint32_t s2 = sb | (sb << 16);
-  const uint32_t high = codes >> 4;  // byte j's low nibble: element 2j + 1
-  uint32_t v[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    // elements 2j and 2j + 1 in the low nibbles of the two 16-bit halves
-    const uint32_t t = __byte_perm(codes, high, uint32_t(j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12)));
-    const uint32_t x = ((t & 0x00070007u) << 6) | ((t & 0x00080008u) << 12);
-    uint32_t d;
-    asm("mul.rn.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(x), "r"(s2));
-    asm("mul.rn.bf16x2 %0, %1, %2;\n" : "=r"(v[j]) : "r"(d), "r"(0x43004300u));  // x 2^7
   }
   return make_uint4(v[0], v[1], v[2], v[3]);
 }
