@@ -94,6 +94,13 @@ bool env_switch(const char* name, bool default_on) {
   return default_on;
 }
 
+// A tuning switch that is on unless the environment variable `name` equals `off_value` (the
+// switches named by their two ways, e.g. NVFP4MOE_GEMM_WS_EPILOGUE=direct|staged).
+bool env_on_unless(const char* name, const char* off_value) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, off_value) != 0;
+}
+
 // A tuning switch's state: its setter's mode when set (0 / 1), else the environment's (or the
 // default) read once by the caller (set_switch below stores the mode).
 bool switch_on(int mode, bool from_env) { return mode >= 0 ? mode == 1 : from_env; }
@@ -145,10 +152,7 @@ int ws_width_step() {
 // always store directly.
 int g_ws_staged_override = -1;
 bool ws_staged_epilogue() {
-  static const bool from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_WS_EPILOGUE");
-    return v == nullptr || std::strcmp(v, "direct") != 0;
-  }();
+  static const bool from_env = env_on_unless("NVFP4MOE_GEMM_WS_EPILOGUE", "direct");
   return switch_on(g_ws_staged_override, from_env);
 }
 
@@ -533,11 +537,8 @@ size_t dequant_act_bytes_for(int64_t rows, int64_t k, bool decode) {
 // (docs/GEMM.md v24).
 int g_act_chunks_override = -1;
 int act_chunk_stores() {
-  static const bool from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_ACT_STORE");
-    return v == nullptr || std::strcmp(v, "strided") != 0;
-  }();
-  return (g_act_chunks_override >= 0 ? g_act_chunks_override == 1 : from_env) ? 1 : 0;
+  static const bool from_env = env_on_unless("NVFP4MOE_GEMM_ACT_STORE", "strided");
+  return switch_on(g_act_chunks_override, from_env) ? 1 : 0;
 }
 
 void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream) {
