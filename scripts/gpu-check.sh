@@ -41,47 +41,40 @@ rc=$?
 record "ctest (all, incl. GPU)" "$(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) rc=$rc"
 grep -E '^\s+[0-9]+ - .*\((Failed|SEGFAULT|Timeout|Subprocess)' "$OUT/ctest.log" | head -20
 
-# The GEMM and MoE suites once more with the wgmma kernel's TMA pipeline for every call
-# (cuda/gemm.h set_gemm_tma_pipeline; ctest above ran them with the default pipeline).
+# The GPU tests once more with a non-default path forced through the environment:
+# variant_tests LABEL LOG FILTER VAR=VALUE... (ctest above ran them with the defaults).
+variant_tests() {
+  local label=$1 log=$OUT/$2 filter=$3; shift 3
+  env "$@" build/tests/nvfp4moe_gpu_tests --gtest_filter="$filter" > "$log" 2>&1
+  local rc=$?
+  record "$label" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$log" | head -2 | tr '\n' ' ') rc=$rc"
+}
 if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  NVFP4MOE_GEMM_TMA=1 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-tma.log" 2>&1
-  rc=$?
-  record "GEMM+MoE tests, TMA pipeline" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-tma.log" | head -2 | tr '\n' ' ') rc=$rc"
-fi
-
-# Once more with the register decode kernel for every decode call (the ring kernel is the grouped
-# default since docs/GEMM.md v15; the register kernel keeps the single GEMMs and the wide CTA).
-if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  NVFP4MOE_GEMM_RING=0 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-register.log" 2>&1
-  rc=$?
-  record "GEMM+MoE tests, register decode" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-register.log" | head -2 | tr '\n' ' ') rc=$rc"
-fi
-
-# Once more with the cp.async kernel for every 256-row CTA (cuda/gemm.h set_gemm_ws_pipeline;
-# the warp-specialized kernel is the default since docs/GEMM.md v18).
-if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  NVFP4MOE_GEMM_WS=0 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' > "$OUT/gpu-tests-ws.log" 2>&1
-  rc=$?
-  record "GEMM+MoE tests, cp.async 256-row CTAs" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-ws.log" | head -2 | tr '\n' ' ') rc=$rc"
+  # The wgmma kernel's TMA pipeline for every call (cuda/gemm.h set_gemm_tma_pipeline).
+  variant_tests "GEMM+MoE tests, TMA pipeline" gpu-tests-tma.log 'GemmSm90.*:Moe*' NVFP4MOE_GEMM_TMA=1
+  # The register decode kernel for every decode call (the ring kernel is the grouped default since
+  # docs/GEMM.md v15; the register kernel keeps the single GEMMs and the wide CTA).
+  variant_tests "GEMM+MoE tests, register decode" gpu-tests-register.log 'GemmSm90.*:Moe*' NVFP4MOE_GEMM_RING=0
+  # The cp.async kernel for every 256-row CTA (cuda/gemm.h set_gemm_ws_pipeline; the
+  # warp-specialized kernel is the default since docs/GEMM.md v18).
+  variant_tests "GEMM+MoE tests, cp.async 256-row CTAs" gpu-tests-ws.log 'GemmSm90.*:Moe*' NVFP4MOE_GEMM_WS=0
   # The warp-specialized kernel's direct epilogue (each thread stores its own elements; the
   # staged epilogue is the default since docs/GEMM.md v22).
-  NVFP4MOE_GEMM_WS_EPILOGUE=direct build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' \
-    > "$OUT/gpu-tests-direct-epilogue.log" 2>&1
-  rc=$?
-  record "GEMM+MoE tests, direct epilogue" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-direct-epilogue.log" | head -2 | tr '\n' ' ') rc=$rc"
+  variant_tests "GEMM+MoE tests, direct epilogue" gpu-tests-direct-epilogue.log 'GemmSm90.*:Moe*' \
+    NVFP4MOE_GEMM_WS_EPILOGUE=direct
   # Single GEMMs on the warp-specialized kernel without wave-fitted token tiles and with one CTA
   # per tile (cuda/gemm.h set_gemm_ws_single_fit / set_gemm_ws_single_persistent; both on by
   # default since docs/GEMM.md v23).
-  NVFP4MOE_GEMM_WS_FIT=0 NVFP4MOE_GEMM_WS_PERSIST=0 build/tests/nvfp4moe_gpu_tests --gtest_filter='GemmSm90.*:Moe*' \
-    > "$OUT/gpu-tests-no-fit-persist.log" 2>&1
-  rc=$?
-  record "GEMM+MoE tests, singles unfitted, a CTA per tile" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-no-fit-persist.log" | head -2 | tr '\n' ' ') rc=$rc"
+  variant_tests "GEMM+MoE tests, singles unfitted, a CTA per tile" gpu-tests-no-fit-persist.log 'GemmSm90.*:Moe*' \
+    NVFP4MOE_GEMM_WS_FIT=0 NVFP4MOE_GEMM_WS_PERSIST=0
+  # The activation front ends' 4-byte stores (cuda/gemm.h set_gemm_act_chunk_stores; the 16-byte
+  # chunks are the default since docs/GEMM.md v24).
+  variant_tests "GEMM tests, front ends' 4-byte stores" gpu-tests-act-strided.log 'GemmSm90.*' \
+    NVFP4MOE_GEMM_ACT_STORE=strided
   # The quantizers' GEMM-order values in 16-byte chunks (cuda/quantize.h
   # set_quantize_gemm_values_store; an A/B knob, off by default: measured slower, v22).
-  NVFP4MOE_QUANT_GEMM_STORE=chunks build/tests/nvfp4moe_gpu_tests --gtest_filter='Quantize*:Moe*' \
-    > "$OUT/gpu-tests-chunks.log" 2>&1
-  rc=$?
-  record "quantize+MoE tests, GEMM-order chunk stores" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu-tests-chunks.log" | head -2 | tr '\n' ' ') rc=$rc"
+  variant_tests "quantize+MoE tests, GEMM-order chunk stores" gpu-tests-chunks.log 'Quantize*:Moe*' \
+    NVFP4MOE_QUANT_GEMM_STORE=chunks
 fi
 
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
