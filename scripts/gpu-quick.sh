@@ -36,27 +36,31 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# Where the Qwen3 singles' time goes (docs/GEMM.md v25: not the epilogue's stores).
+# The fast act_dequant / block values, the 32-bit walks and scale-d 0 instead of per-tile zeroing
+# (docs/GEMM.md v26) against the binaries before them (.gl/base.tgz, unpacked into $R/base).
 B=build/bench/nvfp4moe_bench_gemm
-mkdir -p "$R/profile"
-prof() {  # name kernel-regex launch-skip args...
-  local name=$1 regex=$2 skip=$3; shift 3
-  timeout 120 ncu --kernel-name-base demangled --kernel-name "regex:$regex" --launch-skip $skip --launch-count 1 \
-    --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-    --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables --section SourceCounters --section LaunchStats \
-    --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg \
-    -f -o "$R/profile/$name" $B "$@" > "$R/profile/$name.log" 2>&1
-  ncu -i "$R/profile/$name.ncu-rep" --page details > "$R/profile/$name.txt" 2>&1
-  ncu -i "$R/profile/$name.ncu-rep" --page source --csv --print-source sass > "$R/profile/$name.sass.csv" 2>&1
-  echo "== $name"; grep -E 'Duration|hmma|Issue Slots Busy|SM Active Cycles|DRAM Throughput|Registers Per' "$R/profile/$name.txt" | head -8
-  save "profile_$name"
-}
-# 1. The GEMM kernel at Qwen3 w13 M = 4096 (fitted 96-row tiles, 16 stages a tile), and the two
-#    front ends at both Qwen3 shapes (act_permute for W4A16, act_dequant for W4A4).
-prof w13 'gemm_w4a16_ws_sm90_kernel' 2 --single 4096,1536,2048
-prof permute_w13 'act_permute' 2 --single 4096,1536,2048
-prof dequant_w13 'act_dequant' 2 --single 4096,1536,2048
-prof permute_w2 'act_permute' 2 --single 4096,2048,768
-prof dequant_w2 'act_dequant' 2 --single 4096,2048,768
-# 2. The W4A16 GEMM with the MMA width forced to 128 rows (unfitted) for comparison.
-prof w13_nofit 'gemm_w4a16_ws_sm90_kernel' 2 --single 4096,1536,2048 --ws-fit 0
+mkdir -p "$R/base" && tar xzf .gl/base.tgz -C "$R/base"
+# 1. The exhaustive block-values test, then every GPU test (4 shards).
+timeout 60 $T --gtest_filter='QuantizeSm90.BlockValues*' > "$R/tests_values.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_values.log" | head -4
+for i in 0 1 2 3; do
+  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
+done
+wait
+for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
+save tests
+# 2. Single GEMMs, base vs new (one round: device time is short), then the layer at T = 4096.
+for v in base new; do
+  bin=$B; [[ $v == base ]] && bin=$R/base/nvfp4moe_bench_gemm
+  for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048; do
+    timeout 30 $bin --single $shape >> "$R/gemm_$v.txt" 2>&1
+  done
+done
+grep -HE '^single' "$R"/gemm_*.txt | sed 's|.*/gemm_||'
+save singles
+for v in base new; do
+  bin=build/nvfp4-moe; [[ $v == base ]] && bin=$R/base/nvfp4-moe
+  timeout 45 $bin bench --no-baseline --tokens 4096 --iters 10 > "$R/layer_$v.txt" 2>&1
+done
+grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
+save layer

@@ -111,6 +111,32 @@ __global__ void count_fast_rcp_mismatches(unsigned long long* bad) {
   if (local_range) atomicAdd(bad + 1, local_range);
 }
 
+// Counts the (codes, scale) pairs where block_values_bf16x8 (bit placement) differs in any bit
+// from block_values_bf16x8_reference: every scale byte (NaNs and negatives included) with every
+// code byte in all four byte positions (each output pair depends on one code byte and the
+// scale), then 2^24 pseudo-random code words with random scales (counter 1).
+__global__ void count_block_values_mismatches(unsigned long long* bad) {
+  unsigned long long local = 0, local_random = 0;
+  const uint32_t tid = blockIdx.x * blockDim.x + threadIdx.x, threads = gridDim.x * blockDim.x;
+  auto differs = [](uint32_t codes, uint32_t scale) {
+    const uint4 a = kernels::block_values_bf16x8(codes, scale);
+    const uint4 b = kernels::block_values_bf16x8_reference(codes, scale);
+    return a.x != b.x || a.y != b.y || a.z != b.z || a.w != b.w;
+  };
+  for (uint32_t i = tid; i < 256u * 256u; i += threads) {
+    local += differs((i & 0xffu) * 0x01010101u, i >> 8);
+  }
+  for (uint32_t i = tid; i < (1u << 24); i += threads) {
+    uint32_t x = i * 0x9E3779B9u + 0x7F4A7C15u;  // a bijective mix: distinct words
+    x ^= x >> 16;
+    x *= 0x85EBCA6Bu;
+    x ^= x >> 13;
+    local_random += differs(x, (x * 0xC2B2AE35u) >> 24);
+  }
+  if (local) atomicAdd(bad, local);
+  if (local_random) atomicAdd(bad + 1, local_random);
+}
+
 // Runs an exhaustive mismatch-counting kernel (two counters) and returns the counts.
 std::vector<unsigned long long> count_mismatches(void (*kernel)(unsigned long long*)) {
   DeviceBuffer<unsigned long long> bad(2);
@@ -140,6 +166,13 @@ TEST(QuantizeSm90, FastE2M1EqualsReferenceOnAllFloatsExhaustive) {
   const auto counts = count_mismatches(count_fast_e2m1_mismatches);
   EXPECT_EQ(counts[0], 0ull) << "floats where e2m1_code_fast != e2m1_from_float";
   EXPECT_EQ(counts[1], 0ull) << "floats where e2m1_magnitude_bits has bits beyond the code and exponent";
+}
+
+TEST(QuantizeSm90, BlockValuesBitPlacementEqualsReferenceExhaustive) {
+  NVFP4MOE_REQUIRE_GPU();
+  const auto counts = count_mismatches(count_block_values_mismatches);
+  EXPECT_EQ(counts[0], 0ull) << "(code byte, scale) pairs where block_values_bf16x8 != the reference";
+  EXPECT_EQ(counts[1], 0ull) << "random code words where block_values_bf16x8 != the reference";
 }
 
 TEST(QuantizeSm90, PlainMatchesReferenceSmall) {

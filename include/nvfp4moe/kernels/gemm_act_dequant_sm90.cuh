@@ -47,9 +47,8 @@ __global__ void __launch_bounds__(kActDequantThreads)
   const int blocks_in = k / kBlockSize;
   const int blocks_per_row = prepared_order ? int(prepared_cols(k) / kBlockSize) : blocks_in;
   const int64_t pc = padded_scale_cols(k);
-  const int64_t total = int64_t(rows) * blocks_per_row;  // % 4 == 0 in prepared order (Kp % 128 == 0)
-  warp_uniform_walk(total, [&](int64_t i, bool active) {
-    const int r = int(i / blocks_per_row), c = int(i % blocks_per_row);
+  // blocks_per_row % 4 == 0 in prepared order (Kp % 128 == 0)
+  warp_uniform_row_walk(rows, blocks_per_row, [&](int r, int c, bool active) {
     int srow = r;
     // A row past off[E] (grouped) is not written; its lanes still take part in the shuffles.
     bool data = active;

@@ -297,9 +297,10 @@ __device__ __forceinline__ uint2 quantize_block16(const uint4& w0, const uint4& 
 }
 
 // The 8 values of a lane's quantized elements as bf16 (element i: nibble i of codes), each
-// e2m1(code) * e4m3(scale_code) without the global scale: at most 5 significant bits, so exact
-// (the W4A4 GEMM's activation operand, as gemm_act_dequant_sm90.cuh computes it from memory).
-__device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
+// e2m1(code) * e4m3(scale_code) without the global scale, by the definition: fp32 decode,
+// multiply, round. The product has at most 6 significant bits and lies in [2^-10, 2688]
+// (or is zero or NaN), so it is exact in bf16.
+__device__ __forceinline__ uint4 block_values_bf16x8_reference(uint32_t codes, uint32_t scale_code) {
   const float s = e4m3_to_float(uint8_t(scale_code));
   uint32_t v[4];
 #pragma unroll
@@ -309,6 +310,37 @@ __device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t sc
     v[j] = uint32_t(__bfloat16_as_ushort(lo)) | (uint32_t(__bfloat16_as_ushort(hi)) << 16);
   }
   return make_uint4(v[0], v[1], v[2], v[3]);
+}
+
+// The same 8 values (the W4A4 GEMM's activation operand, gemm_act_dequant_sm90.cuh, and the
+// quantizers' optional value output) by bit placement, about 3 instructions per 2 elements
+// instead of two decodes, multiplies and roundings: e2m1 magnitudes are bf16 numbers whose two
+// bytes come from two 8-entry byte tables (one prmt each for 4 elements), the code's sign is
+// or-ed into the high byte (a sign-replicating prmt), and one bf16x2 multiply by the scale
+// gives both products of a pair, exact and so equal to the reference's rounding, zeros' signs
+// included. A NaN scale (0x7F, 0xFF) takes the reference, whose NaN bits the multiply need not
+// give. A test compares the two on every (byte, scale) pair.
+__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  uint32_t d;
+  asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+__device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
+  if ((scale_code & 0x7fu) == 0x7fu) return block_values_bf16x8_reference(codes, scale_code);
+  // bf16 of the magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6: 0000 3F00 3F80 3FC0 4000 4040 4080 40C0.
+  constexpr uint32_t kLo03 = 0xC0800000u, kLo47 = 0xC0804000u;  // low bytes of magnitudes 0-3, 4-7
+  constexpr uint32_t kHi03 = 0x3F3F3F00u, kHi47 = 0x40404040u;  // high bytes
+  const __nv_bfloat16 sb = __float2bfloat16_rn(e4m3_value_hw(scale_code));  // exact
+  const uint32_t s2 = uint32_t(__bfloat16_as_ushort(sb)) * 0x10001u;
+  const uint32_t mag = codes & 0x77777777u, mag_hi = mag >> 16;  // selector nibbles: 3-bit indices
+  const uint32_t shifted = codes << 4;  // sign of element 2i at bit 7 of byte i (element 2i+1: of codes)
+  // Byte k of lo/hi: element k (of 0-3, then 4-7); of sign: 0xFF where element k is negative.
+  const uint32_t sign03 = prmt(shifted, codes, 0xD9C8u), sign47 = prmt(shifted, codes, 0xFBEAu);
+  const uint32_t lo03 = prmt(kLo03, kLo47, mag), lo47 = prmt(kLo03, kLo47, mag_hi);
+  const uint32_t hi03 = prmt(kHi03, kHi47, mag) | (sign03 & 0x80808080u);
+  const uint32_t hi47 = prmt(kHi03, kHi47, mag_hi) | (sign47 & 0x80808080u);
+  return make_uint4(mul_bf16x2(prmt(lo03, hi03, 0x5140u), s2), mul_bf16x2(prmt(lo03, hi03, 0x7362u), s2),
+                    mul_bf16x2(prmt(lo47, hi47, 0x5140u), s2), mul_bf16x2(prmt(lo47, hi47, 0x7362u), s2));
 }
 
 // Assembles the scale bytes of lane pairs 4k .. 4k+3 (blocks 0..3 of one scale-column group,
