@@ -160,12 +160,13 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
 // (chunks 2q, 2q+1: pairs 8q..8q+7), two 4 x 4 lane transposes give it logical chunks q and 4 + q
 // (store_group_prepared_order_chunks). A row's lanes load before any stores (the transposes'
 // shuffles order them), and rows are disjoint, so in place is safe.
-inline constexpr uint32_t kWsPermuteThreads = 96;
+inline constexpr int kWsPermuteWarps = 3;  // warps 1-3 of the producer warpgroup
+inline constexpr uint32_t kWsPermuteThreads = 32 * kWsPermuteWarps;
 
 __device__ __forceinline__ void ws_permute_rows_in_place(uint32_t tile, int rows, int lane, int warp) {
   const int q = lane % 4;
   // rows % 8 == 0 (MMA widths are multiples of 16): 8 rows per warp instruction, warp-uniform.
-  for (int r0 = warp * 8; r0 < rows; r0 += 3 * 8) {
+  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
     const uint32_t row = tile + uint32_t(r0 + lane / 4) * 128u;
     const uint32_t swz = (row >> 7) & 7u;
     const uint4 c0 = ptx::ld_shared_v4(row + (((2u * q) ^ swz) << 4));
