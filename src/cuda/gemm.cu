@@ -172,17 +172,6 @@ bool ws_single_persistent() {
   return switch_on(g_ws_persist_override, from_env);
 }
 
-// Whether W4A16 calls on the warp-specialized kernel permute the activations in the kernel
-// (GemmW4A16Params::permute_in_kernel: TMA boxes of the natural-order input, rewritten in shared
-// memory by the producer warpgroup's idle warps) instead of an act_permute pass through the
-// workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=0 turns it off, else
-// on (docs/GEMM.md v27).
-int g_ws_permute_override = -1;
-bool ws_permute_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", true);
-  return switch_on(g_ws_permute_override, from_env);
-}
-
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -389,11 +378,10 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
-  // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
-  const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
-    maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
+    maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2,
+                                           kn::ws_width(i));
   }
   launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p,
              maps);
@@ -405,17 +393,10 @@ void launch_ws160(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   else launch_ws<160, 32>(p, grid, stream);
 }
 
-// Whether a (non-decode) plan runs on the warp-specialized kernel (dispatch_wgmma's choice).
-bool takes_ws_kernel(const GemmPlan& plan, int splits) {
-  return plan.ws && plan.block_n == 256 && splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128);
-}
-
 template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
-  NVFP4MOE_CHECK(!p.permute_in_kernel || takes_ws_kernel(plan, p.splits),
-                 "internal: natural-order activations need the warp-specialized kernel");
-  if (takes_ws_kernel(plan, p.splits)) {
+  if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
     } else if (p.off != nullptr && ws_tile_160()) {
@@ -565,12 +546,11 @@ void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloa
              dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, act_chunk_stores());
 }
 
-// The bf16 activations the kernel reads: `a` itself for the decode kernel and for the
-// warp-specialized kernel's in-kernel permute (in_kernel), else `a` permuted into the prepared K
-// order at the start of the workspace (act_bytes_for bytes).
+// The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted
+// into the prepared K order at the start of the workspace (act_bytes_for bytes).
 const __nv_bfloat16* kernel_activations(const __nv_bfloat16* a, int64_t rows, int64_t k, bool decode, uint8_t* ws,
-                                        cudaStream_t stream, bool in_kernel = false) {
-  if (decode || in_kernel) return a;
+                                        cudaStream_t stream) {
+  if (decode) return a;
   auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
   run_act_permute(a, rows, k, perm, stream);
   return perm;
@@ -658,10 +638,6 @@ void set_gemm_act_chunk_stores(int mode) {
 }
 
 void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
-
-void set_gemm_ws_permute_in_kernel(int mode) {
-  set_switch(__func__, mode, "act_permute pass", "in-kernel permute", g_ws_permute_override);
-}
 
 void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
 
@@ -881,9 +857,8 @@ size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
 
 void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeights& w, const float* alpha,
                    void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, const WorkspaceParts& ws,
-                   cudaStream_t stream, bool permute_in_kernel = false) {
+                   cudaStream_t stream) {
   kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
-  p.permute_in_kernel = permute_in_kernel ? 1 : 0;
   p.splits = plan.splits;
   p.tile_rows = plan.tile_rows;
   if (plan.splits > 1) {
@@ -1000,9 +975,8 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(m, w.k, decode));
-  const bool in_kernel = !decode && takes_ws_kernel(plan, plan.splits) && ws_permute_in_kernel();
-  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream, in_kernel);
-  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream, in_kernel);
+  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream);
+  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,

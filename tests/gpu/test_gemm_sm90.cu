@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <tuple>
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
@@ -464,7 +463,6 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_single_fit(-1);
     cuda::set_gemm_ws_single_persistent(-1);
     cuda::set_gemm_act_chunk_stores(-1);
-    cuda::set_gemm_ws_permute_in_kernel(-1);
   }
 };
 
@@ -749,29 +747,6 @@ TEST(GemmSm90, ActivationFrontEndChunkStores) {
       EXPECT_TRUE(same_both_ways(Case{w4a4, true, 1005, 384, 528, 8, random_offsets(rng, 1000, 8, 3), Mode::kRandom,
                                       OutDType::kBF16, seed++},
                                  cuda::set_gemm_act_chunk_stores, "chunk vs 4-byte front-end stores"));
-    }
-  }
-}
-
-// Single W4A16 GEMMs on the warp-specialized kernel with the activations permuted in the kernel
-// (natural-order TMA boxes rewritten in shared memory) against the act_permute pass, bit for bit,
-// and both against the model: K past the last 64-column box (272, 48: zero-filled columns), one
-// and many K stages, M off the tile edges, fp32 output (direct epilogue), token tiles 128
-// (fitted, persistent) and 64. Small enough for compute-sanitizer (gpu-check runs *Small*).
-TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
-  NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  uint32_t seed = 2700;
-  for (int tok : {128, 64}) {
-    cuda::set_gemm_plan_override(tok, 0, -1, 256);
-    for (const auto& [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{131, 384, 272}, {300, 256, 48},
-                                     {1000, 520, 1024}, {17000, 256, 128}, {259, 1536, 2048}}) {
-      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
-        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
-        EXPECT_TRUE(same_both_ways(Case{false, false, rows, n, k, 1, {}, mode, out, seed++},
-                                   cuda::set_gemm_ws_permute_in_kernel, "in-kernel permute vs act_permute"));
-      }
     }
   }
 }

@@ -31,16 +31,13 @@
 #include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
-#include "nvfp4moe/kernels/lane_transpose_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
-// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order (or [rows, K] in natural
-// order with the in-kernel permute; columns past K are zero-filled), box 64 columns x
+// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order, box 64 columns x
 // ws_width(i) rows, 128-byte swizzle: a tile's producer loads the box of its MMA width
 // (gemm_balanced_tiles.h), so a 100-row tile of a token-tile-160 kernel moves 128 rows, not
 // 160. Rows past `rows` are zero-filled by the TMA unit; rows of the next expert are loaded and
@@ -152,31 +149,6 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
   ptx::fence_proxy_async_smem();
 }
 
-// The in-kernel activation permute (GemmW4A16Params::permute_in_kernel): the TMA boxes bring
-// natural-order rows (64 columns, 128-byte swizzle: 16-byte chunk j of a row at chunk j ^ (row
-// address / 128 % 8)); the producer warpgroup's warps 1-3 rewrite each landed tile in place into
-// the prepared K order (gemm_act_permute_sm90.cuh) and arrive on the slot's `ready` mbarrier, on
-// which the consumers wait instead of `full`. Per row, 4 lanes: lane q holds natural group q
-// (chunks 2q, 2q+1: pairs 8q..8q+7), two 4 x 4 lane transposes give it logical chunks q and 4 + q
-// (store_group_prepared_order_chunks). A row's lanes load before any stores (the transposes'
-// shuffles order them), and rows are disjoint, so in place is safe.
-inline constexpr int kWsPermuteWarps = 3;  // warps 1-3 of the producer warpgroup
-inline constexpr uint32_t kWsPermuteThreads = 32 * kWsPermuteWarps;
-
-__device__ __forceinline__ void ws_permute_rows_in_place(uint32_t tile, int rows, int lane, int warp) {
-  const int q = lane % 4;
-  // rows % 8 == 0 (MMA widths are multiples of 16): 8 rows per warp instruction, warp-uniform.
-  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
-    const uint32_t row = tile + uint32_t(r0 + lane / 4) * 128u;
-    const uint32_t swz = (row >> 7) & 7u;
-    const uint4 c0 = ptx::ld_shared_v4(row + (((2u * q) ^ swz) << 4));
-    const uint4 c1 = ptx::ld_shared_v4(row + (((2u * q + 1u) ^ swz) << 4));
-    const uint4 lo = transpose4x4_lanes(c0, q, 1, 2), hi = transpose4x4_lanes(c1, q, 1, 2);
-    ptx::st_shared_v4(row + ((uint32_t(q) ^ swz) << 4), lo);
-    ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
-  }
-}
-
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
 template <int kTok, int kStep = 32>
@@ -192,16 +164,13 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
-  __shared__ uint64_t s_bar[3 * kStages + 1];  // full[kStages], empty[kStages], spare, ready[kStages]
+  __shared__ uint64_t s_bar[2 * kStages + 1];  // full[kStages], empty[kStages], spare
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const uint32_t smem_base = ptx::smem_addr(smem);
   const uint32_t bar_base = ptx::smem_addr(s_bar);
   auto full_bar = [&](int slot) { return bar_base + uint32_t(slot) * 8u; };
   auto empty_bar = [&](int slot) { return bar_base + uint32_t(kStages + slot) * 8u; };
   const uint32_t spare_bar = bar_base + uint32_t(2 * kStages) * 8u;  // stage 0's release: nothing to free
-  // Permuted in place (p.permute_in_kernel): the consumers wait for this instead of `full`.
-  auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
-  const bool permute = p.permute_in_kernel != 0;
 
   const int tid = threadIdx.x, wg = tid / 128;
   if (tid == 0) {
@@ -210,7 +179,6 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       ptx::mbarrier_init(empty_bar(s), Cfg::kConsumerThreads);
     }
     ptx::mbarrier_init(spare_bar, Cfg::kConsumerThreads);
-    for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(ready_bar(s), kWsPermuteThreads);
     ptx::fence_mbarrier_init();
 #pragma unroll
     for (int i = 0; i < kWsWidths; ++i)
@@ -234,23 +202,6 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
 
   if (wg == 0) {  // ---- producer ----------------------------------------------------------------
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    if (permute && tid >= 32) {  // warps 1-3: the in-kernel permute, stage by stage
-      int i = 0;
-      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-        const GemmTile tile = tile_of(t);
-        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
-        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
-          const int slot = i % kStages;
-          ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);
-          const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
-          ws_permute_rows_in_place(act, width, tid % 32, tid / 32 - 1);
-          ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, tid % 32, tid / 32 - 1);
-          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
-          ptx::mbarrier_arrive(ready_bar(slot));
-        }
-      }
-      return;
-    }
     if (tid != 0) return;
     const int row_blocks64 = int(prepared_rows(p.n) / kAtomRows);
     int slot = 0, round = 0;
@@ -304,8 +255,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     const int width_index = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
     for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
       const int slot = i % kStages;
-      // Stage i has landed (and, with the in-kernel permute, been permuted).
-      ptx::mbarrier_wait(permute ? ready_bar(slot) : full_bar(slot), uint32_t(i / kStages) & 1u);
+      ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);  // stage i has landed
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
       // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
