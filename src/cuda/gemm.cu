@@ -852,7 +852,9 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
 
 namespace {
 
-// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums].
+// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums]. The
+// activation part is reserved even where a W4A16 call permutes in the kernel
+// (ws_permute_in_kernel): the bound does not depend on the switch.
 size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
   const GemmPlan plan = plan_gemm(m, n, k);
   const bool decode = is_decode(plan.tok_tile, false, m);

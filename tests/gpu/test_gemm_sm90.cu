@@ -755,9 +755,12 @@ TEST(GemmSm90, ActivationFrontEndChunkStores) {
 
 // Single W4A16 GEMMs on the warp-specialized kernel with the activations permuted in the kernel
 // (natural-order TMA boxes rewritten in shared memory) against the act_permute pass, bit for bit,
-// and both against the model: K past the last 64-column box (272, 48: zero-filled columns), one
-// and many K stages, M off the tile edges, fp32 output (direct epilogue), token tiles 128
-// (fitted, persistent) and 64. Small enough for compute-sanitizer (gpu-check runs *Small*).
+// and both against the model. K: 48 and 272 (a partial box, then one wholly past K), 96 and 336
+// (a full box, then a partial one), one stage and many; M off the tile edges; fp32 output (direct
+// epilogue) and bf16 (staged); token tiles 128 (fitted, persistent) and 64. The 17000-row cases
+// give CTAs several tiles of 8 and of 5 stages, so stage slots are reused across tile boundaries
+// (after the staged epilogue used the last one) at every slot and parity. Small enough for
+// compute-sanitizer (gpu-check runs *Small*).
 TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -765,8 +768,13 @@ TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
   uint32_t seed = 2700;
   for (int tok : {128, 64}) {
     cuda::set_gemm_plan_override(tok, 0, -1, 256);
-    for (const auto& [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{131, 384, 272}, {300, 256, 48},
-                                     {1000, 520, 1024}, {17000, 256, 128}, {259, 1536, 2048}}) {
+    for (const auto& [rows, n, k] :
+         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 272}, {300, 256, 48}, {200, 256, 96}, {131, 384, 336},
+          {1000, 520, 1024}, {259, 1536, 2048}, {17000, 256, 128}, {17000, 256, 1024}, {17000, 256, 640}}) {
+      // The path under test exists only on the warp-specialized kernel without a K split.
+      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
+      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
+          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
       for (Mode mode : {Mode::kRandom, Mode::kExact}) {
         const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
         EXPECT_TRUE(same_both_ways(Case{false, false, rows, n, k, 1, {}, mode, out, seed++},

@@ -5,6 +5,9 @@
 //   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
 //     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
 //     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
+//     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
+//     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
+//     which the consumers wait for instead of `full`;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
@@ -86,7 +89,8 @@ struct GemmWsConfig {
 // accumulators go into shared memory by stmatrix (transposed: a token's columns contiguous), then
 // each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
-// slot only during the next tile's first stage, so the producer cannot be filling it, and the
+// slot only during the next tile's first stage, so the producer cannot be filling it (nor the
+// in-kernel permute rewriting it: that waits for the refill's `full`), and the
 // two consumers meet once (named barrier) before either overwrites the activations the other's
 // last wgmma read. Per consumer: 64 tokens x its 128 columns per pass (kTok 160: passes of 64,
 // 64, 32), a row of 256 bytes + 16 of padding so the 8 rows of a stmatrix land in distinct banks.
@@ -163,11 +167,11 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
 inline constexpr int kWsPermuteWarps = 3;  // warps 1-3 of the producer warpgroup
 inline constexpr uint32_t kWsPermuteThreads = 32 * kWsPermuteWarps;
 
-__device__ __forceinline__ void ws_permute_rows_in_place(uint32_t tile, int rows, int lane, int warp) {
+__device__ __forceinline__ void ws_permute_rows_in_place(uint32_t act, int rows, int lane, int warp) {
   const int q = lane % 4;
   // rows % 8 == 0 (MMA widths are multiples of 16): 8 rows per warp instruction, warp-uniform.
   for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
-    const uint32_t row = tile + uint32_t(r0 + lane / 4) * 128u;
+    const uint32_t row = act + uint32_t(r0 + lane / 4) * 128u;
     const uint32_t swz = (row >> 7) & 7u;
     const uint4 c0 = ptx::ld_shared_v4(row + (((2u * q) ^ swz) << 4));
     const uint4 c1 = ptx::ld_shared_v4(row + (((2u * q + 1u) ^ swz) << 4));
@@ -304,7 +308,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     const int width_index = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
     for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
       const int slot = i % kStages;
-      // Stage i has landed (and, with the in-kernel permute, been permuted).
+      // Stage i has landed (and, with the in-kernel permute, been permuted: the permuters'
+      // wait on `full` and arrive on `ready`, so the weights' copies are complete here too).
       ptx::mbarrier_wait(permute ? ready_bar(slot) : full_bar(slot), uint32_t(i / kStages) & 1u);
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
