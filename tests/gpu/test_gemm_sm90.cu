@@ -465,6 +465,7 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_single_persistent(-1);
     cuda::set_gemm_act_chunk_stores(-1);
     cuda::set_gemm_ws_permute_in_kernel(-1);
+    cuda::set_gemm_ws_dequant_in_kernel(-1);
   }
 };
 
@@ -779,6 +780,34 @@ TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
         const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
         EXPECT_TRUE(same_both_ways(Case{false, false, rows, n, k, 1, {}, mode, out, seed++},
                                    cuda::set_gemm_ws_permute_in_kernel, "in-kernel permute vs act_permute"));
+      }
+    }
+  }
+}
+
+// Single W4A4 GEMMs on the warp-specialized kernel with the activations dequantized in the kernel
+// (codes and scales staged in a half-stage ring, values written into each stage) against the
+// act_dequant pass, bit for bit, and both against the model. K % 32 == 0: 32 (one half-stage with
+// data, one wholly past K), 160 and 352 (a last sub-tile half full), 1024, 640; M off the 128-row
+// scale blocks (tiles straddle two of them), 17000 rows for stage and code-slot reuse across tile
+// boundaries; fp32 and bf16 output; token tiles 128 and 64. Small enough for compute-sanitizer.
+TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  uint32_t seed = 2800;
+  for (int tok : {128, 64}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (const auto& [rows, n, k] :
+         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 32}, {300, 256, 160}, {259, 384, 352}, {1000, 520, 1024},
+          {17000, 256, 128}, {17000, 256, 640}}) {
+      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
+      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
+          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
+        EXPECT_TRUE(same_both_ways(Case{true, false, rows, n, k, 1, {}, mode, out, seed++},
+                                   cuda::set_gemm_ws_dequant_in_kernel, "in-kernel dequantization vs act_dequant"));
       }
     }
   }
