@@ -36,29 +36,28 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# The in-kernel activation permute of single W4A16 calls on the warp-specialized kernel
-# (docs/GEMM.md v27) against the act_permute pass, in the same binary (--ws-permute 0 / 1).
+# The in-kernel activation permute of single W4A16 calls (docs/GEMM.md v27) and the in-kernel
+# dequantization of single W4A4 calls (v28) on the warp-specialized kernel, against the
+# act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1).
 B=build/bench/nvfp4moe_bench_gemm
-# 1. Its test, under memcheck and racecheck too, then every GPU test (4 shards).
-timeout 60 $T --gtest_filter='GemmSm90.WarpSpecializedInKernelPermute*' > "$R/tests_permute.log" 2>&1
-grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_permute.log" | head -4
-for tool in memcheck; do
-  timeout 120 compute-sanitizer --tool $tool $T --gtest_filter='GemmSm90.WarpSpecializedInKernelPermute*' \
-    > "$R/sanitizer_$tool.log" 2>&1
-  grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED' "$R/sanitizer_$tool.log" | head -3
-done
-save permute_tests
+# 1. Their tests, under memcheck too, then every GPU test (4 shards).
+F='GemmSm90.WarpSpecializedInKernel*'
+timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_inkernel.log" | head -6
+timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="$F" > "$R/sanitizer_memcheck.log" 2>&1
+grep -E 'ERROR SUMMARY|PASSED|FAILED' "$R/sanitizer_memcheck.log" | head -3
+save inkernel_tests
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
-# 2. Single W4A16 GEMMs, act_permute pass (0) vs in-kernel permute (1), two interleaved rounds.
+# 2. Single GEMMs, both passes (0) vs both in the kernel (1), two interleaved rounds.
 for round in 1 2; do
   for v in 0 1; do
     for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048 4096,4096,7168 16384,1536,2048; do
-      timeout 30 $B --single $shape --ws-permute $v >> "$R/gemm_p$v.txt" 2>&1
+      timeout 30 $B --single $shape --ws-permute $v --ws-dequant $v >> "$R/gemm_p$v.txt" 2>&1
     done
   done
 done
