@@ -7,7 +7,10 @@
 //     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
 //     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
 //     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
-//     which the consumers wait for instead of `full`;
+//     which the consumers wait for instead of `full`; with NVFP4 activations
+//     (GemmW4A16Params::dequant_in_kernel) thread 0 stages their codes and scales in a ring of
+//     half-stage slots instead of loading the tile, and warps 1-3 write the dequantized values
+//     into each stage once its slot is free, arriving on `ready` too;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
@@ -103,7 +106,8 @@ struct GemmWsConfig {
 // each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
 // slot only during the next tile's first stage, so the producer cannot be filling it (nor the
-// in-kernel permute rewriting it: that waits for the refill's `full`), and the
+// in-kernel permute or dequantization writing it: they wait for the refill's `full` or for that
+// release), and the
 // two consumers meet once (named barrier) before either overwrites the activations the other's
 // last wgmma read. Per consumer: 64 tokens x its 128 columns per pass (kTok 160: passes of 64,
 // 64, 32), a row of 256 bytes + 16 of padding so the 8 rows of a stmatrix land in distinct banks.
@@ -254,7 +258,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
   const bool permute = p.permute_in_kernel != 0;
   // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
-  const bool dequant = p.dequant_in_kernel != 0;
+  // Single GEMMs only (token tiles 64, 128): the grouped token-tile-160 kernels carry no such code.
+  const bool dequant = kTok <= 128 && p.dequant_in_kernel != 0;
   auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
   auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
   const uint32_t code_base = smem_base + uint32_t(kStages * Cfg::kStageBytes);
