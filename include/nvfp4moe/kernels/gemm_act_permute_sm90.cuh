@@ -51,8 +51,9 @@ __device__ __forceinline__ void store_group_prepared_order_chunks(uint32_t* dst_
 
 // A warp-uniform grid-stride walk over the rows x cols items of a matrix (row-major): fn(r, c,
 // active) for this lane's item; with cols % 4 == 0 the 4 lanes of a 64-column block (the chunk
-// stores' transposes) are active together. The coordinates advance by the stride's quotient and remainder, so the loop
-// divides nothing (a 64-bit division per item was a third of the front ends' instructions).
+// stores' transposes) are active together. The coordinates advance by the stride's quotient and
+// remainder, so the loop divides nothing (a 64-bit division per item was a third of the front
+// ends' instructions).
 template <typename Fn>
 __device__ __forceinline__ void warp_uniform_row_walk(int rows, int cols, Fn&& fn) {
   const int64_t total = int64_t(rows) * cols;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "nvfp4moe/kernels/gemm_layout_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/bf16x2_mul_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
@@ -16,21 +17,15 @@ __device__ __forceinline__ uint32_t scale_to_bf16x2(uint32_t pair) {
   return dup * 16u + (kScaleBf16Bias | (kScaleBf16Bias << 16));
 }
 
-// Round-to-nearest bf16x2 multiply (exact here: at most 5 significant bits in the product).
-__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
-  uint32_t d;
-  asm("mul.rn.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
-  return d;
-}
 
 // The four mma A registers of one k16 step from code word w and the bf16x2 scales of rows r0
 // (registers 0, 2) and r0 + 8 (registers 1, 3). The extractions are the ones the layout's bit
 // positions (code_bit) were chosen for: each gives v * 2^-126 as two bf16.
 __device__ __forceinline__ void dequant_a_frag(uint32_t w, uint32_t s_r0, uint32_t s_r8, uint32_t (&a)[4]) {
-  a[0] = bf16x2_mul(w & kCodeMaskQ, s_r0);
-  a[1] = bf16x2_mul((w << 3) & kCodeMaskQ, s_r8);
-  a[2] = bf16x2_mul((w << 6) & kCodeMaskQ, s_r0);
-  a[3] = bf16x2_mul((((w >> 7) & kCodeMaskJ3) * kCodeMulJ3) & kCodeMaskQ, s_r8);
+  a[0] = ptx::bf16x2_mul(w & kCodeMaskQ, s_r0);
+  a[1] = ptx::bf16x2_mul((w << 3) & kCodeMaskQ, s_r8);
+  a[2] = ptx::bf16x2_mul((w << 6) & kCodeMaskQ, s_r0);
+  a[3] = ptx::bf16x2_mul((((w >> 7) & kCodeMaskJ3) * kCodeMulJ3) & kCodeMaskQ, s_r8);
 }
 
 }  // namespace nvfp4moe::kernels

@@ -27,6 +27,7 @@
 #include "nvfp4moe/format/block_quant.h"
 #include "nvfp4moe/format/e2m1.h"
 #include "nvfp4moe/format/e4m3.h"
+#include "nvfp4moe/kernels/ptx/bf16x2_mul_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/ld_global_sm90.cuh"
 
 namespace nvfp4moe::kernels {
@@ -313,18 +314,13 @@ __device__ __forceinline__ uint4 block_values_bf16x8_reference(uint32_t codes, u
 }
 
 // The same 8 values (the W4A4 GEMM's activation operand, gemm_act_dequant_sm90.cuh, and the
-// quantizers' optional value output) by bit placement, about 3 instructions per 2 elements
-// instead of two decodes, multiplies and roundings: e2m1 magnitudes are bf16 numbers whose two
+// quantizers' optional value output) by bit placement, about 19 instructions per 8 elements
+// instead of eight decodes, multiplies and roundings: e2m1 magnitudes are bf16 numbers whose two
 // bytes come from two 8-entry byte tables (one prmt each for 4 elements), the code's sign is
 // or-ed into the high byte (a sign-replicating prmt), and one bf16x2 multiply by the scale
 // gives both products of a pair, exact and so equal to the reference's rounding, zeros' signs
 // included. A NaN scale (0x7F, 0xFF) takes the reference, whose NaN bits the multiply need not
 // give. A test compares the two on every (byte, scale) pair.
-__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
-  uint32_t d;
-  asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-  return d;
-}
 __device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t scale_code) {
   if ((scale_code & 0x7fu) == 0x7fu) return block_values_bf16x8_reference(codes, scale_code);
   // bf16 of the magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6: 0000 3F00 3F80 3FC0 4000 4040 4080 40C0.
@@ -339,8 +335,8 @@ __device__ __forceinline__ uint4 block_values_bf16x8(uint32_t codes, uint32_t sc
   const uint32_t lo03 = prmt(kLo03, kLo47, mag), lo47 = prmt(kLo03, kLo47, mag_hi);
   const uint32_t hi03 = prmt(kHi03, kHi47, mag) | (sign03 & 0x80808080u);
   const uint32_t hi47 = prmt(kHi03, kHi47, mag_hi) | (sign47 & 0x80808080u);
-  return make_uint4(mul_bf16x2(prmt(lo03, hi03, 0x5140u), s2), mul_bf16x2(prmt(lo03, hi03, 0x7362u), s2),
-                    mul_bf16x2(prmt(lo47, hi47, 0x5140u), s2), mul_bf16x2(prmt(lo47, hi47, 0x7362u), s2));
+  return make_uint4(ptx::bf16x2_mul(prmt(lo03, hi03, 0x5140u), s2), ptx::bf16x2_mul(prmt(lo03, hi03, 0x7362u), s2),
+                    ptx::bf16x2_mul(prmt(lo47, hi47, 0x5140u), s2), ptx::bf16x2_mul(prmt(lo47, hi47, 0x7362u), s2));
 }
 
 // Assembles the scale bytes of lane pairs 4k .. 4k+3 (blocks 0..3 of one scale-column group,
