@@ -36,31 +36,30 @@ save() { tar czf "$OUT/all.tgz" --exclude="*.ncu-rep" -C "$R" . ; echo "[saved a
 T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
-# The fast act_dequant / block values, the 32-bit walks and scale-d 0 instead of per-tile zeroing
-# (docs/GEMM.md v26) against the binaries before them (.gl/base.tgz, unpacked into $R/base).
+# The in-kernel activation permute of single W4A16 calls (docs/GEMM.md v27) and the in-kernel
+# dequantization of single W4A4 calls (v28) on the warp-specialized kernel, against the
+# act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1).
 B=build/bench/nvfp4moe_bench_gemm
-mkdir -p "$R/base" && tar xzf .gl/base.tgz -C "$R/base"
-# 1. The exhaustive block-values test, then every GPU test (4 shards).
-timeout 60 $T --gtest_filter='QuantizeSm90.BlockValues*' > "$R/tests_values.log" 2>&1
-grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_values.log" | head -4
+# 1. Their tests, under memcheck too, then every GPU test (4 shards).
+F='GemmSm90.WarpSpecializedInKernel*'
+timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_inkernel.log" | head -6
+timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="$F" > "$R/sanitizer_memcheck.log" 2>&1
+grep -E 'ERROR SUMMARY|PASSED|FAILED' "$R/sanitizer_memcheck.log" | head -3
+save inkernel_tests
 for i in 0 1 2 3; do
   GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
 done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
-# 2. Single GEMMs, base vs new (one round: device time is short), then the layer at T = 4096.
-for v in base new; do
-  bin=$B; [[ $v == base ]] && bin=$R/base/nvfp4moe_bench_gemm
-  for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048; do
-    timeout 30 $bin --single $shape >> "$R/gemm_$v.txt" 2>&1
+# 2. Single GEMMs, both passes (0) vs both in the kernel (1), two interleaved rounds.
+for round in 1 2; do
+  for v in 0 1; do
+    for shape in 4096,2048,768 4096,1536,2048 4096,7168,2048 4096,4096,7168 16384,1536,2048; do
+      timeout 30 $B --single $shape --ws-permute $v --ws-dequant $v >> "$R/gemm_p$v.txt" 2>&1
+    done
   done
 done
-grep -HE '^single' "$R"/gemm_*.txt | sed 's|.*/gemm_||'
+grep -HE '^single' "$R"/gemm_p*.txt | sed 's|.*/gemm_||'
 save singles
-for v in base new; do
-  bin=build/nvfp4-moe; [[ $v == base ]] && bin=$R/base/nvfp4-moe
-  timeout 45 $bin bench --no-baseline --tokens 4096 --iters 10 > "$R/layer_$v.txt" 2>&1
-done
-grep -HE '^(deepseek|qwen)' "$R"/layer_*.txt | sed 's|.*/layer_||'
-save layer

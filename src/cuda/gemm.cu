@@ -172,6 +172,29 @@ bool ws_single_persistent() {
   return switch_on(g_ws_persist_override, from_env);
 }
 
+// Whether W4A16 calls on the warp-specialized kernel permute the activations in the kernel
+// (GemmW4A16Params::permute_in_kernel: TMA boxes of the natural-order input, rewritten in shared
+// memory by the producer warpgroup's idle warps) instead of an act_permute pass through the
+// workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=0 turns it off, else
+// on (docs/GEMM.md v27).
+int g_ws_permute_override = -1;
+bool ws_permute_in_kernel() {
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", true);
+  return switch_on(g_ws_permute_override, from_env);
+}
+
+// Whether single W4A4 calls on the warp-specialized kernel (K % 32 == 0: the codes' row stride
+// is a multiple of 16 bytes, as TMA needs) dequantize their activations in the kernel
+// (GemmW4A16Params::dequant_in_kernel: the codes and scales staged by the producer, the values
+// written into each stage by its idle warps) instead of an act_dequant pass through the
+// workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=0 turns it off, else
+// on (docs/GEMM.md v28).
+int g_ws_dequant_override = -1;
+bool ws_dequant_in_kernel() {
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", true);
+  return switch_on(g_ws_dequant_override, from_env);
+}
+
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
 // (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
 // (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
@@ -378,10 +401,17 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
+  // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
+  const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
+  NVFP4MOE_CHECK(!p.dequant_in_kernel || (p.off == nullptr && kTok <= 128),
+                 "internal: the in-kernel dequantization is for single GEMMs at token tiles 64 and 128");
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
-    maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2,
-                                           kn::ws_width(i));
+    if (p.dequant_in_kernel) {  // codes [rows, K/2] bytes, one 64-column sub-tile (32 bytes) a box
+      maps.codes[i] = u8_tile_map(p.act_codes, p.rows, int64_t(p.k) / 2, kn::kWeightKPad / 4, kn::ws_width(i));
+    } else {
+      maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
+    }
   }
   launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p,
              maps);
@@ -393,10 +423,17 @@ void launch_ws160(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   else launch_ws<160, 32>(p, grid, stream);
 }
 
+// Whether a (non-decode) plan runs on the warp-specialized kernel (dispatch_wgmma's choice).
+bool takes_ws_kernel(const GemmPlan& plan, int splits) {
+  return plan.ws && plan.block_n == 256 && splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128);
+}
+
 template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
-  if (plan.ws && plan.block_n == 256 && p.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128)) {
+  NVFP4MOE_CHECK(!p.permute_in_kernel || takes_ws_kernel(plan, p.splits),
+                 "internal: natural-order activations need the warp-specialized kernel");
+  if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
     } else if (p.off != nullptr && ws_tile_160()) {
@@ -546,11 +583,12 @@ void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloa
              dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, act_chunk_stores());
 }
 
-// The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted
-// into the prepared K order at the start of the workspace (act_bytes_for bytes).
+// The bf16 activations the kernel reads: `a` itself for the decode kernel and for the
+// warp-specialized kernel's in-kernel permute (in_kernel), else `a` permuted into the prepared K
+// order at the start of the workspace (act_bytes_for bytes).
 const __nv_bfloat16* kernel_activations(const __nv_bfloat16* a, int64_t rows, int64_t k, bool decode, uint8_t* ws,
-                                        cudaStream_t stream) {
-  if (decode) return a;
+                                        cudaStream_t stream, bool in_kernel = false) {
+  if (decode || in_kernel) return a;
   auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
   run_act_permute(a, rows, k, perm, stream);
   return perm;
@@ -638,6 +676,14 @@ void set_gemm_act_chunk_stores(int mode) {
 }
 
 void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
+
+void set_gemm_ws_dequant_in_kernel(int mode) {
+  set_switch(__func__, mode, "act_dequant pass", "in-kernel dequantization", g_ws_dequant_override);
+}
+
+void set_gemm_ws_permute_in_kernel(int mode) {
+  set_switch(__func__, mode, "act_permute pass", "in-kernel permute", g_ws_permute_override);
+}
 
 void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
 
@@ -828,7 +874,9 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
 
 namespace {
 
-// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums].
+// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums]. The
+// activation part is reserved even where a W4A16 call permutes in the kernel
+// (ws_permute_in_kernel): the bound does not depend on the switch.
 size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
   const GemmPlan plan = plan_gemm(m, n, k);
   const bool decode = is_decode(plan.tok_tile, false, m);
@@ -855,10 +903,20 @@ size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
   return best;
 }
 
+// permute_in_kernel: a_kernel is the natural-order bf16 input (ws_permute_in_kernel);
+// dequant_in_kernel: the NVFP4 input the kernel dequantizes itself (ws_dequant_in_kernel; a_kernel
+// unused), else null.
 void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeights& w, const float* alpha,
                    void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, const WorkspaceParts& ws,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool permute_in_kernel = false, const Nvfp4Act* dequant_in_kernel = nullptr) {
   kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
+  p.permute_in_kernel = permute_in_kernel ? 1 : 0;
+  if (dequant_in_kernel != nullptr) {
+    p.dequant_in_kernel = 1;
+    p.act_codes = dequant_in_kernel->codes;
+    p.act_scales = dequant_in_kernel->scales;
+    p.act_scale_rows = int(padded_scale_rows(m));  // a single call's scales: roundup(M, 128) rows
+  }
   p.splits = plan.splits;
   p.tile_rows = plan.tile_rows;
   if (plan.splits > 1) {
@@ -975,8 +1033,9 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(m, w.k, decode));
-  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream);
-  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
+  const bool in_kernel = !decode && takes_ws_kernel(plan, plan.splits) && ws_permute_in_kernel();
+  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream, in_kernel);
+  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream, in_kernel);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -990,6 +1049,10 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, true), "gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(m, w.k, decode));
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
+  if (!decode && takes_ws_kernel(plan, plan.splits) && w.k % 32 == 0 && ws_dequant_in_kernel()) {
+    launch_single(nullptr, m, w, alpha, out, out_dtype, plan, decode, ws, stream, false, &a);
+    return;
+  }
   run_act_dequant(a, m, w.k, nullptr, 1, !decode, act, stream);
   launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
@@ -463,6 +464,8 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_single_fit(-1);
     cuda::set_gemm_ws_single_persistent(-1);
     cuda::set_gemm_act_chunk_stores(-1);
+    cuda::set_gemm_ws_permute_in_kernel(-1);
+    cuda::set_gemm_ws_dequant_in_kernel(-1);
   }
 };
 
@@ -747,6 +750,65 @@ TEST(GemmSm90, ActivationFrontEndChunkStores) {
       EXPECT_TRUE(same_both_ways(Case{w4a4, true, 1005, 384, 528, 8, random_offsets(rng, 1000, 8, 3), Mode::kRandom,
                                       OutDType::kBF16, seed++},
                                  cuda::set_gemm_act_chunk_stores, "chunk vs 4-byte front-end stores"));
+    }
+  }
+}
+
+// Single W4A16 GEMMs on the warp-specialized kernel with the activations permuted in the kernel
+// (natural-order TMA boxes rewritten in shared memory) against the act_permute pass, bit for bit,
+// and both against the model. K: 48 and 272 (a partial box, then one wholly past K), 96 and 336
+// (a full box, then a partial one), one stage and many; M off the tile edges; fp32 output (direct
+// epilogue) and bf16 (staged); token tiles 128 (fitted, persistent) and 64. The 17000-row cases
+// give CTAs several tiles of 8 and of 5 stages, so stage slots are reused across tile boundaries
+// (after the staged epilogue used the last one) at every slot and parity. Small enough for
+// compute-sanitizer (gpu-check runs *Small*).
+TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  uint32_t seed = 2700;
+  for (int tok : {128, 64}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (const auto& [rows, n, k] :
+         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 272}, {300, 256, 48}, {200, 256, 96}, {131, 384, 336},
+          {1000, 520, 1024}, {259, 1536, 2048}, {17000, 256, 128}, {17000, 256, 1024}, {17000, 256, 640}}) {
+      // The path under test exists only on the warp-specialized kernel without a K split.
+      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
+      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
+          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
+        EXPECT_TRUE(same_both_ways(Case{false, false, rows, n, k, 1, {}, mode, out, seed++},
+                                   cuda::set_gemm_ws_permute_in_kernel, "in-kernel permute vs act_permute"));
+      }
+    }
+  }
+}
+
+// Single W4A4 GEMMs on the warp-specialized kernel with the activations dequantized in the kernel
+// (codes and scales staged in a half-stage ring, values written into each stage) against the
+// act_dequant pass, bit for bit, and both against the model. K % 32 == 0: 32 (one half-stage with
+// data, one wholly past K), 160 and 352 (a last sub-tile half full), 1024, 640; M off the 128-row
+// scale blocks (tiles straddle two of them), 17000 rows for stage and code-slot reuse across tile
+// boundaries; fp32 and bf16 output; token tiles 128 and 64. Small enough for compute-sanitizer.
+TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  uint32_t seed = 2800;
+  for (int tok : {128, 64}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (const auto& [rows, n, k] :
+         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 32}, {300, 256, 160}, {259, 384, 352}, {1000, 520, 1024},
+          {17000, 256, 128}, {17000, 256, 640}}) {
+      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
+      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
+          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
+        EXPECT_TRUE(same_both_ways(Case{true, false, rows, n, k, 1, {}, mode, out, seed++},
+                                   cuda::set_gemm_ws_dequant_in_kernel, "in-kernel dequantization vs act_dequant"));
+      }
     }
   }
 }

@@ -198,6 +198,21 @@ void set_gemm_ws_staged_epilogue(int mode);
 // environment). Same bytes. Process-wide, not thread-safe.
 void set_gemm_act_chunk_stores(int mode);
 
+// Tuning and validation only: single W4A16 GEMMs on the warp-specialized kernel read the bf16
+// activations in their natural order and permute each landed tile into the kernel's K order in
+// shared memory (1), or take an act_permute pass through the workspace first (0); -1: the
+// default (in the kernel, or NVFP4MOE_GEMM_WS_PERMUTE=0 from the environment). Same results bit
+// for bit. Process-wide, not thread-safe.
+void set_gemm_ws_permute_in_kernel(int mode);
+
+// Tuning and validation only: single W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0
+// dequantize the NVFP4 activations inside the kernel (1: the producer stages codes and scales, its
+// idle warps write the bf16 values into each stage in the kernel's K order) or take an act_dequant
+// pass through the workspace first (0); -1: the default (in the kernel, or
+// NVFP4MOE_GEMM_WS_DEQUANT=0 from the environment). Same results bit for bit. Process-wide, not
+// thread-safe.
+void set_gemm_ws_dequant_in_kernel(int mode);
+
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
 // (1) or not (0) take a token-tile count fitted to whole waves of CTAs (narrower balanced
 // tiles where they fill a wave the 128-row tiles leave part empty: Qwen3 w13 at M = 4096 runs

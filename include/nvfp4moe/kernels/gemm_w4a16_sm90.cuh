@@ -71,6 +71,17 @@ struct GemmW4A16Params {
   int tile_rows;           // warp-specialized kernel, single GEMMs: balanced token tiles of at
                            // most this many rows (1..kTok; 0: kTok), so the host can fit the
                            // tile count to whole waves (GemmPlan::tile_rows)
+  int permute_in_kernel;   // warp-specialized kernel: `a` is [rows, k] in natural order (row
+                           // stride k) and the producer warpgroup's warps 1-3 permute each
+                           // landed activation tile into the prepared K order in shared memory
+                           // (no act_permute pass); 0: `a` is already in that order
+  int dequant_in_kernel;   // warp-specialized kernel, single W4A4: `a` is unused; the producer
+                           // stages the NVFP4 activations (act_codes [rows, k/2], act_scales
+                           // swizzled, act_scale_rows rows) and warps 1-3 dequantize them into
+                           // each stage's activation tile in the prepared K order
+  const uint8_t* act_codes;
+  const uint8_t* act_scales;
+  int act_scale_rows;
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

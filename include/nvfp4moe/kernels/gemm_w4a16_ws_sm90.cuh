@@ -5,6 +5,12 @@
 //   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
 //     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
 //     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
+//     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
+//     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
+//     which the consumers wait for instead of `full`; with NVFP4 activations
+//     (GemmW4A16Params::dequant_in_kernel) thread 0 stages their codes and scales in a ring of
+//     half-stage slots instead of loading the tile, and warps 1-3 write the dequantized values
+//     into each stage once its slot is free, arriving on `ready` too;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
@@ -30,20 +36,28 @@
 #include <cstdint>
 #include <utility>
 
+#include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/lane_transpose_sm90.cuh"
+#include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
-// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order, box 64 columns x
+// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order (or [rows, K] in natural
+// order with the in-kernel permute; columns past K are zero-filled), box 64 columns x
 // ws_width(i) rows, 128-byte swizzle: a tile's producer loads the box of its MMA width
 // (gemm_balanced_tiles.h), so a 100-row tile of a token-tile-160 kernel moves 128 rows, not
 // 160. Rows past `rows` are zero-filled by the TMA unit; rows of the next expert are loaded and
 // never stored. Entries wider than the kernel's kTok are unused.
 struct WsActMaps {
   CUtensorMap box[kWsWidths];
+  // W4A4 in-kernel dequantization: the NVFP4 codes [rows, K/2] bytes, box 32 bytes (one 64-column
+  // sub-tile) x ws_width(i) rows, unswizzled.
+  CUtensorMap codes[kWsWidths];
 };
 
 template <int kTok, int kStep = 32>
@@ -60,7 +74,15 @@ struct GemmWsConfig {
   static constexpr int kActBytes = Stage::kActBytes;
   static constexpr int kAtomsK = Stage::kAtomsK;
   static constexpr int kBlockBytes = kAtomsK * kAtomBytes;   // one 64-row block's run per stage
-  static constexpr int kSmemBytes = Stage::kSmemBytes;
+  // W4A4 in-kernel dequantization (GemmW4A16Params::dequant_in_kernel): a ring of half-stage
+  // slots after the stages, each the codes of one 64-column sub-tile (kTok rows x 32 bytes) and
+  // the swizzled 512-byte scale blocks of its rows (kTok rows from any row0 span at most
+  // (kTok - 1) / 128 + 2 blocks of 128). Three slots fit next to the stages at every token tile.
+  static constexpr int kCodeSlots = 3;
+  static constexpr int kCodeScaleOffset = kTok * 32;
+  static constexpr int kCodeSlotBytes = kCodeScaleOffset + ((kTok - 1) / 128 + 2) * 512;
+  static constexpr int kSmemBytes = Stage::kSmemBytes + kCodeSlots * kCodeSlotBytes;
+  static_assert(kSmemBytes + 10 * 1024 <= 227 * 1024, "stages + code ring + static shared memory fit an SM");
   // A-fragment buffers: wgmma in flight per warpgroup + 1. Each RS wgmma pins its 4 A
   // registers until it retires. Token tile 160: 160 accumulators leave room for 2 (ptxas with 4:
   // C7512, every wgmma serialized for lack of registers); one m64n160k16 per warpgroup in flight
@@ -83,7 +105,9 @@ struct GemmWsConfig {
 // accumulators go into shared memory by stmatrix (transposed: a token's columns contiguous), then
 // each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
-// slot only during the next tile's first stage, so the producer cannot be filling it, and the
+// slot only during the next tile's first stage, so the producer cannot be filling it (nor the
+// in-kernel permute or dequantization writing it: they wait for the refill's `full` or for that
+// release), and the
 // two consumers meet once (named barrier) before either overwrites the activations the other's
 // last wgmma read. Per consumer: 64 tokens x its 128 columns per pass (kTok 160: passes of 64,
 // 64, 32), a row of 256 bytes + 16 of padding so the 8 rows of a stmatrix land in distinct banks.
@@ -149,6 +173,64 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
   ptx::fence_proxy_async_smem();
 }
 
+// The in-kernel activation permute (GemmW4A16Params::permute_in_kernel): the TMA boxes bring
+// natural-order rows (64 columns, 128-byte swizzle: 16-byte chunk j of a row at chunk j ^ (row
+// address / 128 % 8)); the producer warpgroup's warps 1-3 rewrite each landed tile in place into
+// the prepared K order (gemm_act_permute_sm90.cuh) and arrive on the slot's `ready` mbarrier, on
+// which the consumers wait instead of `full`. Per row, 4 lanes: lane q holds natural group q
+// (chunks 2q, 2q+1: pairs 8q..8q+7), two 4 x 4 lane transposes give it logical chunks q and 4 + q
+// (store_group_prepared_order_chunks). A row's lanes load before any stores (the transposes'
+// shuffles order them), and rows are disjoint, so in place is safe.
+inline constexpr int kWsPermuteWarps = 3;  // warps 1-3 of the producer warpgroup
+inline constexpr uint32_t kWsPermuteThreads = 32 * kWsPermuteWarps;
+
+__device__ __forceinline__ void ws_permute_rows_in_place(uint32_t act, int rows, int lane, int warp) {
+  const int q = lane % 4;
+  // rows % 8 == 0 (MMA widths are multiples of 16): 8 rows per warp instruction, warp-uniform.
+  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
+    const uint32_t row = act + uint32_t(r0 + lane / 4) * 128u;
+    const uint32_t swz = (row >> 7) & 7u;
+    const uint4 c0 = ptx::ld_shared_v4(row + (((2u * q) ^ swz) << 4));
+    const uint4 c1 = ptx::ld_shared_v4(row + (((2u * q + 1u) ^ swz) << 4));
+    const uint4 lo = transpose4x4_lanes(c0, q, 1, 2), hi = transpose4x4_lanes(c1, q, 1, 2);
+    ptx::st_shared_v4(row + ((uint32_t(q) ^ swz) << 4), lo);
+    ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
+  }
+}
+
+// The W4A4 in-kernel dequantization (GemmW4A16Params::dequant_in_kernel) of one 64-column
+// sub-tile (columns col0 .. col0 + 63 of the tile's rows row0 .. row0 + rows - 1) from its staged
+// codes and scales (code_slot, GemmWsConfig::kCodeSlotBytes layout) into the activation sub-tile
+// `act` in the prepared K order: lane q of a row's 4 lanes takes 16-element block q (8 code bytes,
+// one scale), computes its 16 bf16 values as act_dequant does (block_values_bf16x8: e2m1 x e4m3,
+// no global scale) and stores them as v27's permute does (two 4 x 4 lane transposes, logical
+// chunks q and 4 + q at their swizzled places). Rows >= m and blocks >= k / 16 are zeros: their
+// staged codes are zero-filled but their scale bytes may be stale.
+template <int kCodeScaleOffset>
+__device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot, int rows, int row0, int m, int k,
+                                                int col0, int lane, int warp) {
+  const int q = lane % 4;
+  const int block = col0 / 16 + q;  // the lane's 16-element block (scale column); block % 4 == q
+  const bool block_in = block < k / 16;
+  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
+    const int t = r0 + lane / 4, r = row0 + t;
+    uint4 v0 = make_uint4(0, 0, 0, 0), v1 = make_uint4(0, 0, 0, 0);  // natural pairs 0-3, 4-7
+    if (block_in && r < m) {
+      const uint2 codes = ptx::ld_shared_v2(code_slot + uint32_t(t * 32 + q * 8));
+      const int rb = r / 128 - row0 / 128;  // the staged scale block of the row
+      const uint32_t sc =
+          ptx::ld_shared_u8(code_slot + uint32_t(kCodeScaleOffset + rb * 512 + (r % 32) * 16 + ((r % 128) / 32) * 4 + q));
+      v0 = block_values_bf16x8(codes.x, sc);
+      v1 = block_values_bf16x8(codes.y, sc);
+    }
+    const uint32_t row = act + uint32_t(t) * 128u;
+    const uint32_t swz = (row >> 7) & 7u;
+    const uint4 lo = transpose4x4_lanes(v0, q, 1, 2), hi = transpose4x4_lanes(v1, q, 1, 2);
+    ptx::st_shared_v4(row + ((uint32_t(q) ^ swz) << 4), lo);
+    ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
+  }
+}
+
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
 template <int kTok, int kStep = 32>
@@ -164,13 +246,23 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
-  __shared__ uint64_t s_bar[2 * kStages + 1];  // full[kStages], empty[kStages], spare
+  // full[kStages], empty[kStages], spare, ready[kStages], code_full[3], code_empty[3]
+  __shared__ uint64_t s_bar[3 * kStages + 1 + 2 * Cfg::kCodeSlots];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const uint32_t smem_base = ptx::smem_addr(smem);
   const uint32_t bar_base = ptx::smem_addr(s_bar);
   auto full_bar = [&](int slot) { return bar_base + uint32_t(slot) * 8u; };
   auto empty_bar = [&](int slot) { return bar_base + uint32_t(kStages + slot) * 8u; };
   const uint32_t spare_bar = bar_base + uint32_t(2 * kStages) * 8u;  // stage 0's release: nothing to free
+  // Permuted in place (p.permute_in_kernel): the consumers wait for this instead of `full`.
+  auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
+  const bool permute = p.permute_in_kernel != 0;
+  // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
+  // Single GEMMs only (token tiles 64, 128): the grouped token-tile-160 kernels carry no such code.
+  const bool dequant = kTok <= 128 && p.dequant_in_kernel != 0;
+  auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
+  auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
+  const uint32_t code_base = smem_base + uint32_t(kStages * Cfg::kStageBytes);
 
   const int tid = threadIdx.x, wg = tid / 128;
   if (tid == 0) {
@@ -179,10 +271,15 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       ptx::mbarrier_init(empty_bar(s), Cfg::kConsumerThreads);
     }
     ptx::mbarrier_init(spare_bar, Cfg::kConsumerThreads);
+    for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(ready_bar(s), kWsPermuteThreads);
+    for (int s = 0; s < Cfg::kCodeSlots; ++s) {
+      ptx::mbarrier_init(code_full_bar(s), 1);  // the producer's arrive.expect_tx
+      ptx::mbarrier_init(code_empty_bar(s), kWsPermuteThreads);
+    }
     ptx::fence_mbarrier_init();
 #pragma unroll
     for (int i = 0; i < kWsWidths; ++i)
-      if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(&act_maps.box[i]);
+      if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(dequant ? &act_maps.codes[i] : &act_maps.box[i]);
   }
   const bool grouped = p.off != nullptr;
   const int tile_rows = p.tile_rows > 0 && p.tile_rows < kTok ? p.tile_rows : kTok;  // single GEMMs
@@ -202,9 +299,53 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
 
   if (wg == 0) {  // ---- producer ----------------------------------------------------------------
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
+    if (permute && tid >= 32) {  // warps 1-3: the in-kernel permute, stage by stage
+      int i = 0;
+      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+        const GemmTile tile = tile_of(t);
+        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
+        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
+          const int slot = i % kStages;
+          ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);
+          const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
+          ws_permute_rows_in_place(act, width, tid % 32, tid / 32 - 1);
+          ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, tid % 32, tid / 32 - 1);
+          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
+          ptx::mbarrier_arrive(ready_bar(slot));
+        }
+      }
+      return;
+    }
+    if (dequant && tid >= 32) {  // warps 1-3: the in-kernel dequantization, half-stage by half-stage
+      int i = 0, hs = 0;
+      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+        const GemmTile tile = tile_of(t);
+        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
+        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
+          const int slot = i % kStages, round = i / kStages;
+          // The activation tile is written here, so the slot must be free (the producer's wait).
+          if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
+          const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
+          for (int h = 0; h < 2; ++h, ++hs) {
+            const int cs = hs % Cfg::kCodeSlots;
+            ptx::mbarrier_wait(code_full_bar(cs), uint32_t(hs / Cfg::kCodeSlots) & 1u);
+            ws_dequant_rows<Cfg::kCodeScaleOffset>(act + uint32_t(h * Cfg::kActSubBytes),
+                                                   code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width, tile.row0,
+                                                   p.rows, p.k, ks * kWeightKPad + h * (kWeightKPad / 2), tid % 32,
+                                                   tid / 32 - 1);
+            ptx::mbarrier_arrive(code_empty_bar(cs));  // this thread's reads of the slot are done
+          }
+          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
+          ptx::mbarrier_arrive(ready_bar(slot));
+        }
+      }
+      return;
+    }
     if (tid != 0) return;
     const int row_blocks64 = int(prepared_rows(p.n) / kAtomRows);
-    int slot = 0, round = 0;
+    const int scale_col_blocks = int((padded_scale_cols(p.k) + 3) / 4);  // dequant: 512-byte blocks a row block
+    const int scale_row_blocks = p.act_scale_rows / 128;
+    int slot = 0, round = 0, hs = 0;
     for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
       const GemmTile tile = tile_of(t);
       // Row blocks past Np (the second half of a CTA when Np = 128 mod 256) are not loaded:
@@ -213,7 +354,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       // The activation box of the tile's MMA width (ws_width_index, as the consumers choose it).
       const int box = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
       const CUtensorMap* act_map = &act_maps.box[box];
-      const uint32_t tx_bytes = 2u * uint32_t(ws_width(box)) * 128u + uint32_t(w_blocks) * Cfg::kBlockBytes;
+      // With the in-kernel dequantization the activation tile is not loaded: `full` counts weights.
+      const uint32_t tx_bytes =
+          (dequant ? 0u : 2u * uint32_t(ws_width(box)) * 128u) + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
       for (int ks = 0; ks < p.k_stages; ++ks) {
         // Round r > 0 reuses the slot of stage i - kStages: wait for its (r-1)-th release.
@@ -222,12 +365,32 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
         const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
         ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
         const int x = ks * kWeightKPad;
-        ptx::tma_load_2d(st, act_map, x, tile.row0, full);
-        ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
+        if (!dequant) {
+          ptx::tma_load_2d(st, act_map, x, tile.row0, full);
+          ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
+        }
         for (int g = 0; g < w_blocks; ++g) {
           ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * Cfg::kBlockBytes,
                              wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes, Cfg::kBlockBytes,
                              full);
+        }
+        // The two half-stages' codes and scales, each into the next free ring slot (its previous
+        // occupant, half-stage hs - kCodeSlots, released by the dequantizing warps).
+        for (int h = 0; dequant && h < 2; ++h, ++hs) {
+          const int cs = hs % Cfg::kCodeSlots, cround = hs / Cfg::kCodeSlots;
+          if (cround > 0) ptx::mbarrier_wait(code_empty_bar(cs), uint32_t(cround - 1) & 1u);
+          const uint32_t dst = code_base + uint32_t(cs * Cfg::kCodeSlotBytes), bar = code_full_bar(cs);
+          const int width = ws_width(box);
+          const int cb = 2 * ks + h;  // the sub-tile's scale column block
+          const int rb0 = tile.row0 / 128;
+          const int rb1 = min((tile.row0 + width - 1) / 128, scale_row_blocks - 1);
+          const int scale_blocks = cb < scale_col_blocks ? rb1 - rb0 + 1 : 0;  // none wholly past K
+          ptx::mbarrier_arrive_expect_tx(bar, uint32_t(width) * 32u + uint32_t(scale_blocks) * 512u);
+          ptx::tma_load_2d(dst, &act_maps.codes[box], x / 2 + h * (kWeightKPad / 4), tile.row0, bar);
+          for (int b = 0; b < scale_blocks; ++b) {
+            ptx::bulk_copy_g2s(dst + uint32_t(Cfg::kCodeScaleOffset + b * 512),
+                               p.act_scales + (int64_t(rb0 + b) * scale_col_blocks + cb) * 512, 512u, bar);
+          }
         }
         if (++slot == kStages) {
           slot = 0;
@@ -255,7 +418,12 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     const int width_index = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
     for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
       const int slot = i % kStages;
-      ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);  // stage i has landed
+      // Stage i has landed (and, with the in-kernel permute, been permuted: the permuters'
+      // wait on `full` and arrive on `ready`, so the weights' copies are complete here too; the
+      // in-kernel dequantization waits on the slot's release instead, so then both).
+      const uint32_t parity = uint32_t(i / kStages) & 1u;
+      if (dequant) ptx::mbarrier_wait(full_bar(slot), parity);
+      ptx::mbarrier_wait(permute || dequant ? ready_bar(slot) : full_bar(slot), parity);
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
       // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
