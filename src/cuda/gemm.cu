@@ -183,12 +183,12 @@ bool ws_permute_in_kernel() {
   return switch_on(g_ws_permute_override, from_env);
 }
 
-// Whether single W4A4 calls on the warp-specialized kernel (K % 32 == 0: the codes' row stride
-// is a multiple of 16 bytes, as TMA needs) dequantize their activations in the kernel
+// Whether W4A4 calls on the warp-specialized kernel (K % 32 == 0: the codes' row stride is a
+// multiple of 16 bytes, as TMA needs) dequantize their activations in the kernel
 // (GemmW4A16Params::dequant_in_kernel: the codes and scales staged by the producer, the values
 // written into each stage by its idle warps) instead of an act_dequant pass through the
 // workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=0 turns it off, else
-// on (docs/GEMM.md v28).
+// on (docs/GEMM.md v28 single, v29 grouped).
 int g_ws_dequant_override = -1;
 bool ws_dequant_in_kernel() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", true);
@@ -403,8 +403,8 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
   const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
-  NVFP4MOE_CHECK(!p.dequant_in_kernel || (p.off == nullptr && kTok <= 128),
-                 "internal: the in-kernel dequantization is for single GEMMs at token tiles 64 and 128");
+  NVFP4MOE_CHECK(!p.dequant_in_kernel || kTok <= 128,
+                 "internal: the in-kernel dequantization is for token tiles 64 and 128");
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
     if (p.dequant_in_kernel) {  // codes [rows, K/2] bytes, one 64-column sub-tile (32 bytes) a box
@@ -428,6 +428,18 @@ bool takes_ws_kernel(const GemmPlan& plan, int splits) {
   return plan.ws && plan.block_n == 256 && splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128);
 }
 
+// Whether a W4A4 call of this plan dequantizes its activations in the warp-specialized kernel
+// (ws_dequant_in_kernel): every launch of it runs that kernel (a grouped call's hot-expert launch
+// too) and K % 32 == 0 (the codes' TMA rows are whole 16-byte units).
+bool dequants_in_kernel(const GemmPlan& plan, int64_t k) {
+  if (k % 32 != 0 || !ws_dequant_in_kernel() || !takes_ws_kernel(plan, plan.splits)) return false;
+  if (plan.hot_rows == 0) return true;
+  GemmPlan hot = plan;
+  hot.tok_tile = 128;
+  hot.block_n = plan.hot_block_n;
+  return takes_ws_kernel(hot, plan.splits);
+}
+
 template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
@@ -436,13 +448,15 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
-    } else if (p.off != nullptr && ws_tile_160()) {
+    } else if (p.off != nullptr && ws_tile_160() && !p.dequant_in_kernel) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
       // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
       // The tile count never exceeds the token-tile-128 count the grid was sized for. Measured
       // (H200, 2026-12-07): grouped DeepSeek-V3 w13 at 32768 rows 4098 -> 3681 us uniform,
       // 4227 -> 4448 skewed.
+      // Not with the in-kernel dequantization, which only the token-tile-64 and -128 kernels
+      // carry: those grouped calls keep token tile 128.
       launch_ws160(p, grid, stream);
     } else {
       // Single GEMMs: balanced tiles of up to 128 rows. Not 160 even where it saves a wave: the
@@ -973,12 +987,20 @@ size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, ActBuf
 
 // combine: the fused combine (the caller checked grouped_gemm_fuses_combine), or null. Its
 // counters are the split-K counters of the workspace (a fused call has no split).
+// dequant_in_kernel: the NVFP4 input the kernel dequantizes itself (the caller checked
+// dequants_in_kernel; a_kernel unused), else null.
 void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
                     const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
                     const WorkspaceParts& ws, cudaStream_t stream, bool prefetch_before_wait = false,
-                    const GroupedCombine* combine = nullptr) {
+                    const GroupedCombine* combine = nullptr, const Nvfp4Act* dequant_in_kernel = nullptr) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
+  if (dequant_in_kernel != nullptr) {
+    p.dequant_in_kernel = 1;
+    p.act_codes = dequant_in_kernel->codes;
+    p.act_scales = dequant_in_kernel->scales;
+    p.act_scale_rows = int(dequant_in_kernel->scale_rows);  // per expert from sf_off[e] (check_act)
+  }
   kn::DecodeCombineParams fused{};
   if (combine != nullptr) {
     fused.out = combine->out;
@@ -1049,7 +1071,7 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, true), "gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(m, w.k, decode));
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
-  if (!decode && takes_ws_kernel(plan, plan.splits) && w.k % 32 == 0 && ws_dequant_in_kernel()) {
+  if (!decode && dequants_in_kernel(plan, w.k)) {
     launch_single(nullptr, m, w, alpha, out, out_dtype, plan, decode, ws, stream, false, &a);
     return;
   }
@@ -1158,9 +1180,19 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kDequantized),
                   "grouped_gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(rows, w.k, decode));
+  if (!decode && dequants_in_kernel(plan, w.k)) {
+    launch_grouped(nullptr, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, false, nullptr, &a);
+    return;
+  }
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
   run_act_dequant(a, rows, w.k, off, w.num_experts, !decode, act, stream);
   launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
+}
+
+bool grouped_gemm_w4a4_dequantizes_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts) {
+  if (rows <= 0) return false;
+  const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
+  return !is_decode(plan.tok_tile, true, rows) && dequants_in_kernel(plan, k);
 }
 
 }  // namespace nvfp4moe::cuda

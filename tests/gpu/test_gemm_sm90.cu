@@ -813,6 +813,61 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
   }
 }
 
+// Grouped W4A4 GEMMs on the warp-specialized kernel with the activations dequantized in the
+// kernel against the act_dequant pass, bit for bit, and both against the model. Each expert's
+// scales start at its own 128-row block (sf_off[e]), so a tile's rows are counted from its
+// expert's first row: experts of 1, 127, 128, 129, 255-257 rows put balanced tiles across scale
+// blocks at every offset; empty experts between them; rows past off[E] (not written) and tiles
+// whose MMA width reaches into the next expert (those rows must read as zeros, not as the next
+// expert's codes under this expert's scales); one expert taking every row; K of 32 (a half-stage
+// wholly past K), 352 (a half-full last sub-tile) and 1024; token tiles 128 and 64 (the call stays
+// off the token-tile-160 kernel); a hot-expert split whose two launches both dequantize in the
+// kernel. Small enough for compute-sanitizer.
+TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  cuda::set_gemm_hot_expert_rows(0);
+  std::mt19937 rng(2900);
+  uint32_t seed = 2900;
+  std::vector<int32_t> edges{0};
+  for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) edges.push_back(edges.back() + r);
+  const std::vector<int32_t> one_expert{0, 0, 700, 700};
+  struct Grouped {
+    int64_t rows, n, k;
+    std::vector<int32_t> off;
+  };
+  const std::vector<Grouped> cases{{edges.back() + 37, 384, 352, edges},
+                                   {edges.back(), 256, 32, edges},
+                                   {700, 520, 1024, one_expert},
+                                   {4000, 256, 640, random_offsets(rng, 3900, 40, 3)}};
+  auto expect_in_kernel = [](const Grouped& g) {
+    cuda::set_gemm_ws_dequant_in_kernel(1);
+    return cuda::grouped_gemm_w4a4_dequantizes_in_kernel(g.rows, g.n, g.k, int(g.off.size()) - 1);
+  };
+  for (int tok : {128, 64}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (const Grouped& g : cases) {
+      ASSERT_TRUE(expect_in_kernel(g)) << "tok=" << tok << " rows=" << g.rows << " N=" << g.n << " K=" << g.k
+                                       << ": the in-kernel dequantization is not taken";
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
+        EXPECT_TRUE(same_both_ways(Case{true, true, g.rows, g.n, g.k, int(g.off.size()) - 1, g.off, mode, out, seed++},
+                                   cuda::set_gemm_ws_dequant_in_kernel, "grouped in-kernel dequantization vs act_dequant"));
+      }
+    }
+  }
+  // Hot experts (> 64 rows) in a second launch at token tile 128, the others at 64: both launches
+  // on the warp-specialized kernel, so both dequantize in the kernel.
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  cuda::set_gemm_hot_expert_rows(64);
+  const Grouped hot{2000, 256, 512, {0, 10, 10, 600, 663, 664, 700, 1500, 1990}};
+  ASSERT_GT(cuda::plan_grouped_gemm(hot.rows, hot.n, hot.k, 8).hot_rows, 0);
+  ASSERT_TRUE(expect_in_kernel(hot)) << "the hot-expert split does not dequantize in the kernel";
+  EXPECT_TRUE(same_both_ways(Case{true, true, hot.rows, hot.n, hot.k, 8, hot.off, Mode::kRandom, OutDType::kBF16, seed++},
+                             cuda::set_gemm_ws_dequant_in_kernel, "hot-expert split, in-kernel dequantization"));
+}
+
 // The same paths on small work for compute-sanitizer (gpu-check runs *Small* there): 133 tiles of
 // 128 rows in one row block (one more than an H100's or H200's SMs), fitted (on 132 SMs 178 tiles
 // of 95-96 rows, MMA width 96, 2 waves) and persistent (46 CTAs take a second tile after a staged

@@ -117,6 +117,11 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        const PreparedWeights& w, const float* alpha, void* out,
                        OutDType out_dtype, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream);
+// Whether grouped_gemm_w4a4 of this shape reads the NVFP4 codes and scales in its GEMM kernel
+// (set_gemm_ws_dequant_in_kernel: the warp-specialized kernel dequantizes each stage in shared
+// memory) rather than after a dequantization launch into its workspace. Where it does, a caller
+// gains nothing from writing bf16 values in the GEMM's K order instead of codes and scales.
+bool grouped_gemm_w4a4_dequantizes_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts);
 
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
 // CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits, and whether the
@@ -205,12 +210,12 @@ void set_gemm_act_chunk_stores(int mode);
 // for bit. Process-wide, not thread-safe.
 void set_gemm_ws_permute_in_kernel(int mode);
 
-// Tuning and validation only: single W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0
-// dequantize the NVFP4 activations inside the kernel (1: the producer stages codes and scales, its
-// idle warps write the bf16 values into each stage in the kernel's K order) or take an act_dequant
-// pass through the workspace first (0); -1: the default (in the kernel, or
-// NVFP4MOE_GEMM_WS_DEQUANT=0 from the environment). Same results bit for bit. Process-wide, not
-// thread-safe.
+// Tuning and validation only: W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0 (single,
+// and grouped where every launch takes that kernel: token tiles 64 and 128, no 160) dequantize the
+// NVFP4 activations inside the kernel (1: the producer stages codes and scales, its idle warps
+// write the bf16 values into each stage in the kernel's K order) or take an act_dequant pass
+// through the workspace first (0); -1: the default (in the kernel, or NVFP4MOE_GEMM_WS_DEQUANT=0
+// from the environment). Same results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_dequant_in_kernel(int mode);
 
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)

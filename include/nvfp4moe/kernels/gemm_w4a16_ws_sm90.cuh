@@ -8,9 +8,10 @@
 //     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
 //     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
 //     which the consumers wait for instead of `full`; with NVFP4 activations
-//     (GemmW4A16Params::dequant_in_kernel) thread 0 stages their codes and scales in a ring of
-//     half-stage slots instead of loading the tile, and warps 1-3 write the dequantized values
-//     into each stage once its slot is free, arriving on `ready` too;
+//     (GemmW4A16Params::dequant_in_kernel; single and grouped calls, token tiles 64 and 128)
+//     thread 0 stages their codes and scales in a ring of half-stage slots instead of loading
+//     the tile, and warps 1-3 write the dequantized values into each stage once its slot is
+//     free, arriving on `ready` too;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
@@ -199,13 +200,17 @@ __device__ __forceinline__ void ws_permute_rows_in_place(uint32_t act, int rows,
 }
 
 // The W4A4 in-kernel dequantization (GemmW4A16Params::dequant_in_kernel) of one 64-column
-// sub-tile (columns col0 .. col0 + 63 of the tile's rows row0 .. row0 + rows - 1) from its staged
-// codes and scales (code_slot, GemmWsConfig::kCodeSlotBytes layout) into the activation sub-tile
-// `act` in the prepared K order: lane q of a row's 4 lanes takes 16-element block q (8 code bytes,
-// one scale), computes its 16 bf16 values as act_dequant does (block_values_bf16x8: e2m1 x e4m3,
-// no global scale) and stores them as v27's permute does (two 4 x 4 lane transposes, logical
-// chunks q and 4 + q at their swizzled places). Rows >= m and blocks >= k / 16 are zeros: their
-// staged codes are zero-filled but their scale bytes may be stale.
+// sub-tile (columns col0 .. col0 + 63 of the tile's `rows` rows) from its staged codes and scales
+// (code_slot, GemmWsConfig::kCodeSlotBytes layout) into the activation sub-tile `act` in the
+// prepared K order: lane q of a row's 4 lanes takes 16-element block q (8 code bytes, one scale),
+// computes its 16 bf16 values as act_dequant does (block_values_bf16x8: e2m1 x e4m3, no global
+// scale) and stores them as v27's permute does (two 4 x 4 lane transposes, logical chunks q and
+// 4 + q at their swizzled places). Rows are counted from the first row of the tile's expert (a
+// single GEMM: of the matrix): the tile starts at row0 and the expert has m rows, whose scale
+// rows start at a multiple of 128 (format/swizzle.h), so a row's place in its staged scale block
+// depends on these local numbers alone. Rows >= m (past the expert: the next expert's, or past
+// the matrix) and blocks >= k / 16 are zeros: their staged codes may be another expert's or
+// zero-filled, their scale bytes stale.
 template <int kCodeScaleOffset>
 __device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot, int rows, int row0, int m, int k,
                                                 int col0, int lane, int warp) {
@@ -230,6 +235,20 @@ __device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot
     ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
   }
 }
+
+// The first scale row of an expert in the per-expert swizzled layout: sf_off[e] = the sum of
+// roundup(rows, 128) over the experts before e (format/swizzle.h), from the clamped offsets in
+// shared memory. A CTA visits its tiles in order of t, so in non-decreasing expert order: the walk
+// adds each expert once per CTA instead of summing E of them per tile (it also counts the experts
+// a hot/cold launch skips, whose padded rows still sit in the layout).
+struct ExpertScaleRowWalk {
+  int expert = 0;
+  int row = 0;
+  __device__ __forceinline__ int first_row_of(int e, const int* s_off) {
+    for (; expert < e; ++expert) row += (expert_rows(s_off, expert) + 127) / 128 * 128;
+    return row;
+  }
+};
 
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
@@ -258,7 +277,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
   const bool permute = p.permute_in_kernel != 0;
   // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
-  // Single GEMMs only (token tiles 64, 128): the grouped token-tile-160 kernels carry no such code.
+  // Token tiles 64 and 128 only: the token-tile-160 kernels carry no such code (the host takes
+  // token tile 128 for grouped calls that dequantize in the kernel).
   const bool dequant = kTok <= 128 && p.dequant_in_kernel != 0;
   auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
   auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
@@ -321,6 +341,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
         const GemmTile tile = tile_of(t);
         const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
+        // Rows counted from the expert's first row (single GEMMs: from row 0), as the scales are.
+        const int expert_row0 = grouped ? s_off[tile.expert] : 0;
+        const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
         for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
           const int slot = i % kStages, round = i / kStages;
           // The activation tile is written here, so the slot must be free (the producer's wait).
@@ -330,9 +353,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
             const int cs = hs % Cfg::kCodeSlots;
             ptx::mbarrier_wait(code_full_bar(cs), uint32_t(hs / Cfg::kCodeSlots) & 1u);
             ws_dequant_rows<Cfg::kCodeScaleOffset>(act + uint32_t(h * Cfg::kActSubBytes),
-                                                   code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width, tile.row0,
-                                                   p.rows, p.k, ks * kWeightKPad + h * (kWeightKPad / 2), tid % 32,
-                                                   tid / 32 - 1);
+                                                   code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width,
+                                                   tile.row0 - expert_row0, expert_rows_n, p.k,
+                                                   ks * kWeightKPad + h * (kWeightKPad / 2), tid % 32, tid / 32 - 1);
             ptx::mbarrier_arrive(code_empty_bar(cs));  // this thread's reads of the slot are done
           }
           ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
@@ -346,6 +369,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     const int scale_col_blocks = int((padded_scale_cols(p.k) + 3) / 4);  // dequant: 512-byte blocks a row block
     const int scale_row_blocks = p.act_scale_rows / 128;
     int slot = 0, round = 0, hs = 0;
+    ExpertScaleRowWalk scale_walk;  // dequant, grouped: the tile's expert's first scale row
     for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
       const GemmTile tile = tile_of(t);
       // Row blocks past Np (the second half of a CTA when Np = 128 mod 256) are not loaded:
@@ -358,6 +382,20 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       const uint32_t tx_bytes =
           (dequant ? 0u : 2u * uint32_t(ws_width(box)) * 128u) + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
+      // In-kernel dequantization: the 128-row scale blocks of the tile's rows that belong to its
+      // expert (single GEMMs: the rows below M), counted from the expert's first scale row; the
+      // tile's other rows read none (ws_dequant_rows writes zeros there).
+      int rb0 = 0, row_scale_blocks = 0;
+      if (dequant) {
+        const int expert_row0 = grouped ? s_off[tile.expert] : 0;
+        const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
+        const int scale_row0 = grouped ? scale_walk.first_row_of(tile.expert, s_off) : 0;
+        const int local0 = tile.row0 - expert_row0;
+        rb0 = (scale_row0 + local0) / 128;
+        const int rb1 =
+            min((scale_row0 + min(local0 + ws_width(box), expert_rows_n) - 1) / 128, scale_row_blocks - 1);
+        row_scale_blocks = max(0, rb1 - rb0 + 1);
+      }
       for (int ks = 0; ks < p.k_stages; ++ks) {
         // Round r > 0 reuses the slot of stage i - kStages: wait for its (r-1)-th release.
         if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
@@ -382,9 +420,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
           const uint32_t dst = code_base + uint32_t(cs * Cfg::kCodeSlotBytes), bar = code_full_bar(cs);
           const int width = ws_width(box);
           const int cb = 2 * ks + h;  // the sub-tile's scale column block
-          const int rb0 = tile.row0 / 128;
-          const int rb1 = min((tile.row0 + width - 1) / 128, scale_row_blocks - 1);
-          const int scale_blocks = cb < scale_col_blocks ? rb1 - rb0 + 1 : 0;  // none wholly past K
+          const int scale_blocks = cb < scale_col_blocks ? row_scale_blocks : 0;  // none wholly past K
           ptx::mbarrier_arrive_expect_tx(bar, uint32_t(width) * 32u + uint32_t(scale_blocks) * 512u);
           ptx::tma_load_2d(dst, &act_maps.codes[box], x / 2 + h * (kWeightKPad / 4), tile.row0, bar);
           for (int b = 0; b < scale_blocks; ++b) {
