@@ -63,3 +63,24 @@ for round in 1 2; do
 done
 grep -HE '^single' "$R"/gemm_p*.txt | sed 's|.*/gemm_||'
 save singles
+# 3. Grouped W4A4 with the codes dequantized in the kernel (v29) against act_dequant + GEMM: the
+#    DeepSeek-V3 and Qwen3 grouped shapes at 8192 and 32768 rows (uniform and skewed routing).
+for round in 1 2; do
+  for v in 0 1; do
+    timeout 60 $B --grouped --rows 8192,32768 --ws-dequant $v >> "$R/grouped_dq$v.txt" 2>&1
+  done
+done
+grep -HE 'W4A4' "$R"/grouped_dq*.txt | sed 's|.*/grouped_||'
+save grouped
+# 4. The W4A4 layer: the quantizers' GEMM-order bf16 values (default) against codes + scales read
+#    by the GEMMs (--paths-off gemm_order_values), which now dequantize them in the kernel
+#    (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096 -60 to -90 us).
+for round in 1 2; do
+  for cfg in values codes; do
+    off=none; [[ $cfg == codes ]] && off=gemm_order_values
+    timeout 90 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 --paths-off $off \
+      > "$R/moe_${cfg}_$round.txt" 2>&1
+  done
+done
+grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
+save layer

@@ -403,8 +403,6 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
   const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
-  NVFP4MOE_CHECK(!p.dequant_in_kernel || kTok <= 128,
-                 "internal: the in-kernel dequantization is for token tiles 64 and 128");
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
     if (p.dequant_in_kernel) {  // codes [rows, K/2] bytes, one 64-column sub-tile (32 bytes) a box
@@ -448,15 +446,13 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
       launch_ws<64>(p, grid, stream);
-    } else if (p.off != nullptr && ws_tile_160() && !p.dequant_in_kernel) {
+    } else if (p.off != nullptr && ws_tile_160()) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
       // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
       // The tile count never exceeds the token-tile-128 count the grid was sized for. Measured
       // (H200, 2026-12-07): grouped DeepSeek-V3 w13 at 32768 rows 4098 -> 3681 us uniform,
       // 4227 -> 4448 skewed.
-      // Not with the in-kernel dequantization, which only the token-tile-64 and -128 kernels
-      // carry: those grouped calls keep token tile 128.
       launch_ws160(p, grid, stream);
     } else {
       // Single GEMMs: balanced tiles of up to 128 rows. Not 160 even where it saves a wave: the

@@ -820,8 +820,8 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
 // blocks at every offset; empty experts between them; rows past off[E] (not written) and tiles
 // whose MMA width reaches into the next expert (those rows must read as zeros, not as the next
 // expert's codes under this expert's scales); one expert taking every row; K of 32 (a half-stage
-// wholly past K), 352 (a half-full last sub-tile) and 1024; token tiles 128 and 64 (the call stays
-// off the token-tile-160 kernel); a hot-expert split whose two launches both dequantize in the
+// wholly past K), 352 (a half-full last sub-tile) and 1024; token tiles 128 (grouped: the token-tile-160
+// kernel) and 64; a hot-expert split whose two launches both dequantize in the
 // kernel. Small enough for compute-sanitizer.
 TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   NVFP4MOE_REQUIRE_GPU();

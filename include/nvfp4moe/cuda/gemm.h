@@ -211,7 +211,7 @@ void set_gemm_act_chunk_stores(int mode);
 void set_gemm_ws_permute_in_kernel(int mode);
 
 // Tuning and validation only: W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0 (single,
-// and grouped where every launch takes that kernel: token tiles 64 and 128, no 160) dequantize the
+// and grouped where every launch of the call takes that kernel) dequantize the
 // NVFP4 activations inside the kernel (1: the producer stages codes and scales, its idle warps
 // write the bf16 values into each stage in the kernel's K order) or take an act_dequant pass
 // through the workspace first (0); -1: the default (in the kernel, or NVFP4MOE_GEMM_WS_DEQUANT=0

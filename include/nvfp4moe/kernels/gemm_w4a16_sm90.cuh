@@ -75,7 +75,7 @@ struct GemmW4A16Params {
                            // stride k) and the producer warpgroup's warps 1-3 permute each
                            // landed activation tile into the prepared K order in shared memory
                            // (no act_permute pass); 0: `a` is already in that order
-  int dequant_in_kernel;   // warp-specialized kernel (token tiles 64, 128), W4A4: `a` is unused;
+  int dequant_in_kernel;   // warp-specialized kernel, W4A4: `a` is unused;
                            // the producer stages the NVFP4 activations (act_codes [rows, k/2],
                            // act_scales swizzled, per expert from scale row sf_off[e] for grouped
                            // calls, act_scale_rows rows in all) and warps 1-3 dequantize them

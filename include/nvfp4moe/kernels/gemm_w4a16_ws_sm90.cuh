@@ -8,7 +8,7 @@
 //     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
 //     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
 //     which the consumers wait for instead of `full`; with NVFP4 activations
-//     (GemmW4A16Params::dequant_in_kernel; single and grouped calls, token tiles 64 and 128)
+//     (GemmW4A16Params::dequant_in_kernel; single and grouped calls)
 //     thread 0 stages their codes and scales in a ring of half-stage slots instead of loading
 //     the tile, and warps 1-3 write the dequantized values into each stage once its slot is
 //     free, arriving on `ready` too;
@@ -277,9 +277,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
   const bool permute = p.permute_in_kernel != 0;
   // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
-  // Token tiles 64 and 128 only: the token-tile-160 kernels carry no such code (the host takes
-  // token tile 128 for grouped calls that dequantize in the kernel).
-  const bool dequant = kTok <= 128 && p.dequant_in_kernel != 0;
+  const bool dequant = p.dequant_in_kernel != 0;
   auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
   auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
   const uint32_t code_base = smem_base + uint32_t(kStages * Cfg::kStageBytes);
