@@ -37,8 +37,9 @@ T=build/tests/nvfp4moe_gpu_tests
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 
 # The in-kernel activation permute of single W4A16 calls (docs/GEMM.md v27) and the in-kernel
-# dequantization of single W4A4 calls (v28) on the warp-specialized kernel, against the
-# act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1).
+# dequantization of W4A4 calls (v28 single, v29 grouped) on the warp-specialized kernel, against
+# the act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1;
+# both off by default until timed).
 B=build/bench/nvfp4moe_bench_gemm
 # 1. Their tests, under memcheck too, then every GPU test (4 shards).
 F='GemmSm90.WarpSpecializedInKernel*'
@@ -53,6 +54,12 @@ done
 wait
 for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
 save tests
+# The GEMM and MoE tests with both in-kernel paths on by default (the MoE tests' W4A4 layers with
+# codes and scales then read them in the kernel).
+NVFP4MOE_GEMM_WS_DEQUANT=1 NVFP4MOE_GEMM_WS_PERMUTE=1 timeout 200 $T --gtest_filter='GemmSm90.*:Moe*' \
+  > "$R/tests_inkernel_on.log" 2>&1
+echo "GEMM+MoE tests with the in-kernel paths on: rc=$?"
+save tests_on
 # 2. Single GEMMs, both passes (0) vs both in the kernel (1), two interleaved rounds.
 for round in 1 2; do
   for v in 0 1; do
@@ -73,13 +80,16 @@ done
 grep -HE 'W4A4' "$R"/grouped_dq*.txt | sed 's|.*/grouped_||'
 save grouped
 # 4. The W4A4 layer: the quantizers' GEMM-order bf16 values (default) against codes + scales read
-#    by the GEMMs (--paths-off gemm_order_values), which now dequantize them in the kernel
-#    (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096 -60 to -90 us).
+#    by the GEMMs (--paths-off gemm_order_values), which dequantize them in the kernel with
+#    NVFP4MOE_GEMM_WS_DEQUANT=1 (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096
+#    -60 to -90 us); values_dq: the default path with the shared expert's single W4A4 GEMMs
+#    dequantizing in the kernel (v28).
 for round in 1 2; do
-  for cfg in values codes; do
+  for cfg in values values_dq codes; do
     off=none; [[ $cfg == codes ]] && off=gemm_order_values
-    timeout 90 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 --paths-off $off \
-      > "$R/moe_${cfg}_$round.txt" 2>&1
+    dq=0; [[ $cfg != values ]] && dq=1
+    NVFP4MOE_GEMM_WS_DEQUANT=$dq timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
+      --paths-off $off > "$R/moe_${cfg}_$round.txt" 2>&1
   done
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'

@@ -175,11 +175,11 @@ bool ws_single_persistent() {
 // Whether W4A16 calls on the warp-specialized kernel permute the activations in the kernel
 // (GemmW4A16Params::permute_in_kernel: TMA boxes of the natural-order input, rewritten in shared
 // memory by the producer warpgroup's idle warps) instead of an act_permute pass through the
-// workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=0 turns it off, else
-// on (docs/GEMM.md v27).
+// workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=1 turns it on, else
+// off until a device run has timed it (docs/GEMM.md v27).
 int g_ws_permute_override = -1;
 bool ws_permute_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", true);
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", false);
   return switch_on(g_ws_permute_override, from_env);
 }
 
@@ -187,11 +187,11 @@ bool ws_permute_in_kernel() {
 // multiple of 16 bytes, as TMA needs) dequantize their activations in the kernel
 // (GemmW4A16Params::dequant_in_kernel: the codes and scales staged by the producer, the values
 // written into each stage by its idle warps) instead of an act_dequant pass through the
-// workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=0 turns it off, else
-// on (docs/GEMM.md v28 single, v29 grouped).
+// workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=1 turns it on, else
+// off until a device run has timed it (docs/GEMM.md v28 single, v29 grouped).
 int g_ws_dequant_override = -1;
 bool ws_dequant_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", true);
+  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", false);
   return switch_on(g_ws_dequant_override, from_env);
 }
 

@@ -206,16 +206,18 @@ void set_gemm_act_chunk_stores(int mode);
 // Tuning and validation only: single W4A16 GEMMs on the warp-specialized kernel read the bf16
 // activations in their natural order and permute each landed tile into the kernel's K order in
 // shared memory (1), or take an act_permute pass through the workspace first (0); -1: the
-// default (in the kernel, or NVFP4MOE_GEMM_WS_PERMUTE=0 from the environment). Same results bit
-// for bit. Process-wide, not thread-safe.
+// default (the pass, or NVFP4MOE_GEMM_WS_PERMUTE=1 from the environment: the in-kernel permute is
+// written and tested but not yet timed on a GPU, docs/GEMM.md v27). Same results bit for bit.
+// Process-wide, not thread-safe.
 void set_gemm_ws_permute_in_kernel(int mode);
 
 // Tuning and validation only: W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0 (single,
 // and grouped where every launch of the call takes that kernel) dequantize the
 // NVFP4 activations inside the kernel (1: the producer stages codes and scales, its idle warps
 // write the bf16 values into each stage in the kernel's K order) or take an act_dequant pass
-// through the workspace first (0); -1: the default (in the kernel, or NVFP4MOE_GEMM_WS_DEQUANT=0
-// from the environment). Same results bit for bit. Process-wide, not thread-safe.
+// through the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_DEQUANT=1 from
+// the environment: the in-kernel dequantization is written and tested but not yet timed on a GPU,
+// docs/GEMM.md v28, v29). Same results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_dequant_in_kernel(int mode);
 
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
