@@ -415,7 +415,7 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
              maps);
 }
 
-// Token tile 160 (grouped calls and some single GEMMs) with the MMA width step in force.
+// Token tile 160 (grouped calls) with the MMA width step in force.
 void launch_ws160(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
   if (ws_width_step() == 16) launch_ws<160, 16>(p, grid, stream);
   else launch_ws<160, 32>(p, grid, stream);

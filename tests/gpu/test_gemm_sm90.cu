@@ -819,9 +819,10 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
 // expert's first row: experts of 1, 127, 128, 129, 255-257 rows put balanced tiles across scale
 // blocks at every offset; empty experts between them; rows past off[E] (not written) and tiles
 // whose MMA width reaches into the next expert (those rows must read as zeros, not as the next
-// expert's codes under this expert's scales); one expert taking every row; K of 32 (a half-stage
-// wholly past K), 352 (a half-full last sub-tile) and 1024; token tiles 128 (grouped: the token-tile-160
-// kernel) and 64; a hot-expert split whose two launches both dequantize in the
+// expert's codes under this expert's scales); one expert taking every row; a 900-row expert (a
+// tile over three scale blocks); K of 32 (a half-stage wholly past K), 352 (a half-full last
+// sub-tile) and 1024; token tiles 128 (grouped: the token-tile-160 kernel, MMA widths in steps of
+// 32 and 16) and 64; a hot-expert split whose two launches both dequantize in the
 // kernel. Small enough for compute-sanitizer.
 TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   NVFP4MOE_REQUIRE_GPU();
@@ -833,6 +834,9 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   std::vector<int32_t> edges{0};
   for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) edges.push_back(edges.back() + r);
   const std::vector<int32_t> one_expert{0, 0, 700, 700};
+  // 900 rows: balanced tiles of 150 at token tile 160, the one at local row 750 touching three
+  // scale blocks (5, 6, 7), the code slot's capacity.
+  const std::vector<int32_t> long_expert{0, 5, 905, 905, 1036};
   struct Grouped {
     int64_t rows, n, k;
     std::vector<int32_t> off;
@@ -840,13 +844,16 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   const std::vector<Grouped> cases{{edges.back() + 37, 384, 352, edges},
                                    {edges.back(), 256, 32, edges},
                                    {700, 520, 1024, one_expert},
+                                   {1100, 256, 512, long_expert},
                                    {4000, 256, 640, random_offsets(rng, 3900, 40, 3)}};
   auto expect_in_kernel = [](const Grouped& g) {
     cuda::set_gemm_ws_dequant_in_kernel(1);
     return cuda::grouped_gemm_w4a4_dequantizes_in_kernel(g.rows, g.n, g.k, int(g.off.size()) - 1);
   };
-  for (int tok : {128, 64}) {
+  // Token tile 128 (the grouped token-tile-160 kernel, MMA widths in steps of 32 and of 16) and 64.
+  for (const auto& [tok, step] : {std::pair{128, 32}, std::pair{128, 16}, std::pair{64, 32}}) {
     cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    cuda::set_gemm_ws_width_step(step);
     for (const Grouped& g : cases) {
       ASSERT_TRUE(expect_in_kernel(g)) << "tok=" << tok << " rows=" << g.rows << " N=" << g.n << " K=" << g.k
                                        << ": the in-kernel dequantization is not taken";

@@ -119,8 +119,9 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        cudaStream_t stream);
 // Whether grouped_gemm_w4a4 of this shape reads the NVFP4 codes and scales in its GEMM kernel
 // (set_gemm_ws_dequant_in_kernel: the warp-specialized kernel dequantizes each stage in shared
-// memory) rather than after a dequantization launch into its workspace. Where it does, a caller
-// gains nothing from writing bf16 values in the GEMM's K order instead of codes and scales.
+// memory) rather than after a dequantization launch into its workspace. Where it does, codes and
+// scales are the cheaper operand to write (a quarter of the bytes of bf16 values in the GEMM's K
+// order); which of the two makes the faster MoE layer is still to be measured (docs/GEMM.md v29).
 bool grouped_gemm_w4a4_dequantizes_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts);
 
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per

@@ -62,7 +62,9 @@ __global__ void __launch_bounds__(kActDequantThreads)
           if (s_off[mid] <= r) lo = mid; else hi = mid - 1;
         }
         srow = s_sf[lo] + (r - s_off[lo]);
-        data = srow < scale_rows;  // always, with a buffer sized as documented
+        // Always, with a buffer sized as documented and monotone offsets; offsets that are not
+        // (clamped, not rejected) may sum past the buffer, and past 2^31 into negatives.
+        data = srow >= 0 && srow < scale_rows;
       }
     }
     uint32_t packed[8] = {0, 0, 0, 0, 0, 0, 0, 0};

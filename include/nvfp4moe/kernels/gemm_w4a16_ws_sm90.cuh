@@ -240,12 +240,14 @@ __device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot
 // roundup(rows, 128) over the experts before e (format/swizzle.h), from the clamped offsets in
 // shared memory. A CTA visits its tiles in order of t, so in non-decreasing expert order: the walk
 // adds each expert once per CTA instead of summing E of them per tile (it also counts the experts
-// a hot/cold launch skips, whose padded rows still sit in the layout).
+// a hot/cold launch skips, whose padded rows still sit in the layout). The sum saturates at
+// `limit` (the scale buffer's rows): offsets that are not monotone (clamped, not rejected, on the
+// device) could otherwise sum past the buffer and past 2^31; a tile there stages no scales.
 struct ExpertScaleRowWalk {
   int expert = 0;
   int row = 0;
-  __device__ __forceinline__ int first_row_of(int e, const int* s_off) {
-    for (; expert < e; ++expert) row += (expert_rows(s_off, expert) + 127) / 128 * 128;
+  __device__ __forceinline__ int first_row_of(int e, const int* s_off, int limit) {
+    for (; expert < e; ++expert) row = min(limit, row + (expert_rows(s_off, expert) + 127) / 128 * 128);
     return row;
   }
 };
@@ -387,11 +389,13 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       if (dequant) {
         const int expert_row0 = grouped ? s_off[tile.expert] : 0;
         const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
-        const int scale_row0 = grouped ? scale_walk.first_row_of(tile.expert, s_off) : 0;
+        const int scale_row0 = grouped ? scale_walk.first_row_of(tile.expert, s_off, p.act_scale_rows) : 0;
         const int local0 = tile.row0 - expert_row0;
-        rb0 = (scale_row0 + local0) / 128;
-        const int rb1 =
-            min((scale_row0 + min(local0 + ws_width(box), expert_rows_n) - 1) / 128, scale_row_blocks - 1);
+        // In 64 bits: a saturated scale_row0 plus a local row may pass 2^31.
+        const int64_t first = int64_t(scale_row0) + local0;
+        const int64_t last = int64_t(scale_row0) + min(local0 + ws_width(box), expert_rows_n) - 1;
+        rb0 = first / 128 < scale_row_blocks ? int(first / 128) : scale_row_blocks;
+        const int rb1 = last / 128 < scale_row_blocks - 1 ? int(last / 128) : scale_row_blocks - 1;
         row_scale_blocks = max(0, rb1 - rb0 + 1);
       }
       for (int ks = 0; ks < p.k_stages; ++ks) {
