@@ -42,7 +42,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 # both off by default until timed).
 B=build/bench/nvfp4moe_bench_gemm
 # 1. Their tests, under memcheck too, then every GPU test (4 shards).
-F='GemmSm90.WarpSpecializedInKernel*'
+F='GemmSm90.WarpSpecializedInKernel*:GatherExpertsNvfp4Sm90.*Small:MoeGpu.QuantizeOnce*'
 timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
 grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_inkernel.log" | head -6
 timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="$F" > "$R/sanitizer_memcheck.log" 2>&1
@@ -83,13 +83,16 @@ save grouped
 #    by the GEMMs (--paths-off gemm_order_values), which dequantize them in the kernel with
 #    NVFP4MOE_GEMM_WS_DEQUANT=1 (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096
 #    -60 to -90 us); values_dq: the default path with the shared expert's single W4A4 GEMMs
-#    dequantizing in the kernel (v28).
+#    dequantizing in the kernel (v28); once: the tokens quantized once and copied into expert
+#    order for GEMM1 (v30, --paths-on quantize_once; predicted a further -250 to -350 us at
+#    DeepSeek-V3 T = 4096).
 for round in 1 2; do
-  for cfg in values values_dq codes; do
+  for cfg in values values_dq codes once; do
     off=none; [[ $cfg == codes ]] && off=gemm_order_values
+    on=none; [[ $cfg == once ]] && on=quantize_once
     dq=0; [[ $cfg != values ]] && dq=1
     NVFP4MOE_GEMM_WS_DEQUANT=$dq timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
-      --paths-off $off > "$R/moe_${cfg}_$round.txt" 2>&1
+      --paths-off $off --paths-on $on > "$R/moe_${cfg}_$round.txt" 2>&1
   done
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'

@@ -141,6 +141,9 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
         v_.a1_bf16 = c.take(size_t(v_.direct_rows * h) * 2);
         v_.a2_bf16 = c.take(size_t(v_.direct_rows * inter) * 2);
       }
+      // The tokens quantized once (MoeForwardPaths::quantize_once).
+      token_codes_ = c.take<uint8_t>(size_t(t * h / 2));
+      token_scales_ = c.take<uint8_t>(size_t(swizzled_scale_bytes(t, h)));
     } else {
       v_.a1_bf16 = c.take(size_t(m * h) * 2);
       v_.a2_bf16 = c.take(size_t(m * inter) * 2);
@@ -235,7 +238,10 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   auto gemm_order = [&](int64_t n, int64_t kk) {
     return w4a4 && paths.gemm_order_values && kk % 256 == 0 && grouped_gemm_takes_gemm_order(m, n, kk, int(e));
   };
-  const bool order1 = gemm_order(2 * inter, h), order2 = gemm_order(h, inter);
+  // W4A4 prefill with one gA1 for every expert: the tokens quantized once, their codes and
+  // scales copied into expert order, GEMM1 on those (MoeForwardPaths::quantize_once).
+  const bool once1 = w4a4 && paths.quantize_once && w.uniform_gA1() && !direct1 && !tiny;
+  const bool order1 = !once1 && gemm_order(2 * inter, h), order2 = gemm_order(h, inter);
   void* const order_values = static_cast<char*>(ws.gemm_ws_) + ws.gemm_order_ws_bytes_;
 
   // Shared expert on the side stream, concurrent with the routed experts. It needs neither
@@ -328,7 +334,11 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
     const bool none1 = only1 || order1, none2 = only2 || order2;  // no codes and scales
     void* const values1 = direct1 ? v.a1_bf16 : order1 ? order_values : nullptr;
     void* const values2 = direct2 ? v.a2_bf16 : order2 ? order_values : nullptr;
-    if (!tiny) {
+    if (once1) {
+      quantize(hidden, ActDType::kBF16, t, h, w.gA1(), ws.token_codes_, ws.token_scales_, stream);
+      gather_experts_nvfp4(ws.token_codes_, ws.token_scales_, t, h, v.off, e, v.sorted_to_token, m, v.a1_codes,
+                           v.a1_scales, v.scale_rows, ws.error_flags_, stream);
+    } else if (!tiny) {
       quantize_experts(hidden, ActDType::kBF16, t, h, v.off, e, w.gA1(), v.sorted_to_token, m,
                        none1 ? nullptr : v.a1_codes, none1 ? nullptr : v.a1_scales, v.scale_rows, ws.error_flags_,
                        stream, values1, order1 ? ValuesOrder::kGemm : ValuesOrder::kNatural);

@@ -1,5 +1,6 @@
 // Upload of one MoE layer's NVFP4 weights into the GEMM's prepared layout (cuda/moe.h).
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -122,6 +123,9 @@ MoeLayerWeights MoeLayerWeights::upload(const MoeConfig& cfg, const MoeWeights& 
     s[size_t(L.shared_gA1())] = ga1;
     s[size_t(L.shared_gA2())] = ga2;
   }
+  out.uniform_gA1_ = w4a4 && std::all_of(w.gA1.begin(), w.gA1.end(), [&](float g) {
+    return std::memcmp(&g, &w.gA1[0], sizeof g) == 0;
+  });
   out.has_bias_ = !w.e_score_correction_bias.empty();
   for (int64_t e = 0; out.has_bias_ && e < e_count; ++e) s[size_t(L.bias() + e)] = w.e_score_correction_bias[size_t(e)];
   out.scalars_ = DeviceMemory(s.size() * sizeof(float));
@@ -153,6 +157,7 @@ MoeLayerWeights MoeLayerWeights::synthetic(const MoeConfig& cfg, uint64_t seed) 
   std::vector<float> s(size_t(L.count()), 1.0f);
   for (int64_t i = 0; i < 4 * e_count; ++i) s[size_t(i)] = 1.0f / 1024.0f;  // alpha1, alpha2
   for (int64_t i = 0; i < 4; ++i) s[size_t(L.shared_alpha1() + i)] = 1.0f / 1024.0f;
+  out.uniform_gA1_ = cfg.mode == MoeMode::kW4A4;  // every activation scale 1
   out.has_bias_ = cfg.routing.scoring == ScoringFunc::kSigmoid;
   for (int64_t e = 0; out.has_bias_ && e < e_count; ++e) s[size_t(L.bias() + e)] = 0.0f;
   out.scalars_ = DeviceMemory(s.size() * sizeof(float));

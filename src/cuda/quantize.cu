@@ -17,6 +17,7 @@
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/amax_sm90.cuh"
 #include "nvfp4moe/kernels/dequantize_sm90.cuh"
+#include "nvfp4moe/kernels/gather_experts_nvfp4_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_bulk_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_rows_sm90.cuh"
 #include "nvfp4moe/kernels/quantize_sm90.cuh"
@@ -457,6 +458,48 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                     values_order);
   p.gather = gather;
   launch_expert_quantize(dtype, false, false, p, values_order, stream);
+}
+
+void gather_experts_nvfp4(const uint8_t* codes_in, const uint8_t* scales_in, int64_t rows_in, int64_t k,
+                          const int32_t* off, int num_experts, const int32_t* gather, int64_t rows_out,
+                          uint8_t* codes, uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
+                          cudaStream_t stream) {
+  check_width(k, "k");
+  check_rows(rows_in, "rows_in");
+  check_rows(rows_out, "rows_out");
+  check_ptr(off, "off", 4);
+  check_ptr(gather, "gather", 4);
+  NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..", kQuantMaxExperts,
+                 ", got ", num_experts);
+  const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
+  NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
+                 "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
+                 ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
+  if (error_flags != nullptr) check_ptr(error_flags, "error_flags", 4);
+  check_ptr(scales, "scales");
+  if (rows_out > 0) check_ptr(codes, "codes");
+  if (rows_in > 0) {  // with rows_in = 0 every gather entry is bad: nothing is read
+    check_ptr(codes_in, "codes_in");
+    check_ptr(scales_in, "scales_in");
+  }
+  k::QuantizeParams p{};
+  p.rows_in = int32_t(rows_in);
+  p.k = int32_t(k);
+  p.codes = codes;
+  p.scales = scales;
+  p.rows_out = int32_t(rows_out);
+  p.scale_rows = int32_t(scale_rows);
+  p.off = off;
+  p.num_experts = num_experts;
+  p.gather = gather;
+  p.error_flags = error_flags;
+  const k::GatherNvfp4In in{codes_in, scales_in};
+  // Warps over the codes rows and the scale tiles, at most 8 blocks of 8 warps per SM.
+  const int64_t items = std::max<int64_t>(rows_out, scale_rows / 128);
+  const dim3 grid(grid_for(items, k::kQuantThreads / 32, 8)), block(k::kQuantThreads);
+  if (k % 32 == 0) launch_pdl(k::gather_experts_nvfp4_kernel<16>, grid, block, 0, stream, p, in);
+  else launch_pdl(k::gather_experts_nvfp4_kernel<8>, grid, block, 0, stream, p, in);
+  NVFP4MOE_CUDA_CHECK_LAUNCH();
 }
 
 void silu_and_mul(const void* x, ActDType dtype, int64_t rows, int64_t inter, std::optional<float> limit,

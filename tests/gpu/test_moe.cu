@@ -605,6 +605,99 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
   }
 }
 
+// W4A4 prefill with one gA1 for every expert (MoeForwardPaths::quantize_once): the tokens
+// quantized once and copied into expert order give GEMM1 the same codes and scales as
+// quantize_experts, so the same GEMM rows and layer output, bit for bit, with GEMM1 on the
+// act_dequant pass and dequantizing in its kernel (set_gemm_ws_dequant_in_kernel), and in graph
+// replay.
+TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct DequantReset {
+    ~DequantReset() { cuda::set_gemm_ws_dequant_in_kernel(-1); }
+  } reset;
+  Case wide{256, 8, 2, 1, true, false};
+  wide.hidden = 512;
+  wide.inter = 256;
+  Case clamp_skewed{300, 16, 4, 0, false, true};
+  clamp_skewed.inter = 384;
+  clamp_skewed.limit = 7.0f;
+  Case top8{200, 8, 8, 1, false, false};
+  top8.hidden = 768;
+  top8.inter = 512;
+  for (const Case& c : {wide, clamp_skewed, top8}) {
+    SCOPED_TRACE(name(c));
+    Layer l = make_layer(c, 950 + uint64_t(c.tokens));
+    for (float& g : l.weights.gA1) g = l.weights.gA1[0];  // one input scale, as engines take the max
+    const MoeConfig& cfg = l.cfg;
+    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
+    ASSERT_TRUE(dw.uniform_gA1());
+    cuda::MoeWorkspace ws(cfg, t);
+    const auto& v = ws.views();
+    ASSERT_LT(v.direct_rows, m) << "the case must take the prefill path";
+    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 35 + uint64_t(t)));
+    DeviceBuffer<float> d_logits(make_logits(c, 45 + uint64_t(t)));
+    DeviceBuffer<uint16_t> d_out(size_t(t * h));
+    cudaStream_t s;
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    const size_t scale_bytes = size_t(v.scale_rows * padded_scale_cols(h));
+    struct Snapshot {
+      std::vector<uint16_t> out, gemm1, gemm2;
+      std::vector<uint8_t> a1_codes, a1_scales;
+    };
+    auto poison = [&] {
+      d_out.fill_bytes(0xff);
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_codes, 0xab, size_t(m * h / 2)));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_scales, 0xab, scale_bytes));
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    };
+    auto snapshot = [&] {
+      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
+                      download<uint16_t>(v.gemm2, size_t(m * h)), download<uint8_t>(v.a1_codes, size_t(m * h / 2)),
+                      download<uint8_t>(v.a1_scales, scale_bytes)};
+    };
+    auto run = [&](const cuda::MoeForwardPaths& paths) {
+      ws.set_paths(paths);
+      poison();
+      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      EXPECT_EQ(download<uint32_t>(ws.error_flags(), 1)[0], 0u);
+      return snapshot();
+    };
+    cuda::set_gemm_ws_dequant_in_kernel(0);
+    const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());  // quantize_experts: codes, scales
+    cuda::MoeForwardPaths once;
+    once.quantize_once = true;
+    for (int in_kernel : {0, 1}) {
+      cuda::set_gemm_ws_dequant_in_kernel(in_kernel);
+      const Snapshot got = run(once);
+      const std::string how = in_kernel ? " (GEMM1 dequantizing in its kernel)" : " (act_dequant pass)";
+      EXPECT_TRUE(test::bytes_equal(got.a1_codes, base.a1_codes, "GEMM1 input codes" + how));
+      EXPECT_TRUE(test::bytes_equal(got.a1_scales, base.a1_scales, "GEMM1 input scales" + how));
+      EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows" + how));
+      EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows" + how));
+      EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output" + how));
+    }
+    // Graph replay of the path.
+    ws.set_paths(once);
+    poison();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    EXPECT_TRUE(test::bytes_equal(snapshot().out, base.out, "layer output, graph replay"));
+    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
+    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+  }
+}
+
 // Host-only (no GPU needed): a capacity whose tokens x top_k rows cannot be indexed is refused
 // by name before anything is allocated.
 TEST(MoeGpu, WorkspaceRejectsHugeMaxTokens) {

@@ -4,10 +4,12 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>  // gpu_test_util.h uses std::memcmp
 #include <functional>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -262,6 +264,93 @@ TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
   EXPECT_EQ(derr.download()[0], cuda::kQuantErrorBadGather);
   EXPECT_TRUE(codes_equal(dcodes.download(), want_codes, k, "bad gather codes"));
   EXPECT_TRUE(scales_equal(dscales.download(), want_scales, k, "bad gather scales"));
+}
+
+// gather_experts_nvfp4 (the MoE layer's quantize-once path): the tokens quantized once
+// (cuda::quantize with g), then copied into expert order, must be the bytes quantize_experts
+// writes with g for every expert and the same gather map: codes (rows past off[E] zero),
+// scales (padding rows zero; bytes past sf_off[E] keep the 0xab both start from), error flags.
+// The gather map repeats each input row about three times, as top_k slots repeat a token;
+// bad_entry >= 0 puts one entry out of range (that row zero, kQuantErrorBadGather).
+void check_gather_experts(const ExpertCase& c, uint32_t seed, int32_t bad_entry) {
+  const int64_t rows_out = int64_t(c.rows) + c.extra;
+  const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
+  const int64_t rows_in = std::max<int64_t>(1, (rows_out + 2) / 3);
+  std::mt19937 rng(seed + 7);
+  std::vector<int32_t> gather(size_t(std::max<int64_t>(1, rows_out)));
+  for (auto& r : gather) r = int32_t(rng() % uint32_t(rows_in));
+  if (bad_entry >= 0 && bad_entry < c.rows) gather[size_t(bad_entry)] = int32_t(rows_in + 3);
+  const float g = expert_global_scales(2, seed + 1)[1];
+  const int64_t scale_rows = expert_scale_rows_capacity(rows_out, c.experts);
+  const size_t code_bytes = size_t(std::max<int64_t>(1, rows_out * c.k / 2));
+  const size_t scale_bytes = size_t(scale_rows * padded_scale_cols(c.k));
+  const std::string what = label(c, ActDType::kBF16, seed, true) + " bad_entry=" + std::to_string(bad_entry);
+
+  DeviceBuffer<uint16_t> dx(random_activations(rows_in, c.k, ActDType::kBF16, seed));
+  DeviceBuffer<int32_t> doff(off), dgather(gather);
+  DeviceBuffer<float> dg(std::vector<float>(size_t(c.experts), g));
+  DeviceBuffer<uint8_t> want_codes(code_bytes), want_scales(scale_bytes), codes(code_bytes), scales(scale_bytes);
+  DeviceBuffer<uint8_t> token_codes(size_t(rows_in * c.k / 2)), token_scales(size_t(swizzled_scale_bytes(rows_in, c.k)));
+  DeviceBuffer<uint32_t> want_err(1), err(1);
+  for (auto* b : {&want_codes, &want_scales, &codes, &scales}) b->fill_bytes(0xab);
+  want_err.fill_bytes(0);
+  err.fill_bytes(0);
+  cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_in, c.k, doff.get(), c.experts, dg.get(), dgather.get(),
+                         rows_out, want_codes.get(), want_scales.get(), scale_rows, want_err.get(), nullptr);
+  cuda::quantize(dx.get(), ActDType::kBF16, rows_in, c.k, dg.get(), token_codes.get(), token_scales.get(), nullptr);
+  cuda::gather_experts_nvfp4(token_codes.get(), token_scales.get(), rows_in, c.k, doff.get(), c.experts,
+                             dgather.get(), rows_out, codes.get(), scales.get(), scale_rows, err.get(), nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  const uint32_t flags = want_err.download()[0];
+  EXPECT_EQ(flags, bad_entry >= 0 && bad_entry < c.rows ? cuda::kQuantErrorBadGather : 0u) << what;
+  EXPECT_EQ(err.download()[0], flags) << what << ": error flags";
+  EXPECT_TRUE(bytes_equal(codes.download(), want_codes.download(), what + " codes"));
+  EXPECT_TRUE(bytes_equal(scales.download(), want_scales.download(), what + " scales"));
+}
+
+TEST(GatherExpertsNvfp4Sm90, EqualsQuantizeExpertsWithOneScaleSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1300;
+  for (const ExpertCase& c : kSmallCases) {
+    check_gather_experts(c, test_seed(++salt), -1);
+    check_gather_experts(c, test_seed(++salt), c.rows / 2);
+  }
+}
+
+TEST(GatherExpertsNvfp4Sm90, EqualsQuantizeExpertsWithOneScaleLarge) {
+  NVFP4MOE_REQUIRE_GPU();
+  uint32_t salt = 1400;
+  for (const ExpertCase& c : kLargeCases) check_gather_experts(c, test_seed(++salt), c.rows - 1);
+}
+
+// Malformed offsets: every code and scale byte zero and kQuantErrorBadOffsets, as quantize_experts.
+TEST(GatherExpertsNvfp4Sm90, BadDeviceOffsetsZeroEverythingSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  const int64_t k = 48, rows_in = 7;
+  const int32_t rows_out = 19;
+  const int experts = 4;
+  const int64_t scale_rows = expert_scale_rows_capacity(rows_out, experts);
+  DeviceBuffer<uint16_t> dx(random_activations(rows_in, k, ActDType::kBF16, test_seed(1500)));
+  DeviceBuffer<float> dg(std::vector<float>(experts, 1.0f));
+  DeviceBuffer<uint8_t> token_codes(size_t(rows_in * k / 2)), token_scales(size_t(swizzled_scale_bytes(rows_in, k)));
+  cuda::quantize(dx.get(), ActDType::kBF16, rows_in, k, dg.get(), token_codes.get(), token_scales.get(), nullptr);
+  std::vector<int32_t> gather(static_cast<size_t>(rows_out));
+  for (int32_t i = 0; i < rows_out; ++i) gather[size_t(i)] = i % int32_t(rows_in);
+  DeviceBuffer<int32_t> dgather(gather);
+  for (const auto& off : std::vector<std::vector<int32_t>>{{0, 5, 3, 10, 19}, {1, 5, 8, 10, 19}, {0, 5, 8, 10, 20}}) {
+    DeviceBuffer<int32_t> doff(off);
+    DeviceBuffer<uint8_t> codes(size_t(rows_out * k / 2)), scales(size_t(scale_rows * padded_scale_cols(k)));
+    DeviceBuffer<uint32_t> err(1);
+    codes.fill_bytes(0xab);
+    scales.fill_bytes(0xab);
+    err.fill_bytes(0);
+    cuda::gather_experts_nvfp4(token_codes.get(), token_scales.get(), rows_in, k, doff.get(), experts, dgather.get(),
+                               rows_out, codes.get(), scales.get(), scale_rows, err.get(), nullptr);
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(err.download()[0], cuda::kQuantErrorBadOffsets) << "off[1]=" << off[1];
+    EXPECT_TRUE(bytes_equal(codes.download(), std::vector<uint8_t>(codes.size(), 0), "codes zeroed"));
+    EXPECT_TRUE(bytes_equal(scales.download(), std::vector<uint8_t>(scales.size(), 0), "scales zeroed"));
+  }
 }
 
 // SiLU*Mul: GPU vs CPU within 1 ulp of the dtype (rate reported); fused == unfused GPU bit

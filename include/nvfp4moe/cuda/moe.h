@@ -53,6 +53,11 @@ class MoeLayerWeights {
   const float* shared_gA1() const;     // [1]
   const float* shared_gA2() const;     // [1]
   const float* correction_bias() const;  // [E] or null
+  // W4A4: every routed expert has the same GEMM1 input scale gA1 (bit for bit): synthetic
+  // weights, and checkpoints whose experts share one input scale (engines that take the max
+  // over the experts' input_scale make it so). Then quantizing a token for one expert quantizes
+  // it for all (MoeForwardPaths::quantize_once).
+  bool uniform_gA1() const { return uniform_gA1_; }
   int64_t device_bytes() const { return weights_.bytes() + scalars_.bytes(); }
 
  private:
@@ -62,11 +67,12 @@ class MoeLayerWeights {
   int64_t w13_bytes_ = 0, w2_bytes_ = 0, shared_w13_bytes_ = 0;
   int64_t shared_inter_ = 0;
   bool has_bias_ = false;
+  bool uniform_gA1_ = false;
 };
 
 // Execution choices of the small-batch W4A4 forward that leave the layer output, the routing
 // and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). All on
-// by default: measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
+// by default but quantize_once (not yet timed): measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
 // touches (DeepSeek-V3 T = 1: values_only -3 us, tiny_front_end -9 us, shared_values -5 us;
 // Qwen3-30B-A3B T = 1-16: values_only -3 to -6 us, tiny_front_end -6 to -9 us at T = 1-4).
 struct MoeForwardPaths {
@@ -94,9 +100,16 @@ struct MoeForwardPaths {
   // order (hidden, intermediate % 128 == 0), two permute launches fewer (docs/GEMM.md v21; H100,
   // T = 4096: DeepSeek-V3 -6.5%, Qwen3-30B-A3B -15%).
   bool gemm_order_bf16 = true;
+  // W4A4 prefill (GEMM1 past the direct values), where the weights' gA1 is uniform
+  // (MoeLayerWeights::uniform_gA1): the T tokens are quantized once (cuda::quantize) and their
+  // codes and scales copied into expert order (cuda::gather_experts_nvfp4: the same bytes as
+  // quantize_experts' gathering of each token top_k times), which GEMM1 reads as codes and
+  // scales (grouped_gemm_w4a4; in its kernel where grouped_gemm_w4a4_dequantizes_in_kernel),
+  // in place of gemm_order_values for GEMM1. Off until a device run times it (docs/GEMM.md v30).
+  bool quantize_once = false;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
-  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false, false}; }
+  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
@@ -160,6 +173,8 @@ class MoeWorkspace {
   // W4A4 prefill (MoeForwardPaths::gemm_order_values): the GEMM's own part at the front of
   // gemm_ws_ (its counters stay where every call has them), the quantized values after it.
   size_t gemm_order_ws_bytes_ = 0;
+  // W4A4: the T tokens quantized once with the uniform gA1 (MoeForwardPaths::quantize_once).
+  uint8_t* token_codes_ = nullptr; uint8_t* token_scales_ = nullptr;
   uint8_t* shared_a1_codes_ = nullptr; uint8_t* shared_a1_scales_ = nullptr;
   uint8_t* shared_a2_codes_ = nullptr; uint8_t* shared_a2_scales_ = nullptr;
   void* shared_a2_bf16_ = nullptr;  // W4A16: SiLU*Mul output; W4A4: GEMM2 input values

@@ -97,6 +97,20 @@ void quantize_experts(const void* x, ActDType dtype, int64_t rows_in, int64_t k,
                       cudaStream_t stream, void* values = nullptr,
                       ValuesOrder values_order = ValuesOrder::kNatural);
 
+// (3b) quantize_experts' output, built from rows quantized once: when every g[e] is the same g,
+// quantize_experts(x, off, g, gather, ...) writes what quantize(x, g) -> (codes_in, scales_in)
+// followed by this copy writes, byte for byte: codes row i = codes_in row gather[i], expert e's
+// scale rows from sf_off[e] = the scale words of those input rows (padding rows zero), the
+// same device-side validation and error_flags (kQuantErrorBadOffsets, kQuantErrorBadGather),
+// scale rows past sf_off[E] untouched. The MoE layer's first quantizer gathers each token top_k
+// times; quantizing the tokens once and copying reads and computes top_k times less.
+//   codes_in [rows_in, k/2], scales_in swizzled_scale_bytes(rows_in, k) (quantize's output);
+//   off [E+1], gather [rows_out]: device arrays; codes, scales, scale_rows as quantize_experts.
+void gather_experts_nvfp4(const uint8_t* codes_in, const uint8_t* scales_in, int64_t rows_in, int64_t k,
+                          const int32_t* off, int num_experts, const int32_t* gather, int64_t rows_out,
+                          uint8_t* codes, uint8_t* scales, int64_t scale_rows, uint32_t* error_flags,
+                          cudaStream_t stream);
+
 // (4a) silu_and_mul: x [rows, 2*inter] (gate | up) -> out [rows, inter], same dtype,
 // inter % 8 == 0; optional SwiGLU clamp `limit` (gate <= limit, up in [-limit, limit]).
 // out_order kGemm: out's rows in the prefill GEMM's K order (inter % 64 == 0; ValuesOrder), the

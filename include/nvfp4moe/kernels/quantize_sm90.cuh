@@ -100,7 +100,8 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
       // off == nullptr: one matrix of rows_out rows (E = 1), g from *g or from the finished *amax.
       const int32_t lo = p.off != nullptr ? __ldg(p.off + e) : 0;
       const int32_t hi = p.off != nullptr ? __ldg(p.off + e + 1) : p.rows_out;
-      const float g = p.amax != nullptr ? global_scale_from_amax(*p.amax) : __ldg(p.g + e);
+      // g == nullptr: no scale (gather_experts_nvfp4_kernel copies quantized rows).
+      const float g = p.amax != nullptr ? global_scale_from_amax(*p.amax) : p.g != nullptr ? __ldg(p.g + e) : 1.0f;
       bad |= hi < lo;
       if (e == 0) bad |= lo != 0;
       if (e == E - 1) bad |= hi > p.rows_out;
