@@ -141,9 +141,14 @@ MoeWorkspace::MoeWorkspace(const MoeConfig& cfg, int64_t max_tokens) : cfg_(cfg)
         v_.a1_bf16 = c.take(size_t(v_.direct_rows * h) * 2);
         v_.a2_bf16 = c.take(size_t(v_.direct_rows * inter) * 2);
       }
-      // The tokens quantized once (MoeForwardPaths::quantize_once).
-      token_codes_ = c.take<uint8_t>(size_t(t * h / 2));
-      token_scales_ = c.take<uint8_t>(size_t(swizzled_scale_bytes(t, h)));
+      // The tokens quantized once (MoeForwardPaths::quantize_once): read by the copy before
+      // GEMM1, so they may live in GEMM2's input buffers, written only after GEMM1 (stream order),
+      // where those are large enough (top_k * I >= H: DeepSeek-V3, Qwen3-30B-A3B).
+      const size_t token_code_bytes = size_t(t * h / 2), token_scale_bytes = size_t(swizzled_scale_bytes(t, h));
+      token_codes_ = size_t(m * inter / 2) >= token_code_bytes ? v_.a2_codes : c.take<uint8_t>(token_code_bytes);
+      token_scales_ = size_t(v_.scale_rows * padded_scale_cols(inter)) >= token_scale_bytes
+                          ? v_.a2_scales
+                          : c.take<uint8_t>(token_scale_bytes);
     } else {
       v_.a1_bf16 = c.take(size_t(m * h) * 2);
       v_.a2_bf16 = c.take(size_t(m * inter) * 2);
@@ -188,6 +193,14 @@ MoeWorkspace::~MoeWorkspace() {
 }
 
 const uint32_t* MoeWorkspace::error_flags() const { return error_flags_; }
+
+bool MoeWorkspace::quantizes_tokens_once(const MoeLayerWeights& w, int64_t tokens) const {
+  const MoeConfig& cfg = w.config();
+  if (cfg.mode != MoeMode::kW4A4 || !paths_.quantize_once || !w.uniform_gA1() || tokens < 1) return false;
+  const int64_t m = tokens * cfg.routing.top_k;
+  // Not where GEMM1 reads the quantizer's bf16 values (direct_values; the tiny front end too).
+  return !direct_values(m, v_.direct_rows, 2 * cfg.intermediate, cfg.hidden, cfg.routing.num_experts);
+}
 
 void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden, const float* router_logits,
                  int64_t tokens, void* out, cudaStream_t stream) {
@@ -240,7 +253,7 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
   };
   // W4A4 prefill with one gA1 for every expert: the tokens quantized once, their codes and
   // scales copied into expert order, GEMM1 on those (MoeForwardPaths::quantize_once).
-  const bool once1 = w4a4 && paths.quantize_once && w.uniform_gA1() && !direct1 && !tiny;
+  const bool once1 = ws.quantizes_tokens_once(w, tokens);
   const bool order1 = !once1 && gemm_order(2 * inter, h), order2 = gemm_order(h, inter);
   void* const order_values = static_cast<char*>(ws.gemm_ws_) + ws.gemm_order_ws_bytes_;
 

@@ -494,9 +494,11 @@ void gather_experts_nvfp4(const uint8_t* codes_in, const uint8_t* scales_in, int
   p.gather = gather;
   p.error_flags = error_flags;
   const k::GatherNvfp4In in{codes_in, scales_in};
-  // Warps over the codes rows and the scale tiles, at most 8 blocks of 8 warps per SM.
-  const int64_t items = std::max<int64_t>(rows_out, scale_rows / 128);
-  const dim3 grid(grid_for(items, k::kQuantThreads / 32, 8)), block(k::kQuantThreads);
+  // Warps over the codes rows and the scale items (tile, 16 column groups), at most one resident
+  // wave (58 registers: 4 blocks of 8 warps per SM).
+  const int64_t scale_items = scale_rows / 128 * ((padded_scale_cols(k) / 4 + 15) / 16);
+  const int64_t items = std::max<int64_t>(rows_out, scale_items);
+  const dim3 grid(grid_for(items, k::kQuantThreads / 32, 4)), block(k::kQuantThreads);
   if (k % 32 == 0) launch_pdl(k::gather_experts_nvfp4_kernel<16>, grid, block, 0, stream, p, in);
   else launch_pdl(k::gather_experts_nvfp4_kernel<8>, grid, block, 0, stream, p, in);
   NVFP4MOE_CUDA_CHECK_LAUNCH();

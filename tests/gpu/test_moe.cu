@@ -635,6 +635,10 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
     cuda::MoeWorkspace ws(cfg, t);
     const auto& v = ws.views();
     ASSERT_LT(v.direct_rows, m) << "the case must take the prefill path";
+    cuda::MoeForwardPaths once;
+    once.quantize_once = true;
+    ws.set_paths(once);
+    ASSERT_TRUE(ws.quantizes_tokens_once(dw, t)) << "the forward must take the quantize-once path";
     DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 35 + uint64_t(t)));
     DeviceBuffer<float> d_logits(make_logits(c, 45 + uint64_t(t)));
     DeviceBuffer<uint16_t> d_out(size_t(t * h));
@@ -668,8 +672,7 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
     };
     cuda::set_gemm_ws_dequant_in_kernel(0);
     const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());  // quantize_experts: codes, scales
-    cuda::MoeForwardPaths once;
-    once.quantize_once = true;
+    ASSERT_FALSE(ws.quantizes_tokens_once(dw, t));
     for (int in_kernel : {0, 1}) {
       cuda::set_gemm_ws_dequant_in_kernel(in_kernel);
       const Snapshot got = run(once);

@@ -271,20 +271,24 @@ TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
 // writes with g for every expert and the same gather map: codes (rows past off[E] zero),
 // scales (padding rows zero; bytes past sf_off[E] keep the 0xab both start from), error flags.
 // The gather map repeats each input row about three times, as top_k slots repeat a token;
-// bad_entry >= 0 puts one entry out of range (that row zero, kQuantErrorBadGather).
-void check_gather_experts(const ExpertCase& c, uint32_t seed, int32_t bad_entry) {
+// bad_entry >= 0 puts the entry bad_value (out of range: past rows_in or negative) at that data
+// row (that row zero, kQuantErrorBadGather), and a row past off[E] always gets an out-of-range
+// entry too (never read: no flag).
+void check_gather_experts(const ExpertCase& c, uint32_t seed, int32_t bad_entry, int32_t bad_value) {
   const int64_t rows_out = int64_t(c.rows) + c.extra;
   const auto off = offsets_from_counts(split_rows(c.rows, c.experts, c.split, seed));
   const int64_t rows_in = std::max<int64_t>(1, (rows_out + 2) / 3);
   std::mt19937 rng(seed + 7);
   std::vector<int32_t> gather(size_t(std::max<int64_t>(1, rows_out)));
   for (auto& r : gather) r = int32_t(rng() % uint32_t(rows_in));
-  if (bad_entry >= 0 && bad_entry < c.rows) gather[size_t(bad_entry)] = int32_t(rows_in + 3);
+  if (bad_entry >= 0 && bad_entry < c.rows) gather[size_t(bad_entry)] = bad_value;
+  if (c.extra > 0) gather[size_t(c.rows)] = int32_t(rows_in + 9);
   const float g = expert_global_scales(2, seed + 1)[1];
   const int64_t scale_rows = expert_scale_rows_capacity(rows_out, c.experts);
   const size_t code_bytes = size_t(std::max<int64_t>(1, rows_out * c.k / 2));
   const size_t scale_bytes = size_t(scale_rows * padded_scale_cols(c.k));
-  const std::string what = label(c, ActDType::kBF16, seed, true) + " bad_entry=" + std::to_string(bad_entry);
+  const std::string what = label(c, ActDType::kBF16, seed, true) + " bad_entry=" + std::to_string(bad_entry) +
+                           " value " + std::to_string(bad_value);
 
   DeviceBuffer<uint16_t> dx(random_activations(rows_in, c.k, ActDType::kBF16, seed));
   DeviceBuffer<int32_t> doff(off), dgather(gather);
@@ -312,15 +316,16 @@ TEST(GatherExpertsNvfp4Sm90, EqualsQuantizeExpertsWithOneScaleSmall) {
   NVFP4MOE_REQUIRE_GPU();
   uint32_t salt = 1300;
   for (const ExpertCase& c : kSmallCases) {
-    check_gather_experts(c, test_seed(++salt), -1);
-    check_gather_experts(c, test_seed(++salt), c.rows / 2);
+    check_gather_experts(c, test_seed(++salt), -1, 0);
+    check_gather_experts(c, test_seed(++salt), c.rows / 2, c.rows + c.extra);  // past rows_in
+    check_gather_experts(c, test_seed(++salt), c.rows - 1, -5);               // negative
   }
 }
 
 TEST(GatherExpertsNvfp4Sm90, EqualsQuantizeExpertsWithOneScaleLarge) {
   NVFP4MOE_REQUIRE_GPU();
   uint32_t salt = 1400;
-  for (const ExpertCase& c : kLargeCases) check_gather_experts(c, test_seed(++salt), c.rows - 1);
+  for (const ExpertCase& c : kLargeCases) check_gather_experts(c, test_seed(++salt), c.rows - 1, 1 << 30);
 }
 
 // Malformed offsets: every code and scale byte zero and kQuantErrorBadOffsets, as quantize_experts.

@@ -153,6 +153,10 @@ class MoeWorkspace {
 
   // Execution choices of later forwards (MoeForwardPaths: all on at creation).
   const MoeForwardPaths& paths() const { return paths_; }
+  // Whether a forward of `tokens` tokens on weights w takes MoeForwardPaths::quantize_once (the
+  // same decision moe_forward makes: the path on, W4A4, w.uniform_gA1(), GEMM1 past the direct
+  // values).
+  bool quantizes_tokens_once(const MoeLayerWeights& w, int64_t tokens) const;
   void set_paths(const MoeForwardPaths& paths) { paths_ = paths; }
 
  private:

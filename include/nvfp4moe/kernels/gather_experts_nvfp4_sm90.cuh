@@ -16,10 +16,11 @@
 // codes_in [rows_in, k/2] and scales_in (swizzled, padded_scale_rows(rows_in) rows) are
 // quantize's output for the same k, whose padding columns are zero.
 //
-// Work: codes, one warp per output row (kUnit-byte copies per lane); scales, one warp per
-// 128-row scale tile of data (every tile lies in one expert: sf_off[e] is a multiple of 128),
-// lane a writing the tile's 16-byte line a (rows a, a + 32, a + 64, a + 96) of each column group
-// with one store, its four 4-byte words read from the token rows' places in scales_in.
+// Work: codes, one warp per output row (kUnit-byte copies per lane); scales, one warp per 128-row
+// scale tile of data (every tile lies in one expert: sf_off[e] is a multiple of 128) and chunk of
+// 16 column groups, lane a writing the tile's 16-byte line a (rows a, a + 32, a + 64, a + 96) of
+// each column group with one store, its four 4-byte words read from the token rows' places in
+// scales_in.
 #pragma once
 
 #include <cstdint>
@@ -62,13 +63,20 @@ __global__ void __launch_bounds__(kQuantThreads) gather_experts_nvfp4_kernel(Qua
     const int32_t src = r < data_rows ? gathered_row(p, r, lane == 0) : -1;
     Unit* dst = reinterpret_cast<Unit*>(p.codes + r * row_bytes);
     const Unit* from = reinterpret_cast<const Unit*>(in.codes + int64_t(src < 0 ? 0 : src) * row_bytes);
+#pragma unroll 4
     for (int32_t u = lane; u < units; u += 32) dst[u] = src >= 0 ? __ldg(from + u) : Unit{};
   }
 
-  // Scales: the data tiles [0, sf_off[E] / 128).
+  // Scales: items (data tile in [0, sf_off[E] / 128), chunk of kScaleGroups column groups), so
+  // that a tile's column groups spread over several warps and each warp's loads are independent
+  // (its four source rows are fixed): a wide row (DeepSeek-V3: 112 groups) is not one warp's
+  // chain of L2 round trips.
+  constexpr int kScaleGroups = 16;
   const int32_t tiles = t.bad ? 0 : t.sf[E] / 128;
-  for (int64_t tile = global_warp(); tile < tiles; tile += total_warps()) {
-    const int32_t first = int32_t(tile) * 128;
+  const int32_t chunks = (nq + kScaleGroups - 1) / kScaleGroups;
+  for (int64_t item = global_warp(); item < int64_t(tiles) * chunks; item += total_warps()) {
+    const int32_t tile = int32_t(item / chunks), q0 = int32_t(item % chunks) * kScaleGroups;
+    const int32_t first = tile * 128;
     int a = 0, b = E;  // the expert e with sf[e] <= first < sf[e+1] (empty experts have none)
     while (b - a > 1) {
       const int mid = (a + b) >> 1;
@@ -82,7 +90,9 @@ __global__ void __launch_bounds__(kQuantThreads) gather_experts_nvfp4_kernel(Qua
       src[w] = local < rows_e ? gathered_row(p, int64_t(t.off[a]) + local, false) : -1;  // padding: zero
     }
     uint4* line = reinterpret_cast<uint4*>(p.scales + int64_t(tile) * nq * kScaleTileBytes) + lane;
-    for (int32_t q = 0; q < nq; ++q) {
+    const int32_t q1 = min(nq, q0 + kScaleGroups);
+#pragma unroll 8
+    for (int32_t q = q0; q < q1; ++q) {
       uint32_t word[4];
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
