@@ -6,8 +6,10 @@
 # run from source.)
 #
 #   scripts/gpu-quick.sh stage        here: build (Release) and pack the binaries into .gl/bin.tgz
-#   scripts/gpu-quick.sh run          on the GPU machine: unpack, run the stages; results in
-#                                     $OUT/all.tgz (one file: the device returns few files)
+#   scripts/gpu-quick.sh run [part]   on the GPU machine: unpack, run the stages; results in
+#                                     $OUT/all.tgz (one file: the device returns few files);
+#                                     part `tests` or `ab` runs only those stages (each fits one
+#                                     600 s device call; both: two calls on the warm machine)
 #
 # The device call: command "scripts/gpu-quick.sh run", carry [".gl"] (git-ignored).
 # The stages are the open questions of docs/GEMM.md and docs/RESULTS.md (newest section); edit
@@ -25,7 +27,8 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run" >&2; exit 2; }
+[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab]" >&2; exit 2; }
+part=${2:-all}
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -41,11 +44,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 # the act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1;
 # both off by default until timed).
 B=build/bench/nvfp4moe_bench_gemm
+if [[ $part != ab ]]; then
 # 1. Their tests, under memcheck too, then every GPU test (4 shards).
 F='GemmSm90.WarpSpecializedInKernel*:GatherExpertsNvfp4Sm90.*Small:MoeGpu.QuantizeOnce*'
 timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
 grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_inkernel.log" | head -6
-timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="$F" > "$R/sanitizer_memcheck.log" 2>&1
+timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="${F%:MoeGpu*}" > "$R/sanitizer_memcheck.log" 2>&1
 grep -E 'ERROR SUMMARY|PASSED|FAILED' "$R/sanitizer_memcheck.log" | head -3
 save inkernel_tests
 for i in 0 1 2 3; do
@@ -60,6 +64,8 @@ NVFP4MOE_GEMM_WS_DEQUANT=1 NVFP4MOE_GEMM_WS_PERMUTE=1 timeout 200 $T --gtest_fil
   > "$R/tests_inkernel_on.log" 2>&1
 echo "GEMM+MoE tests with the in-kernel paths on: rc=$?"
 save tests_on
+fi
+[[ $part == tests ]] && exit 0
 # 2. Single GEMMs, both passes (0) vs both in the kernel (1), two interleaved rounds.
 for round in 1 2; do
   for v in 0 1; do
@@ -82,17 +88,16 @@ save grouped
 # 4. The W4A4 layer: the quantizers' GEMM-order bf16 values (default) against codes + scales read
 #    by the GEMMs (--paths-off gemm_order_values), which dequantize them in the kernel with
 #    NVFP4MOE_GEMM_WS_DEQUANT=1 (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096
-#    -60 to -90 us); values_dq: the default path with the shared expert's single W4A4 GEMMs
-#    dequantizing in the kernel (v28); once: the tokens quantized once and copied into expert
-#    order for GEMM1 (v30, --paths-on quantize_once; predicted a further -250 to -350 us at
-#    DeepSeek-V3 T = 4096).
+#    -60 to -90 us); once: the tokens quantized once and copied into expert order for GEMM1
+#    (v30, --paths-on quantize_once; predicted a further -250 to -350 us at DeepSeek-V3
+#    T = 4096). codes and once also run the shared expert's single W4A4 GEMMs on v28.
 for round in 1 2; do
-  for cfg in values values_dq codes once; do
+  for cfg in values codes once; do
     off=none; [[ $cfg == codes ]] && off=gemm_order_values
     on=none; [[ $cfg == once ]] && on=quantize_once
     dq=0; [[ $cfg != values ]] && dq=1
-    NVFP4MOE_GEMM_WS_DEQUANT=$dq timeout 60 build/nvfp4-moe bench --no-baseline --tokens 1024,4096,16384 --iters 10 \
-      --paths-off $off --paths-on $on > "$R/moe_${cfg}_$round.txt" 2>&1
+    NVFP4MOE_GEMM_WS_DEQUANT=$dq timeout 75 build/nvfp4-moe bench --no-baseline --tokens 64,256,1024,4096,16384 \
+      --iters 10 --paths-off $off --paths-on $on > "$R/moe_${cfg}_$round.txt" 2>&1
   done
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
