@@ -102,3 +102,12 @@ for round in 1 2; do
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
 save layer
+# 5. Issue 4's decode gap: grouped DeepSeek-V3 w2 at 8 and 64 rows streams at ~59% of copy (w13:
+#    ~83%). The existing knobs, one at a time, for where the w2 time goes: claimed tiles, the wide
+#    register CTA, split K, token tile.
+for knob in "" "--claim 1" "--ring 0" "--kwarps 4 --ring 0" "--splits 2" "--splits 4"; do
+  timeout 30 $B --grouped --rows 8,64 --match "DSV3 w2" $knob > "$R/decode_w2.tmp" 2>&1
+  grep -E 'W4A16' "$R/decode_w2.tmp" | sed "s|^|[$knob] |" >> "$R/decode_w2.txt"
+done
+cat "$R/decode_w2.txt"
+save decode
