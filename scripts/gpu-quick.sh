@@ -46,7 +46,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 B=build/bench/nvfp4moe_bench_gemm
 if [[ $part != ab ]]; then
 # 1. Their tests, under memcheck too, then every GPU test (4 shards).
-F='GemmSm90.WarpSpecializedInKernel*:GatherExpertsNvfp4Sm90.*Small:MoeGpu.QuantizeOnce*'
+F='GemmSm90.WarpSpecializedInKernel*:GatherExpertsNvfp4Sm90.*Small:MoeGpu.QuantizeOnce*:MoeGpu.GatherInGemm*'
 timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
 grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_inkernel.log" | head -6
 timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter="${F%:MoeGpu*}" > "$R/sanitizer_memcheck.log" 2>&1
@@ -60,7 +60,7 @@ for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.
 save tests
 # The GEMM and MoE tests with both in-kernel paths on by default (the MoE tests' W4A4 layers with
 # codes and scales then read them in the kernel).
-NVFP4MOE_GEMM_WS_DEQUANT=1 NVFP4MOE_GEMM_WS_PERMUTE=1 timeout 200 $T --gtest_filter='GemmSm90.*:Moe*' \
+NVFP4MOE_GEMM_WS_DEQUANT=1 NVFP4MOE_GEMM_WS_PERMUTE=1 NVFP4MOE_GEMM_WS_GATHER=1 timeout 200 $T --gtest_filter='GemmSm90.*:Moe*' \
   > "$R/tests_inkernel_on.log" 2>&1
 echo "GEMM+MoE tests with the in-kernel paths on: rc=$?"
 save tests_on
@@ -98,6 +98,16 @@ for round in 1 2; do
     dq=0; [[ $cfg != values ]] && dq=1
     NVFP4MOE_GEMM_WS_DEQUANT=$dq timeout 75 build/nvfp4-moe bench --no-baseline --tokens 64,256,1024,4096,16384 \
       --iters 10 --paths-off $off --paths-on $on > "$R/moe_${cfg}_$round.txt" 2>&1
+  done
+done
+# The W4A16 layer: the gathered copy (default) against GEMM1 gathering its rows in the kernel
+# (v31, --paths-on gather_in_gemm with NVFP4MOE_GEMM_WS_GATHER=1; predicted DeepSeek-V3 T = 4096
+# -150 to -300 us, Qwen3 -40 to -80 us).
+for round in 1 2; do
+  for g in 0 1; do
+    on=none; [[ $g == 1 ]] && on=gather_in_gemm
+    NVFP4MOE_GEMM_WS_GATHER=$g timeout 75 build/nvfp4-moe bench --mode w4a16 --no-baseline --tokens 1024,4096,16384 \
+      --iters 10 --paths-on $on > "$R/moe_w4a16_gather${g}_$round.txt" 2>&1
   done
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'

@@ -466,6 +466,7 @@ struct ResetPlanOverrides {
     cuda::set_gemm_act_chunk_stores(-1);
     cuda::set_gemm_ws_permute_in_kernel(-1);
     cuda::set_gemm_ws_dequant_in_kernel(-1);
+    cuda::set_gemm_ws_gather_in_kernel(-1);
   }
 };
 
@@ -873,6 +874,92 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   ASSERT_TRUE(expect_in_kernel(hot)) << "the hot-expert split does not dequantize in the kernel";
   EXPECT_TRUE(same_both_ways(Case{true, true, hot.rows, hot.n, hot.k, 8, hot.off, Mode::kRandom, OutDType::kBF16, seed++},
                              cuda::set_gemm_ws_dequant_in_kernel, "hot-expert split, in-kernel dequantization"));
+}
+
+// Grouped W4A16 GEMMs on gathered rows (grouped_gemm_w4a16_gather): with the rows loaded in the
+// warp-specialized kernel (set_gemm_ws_gather_in_kernel: cp.async by the producer warps, then the
+// in-place permute) and with the gather pass, against grouped_gemm_w4a16 on the rows gathered on
+// the host, bit for bit (that path is checked against the model elsewhere). Each input row is
+// gathered about three times, as a token is by its top_k slots, one entry is out of range (a zero
+// row); experts of 0-300 rows with rows past off[E], one expert with every row, 40 random experts;
+// K = 48 (a 64-column sub-tile partly past K), 192 (a stage half past K), 640, 1024; token tiles
+// 128 (the grouped token-tile-160 kernel, MMA widths in steps of 32 and 16) and 64; a hot split.
+TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  cuda::set_gemm_hot_expert_rows(0);
+  std::mt19937 rng(3100);
+  uint32_t seed = 3100;
+  std::vector<int32_t> edges{0};
+  for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) edges.push_back(edges.back() + r);
+  struct Grouped {
+    int64_t rows, n, k;
+    std::vector<int32_t> off;
+  };
+  const std::vector<Grouped> cases{{edges.back() + 37, 384, 48, edges},
+                                   {edges.back(), 256, 192, edges},
+                                   {700, 520, 1024, {0, 0, 700, 700}},
+                                   {4000, 256, 640, random_offsets(rng, 3900, 40, 3)}};
+  auto check = [&](const Grouped& g) -> ::testing::AssertionResult {
+    const int experts = int(g.off.size()) - 1;
+    Prepared p = prepare(Case{false, true, g.rows, g.n, g.k, experts, g.off, Mode::kRandom, OutDType::kBF16, seed++});
+    const int64_t rows_in = std::max<int64_t>(1, g.rows / 3);
+    std::vector<int32_t> gather(size_t(g.rows));
+    for (auto& r : gather) r = int32_t(rng() % uint32_t(rows_in));
+    if (g.off.back() > 0) gather[size_t(g.off.back() / 2)] = int32_t(rows_in + 7);  // out of range: a zero row
+    const std::vector<uint16_t> a = p.a.download();
+    std::vector<uint16_t> copy(size_t(g.rows * g.k), 0);
+    for (int64_t i = 0; i < g.rows; ++i) {
+      if (gather[size_t(i)] < rows_in) {
+        std::memcpy(&copy[size_t(i * g.k)], &a[size_t(int64_t(gather[size_t(i)]) * g.k)], size_t(g.k) * 2);
+      }
+    }
+    DeviceBuffer<uint16_t> dcopy(copy);
+    DeviceBuffer<int32_t> dgather(gather);
+    const auto* hidden = reinterpret_cast<const __nv_bfloat16*>(p.a.get());
+    const size_t out_bytes = size_t(g.rows * g.n) * 2;
+    DeviceBuffer<uint8_t> want(out_bytes), got(out_bytes);
+    want.fill_bytes(0xff);
+    {
+      const size_t ws_bytes = cuda::grouped_gemm_w4a16_workspace_bytes(g.rows, g.n, g.k, experts);
+      DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
+      ws.fill_bytes(0);
+      cuda::grouped_gemm_w4a16(reinterpret_cast<const __nv_bfloat16*>(dcopy.get()), g.rows, p.off.get(), p.pw,
+                               p.alpha.get(), want.get(), OutDType::kBF16, ws.get(), ws_bytes, nullptr);
+    }
+    const std::vector<uint8_t> want_bytes = want.download();
+    for (int in_kernel : {1, 0}) {
+      cuda::set_gemm_ws_gather_in_kernel(in_kernel);
+      if (in_kernel && !cuda::grouped_gemm_w4a16_gathers_in_kernel(g.rows, g.n, g.k, experts)) {
+        return ::testing::AssertionFailure() << "rows=" << g.rows << " K=" << g.k << ": the in-kernel gather is not taken";
+      }
+      const size_t ws_bytes = cuda::grouped_gemm_w4a16_gather_workspace_bytes(g.rows, g.n, g.k, experts);
+      DeviceBuffer<uint8_t> ws(ws_bytes);
+      ws.fill_bytes(0);
+      got.fill_bytes(0xff);
+      cuda::grouped_gemm_w4a16_gather(hidden, rows_in, dgather.get(), g.rows, p.off.get(), p.pw, p.alpha.get(),
+                                      got.get(), OutDType::kBF16, ws.get(), ws_bytes, nullptr);
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      auto same = bytes_equal(got.download(), want_bytes,
+                              detail::concat("gathered rows=", g.rows, " N=", g.n, " K=", g.k, " E=", experts,
+                                             in_kernel ? " (in the kernel)" : " (gather pass)"));
+      if (!same) return same;
+    }
+    cuda::set_gemm_ws_gather_in_kernel(-1);
+    return ::testing::AssertionSuccess();
+  };
+  for (const auto& [tok, step] : {std::pair{128, 32}, std::pair{128, 16}, std::pair{64, 32}}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    cuda::set_gemm_ws_width_step(step);
+    for (const Grouped& g : cases) EXPECT_TRUE(check(g)) << "tok=" << tok << " step=" << step;
+  }
+  // Hot experts (> 64 rows) in a second launch at token tile 128, the others at 64.
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  cuda::set_gemm_hot_expert_rows(64);
+  const Grouped hot{2000, 256, 512, {0, 10, 10, 600, 663, 664, 700, 1500, 1990}};
+  ASSERT_GT(cuda::plan_grouped_gemm(hot.rows, hot.n, hot.k, 8).hot_rows, 0);
+  EXPECT_TRUE(check(hot)) << "hot-expert split";
 }
 
 // The same paths on small work for compute-sanitizer (gpu-check runs *Small* there): 133 tiles of

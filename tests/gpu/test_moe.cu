@@ -701,6 +701,84 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
   }
 }
 
+// W4A16 prefill with GEMM1 gathering its rows in the kernel (MoeForwardPaths::gather_in_gemm,
+// cuda::set_gemm_ws_gather_in_kernel): the same GEMM rows and layer output, bit for bit, as the
+// gathered copy, eagerly and in graph replay.
+TEST(MoeGpu, GatherInGemmGivesIdenticalResults) {
+  NVFP4MOE_REQUIRE_GPU();
+  struct GatherReset {
+    ~GatherReset() {
+      cuda::set_gemm_ws_gather_in_kernel(-1);
+      cuda::set_gemm_plan_override(0, 0, -1, 0);
+    }
+  } reset;
+  // 256-row CTAs (the warp-specialized kernel) at these small widths too.
+  cuda::set_gemm_plan_override(0, 0, -1, 256);
+  Case wide{256, 8, 2, 1, true, false, MoeMode::kW4A16};
+  wide.hidden = 512;
+  wide.inter = 256;
+  Case clamp_skewed{300, 16, 4, 0, false, true, MoeMode::kW4A16};
+  clamp_skewed.inter = 384;
+  clamp_skewed.limit = 7.0f;
+  for (const Case& c : {wide, clamp_skewed}) {
+    SCOPED_TRACE(name(c));
+    Layer l = make_layer(c, 970 + uint64_t(c.tokens));
+    const MoeConfig& cfg = l.cfg;
+    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    cuda::set_gemm_ws_gather_in_kernel(1);
+    ASSERT_TRUE(cuda::grouped_gemm_w4a16_gathers_in_kernel(m, 2 * inter, h, c.experts)) << "GEMM1 must gather in the kernel";
+    cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
+    cuda::MoeWorkspace ws(cfg, t);
+    const auto& v = ws.views();
+    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 37 + uint64_t(t)));
+    DeviceBuffer<float> d_logits(make_logits(c, 47 + uint64_t(t)));
+    DeviceBuffer<uint16_t> d_out(size_t(t * h));
+    cudaStream_t s;
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    struct Snapshot {
+      std::vector<uint16_t> out, gemm1, gemm2;
+    };
+    auto poison = [&] {
+      d_out.fill_bytes(0xff);
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    };
+    auto snapshot = [&] {
+      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
+                      download<uint16_t>(v.gemm2, size_t(m * h))};
+    };
+    auto run = [&](const cuda::MoeForwardPaths& paths) {
+      ws.set_paths(paths);
+      poison();
+      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      return snapshot();
+    };
+    const Snapshot base = run(cuda::MoeForwardPaths{});  // the gathered copy
+    cuda::MoeForwardPaths gather;
+    gather.gather_in_gemm = true;
+    const Snapshot got = run(gather);
+    EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows"));
+    EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows"));
+    EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output"));
+    ws.set_paths(gather);
+    poison();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
+    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    EXPECT_TRUE(test::bytes_equal(snapshot().out, base.out, "layer output, graph replay"));
+    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
+    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+  }
+}
+
 // Host-only (no GPU needed): a capacity whose tokens x top_k rows cannot be indexed is refused
 // by name before anything is allocated.
 TEST(MoeGpu, WorkspaceRejectsHugeMaxTokens) {

@@ -82,6 +82,20 @@ void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const i
                                    OutDType out_dtype, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream);
 
+// ---- grouped W4A16 GEMM on gathered rows (the MoE layer's GEMM1 on its hidden states) ----
+// Row i of the GEMM is row gather[i] of a [rows_in, K] (natural K order): the same result, bit
+// for bit, as the rows gathered into a [rows, K] copy and handed to grouped_gemm_w4a16; gather
+// entries outside [0, rows_in) read as zero rows. Where grouped_gemm_w4a16_gathers_in_kernel
+// (set_gemm_ws_gather_in_kernel: the warp-specialized kernel's producer warps copy each stage's
+// rows themselves), no copy is made; otherwise the gather runs first into the workspace.
+// gather [rows]: a device array. Workspace: grouped_gemm_w4a16_gather_workspace_bytes (room for
+// the copy); a call that gathers in the kernel needs only grouped_gemm_w4a16_workspace_bytes.
+size_t grouped_gemm_w4a16_gather_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
+bool grouped_gemm_w4a16_gathers_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts);
+void grouped_gemm_w4a16_gather(const __nv_bfloat16* a, int64_t rows_in, const int32_t* gather, int64_t rows,
+                               const int32_t* off, const PreparedWeights& w, const float* alpha, void* out,
+                               OutDType out_dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
 // ---- grouped W4A16 GEMM followed by the MoE combine (the layer's GEMM2 at small batches) ----
 // out [rows, N] bf16 receives the GEMM rows as grouped_gemm_w4a16 writes them, and c.out [tokens,
 // N] bf16 the combine of cuda::combine (routing.h) over them: c.out[t] = sum_j c.weights[t, j] *
@@ -211,6 +225,14 @@ void set_gemm_act_chunk_stores(int mode);
 // written and tested but not yet timed on a GPU, docs/GEMM.md v27). Same results bit for bit.
 // Process-wide, not thread-safe.
 void set_gemm_ws_permute_in_kernel(int mode);
+
+// Tuning and validation only: grouped_gemm_w4a16_gather on the warp-specialized kernel (every
+// launch of the call) loads the gathered rows in the kernel (1: warps 1-3 of the producer
+// warpgroup copy each stage's rows by cp.async and permute them into the kernel's K order) or
+// gathers them into the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_GATHER=1
+// from the environment: written and tested but not yet timed on a GPU, docs/GEMM.md v31). Same
+// results bit for bit. Process-wide, not thread-safe.
+void set_gemm_ws_gather_in_kernel(int mode);
 
 // Tuning and validation only: W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0 (single,
 // and grouped where every launch of the call takes that kernel) dequantize the

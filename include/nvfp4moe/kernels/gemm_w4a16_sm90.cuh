@@ -83,6 +83,11 @@ struct GemmW4A16Params {
   const uint8_t* act_codes;
   const uint8_t* act_scales;
   int act_scale_rows;
+  const int32_t* gather;   // warp-specialized kernel, W4A16: GEMM row i is row gather[i] of `a`
+                           // ([gather_rows_in, k], natural order, row stride k; entries outside
+                           // [0, gather_rows_in) read as zeros), loaded by warps 1-3 of the
+                           // producer warpgroup (cp.async) and permuted in shared memory; null: none
+  int gather_rows_in;
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

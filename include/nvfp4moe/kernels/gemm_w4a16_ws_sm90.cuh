@@ -11,7 +11,8 @@
 //     (GemmW4A16Params::dequant_in_kernel; single and grouped calls)
 //     thread 0 stages their codes and scales in a ring of half-stage slots instead of loading
 //     the tile, and warps 1-3 write the dequantized values into each stage once its slot is
-//     free, arriving on `ready` too;
+//     free, arriving on `ready` too; with gathered rows (GemmW4A16Params::gather) warps 1-3
+//     copy each stage's rows themselves (cp.async) and permute them, arriving on `ready`;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
@@ -236,6 +237,43 @@ __device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot
   }
 }
 
+// The in-kernel row gather (GemmW4A16Params::gather) of one stage: tile row t (< rows, the MMA
+// width) is row gather[row0 + t] of `a` ([rows_in, k], natural order) when t < valid_rows (the
+// tile's expert's rows from row0), else zeros. Lane q of a row's 4 lanes copies, for each of the
+// two 64-column sub-tiles, its natural chunks 2q and 2q + 1 (columns col0 + 64 h + 16 q ..
+// + 15) by cp.async into their 128-byte-swizzled places, zero-filled past k; once its own
+// copies have landed (cp.async.wait_group 0: each lane later reads only chunks it copied) it
+// permutes the rows as v27 does (ws_permute_rows_in_place, the same lane-row mapping).
+template <int kActSubBytes>
+__device__ __forceinline__ void ws_gather_rows(uint32_t act, const __nv_bfloat16* a, const int32_t* gather, int rows_in,
+                                               int k, int rows, int row0, int valid_rows, int col0, int lane,
+                                               int warp) {
+  const int q = lane % 4;
+  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
+    const int t = r0 + lane / 4;
+    int src = -1;
+    if (t < valid_rows) {
+      src = __ldg(gather + row0 + t);
+      if (src < 0 || src >= rows_in) src = -1;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t row = act + uint32_t(h * kActSubBytes + t * 128);
+      const uint32_t swz = (row >> 7) & 7u;
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int chunk = 2 * q + c, col = col0 + h * 64 + 8 * chunk;  // k % 8 == 0: a chunk is in or out
+        const bool in = src >= 0 && col < k;
+        ptx::cp_async_16(row + ((uint32_t(chunk) ^ swz) << 4), in ? a + int64_t(src) * k + col : a, in ? 16 : 0);
+      }
+    }
+  }
+  ptx::cp_async_commit();
+  ptx::cp_async_wait<0>();
+  ws_permute_rows_in_place(act, rows, lane, warp);
+  ws_permute_rows_in_place(act + kActSubBytes, rows, lane, warp);
+}
+
 // The first scale row of an expert in the per-expert swizzled layout: sf_off[e] = the sum of
 // roundup(rows, 128) over the experts before e (format/swizzle.h), from the clamped offsets in
 // shared memory. A CTA visits its tiles in order of t, so in non-decreasing expert order: the walk
@@ -280,6 +318,11 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
   const bool permute = p.permute_in_kernel != 0;
   // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
   const bool dequant = p.dequant_in_kernel != 0;
+  // Rows gathered by the producer warpgroup's warps 1-3 (p.gather).
+  const bool gather = p.gather != nullptr;
+  // Warps 1-3 write each stage's activation tile (no TMA box): the consumers wait on `full`
+  // (weights) and `ready`.
+  const bool act_by_warps = dequant || gather;
   auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
   auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
   const uint32_t code_base = smem_base + uint32_t(kStages * Cfg::kStageBytes);
@@ -299,7 +342,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     ptx::fence_mbarrier_init();
 #pragma unroll
     for (int i = 0; i < kWsWidths; ++i)
-      if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(dequant ? &act_maps.codes[i] : &act_maps.box[i]);
+      if (ws_width(i) <= kTok && !gather) ptx::prefetch_tensor_map(dequant ? &act_maps.codes[i] : &act_maps.box[i]);
   }
   const bool grouped = p.off != nullptr;
   const int tile_rows = p.tile_rows > 0 && p.tile_rows < kTok ? p.tile_rows : kTok;  // single GEMMs
@@ -330,6 +373,26 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
           const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
           ws_permute_rows_in_place(act, width, tid % 32, tid / 32 - 1);
           ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, tid % 32, tid / 32 - 1);
+          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
+          ptx::mbarrier_arrive(ready_bar(slot));
+        }
+      }
+      return;
+    }
+    if (gather && tid >= 32) {  // warps 1-3: the in-kernel row gather, stage by stage
+      int i = 0;
+      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
+        const GemmTile tile = tile_of(t);
+        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
+        // Rows of the tile's expert from row0 (single GEMMs: of the matrix); the others read zeros.
+        const int valid_rows = grouped ? s_off[tile.expert + 1] - tile.row0 : p.rows - tile.row0;
+        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
+          const int slot = i % kStages, round = i / kStages;
+          // The activation tile is written here, so the slot must be free (the producer's wait).
+          if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
+          ws_gather_rows<Cfg::kActSubBytes>(smem_base + uint32_t(slot) * Cfg::kStageBytes, p.a, p.gather,
+                                            p.gather_rows_in, p.k, width, tile.row0, valid_rows, ks * kWeightKPad,
+                                            tid % 32, tid / 32 - 1);
           ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
           ptx::mbarrier_arrive(ready_bar(slot));
         }
@@ -378,9 +441,10 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       // The activation box of the tile's MMA width (ws_width_index, as the consumers choose it).
       const int box = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
       const CUtensorMap* act_map = &act_maps.box[box];
-      // With the in-kernel dequantization the activation tile is not loaded: `full` counts weights.
+      // Where warps 1-3 write the activation tile (dequantization, gather) it is not loaded:
+      // `full` counts the weights.
       const uint32_t tx_bytes =
-          (dequant ? 0u : 2u * uint32_t(ws_width(box)) * 128u) + uint32_t(w_blocks) * Cfg::kBlockBytes;
+          (act_by_warps ? 0u : 2u * uint32_t(ws_width(box)) * 128u) + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
       // In-kernel dequantization: the 128-row scale blocks of the tile's rows that belong to its
       // expert (single GEMMs: the rows below M), counted from the expert's first scale row; the
@@ -405,7 +469,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
         const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
         ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
         const int x = ks * kWeightKPad;
-        if (!dequant) {
+        if (!act_by_warps) {
           ptx::tma_load_2d(st, act_map, x, tile.row0, full);
           ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
         }
@@ -458,10 +522,10 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
       const int slot = i % kStages;
       // Stage i has landed (and, with the in-kernel permute, been permuted: the permuters'
       // wait on `full` and arrive on `ready`, so the weights' copies are complete here too; the
-      // in-kernel dequantization waits on the slot's release instead, so then both).
+      // in-kernel dequantization and gather wait on the slot's release instead, so then both).
       const uint32_t parity = uint32_t(i / kStages) & 1u;
-      if (dequant) ptx::mbarrier_wait(full_bar(slot), parity);
-      ptx::mbarrier_wait(permute || dequant ? ready_bar(slot) : full_bar(slot), parity);
+      if (act_by_warps) ptx::mbarrier_wait(full_bar(slot), parity);
+      ptx::mbarrier_wait(permute || act_by_warps ? ready_bar(slot) : full_bar(slot), parity);
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
       // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
