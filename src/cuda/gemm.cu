@@ -412,6 +412,8 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
+  NVFP4MOE_CHECK(int(p.permute_in_kernel != 0) + int(p.dequant_in_kernel != 0) + int(p.gather != nullptr) <= 1,
+                 "internal: at most one in-kernel activation front end");
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
   const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
@@ -1250,8 +1252,11 @@ void grouped_gemm_w4a16_gather(const __nv_bfloat16* a, int64_t rows_in, const in
   const bool decode = is_decode(plan.tok_tile, true, rows);
   const size_t copy_at = gather_copy_offset(rows, w.n, w.k, w.num_experts);
   const bool in_kernel = !decode && gathers_in_kernel(plan) && rows_in > 0;
-  // In the kernel no copy is made: a grouped_gemm_w4a16 workspace is enough there.
-  check_workspace(workspace, workspace_bytes, in_kernel ? copy_at : copy_at + align_up(size_t(rows * w.k) * 2),
+  // In the kernel no copy is made: a grouped_gemm_w4a16 workspace is enough there (its own need,
+  // not copy_at, which rounds it up).
+  check_workspace(workspace, workspace_bytes,
+                  in_kernel ? grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kPermuted)
+                            : copy_at + align_up(size_t(rows * w.k) * 2),
                   in_kernel ? "grouped_gemm_w4a16_workspace_bytes" : "grouped_gemm_w4a16_gather_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
   if (in_kernel) {

@@ -896,18 +896,24 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
   struct Grouped {
     int64_t rows, n, k;
     std::vector<int32_t> off;
+    OutDType out = OutDType::kBF16;  // fp32: the direct epilogue
   };
   const std::vector<Grouped> cases{{edges.back() + 37, 384, 48, edges},
                                    {edges.back(), 256, 192, edges},
                                    {700, 520, 1024, {0, 0, 700, 700}},
-                                   {4000, 256, 640, random_offsets(rng, 3900, 40, 3)}};
+                                   {4000, 256, 640, random_offsets(rng, 3900, 40, 3)},
+                                   {900, 256, 16, random_offsets(rng, 900, 6, 0)},
+                                   {900, 384, 64, random_offsets(rng, 880, 6, 0), OutDType::kFP32}};
   auto check = [&](const Grouped& g) -> ::testing::AssertionResult {
     const int experts = int(g.off.size()) - 1;
-    Prepared p = prepare(Case{false, true, g.rows, g.n, g.k, experts, g.off, Mode::kRandom, OutDType::kBF16, seed++});
+    Prepared p = prepare(Case{false, true, g.rows, g.n, g.k, experts, g.off, Mode::kRandom, g.out, seed++});
     const int64_t rows_in = std::max<int64_t>(1, g.rows / 3);
     std::vector<int32_t> gather(size_t(g.rows));
     for (auto& r : gather) r = int32_t(rng() % uint32_t(rows_in));
-    if (g.off.back() > 0) gather[size_t(g.off.back() / 2)] = int32_t(rows_in + 7);  // out of range: a zero row
+    if (g.off.back() > 1) {  // out of range, past rows_in and negative: zero rows
+      gather[size_t(g.off.back() / 2)] = int32_t(rows_in + 7);
+      gather[size_t(g.off.back() - 1)] = -3;
+    }
     const std::vector<uint16_t> a = p.a.download();
     std::vector<uint16_t> copy(size_t(g.rows * g.k), 0);
     for (int64_t i = 0; i < g.rows; ++i) {
@@ -918,7 +924,7 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
     DeviceBuffer<uint16_t> dcopy(copy);
     DeviceBuffer<int32_t> dgather(gather);
     const auto* hidden = reinterpret_cast<const __nv_bfloat16*>(p.a.get());
-    const size_t out_bytes = size_t(g.rows * g.n) * 2;
+    const size_t out_bytes = size_t(g.rows * g.n) * (g.out == OutDType::kFP32 ? 4 : 2);
     DeviceBuffer<uint8_t> want(out_bytes), got(out_bytes);
     want.fill_bytes(0xff);
     {
@@ -926,7 +932,7 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
       DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 16));
       ws.fill_bytes(0);
       cuda::grouped_gemm_w4a16(reinterpret_cast<const __nv_bfloat16*>(dcopy.get()), g.rows, p.off.get(), p.pw,
-                               p.alpha.get(), want.get(), OutDType::kBF16, ws.get(), ws_bytes, nullptr);
+                               p.alpha.get(), want.get(), g.out, ws.get(), ws_bytes, nullptr);
     }
     const std::vector<uint8_t> want_bytes = want.download();
     for (int in_kernel : {1, 0}) {
@@ -934,12 +940,14 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
       if (in_kernel && !cuda::grouped_gemm_w4a16_gathers_in_kernel(g.rows, g.n, g.k, experts)) {
         return ::testing::AssertionFailure() << "rows=" << g.rows << " K=" << g.k << ": the in-kernel gather is not taken";
       }
-      const size_t ws_bytes = cuda::grouped_gemm_w4a16_gather_workspace_bytes(g.rows, g.n, g.k, experts);
+      // In the kernel the call needs no more than a grouped_gemm_w4a16 workspace: give it exactly that.
+      const size_t ws_bytes = in_kernel ? cuda::grouped_gemm_w4a16_workspace_bytes(g.rows, g.n, g.k, experts)
+                                        : cuda::grouped_gemm_w4a16_gather_workspace_bytes(g.rows, g.n, g.k, experts);
       DeviceBuffer<uint8_t> ws(ws_bytes);
       ws.fill_bytes(0);
       got.fill_bytes(0xff);
       cuda::grouped_gemm_w4a16_gather(hidden, rows_in, dgather.get(), g.rows, p.off.get(), p.pw, p.alpha.get(),
-                                      got.get(), OutDType::kBF16, ws.get(), ws_bytes, nullptr);
+                                      got.get(), g.out, ws.get(), ws_bytes, nullptr);
       NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
       auto same = bytes_equal(got.download(), want_bytes,
                               detail::concat("gathered rows=", g.rows, " N=", g.n, " K=", g.k, " E=", experts,
@@ -960,6 +968,23 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
   const Grouped hot{2000, 256, 512, {0, 10, 10, 600, 663, 664, 700, 1500, 1990}};
   ASSERT_GT(cuda::plan_grouped_gemm(hot.rows, hot.n, hot.k, 8).hot_rows, 0);
   EXPECT_TRUE(check(hot)) << "hot-expert split";
+  // No input rows (rows_in = 0, a null `a`): every entry is out of range, the call takes the
+  // gather pass (the kernel path needs rows), and the output rows are zeros.
+  cuda::set_gemm_plan_override(128, 0, -1, 256);
+  cuda::set_gemm_hot_expert_rows(0);
+  cuda::set_gemm_ws_gather_in_kernel(1);
+  const std::vector<int32_t> off{0, 100, 300};
+  Prepared p = prepare(Case{false, true, 300, 256, 128, 2, off, Mode::kRandom, OutDType::kBF16, seed++});
+  DeviceBuffer<int32_t> dgather(std::vector<int32_t>(300, 0));
+  const size_t ws_bytes = cuda::grouped_gemm_w4a16_gather_workspace_bytes(300, 256, 128, 2);
+  DeviceBuffer<uint8_t> ws(ws_bytes);
+  ws.fill_bytes(0);
+  DeviceBuffer<uint16_t> out(size_t(300 * 256));
+  out.fill_bytes(0xff);
+  cuda::grouped_gemm_w4a16_gather(nullptr, 0, dgather.get(), 300, p.off.get(), p.pw, p.alpha.get(), out.get(),
+                                  OutDType::kBF16, ws.get(), ws_bytes, nullptr);
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(bytes_equal(out.download(), std::vector<uint16_t>(size_t(300 * 256), 0), "rows_in = 0: zero rows"));
 }
 
 // The same paths on small work for compute-sanitizer (gpu-check runs *Small* there): 133 tiles of

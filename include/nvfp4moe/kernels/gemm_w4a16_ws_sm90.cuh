@@ -270,6 +270,10 @@ __device__ __forceinline__ void ws_gather_rows(uint32_t act, const __nv_bfloat16
   }
   ptx::cp_async_commit();
   ptx::cp_async_wait<0>();
+  // Each lane reads only chunks it copied, but stores into chunks another lane of its row copied
+  // (after that lane's own wait, load and the transposes' shuffles): the warp barrier makes that
+  // order formal.
+  __syncwarp();
   ws_permute_rows_in_place(act, rows, lane, warp);
   ws_permute_rows_in_place(act + kActSubBytes, rows, lane, warp);
 }
