@@ -29,6 +29,7 @@ if [[ "${1:-}" == stage ]]; then
 fi
 [[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab|layer]" >&2; exit 2; }
 part=${2:-all}
+[[ $part == all || $part == tests || $part == ab || $part == layer ]] || { echo "gpu-quick: unknown part '$part'" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -44,7 +45,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 # the act_permute / act_dequant passes, in the same binary (--ws-permute / --ws-dequant 0 / 1;
 # both off by default until timed).
 B=build/bench/nvfp4moe_bench_gemm
-if [[ $part != ab ]]; then
+if [[ $part == all || $part == tests ]]; then
 # 1. Their tests, under memcheck too, then every GPU test (4 shards).
 F='GemmSm90.WarpSpecializedInKernel*:GatherExpertsNvfp4Sm90.*Small:MoeGpu.QuantizeOnce*:MoeGpu.GatherInGemm*'
 timeout 90 $T --gtest_filter="$F" > "$R/tests_inkernel.log" 2>&1
@@ -65,8 +66,7 @@ NVFP4MOE_GEMM_WS_DEQUANT=1 NVFP4MOE_GEMM_WS_PERMUTE=1 NVFP4MOE_GEMM_WS_GATHER=1 
 echo "GEMM+MoE tests with the in-kernel paths on: rc=$?"
 save tests_on
 fi
-[[ $part == tests ]] && exit 0
-if [[ $part != layer ]]; then
+if [[ $part == all || $part == ab ]]; then
 # 2. Single GEMMs, both passes (0) vs both in the kernel (1), two interleaved rounds.
 for round in 1 2; do
   for v in 0 1; do
@@ -96,8 +96,7 @@ done
 cat "$R/decode_w2.txt"
 save decode
 fi
-[[ $part == ab ]] && exit 0
-if [[ $part != tests ]]; then
+if [[ $part == all || $part == layer ]]; then
 # 5. The W4A4 layer: the quantizers' GEMM-order bf16 values (default) against codes + scales read
 #    by the GEMMs (--paths-off gemm_order_values), which dequantize them in the kernel with
 #    NVFP4MOE_GEMM_WS_DEQUANT=1 (predicted: DeepSeek-V3 T = 4096 -150 to -250 us, Qwen3 T = 4096
