@@ -277,4 +277,14 @@ void apply_activation_scales(const ActivationScales& s, MoeWeights& w) {
   }
 }
 
+void share_activation_scales(MoeWeights& w) {
+  NVFP4MOE_CHECK(!w.gA1.empty() && w.gA1.size() == w.w13.size() && w.gA2.size() == w.w13.size(),
+                 "w: expected one activation scale per routed expert in gA1 and gA2 (", w.w13.size(), "), got ",
+                 w.gA1.size(), " and ", w.gA2.size());
+  const float g1 = *std::min_element(w.gA1.begin(), w.gA1.end());
+  const float g2 = *std::min_element(w.gA2.begin(), w.gA2.end());
+  std::fill(w.gA1.begin(), w.gA1.end(), g1);
+  std::fill(w.gA2.begin(), w.gA2.end(), g2);
+}
+
 }  // namespace nvfp4moe::ref

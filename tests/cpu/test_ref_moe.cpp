@@ -5,6 +5,7 @@
 // quantization by hand, the calibration policy, and argument errors that leave out untouched.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -177,6 +178,31 @@ TEST(RefMoe, AccuracyAgainstTheFloatLayer) {
     EXPECT_LT(d416, 0.01) << "seed " << seed;
     EXPECT_GT(e44, 0.0) << "quantization cannot be lossless on random data";
   }
+}
+
+// One activation scale per GEMM input (share_activation_scales): every gA1 the smallest of the
+// calibrated ones, every gA2 likewise, the shared expert's untouched; the layer still runs close
+// to the float layer (the engines' trade: a little resolution for experts of smaller range).
+TEST(RefMoe, SharedActivationScalesTakeTheSmallestAndStayAccurate) {
+  const MoeConfig c = make_cfg(8, 2, 128, 64, 1);
+  Layer l = make_layer(c, 48, 777);
+  const std::vector<float> g1 = l.qw.gA1, g2 = l.qw.gA2;
+  ASSERT_NE(*std::min_element(g1.begin(), g1.end()), *std::max_element(g1.begin(), g1.end()))
+      << "calibration should give the experts different scales";
+  const float shared1 = l.qw.shared->gA1, shared2 = l.qw.shared->gA2;
+  share_activation_scales(l.qw);
+  for (size_t e = 0; e < g1.size(); ++e) {
+    EXPECT_EQ(l.qw.gA1[e], *std::min_element(g1.begin(), g1.end())) << "expert " << e;
+    EXPECT_EQ(l.qw.gA2[e], *std::min_element(g2.begin(), g2.end())) << "expert " << e;
+  }
+  EXPECT_EQ(l.qw.shared->gA1, shared1);
+  EXPECT_EQ(l.qw.shared->gA2, shared2);
+  const double err = rel_err(from_act(forward(l), c.act), forward_float(l, l.fw));
+  std::printf("  one activation scale: W4A4 rel err %.4f\n", err);
+  EXPECT_LT(err, 0.30);
+  MoeWeights none = l.qw;
+  none.gA1.clear();
+  EXPECT_THROW(share_activation_scales(none), Error);
 }
 
 // Every traced stage against a recomputation from the previous stage by other means.

@@ -25,6 +25,7 @@ struct RunOptions {
   std::string dtype = "bf16";
   bool verify = false;
   bool cpu = false;
+  bool one_act_scale = false;
   int iters = 1;
 };
 
@@ -42,6 +43,11 @@ int run(const RunOptions& o) {
   NVFP4MOE_CHECK(o.tokens >= 0, "--tokens: expected >= 0, got ", o.tokens);
   NVFP4MOE_CHECK(o.iters >= 1, "--iters: expected >= 1, got ", o.iters);
   LayerSetup setup = setup_layer(o.checkpoint, o.layer, parse_dtype(o.dtype), parse_mode(o.mode));
+  if (o.one_act_scale) {
+    NVFP4MOE_CHECK(setup.cfg.mode == MoeMode::kW4A4, "--one-act-scale: only for --mode w4a4 (W4A16 has no activation scale)");
+    ref::share_activation_scales(setup.weights);
+    setup.notes.push_back("one activation scale per GEMM input for all routed experts (the smallest gA: --one-act-scale)");
+  }
   const MoeConfig& cfg = setup.cfg;
   check_token_count(o.tokens, cfg.routing.top_k, "--tokens");
   const int64_t t = o.tokens, h = cfg.hidden;
@@ -139,6 +145,9 @@ Action add_run_command(CLI::App& app) {
   sub->add_option("--iters", opts->iters, "forward passes to time (best is printed)")->capture_default_str();
   sub->add_flag("--cpu", opts->cpu, "use the CPU golden model even when a GPU is present");
   sub->add_flag("--verify", opts->verify, "compare the GPU result with the CPU golden model; prints Passed/Failed");
+  sub->add_flag("--one-act-scale", opts->one_act_scale,
+                "W4A4: one activation scale per GEMM input for all routed experts (the largest input_scale), as "
+                "inference engines use them");
   return [opts] { return run(*opts); };
 }
 

@@ -171,5 +171,14 @@ ActivationScales calibrate_activation_scales(const MoeConfig& cfg, const MoeWeig
 // Copy the scales into w (w.shared's too when present). Throws on a size mismatch.
 void apply_activation_scales(const ActivationScales& s, MoeWeights& w);
 
+// One activation scale per GEMM input for all routed experts, as inference engines use them (vLLM
+// and TensorRT-LLM take the largest input_scale over the experts): every gA1[e] becomes the
+// smallest gA1 (the largest calibrated amax, so no expert's calibrated range saturates), every
+// gA2[e] the smallest gA2. The shared expert keeps its own. Changes the numerics (experts with a
+// smaller amax lose resolution) in exchange for a cheaper forward: with one gA1 the GPU layer can
+// quantize each token once (cuda::MoeForwardPaths::quantize_once). Throws when w has no
+// activation scales.
+void share_activation_scales(MoeWeights& w);
+
 }  // namespace ref
 }  // namespace nvfp4moe
