@@ -303,12 +303,43 @@ k::QuantizeParams plain_params(const void* x, int64_t rows, int64_t k, uint8_t* 
   return p;
 }
 
-// Shared checks and parameters of the two per-expert entry points. Values only (codes and
-// scales both null, values given): scale_rows is not used.
+// The checks and parameters of a per-expert output (quantize_experts and its silu variant,
+// gather_experts_nvfp4): rows, offsets, experts, error word and, unless values only, the scale
+// buffer's capacity and the codes.
+k::QuantizeParams expert_output_params(int64_t rows_in, int64_t k, const int32_t* off, int num_experts,
+                                       int64_t rows_out, uint8_t* codes, uint8_t* scales, int64_t scale_rows,
+                                       uint32_t* error_flags, bool values_only) {
+  check_rows(rows_out, "rows_out");
+  check_ptr(off, "off", 4);
+  NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..",
+                 kQuantMaxExperts, ", got ", num_experts);
+  if (error_flags != nullptr) check_ptr(error_flags, "error_flags", 4);
+  if (!values_only) {
+    const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
+    NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
+                   "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
+                   ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
+    check_ptr(scales, "scales");
+    if (rows_out > 0) check_ptr(codes, "codes");
+  }
+  k::QuantizeParams p{};
+  p.rows_in = int32_t(rows_in);
+  p.k = int32_t(k);
+  p.codes = codes;
+  p.scales = scales;
+  p.rows_out = int32_t(rows_out);
+  p.scale_rows = int32_t(scale_rows);
+  p.off = off;
+  p.num_experts = num_experts;
+  p.error_flags = error_flags;
+  return p;
+}
+
+// Shared checks and parameters of the two per-expert quantizers. Values only (codes and scales
+// both null, values given): scale_rows is not used.
 k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const int32_t* off, int num_experts,
                                 const float* g, int64_t rows_out, uint8_t* codes, uint8_t* scales,
                                 int64_t scale_rows, uint32_t* error_flags, void* values, ValuesOrder values_order) {
-  check_rows(rows_out, "rows_out");
   NVFP4MOE_CHECK(values_order == ValuesOrder::kNatural || values_order == ValuesOrder::kGemm,
                  "values_order: expected kNatural or kGemm, got ", int(values_order));
   if (values_order == ValuesOrder::kGemm) {
@@ -316,37 +347,15 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
                    "values_order: kGemm writes the values alone: expected values given, codes and scales null");
     NVFP4MOE_CHECK(k % 256 == 0, "k: values in the GEMM's K order need k % 256 == 0, got ", k);
   }
-  check_ptr(off, "off", 4);
   check_ptr(g, "g", 4);
-  NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..",
-                 kQuantMaxExperts, ", got ", num_experts);
-  if (error_flags != nullptr) check_ptr(error_flags, "error_flags", 4);
   if (values != nullptr) check_ptr(values, "values");
   const bool values_only = values != nullptr && codes == nullptr && scales == nullptr;
-  if (!values_only) {
-    const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
-    NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
-                   "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
-                   ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
-    check_ptr(scales, "scales");
-  }
-  if (rows_out > 0) {
-    check_ptr(x, "x");
-    if (!values_only) check_ptr(codes, "codes");
-  }
-  k::QuantizeParams p{};
+  k::QuantizeParams p = expert_output_params(rows_in, k, off, num_experts, rows_out, codes, scales, scale_rows,
+                                             error_flags, values_only);
+  if (rows_out > 0) check_ptr(x, "x");
   p.x = x;
   p.x_row_stride = k;
-  p.rows_in = int32_t(rows_in);
-  p.k = int32_t(k);
-  p.codes = codes;
-  p.scales = scales;
-  p.rows_out = int32_t(rows_out);
-  p.scale_rows = int32_t(scale_rows);
   p.g = g;
-  p.off = off;
-  p.num_experts = num_experts;
-  p.error_flags = error_flags;
   p.values = static_cast<uint16_t*>(values);
   return p;
 }
@@ -466,33 +475,14 @@ void gather_experts_nvfp4(const uint8_t* codes_in, const uint8_t* scales_in, int
                           cudaStream_t stream) {
   check_width(k, "k");
   check_rows(rows_in, "rows_in");
-  check_rows(rows_out, "rows_out");
-  check_ptr(off, "off", 4);
   check_ptr(gather, "gather", 4);
-  NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kQuantMaxExperts, "num_experts: expected 1..", kQuantMaxExperts,
-                 ", got ", num_experts);
-  const int64_t capacity = expert_scale_rows_capacity(rows_out, num_experts);
-  NVFP4MOE_CHECK(scale_rows % 128 == 0 && scale_rows >= capacity && scale_rows <= kMaxRows,
-                 "scale_rows: expected a multiple of 128 >= expert_scale_rows_capacity(rows_out = ", rows_out,
-                 ", E = ", num_experts, ") = ", capacity, ", got ", scale_rows);
-  if (error_flags != nullptr) check_ptr(error_flags, "error_flags", 4);
-  check_ptr(scales, "scales");
-  if (rows_out > 0) check_ptr(codes, "codes");
   if (rows_in > 0) {  // with rows_in = 0 every gather entry is bad: nothing is read
     check_ptr(codes_in, "codes_in");
     check_ptr(scales_in, "scales_in");
   }
-  k::QuantizeParams p{};
-  p.rows_in = int32_t(rows_in);
-  p.k = int32_t(k);
-  p.codes = codes;
-  p.scales = scales;
-  p.rows_out = int32_t(rows_out);
-  p.scale_rows = int32_t(scale_rows);
-  p.off = off;
-  p.num_experts = num_experts;
+  k::QuantizeParams p = expert_output_params(rows_in, k, off, num_experts, rows_out, codes, scales, scale_rows,
+                                             error_flags, false);
   p.gather = gather;
-  p.error_flags = error_flags;
   const k::GatherNvfp4In in{codes_in, scales_in};
   // Warps over the codes rows and the scale items (tile, 16 column groups), at most one resident
   // wave (58 registers: 4 blocks of 8 warps per SM).

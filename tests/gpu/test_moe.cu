@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -512,6 +513,88 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
   }
 }
 
+// Prefill batches of the path-equivalence tests (W4A4; set mode for W4A16): a wide layer with a
+// shared expert; a clamp, skewed routing and K = 384 for GEMM2; top-8 over 8 experts.
+struct PrefillCases {
+  Case wide{256, 8, 2, 1, true, false};
+  Case clamp_skewed{300, 16, 4, 0, false, true};
+  Case top8{200, 8, 8, 1, false, false};
+  PrefillCases() {
+    wide.hidden = 512;
+    wide.inter = 256;
+    clamp_skewed.inter = 384;
+    clamp_skewed.limit = 7.0f;
+    top8.hidden = 768;
+    top8.inter = 512;
+  }
+};
+
+// The harness of the path-equivalence tests: one layer, workspace, batch and stream; each run
+// poisons the GEMM rows and the output (and what `poison_more` adds), runs the forward under the
+// given paths, eagerly or as one captured graph replayed, and reads them back.
+class PathProbe {
+ public:
+  struct Snapshot {
+    std::vector<uint16_t> out, gemm1, gemm2;
+  };
+  PathProbe(const cuda::MoeLayerWeights& w, cuda::MoeWorkspace& ws, const Case& c, uint64_t seed)
+      : w_(w), ws_(ws), t_(c.tokens), h_(w.config().hidden), inter_(w.config().intermediate), m_(c.tokens * c.top_k),
+        hidden_(model::random_hidden(t_, h_, ActDType::kBF16, seed)), logits_(make_logits(c, seed + 10)),
+        out_(size_t(t_ * h_)) {
+    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
+  }
+  ~PathProbe() { cudaStreamDestroy(s_); }
+  PathProbe(const PathProbe&) = delete;
+  PathProbe& operator=(const PathProbe&) = delete;
+
+  std::function<void()> poison_more;  // the caller's extra buffers, poisoned with the others
+
+  Snapshot run(const cuda::MoeForwardPaths& paths, bool graph = false) {
+    const auto& v = ws_.views();
+    ws_.set_paths(paths);
+    out_.fill_bytes(0xff);
+    NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m_ * 2 * inter_) * 2));
+    NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m_ * h_) * 2));
+    if (poison_more) poison_more();
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    if (graph) {
+      cudaGraph_t g;
+      cudaGraphExec_t exec;
+      NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeGlobal));
+      forward();
+      NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s_, &g));
+      NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+      NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s_));
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s_));
+      NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+      NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(g));
+    } else {
+      forward();
+      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s_));
+    }
+    EXPECT_EQ(download<uint32_t>(ws_.error_flags(), 1)[0], 0u);
+    return Snapshot{out_.download(), download<uint16_t>(v.gemm1, size_t(m_ * 2 * inter_)),
+                    download<uint16_t>(v.gemm2, size_t(m_ * h_))};
+  }
+
+ private:
+  void forward() { cuda::moe_forward(w_, ws_, hidden_.get(), logits_.get(), t_, out_.get(), s_); }
+  const cuda::MoeLayerWeights& w_;
+  cuda::MoeWorkspace& ws_;
+  int64_t t_, h_, inter_, m_;
+  DeviceBuffer<uint16_t> hidden_;
+  DeviceBuffer<float> logits_;
+  DeviceBuffer<uint16_t> out_;
+  cudaStream_t s_ = nullptr;
+};
+
+// A and B equal bit for bit in the layer output and both GEMMs' rows (`what` names B).
+void expect_same_run(const PathProbe::Snapshot& got, const PathProbe::Snapshot& want, const std::string& what) {
+  EXPECT_TRUE(test::bytes_equal(got.gemm1, want.gemm1, "GEMM1 rows, " + what));
+  EXPECT_TRUE(test::bytes_equal(got.gemm2, want.gemm2, "GEMM2 rows, " + what));
+  EXPECT_TRUE(test::bytes_equal(got.out, want.out, "layer output, " + what));
+}
+
 // W4A4 prefill (MoeForwardPaths::gemm_order_values): the quantizers write the GEMMs' operand,
 // bf16 values in the GEMM's K order, and the GEMMs read it, instead of codes + scales and the
 // GEMM's own dequantize launch. The same GEMM rows and layer output bit for bit as the path
@@ -522,15 +605,7 @@ TEST(MoeGpu, ForwardPathsGiveIdenticalResults) {
 // in their K order; there K = 384 takes it too).
 TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
-  Case wide{256, 8, 2, 1, true, false};
-  wide.hidden = 512;
-  wide.inter = 256;
-  Case clamp_skewed{300, 16, 4, 0, false, true};
-  clamp_skewed.inter = 384;
-  clamp_skewed.limit = 7.0f;
-  Case top8{200, 8, 8, 1, false, false};
-  top8.hidden = 768;
-  top8.inter = 512;
+  const auto [wide, clamp_skewed, top8] = PrefillCases{};
   // W4A16 (MoeForwardPaths::gemm_order_bf16): the gather and silu_and_mul in the GEMM's order.
   Case w4a16 = wide;
   w4a16.mode = MoeMode::kW4A16;
@@ -546,62 +621,17 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
     ASSERT_TRUE(cuda::grouped_gemm_takes_gemm_order(m, h, inter, c.experts));
     cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
     cuda::MoeWorkspace ws(cfg, t);
-    const auto& v = ws.views();
-    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 33 + uint64_t(t)));
-    DeviceBuffer<float> d_logits(make_logits(c, 43 + uint64_t(t)));
-    DeviceBuffer<uint16_t> d_out(size_t(t * h));
-    cudaStream_t s;
-    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    struct Snapshot {
-      std::vector<uint16_t> out, gemm1, gemm2;
-    };
-    auto poison = [&] {
-      d_out.fill_bytes(0xff);
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    };
-    auto snapshot = [&] {
-      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
-                      download<uint16_t>(v.gemm2, size_t(m * h))};
-    };
-    auto run = [&](const cuda::MoeForwardPaths& paths) {
-      ws.set_paths(paths);
-      poison();
-      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-      EXPECT_EQ(download<uint32_t>(ws.error_flags(), 1)[0], 0u);
-      return snapshot();
-    };
-    const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());
+    PathProbe probe(dw, ws, c, 33 + uint64_t(t));
+    const PathProbe::Snapshot base = probe.run(cuda::MoeForwardPaths::all_intermediates());
     const cuda::MoeForwardPaths paths;  // the defaults: GEMM-order operands for W4A4 and W4A16
     ASSERT_TRUE(paths.gemm_order_values && paths.gemm_order_bf16);
     for (int store : {1, 2}) {  // the quantizers' 4-byte or 16-byte stores of the values
       cuda::set_quantize_gemm_values_store(store);
-      const Snapshot got = run(paths);
+      const PathProbe::Snapshot got = probe.run(paths);
       cuda::set_quantize_gemm_values_store(0);
-      const std::string how = " (store " + std::to_string(store) + ")";
-      EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows" + how));
-      EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows" + how));
-      EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output" + how));
+      expect_same_run(got, base, "store " + std::to_string(store));
     }
-    // Graph replay of those paths.
-    ws.set_paths(paths);
-    poison();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-    const Snapshot replay = snapshot();
-    EXPECT_TRUE(test::bytes_equal(replay.out, base.out, "layer output, graph replay"));
-    EXPECT_TRUE(test::bytes_equal(replay.gemm2, base.gemm2, "GEMM2 rows, graph replay"));
-    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
-    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+    expect_same_run(probe.run(paths, /*graph=*/true), base, "graph replay");
   }
 }
 
@@ -615,21 +645,13 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
   struct DequantReset {
     ~DequantReset() { cuda::set_gemm_ws_dequant_in_kernel(-1); }
   } reset;
-  Case wide{256, 8, 2, 1, true, false};
-  wide.hidden = 512;
-  wide.inter = 256;
-  Case clamp_skewed{300, 16, 4, 0, false, true};
-  clamp_skewed.inter = 384;
-  clamp_skewed.limit = 7.0f;
-  Case top8{200, 8, 8, 1, false, false};
-  top8.hidden = 768;
-  top8.inter = 512;
+  const auto [wide, clamp_skewed, top8] = PrefillCases{};
   for (const Case& c : {wide, clamp_skewed, top8}) {
     SCOPED_TRACE(name(c));
     Layer l = make_layer(c, 950 + uint64_t(c.tokens));
-    for (float& g : l.weights.gA1) g = l.weights.gA1[0];  // one input scale, as engines take the max
+    ref::share_activation_scales(l.weights);  // one input scale per GEMM, as engines use them
     const MoeConfig& cfg = l.cfg;
-    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
+    const int64_t t = c.tokens, h = cfg.hidden, m = t * c.top_k;
     cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
     ASSERT_TRUE(dw.uniform_gA1());
     cuda::MoeWorkspace ws(cfg, t);
@@ -639,65 +661,30 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
     once.quantize_once = true;
     ws.set_paths(once);
     ASSERT_TRUE(ws.quantizes_tokens_once(dw, t)) << "the forward must take the quantize-once path";
-    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 35 + uint64_t(t)));
-    DeviceBuffer<float> d_logits(make_logits(c, 45 + uint64_t(t)));
-    DeviceBuffer<uint16_t> d_out(size_t(t * h));
-    cudaStream_t s;
-    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    const size_t scale_bytes = size_t(v.scale_rows * padded_scale_cols(h));
-    struct Snapshot {
-      std::vector<uint16_t> out, gemm1, gemm2;
-      std::vector<uint8_t> a1_codes, a1_scales;
-    };
-    auto poison = [&] {
-      d_out.fill_bytes(0xff);
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_codes, 0xab, size_t(m * h / 2)));
+    // GEMM1's input codes and scales too (poisoned alike: scale bytes past sf_off[E] stay so).
+    const size_t code_bytes = size_t(m * h / 2), scale_bytes = size_t(v.scale_rows * padded_scale_cols(h));
+    PathProbe probe(dw, ws, c, 35 + uint64_t(t));
+    probe.poison_more = [&] {
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_codes, 0xab, code_bytes));
       NVFP4MOE_CUDA_CHECK(cudaMemset(v.a1_scales, 0xab, scale_bytes));
-      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
     };
-    auto snapshot = [&] {
-      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
-                      download<uint16_t>(v.gemm2, size_t(m * h)), download<uint8_t>(v.a1_codes, size_t(m * h / 2)),
-                      download<uint8_t>(v.a1_scales, scale_bytes)};
-    };
-    auto run = [&](const cuda::MoeForwardPaths& paths) {
-      ws.set_paths(paths);
-      poison();
-      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-      EXPECT_EQ(download<uint32_t>(ws.error_flags(), 1)[0], 0u);
-      return snapshot();
+    auto a1 = [&] {
+      return std::make_pair(download<uint8_t>(v.a1_codes, code_bytes), download<uint8_t>(v.a1_scales, scale_bytes));
     };
     cuda::set_gemm_ws_dequant_in_kernel(0);
-    const Snapshot base = run(cuda::MoeForwardPaths::all_intermediates());  // quantize_experts: codes, scales
+    const PathProbe::Snapshot base = probe.run(cuda::MoeForwardPaths::all_intermediates());  // quantize_experts
+    const auto base_a1 = a1();
     ASSERT_FALSE(ws.quantizes_tokens_once(dw, t));
     for (int in_kernel : {0, 1}) {
       cuda::set_gemm_ws_dequant_in_kernel(in_kernel);
-      const Snapshot got = run(once);
-      const std::string how = in_kernel ? " (GEMM1 dequantizing in its kernel)" : " (act_dequant pass)";
-      EXPECT_TRUE(test::bytes_equal(got.a1_codes, base.a1_codes, "GEMM1 input codes" + how));
-      EXPECT_TRUE(test::bytes_equal(got.a1_scales, base.a1_scales, "GEMM1 input scales" + how));
-      EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows" + how));
-      EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows" + how));
-      EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output" + how));
+      const PathProbe::Snapshot got = probe.run(once);
+      const std::string how = in_kernel ? "GEMM1 dequantizing in its kernel" : "act_dequant pass";
+      const auto got_a1 = a1();
+      EXPECT_TRUE(test::bytes_equal(got_a1.first, base_a1.first, "GEMM1 input codes, " + how));
+      EXPECT_TRUE(test::bytes_equal(got_a1.second, base_a1.second, "GEMM1 input scales, " + how));
+      expect_same_run(got, base, how);
     }
-    // Graph replay of the path.
-    ws.set_paths(once);
-    poison();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-    EXPECT_TRUE(test::bytes_equal(snapshot().out, base.out, "layer output, graph replay"));
-    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
-    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+    expect_same_run(probe.run(once, /*graph=*/true), base, "graph replay");
   }
 }
 
@@ -714,12 +701,8 @@ TEST(MoeGpu, GatherInGemmGivesIdenticalResults) {
   } reset;
   // 256-row CTAs (the warp-specialized kernel) at these small widths too.
   cuda::set_gemm_plan_override(0, 0, -1, 256);
-  Case wide{256, 8, 2, 1, true, false, MoeMode::kW4A16};
-  wide.hidden = 512;
-  wide.inter = 256;
-  Case clamp_skewed{300, 16, 4, 0, false, true, MoeMode::kW4A16};
-  clamp_skewed.inter = 384;
-  clamp_skewed.limit = 7.0f;
+  auto [wide, clamp_skewed, top8] = PrefillCases{};
+  wide.mode = clamp_skewed.mode = MoeMode::kW4A16;
   for (const Case& c : {wide, clamp_skewed}) {
     SCOPED_TRACE(name(c));
     Layer l = make_layer(c, 970 + uint64_t(c.tokens));
@@ -729,53 +712,12 @@ TEST(MoeGpu, GatherInGemmGivesIdenticalResults) {
     ASSERT_TRUE(cuda::grouped_gemm_w4a16_gathers_in_kernel(m, 2 * inter, h, c.experts)) << "GEMM1 must gather in the kernel";
     cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
     cuda::MoeWorkspace ws(cfg, t);
-    const auto& v = ws.views();
-    DeviceBuffer<uint16_t> d_hidden(model::random_hidden(t, h, ActDType::kBF16, 37 + uint64_t(t)));
-    DeviceBuffer<float> d_logits(make_logits(c, 47 + uint64_t(t)));
-    DeviceBuffer<uint16_t> d_out(size_t(t * h));
-    cudaStream_t s;
-    NVFP4MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    struct Snapshot {
-      std::vector<uint16_t> out, gemm1, gemm2;
-    };
-    auto poison = [&] {
-      d_out.fill_bytes(0xff);
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m * 2 * inter) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m * h) * 2));
-      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    };
-    auto snapshot = [&] {
-      return Snapshot{d_out.download(), download<uint16_t>(v.gemm1, size_t(m * 2 * inter)),
-                      download<uint16_t>(v.gemm2, size_t(m * h))};
-    };
-    auto run = [&](const cuda::MoeForwardPaths& paths) {
-      ws.set_paths(paths);
-      poison();
-      cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-      return snapshot();
-    };
-    const Snapshot base = run(cuda::MoeForwardPaths{});  // the gathered copy
+    PathProbe probe(dw, ws, c, 37 + uint64_t(t));
+    const PathProbe::Snapshot base = probe.run(cuda::MoeForwardPaths{});  // the gathered copy
     cuda::MoeForwardPaths gather;
     gather.gather_in_gemm = true;
-    const Snapshot got = run(gather);
-    EXPECT_TRUE(test::bytes_equal(got.gemm1, base.gemm1, "GEMM1 rows"));
-    EXPECT_TRUE(test::bytes_equal(got.gemm2, base.gemm2, "GEMM2 rows"));
-    EXPECT_TRUE(test::bytes_equal(got.out, base.out, "layer output"));
-    ws.set_paths(gather);
-    poison();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    cuda::moe_forward(dw, ws, d_hidden.get(), d_logits.get(), t, d_out.get(), s);
-    NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-    EXPECT_TRUE(test::bytes_equal(snapshot().out, base.out, "layer output, graph replay"));
-    NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(graph));
-    NVFP4MOE_CUDA_CHECK(cudaStreamDestroy(s));
+    expect_same_run(probe.run(gather), base, "GEMM1 gathering in its kernel");
+    expect_same_run(probe.run(gather, /*graph=*/true), base, "graph replay");
   }
 }
 
