@@ -133,3 +133,9 @@ done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
 save layer
 fi
+# The A/Bs on one page (medians, ratios to the baselines), also in all.tgz as summary.md.
+if [[ $part != tests ]]; then
+  python3 scripts/ab_summary.py "$R" > "$R/summary.md" 2>&1
+  cat "$R/summary.md"
+  save summary
+fi
