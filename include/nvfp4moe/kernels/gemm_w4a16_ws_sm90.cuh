@@ -366,64 +366,44 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
 
   if (wg == 0) {  // ---- producer ----------------------------------------------------------------
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    if (permute && tid >= 32) {  // warps 1-3: the in-kernel permute, stage by stage
-      int i = 0;
+    // Warps 1-3 write each stage's activation tile in the kernel's K order: the permute of a
+    // TMA-loaded natural-order tile (once it has landed: `full`), or the row gather or the
+    // dequantization (once the slot is free: the producer's `empty` wait), then fence and
+    // arrive on `ready`.
+    if ((permute || act_by_warps) && tid >= 32) {
+      const int lane = tid % 32, warp = tid / 32 - 1;
+      int i = 0, hs = 0;  // stage and half-stage (code slot) counts
       for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
         const GemmTile tile = tile_of(t);
         const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
-        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
-          const int slot = i % kStages;
-          ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);
-          const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
-          ws_permute_rows_in_place(act, width, tid % 32, tid / 32 - 1);
-          ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, tid % 32, tid / 32 - 1);
-          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
-          ptx::mbarrier_arrive(ready_bar(slot));
-        }
-      }
-      return;
-    }
-    if (gather && tid >= 32) {  // warps 1-3: the in-kernel row gather, stage by stage
-      int i = 0;
-      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-        const GemmTile tile = tile_of(t);
-        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
-        // Rows of the tile's expert from row0 (single GEMMs: of the matrix); the others read zeros.
-        const int valid_rows = grouped ? s_off[tile.expert + 1] - tile.row0 : p.rows - tile.row0;
-        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
-          const int slot = i % kStages, round = i / kStages;
-          // The activation tile is written here, so the slot must be free (the producer's wait).
-          if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
-          ws_gather_rows<Cfg::kActSubBytes>(smem_base + uint32_t(slot) * Cfg::kStageBytes, p.a, p.gather,
-                                            p.gather_rows_in, p.k, width, tile.row0, valid_rows, ks * kWeightKPad,
-                                            tid % 32, tid / 32 - 1);
-          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
-          ptx::mbarrier_arrive(ready_bar(slot));
-        }
-      }
-      return;
-    }
-    if (dequant && tid >= 32) {  // warps 1-3: the in-kernel dequantization, half-stage by half-stage
-      int i = 0, hs = 0;
-      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-        const GemmTile tile = tile_of(t);
-        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
-        // Rows counted from the expert's first row (single GEMMs: from row 0), as the scales are.
+        // The tile's expert's rows (single GEMMs: the matrix's), counted as the scales and the
+        // gather's bound count them; the tile's rows past them read zeros.
         const int expert_row0 = grouped ? s_off[tile.expert] : 0;
         const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
         for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
           const int slot = i % kStages, round = i / kStages;
-          // The activation tile is written here, so the slot must be free (the producer's wait).
-          if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
           const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
-          for (int h = 0; h < 2; ++h, ++hs) {
-            const int cs = hs % Cfg::kCodeSlots;
-            ptx::mbarrier_wait(code_full_bar(cs), uint32_t(hs / Cfg::kCodeSlots) & 1u);
-            ws_dequant_rows<Cfg::kCodeScaleOffset>(act + uint32_t(h * Cfg::kActSubBytes),
-                                                   code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width,
-                                                   tile.row0 - expert_row0, expert_rows_n, p.k,
-                                                   ks * kWeightKPad + h * (kWeightKPad / 2), tid % 32, tid / 32 - 1);
-            ptx::mbarrier_arrive(code_empty_bar(cs));  // this thread's reads of the slot are done
+          if (permute) {
+            ptx::mbarrier_wait(full_bar(slot), uint32_t(round) & 1u);
+            ws_permute_rows_in_place(act, width, lane, warp);
+            ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, lane, warp);
+          } else {
+            if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
+            if (gather) {
+              ws_gather_rows<Cfg::kActSubBytes>(act, p.a, p.gather, p.gather_rows_in, p.k, width, tile.row0,
+                                                expert_row0 + expert_rows_n - tile.row0, ks * kWeightKPad, lane,
+                                                warp);
+            } else {  // dequant: half-stage by half-stage from the code ring
+              for (int h = 0; h < 2; ++h, ++hs) {
+                const int cs = hs % Cfg::kCodeSlots;
+                ptx::mbarrier_wait(code_full_bar(cs), uint32_t(hs / Cfg::kCodeSlots) & 1u);
+                ws_dequant_rows<Cfg::kCodeScaleOffset>(act + uint32_t(h * Cfg::kActSubBytes),
+                                                       code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width,
+                                                       tile.row0 - expert_row0, expert_rows_n, p.k,
+                                                       ks * kWeightKPad + h * (kWeightKPad / 2), lane, warp);
+                ptx::mbarrier_arrive(code_empty_bar(cs));  // this thread's reads of the slot are done
+              }
+            }
           }
           ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
           ptx::mbarrier_arrive(ready_bar(slot));
