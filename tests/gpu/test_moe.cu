@@ -531,11 +531,12 @@ struct PrefillCases {
 
 // The harness of the path-equivalence tests: one layer, workspace, batch and stream; each run
 // poisons the GEMM rows and the output (and what `poison_more` adds), runs the forward under the
-// given paths, eagerly or as one captured graph replayed, and reads them back.
+// given paths and reads them back; with `graph`, the eager run is also captured and replayed
+// twice, each replay checked against it (expect_graph_replays_equal_eager).
 class PathProbe {
  public:
   struct Snapshot {
-    std::vector<uint16_t> out, gemm1, gemm2;
+    std::vector<uint8_t> out, gemm1, gemm2;
   };
   PathProbe(const cuda::MoeLayerWeights& w, cuda::MoeWorkspace& ws, const Case& c, uint64_t seed)
       : w_(w), ws_(ws), t_(c.tokens), h_(w.config().hidden), inter_(w.config().intermediate), m_(c.tokens * c.top_k),
@@ -552,33 +553,33 @@ class PathProbe {
   Snapshot run(const cuda::MoeForwardPaths& paths, bool graph = false) {
     const auto& v = ws_.views();
     ws_.set_paths(paths);
-    out_.fill_bytes(0xff);
-    NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m_ * 2 * inter_) * 2));
-    NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m_ * h_) * 2));
-    if (poison_more) poison_more();
-    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto poison = [&] {
+      out_.fill_bytes(0xff);
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm1, 0xff, size_t(m_ * 2 * inter_) * 2));
+      NVFP4MOE_CUDA_CHECK(cudaMemset(v.gemm2, 0xff, size_t(m_ * h_) * 2));
+      if (poison_more) poison_more();
+      NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    };
+    auto forward = [&] { cuda::moe_forward(w_, ws_, hidden_.get(), logits_.get(), t_, out_.get(), s_); };
+    auto snapshot = [&] {
+      return std::vector<std::vector<uint8_t>>{download<uint8_t>(out_.get(), size_t(t_ * h_) * 2),
+                                               download<uint8_t>(v.gemm1, size_t(m_ * 2 * inter_) * 2),
+                                               download<uint8_t>(v.gemm2, size_t(m_ * h_) * 2)};
+    };
+    std::vector<std::vector<uint8_t>> got;
     if (graph) {
-      cudaGraph_t g;
-      cudaGraphExec_t exec;
-      NVFP4MOE_CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeGlobal));
-      forward();
-      NVFP4MOE_CUDA_CHECK(cudaStreamEndCapture(s_, &g));
-      NVFP4MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
-      NVFP4MOE_CUDA_CHECK(cudaGraphLaunch(exec, s_));
-      NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s_));
-      NVFP4MOE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-      NVFP4MOE_CUDA_CHECK(cudaGraphDestroy(g));
+      got = test::expect_graph_replays_equal_eager(s_, poison, forward, snapshot);
     } else {
+      poison();
       forward();
       NVFP4MOE_CUDA_CHECK(cudaStreamSynchronize(s_));
+      got = snapshot();
     }
     EXPECT_EQ(download<uint32_t>(ws_.error_flags(), 1)[0], 0u);
-    return Snapshot{out_.download(), download<uint16_t>(v.gemm1, size_t(m_ * 2 * inter_)),
-                    download<uint16_t>(v.gemm2, size_t(m_ * h_))};
+    return Snapshot{std::move(got[0]), std::move(got[1]), std::move(got[2])};
   }
 
  private:
-  void forward() { cuda::moe_forward(w_, ws_, hidden_.get(), logits_.get(), t_, out_.get(), s_); }
   const cuda::MoeLayerWeights& w_;
   cuda::MoeWorkspace& ws_;
   int64_t t_, h_, inter_, m_;
@@ -631,7 +632,7 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
       cuda::set_quantize_gemm_values_store(0);
       expect_same_run(got, base, "store " + std::to_string(store));
     }
-    expect_same_run(probe.run(paths, /*graph=*/true), base, "graph replay");
+    expect_same_run(probe.run(paths, /*graph=*/true), base, "eager run of the replayed graph");
   }
 }
 
@@ -684,7 +685,7 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
       EXPECT_TRUE(test::bytes_equal(got_a1.second, base_a1.second, "GEMM1 input scales, " + how));
       expect_same_run(got, base, how);
     }
-    expect_same_run(probe.run(once, /*graph=*/true), base, "graph replay");
+    expect_same_run(probe.run(once, /*graph=*/true), base, "eager run of the replayed graph");
   }
 }
 
@@ -717,7 +718,7 @@ TEST(MoeGpu, GatherInGemmGivesIdenticalResults) {
     cuda::MoeForwardPaths gather;
     gather.gather_in_gemm = true;
     expect_same_run(probe.run(gather), base, "GEMM1 gathering in its kernel");
-    expect_same_run(probe.run(gather, /*graph=*/true), base, "graph replay");
+    expect_same_run(probe.run(gather, /*graph=*/true), base, "eager run of the replayed graph");
   }
 }
 

@@ -207,6 +207,15 @@ TEST(QuantizeExpertsSm90, MatchesReferenceLarge) {
   }
 }
 
+// Malformed device offsets of 4 experts over 19 output rows (both per-expert writers' tests).
+const std::vector<std::vector<int32_t>> kBadOffsets = {
+    {0, 5, 3, 10, 19},      // non-monotone
+    {1, 5, 8, 10, 19},      // off[0] != 0
+    {0, 5, 8, 10, 20},      // off[E] > rows_out
+    {0, 5, 8, 10, -7},      // negative
+    {0, 2000000000, 2000000000, 2000000000, 2000000000},  // huge
+};
+
 // Malformed device offsets / gather entries: flags set, nothing out of bounds, outputs zero
 // (offsets) or the bad row quantized as zeros (gather).
 TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
@@ -218,14 +227,7 @@ TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
   const auto x = random_activations(rows_out, k, ActDType::kBF16, test_seed(1200), false);
   DeviceBuffer<uint16_t> dx(x);
   DeviceBuffer<float> dg(std::vector<float>(experts, 1.0f));
-  const std::vector<std::vector<int32_t>> bad_offsets = {
-      {0, 5, 3, 10, 19},      // non-monotone
-      {1, 5, 8, 10, 19},      // off[0] != 0
-      {0, 5, 8, 10, 20},      // off[E] > rows_out
-      {0, 5, 8, 10, -7},      // negative
-      {0, 2000000000, 2000000000, 2000000000, 2000000000},  // huge
-  };
-  for (const auto& off : bad_offsets) {
+  for (const auto& off : kBadOffsets) {
     DeviceBuffer<int32_t> doff(off);
     DeviceBuffer<uint8_t> dcodes(size_t(rows_out * k / 2)), dscales(size_t(scale_rows * padded_scale_cols(k)));
     DeviceBuffer<uint32_t> derr(1);
@@ -342,7 +344,7 @@ TEST(GatherExpertsNvfp4Sm90, BadDeviceOffsetsZeroEverythingSmall) {
   std::vector<int32_t> gather(static_cast<size_t>(rows_out));
   for (int32_t i = 0; i < rows_out; ++i) gather[size_t(i)] = i % int32_t(rows_in);
   DeviceBuffer<int32_t> dgather(gather);
-  for (const auto& off : std::vector<std::vector<int32_t>>{{0, 5, 3, 10, 19}, {1, 5, 8, 10, 19}, {0, 5, 8, 10, 20}}) {
+  for (const auto& off : kBadOffsets) {
     DeviceBuffer<int32_t> doff(off);
     DeviceBuffer<uint8_t> codes(size_t(rows_out * k / 2)), scales(size_t(scale_rows * padded_scale_cols(k)));
     DeviceBuffer<uint32_t> err(1);
