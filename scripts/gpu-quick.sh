@@ -8,7 +8,7 @@
 #   scripts/gpu-quick.sh stage        here: build (Release) and pack the binaries into .gl/bin.tgz
 #   scripts/gpu-quick.sh run [part]   on the GPU machine: unpack, run the stages; results in
 #                                     $OUT/all.tgz (one file: the device returns few files);
-#                                     part `tests`, `ab` or `layer` runs only those stages (each
+#                                     part `tests`, `ab`, `layer` or `tune` runs only those stages (each
 #                                     fits one 600 s device call: three calls on the warm machine)
 #
 # The device call: command "scripts/gpu-quick.sh run", carry [".gl"] (git-ignored).
@@ -27,9 +27,9 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab|layer]" >&2; exit 2; }
+[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab|layer|tune]" >&2; exit 2; }
 part=${2:-all}
-[[ $part == all || $part == tests || $part == ab || $part == layer ]] || { echo "gpu-quick: unknown part '$part'" >&2; exit 2; }
+[[ $part == all || $part == tests || $part == ab || $part == layer || $part == tune ]] || { echo "gpu-quick: unknown part '$part'" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -133,8 +133,43 @@ done
 grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
 save layer
 fi
+if [[ $part == tune ]]; then
+# The gather test (its reference mended), under memcheck too.
+timeout 60 $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/tests_gather.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]' "$R/tests_gather.log" | head -3
+timeout 90 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/sanitizer_gather.log" 2>&1
+grep -E 'ERROR SUMMARY' "$R/sanitizer_gather.log"
+save gather_test
+# The grouped token-tile choice from 2 to 32 rows per expert: the default plan against each
+# kernel and tile (tok 8/16: decode kernels; 32: cp.async wgmma; 64/128: warp-specialized).
+for m in DSV3 Qwen3; do
+  for knob in "" "--tok 16" "--tok 32" "--tok 64 --block-n 128" "--tok 64 --block-n 256" "--tok 128 --block-n 256"; do
+    timeout 60 $B --grouped --rows 512,1024,2048,4096,8192 --match "$m" $knob > "$R/tune.tmp" 2>&1
+    grep -E 'W4A16' "$R/tune.tmp" | sed "s|^|[$knob] |" >> "$R/tune_tok.txt"
+  done
+done
+save tune
+# The W4A16 layer: gathered copy (0) against GEMM1 gathering in its kernel (1), two rounds.
+for round in 1 2; do
+  for g in 0 1; do
+    on=none; [[ $g == 1 ]] && on=gather_in_gemm
+    NVFP4MOE_GEMM_WS_GATHER=$g timeout 75 build/nvfp4-moe bench --mode w4a16 --no-baseline --tokens 1024,4096,16384 \
+      --iters 10 --paths-on $on > "$R/moe_w4a16_gather${g}_$round.txt" 2>&1
+  done
+done
+grep -HE '^(deepseek|qwen)' "$R"/moe_w4a16_*.txt | sed 's|.*/moe_||'
+save gather_layer
+# Why the in-kernel permute is slower (measured 1.9x at 4096 x 4096 x 7168): the ws kernel
+# with and without it, speed of light, warp states, scheduler.
+for v in 0 1; do
+  timeout 90 ncu --kernel-name regex:gemm_w4a16_ws --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+    $B --single 4096,4096,7168 --ws-permute $v > "$R/ncu_permute$v.txt" 2>&1
+done
+save ncu
+fi
 # The A/Bs on one page (medians, ratios to the baselines), also in all.tgz as summary.md.
-if [[ $part != tests ]]; then
+if [[ $part != tests && $part != tune ]]; then
   python3 scripts/ab_summary.py "$R" > "$R/summary.md" 2>&1
   cat "$R/summary.md"
   save summary
