@@ -134,14 +134,8 @@ grep -HE '^(deepseek|qwen)' "$R"/moe_*.txt | sed 's|.*/moe_||'
 save layer
 fi
 if [[ $part == tune ]]; then
-# The gather test (its reference mended), under memcheck too.
-timeout 60 $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/tests_gather.log" 2>&1
-grep -E '^\[  (PASSED|FAILED)  \]' "$R/tests_gather.log" | head -3
-timeout 90 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/sanitizer_gather.log" 2>&1
-grep -E 'ERROR SUMMARY' "$R/sanitizer_gather.log"
-save gather_test
-# The grouped token-tile choice from 2 to 32 rows per expert: the default plan against each
-# kernel and tile (tok 8/16: decode kernels; 32: cp.async wgmma; 64/128: warp-specialized).
+# 1. The grouped token-tile choice from 2 to 32 rows per expert: the default plan against each
+#    kernel and tile (tok 16: decode kernel; 32: cp.async wgmma; 64/128: warp-specialized).
 for m in DSV3 Qwen3; do
   for knob in "" "--tok 16" "--tok 32" "--tok 64 --block-n 128" "--tok 64 --block-n 256" "--tok 128 --block-n 256"; do
     timeout 60 $B --grouped --rows 512,1024,2048,4096,8192 --match "$m" $knob > "$R/tune.tmp" 2>&1
@@ -149,7 +143,17 @@ for m in DSV3 Qwen3; do
   done
 done
 save tune
-# The W4A16 layer: gathered copy (0) against GEMM1 gathering in its kernel (1), two rounds.
+# 2. The layer (W4A4, graph replay) with other token-tile steps (NVFP4MOE_GEMM_GROUPED_TOK,
+#    max rows per expert:tile), two rounds.
+for round in 1 2; do
+  for steps in 4:8,12:16,16:32,32:64 4:8,32:64 4:8,12:16,32:64 2:8,32:64; do
+    NVFP4MOE_GEMM_GROUPED_TOK=$steps timeout 60 build/nvfp4-moe bench --no-baseline --tokens 64,128,256,512,1024 \
+      --iters 10 > "$R/moe_tok_${steps//[:,]/_}_$round.txt" 2>&1
+  done
+done
+grep -HE '^(deepseek|qwen)' "$R"/moe_tok_*.txt | sed 's|.*/moe_tok_||'
+save layer_tok
+# 3. The W4A16 layer: gathered copy (0) against GEMM1 gathering in its kernel (1), two rounds.
 for round in 1 2; do
   for g in 0 1; do
     on=none; [[ $g == 1 ]] && on=gather_in_gemm
@@ -159,12 +163,17 @@ for round in 1 2; do
 done
 grep -HE '^(deepseek|qwen)' "$R"/moe_w4a16_*.txt | sed 's|.*/moe_||'
 save gather_layer
-# Why the in-kernel permute is slower (measured 1.9x at 4096 x 4096 x 7168): the ws kernel
-# with and without it, speed of light, warp states, scheduler.
+# 4. The gather test (its reference mended), under memcheck too.
+timeout 60 $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/tests_gather.log" 2>&1
+grep -E '^\[  (PASSED|FAILED)  \]' "$R/tests_gather.log" | head -3
+timeout 90 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecializedInKernelGather*' > "$R/sanitizer_gather.log" 2>&1
+grep -E 'ERROR SUMMARY' "$R/sanitizer_gather.log"
+save gather_test
+# 5. Why the in-kernel permute is slower (measured 1.9x at 4096 x 4096 x 7168): the ws kernel
+#    with and without it, speed of light, warp states, scheduler.
 for v in 0 1; do
-  timeout 90 ncu --kernel-name regex:gemm_w4a16_ws --launch-skip 3 --launch-count 1 --section SpeedOfLight \
-    --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
-    $B --single 4096,4096,7168 --ws-permute $v > "$R/ncu_permute$v.txt" 2>&1
+  timeout 60 ncu --kernel-name regex:gemm_w4a16_ws --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section WarpStateStats --section SchedulerStats $B --single 4096,4096,7168 --ws-permute $v > "$R/ncu_permute$v.txt" 2>&1
 done
 save ncu
 fi

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/pdl_launch.h"
@@ -836,12 +837,40 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
 // 4 CTAs/SM); <= 12: 16 (decode, 3 CTAs/SM); <= 16: 32 (wgmma, 128 rows: 2276 vs 1771 GB/s for
 // decode 16 at 4096 rows); <= 32: 64 (wgmma, 256 rows by the wave rule); else 128 (16384 rows:
 // 1353 vs 1203 GB/s for 64).
+struct GroupedTokStep {
+  int64_t max_avg;  // up to this many rows per expert ...
+  int tok;          // ... this token tile
+};
+// NVFP4MOE_GEMM_GROUPED_TOK="4:8,12:16,16:32,32:64" (the default): the steps as max_avg:tok
+// pairs, increasing, token tile 128 past the last; a tuning knob for the layer's A/Bs
+// (bench_gemm's --tok forces one tile for every call instead).
+std::vector<GroupedTokStep> grouped_tok_steps() {
+  std::vector<GroupedTokStep> steps{{4, 8}, {12, 16}, {16, 32}, {32, 64}};
+  const char* v = std::getenv("NVFP4MOE_GEMM_GROUPED_TOK");
+  if (v == nullptr) return steps;
+  steps.clear();
+  for (const char* c = v; *c != 0;) {
+    char* end = nullptr;
+    const long long avg = std::strtoll(c, &end, 10);
+    const bool colon = end != c && *end == ':';
+    const char* t = colon ? end + 1 : end;
+    const long tok = colon ? std::strtol(t, &end, 10) : 0;
+    NVFP4MOE_CHECK(colon && end != t && (tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128) &&
+                       (steps.empty() || avg > steps.back().max_avg) && (*end == ',' || *end == 0),
+                   "NVFP4MOE_GEMM_GROUPED_TOK: expected increasing max_avg:tok pairs, tok in 8/16/32/64/128 "
+                   "(e.g. \"4:8,12:16,16:32,32:64\"), got \"", v, "\"");
+    steps.push_back({avg, int(tok)});
+    c = *end == ',' ? end + 1 : end;
+  }
+  return steps;
+}
+
 int grouped_tok_tile(int64_t rows, int num_experts) {
+  static const std::vector<GroupedTokStep> steps = grouped_tok_steps();
   const int64_t avg = (rows + num_experts - 1) / num_experts;
-  if (avg <= 4) return 8;
-  if (avg <= 12) return 16;
-  if (avg <= 16) return 32;
-  if (avg <= 32) return 64;
+  for (const GroupedTokStep& st : steps) {
+    if (avg <= st.max_avg) return st.tok;
+  }
   return 128;
 }
 
