@@ -9,7 +9,8 @@
 #   scripts/gpu-quick.sh run [part]   on the GPU machine: unpack, run the stages; results in
 #                                     $OUT/all.tgz (one file: the device returns few files);
 #                                     part `tests`, `ab`, `layer` or `tune` runs only those stages (each
-#                                     fits one 600 s device call: three calls on the warm machine)
+#                                     fits one 600 s device call: three calls on the warm machine);
+#                                     `verify`: every GPU test, then the layer table (W4A4, W4A16)
 #
 # The device call: command "scripts/gpu-quick.sh run", carry [".gl"] (git-ignored).
 # The stages are the open questions of docs/GEMM.md and docs/RESULTS.md (newest section); edit
@@ -27,9 +28,9 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab|layer|tune]" >&2; exit 2; }
+[[ "${1:-}" == run ]] || { echo "usage: scripts/gpu-quick.sh stage | run [tests|ab|layer|tune|verify]" >&2; exit 2; }
 part=${2:-all}
-[[ $part == all || $part == tests || $part == ab || $part == layer || $part == tune ]] || { echo "gpu-quick: unknown part '$part'" >&2; exit 2; }
+[[ $part == all || $part == tests || $part == ab || $part == layer || $part == tune || $part == verify ]] || { echo "gpu-quick: unknown part '$part'" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -177,8 +178,22 @@ for v in 0 1; do
 done
 save ncu
 fi
+if [[ $part == verify ]]; then
+for i in 0 1 2 3; do
+  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
+done
+wait
+for i in 0 1 2 3; do grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$R/tests_$i.log" | head -4; done
+save tests
+for mode in w4a4 w4a16; do
+  base=; [[ $mode == w4a16 ]] && base=--no-baseline  # the bf16 baseline once
+  timeout 150 build/nvfp4-moe bench --mode $mode $base > "$R/layer_$mode.txt" 2>&1
+  grep -E '^(model|deepseek|qwen)' "$R/layer_$mode.txt"
+done
+save layer_table
+fi
 # The A/Bs on one page (medians, ratios to the baselines), also in all.tgz as summary.md.
-if [[ $part != tests && $part != tune ]]; then
+if [[ $part != tests && $part != tune && $part != verify ]]; then
   python3 scripts/ab_summary.py "$R" > "$R/summary.md" 2>&1
   cat "$R/summary.md"
   save summary

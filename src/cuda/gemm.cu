@@ -832,20 +832,23 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   return plan;
 }
 
-// Grouped token tile from the balanced rows per expert (avg), measured on the H200 (E=256,
-// DSV3 w13, docs/GEMM.md v6-v8; weight GB/s at rows 1024..16384): avg <= 4: 8 (decode kernel,
-// 4 CTAs/SM); <= 12: 16 (decode, 3 CTAs/SM); <= 16: 32 (wgmma, 128 rows: 2276 vs 1771 GB/s for
-// decode 16 at 4096 rows); <= 32: 64 (wgmma, 256 rows by the wave rule); else 128 (16384 rows:
-// 1353 vs 1203 GB/s for 64).
+// Grouped token tile from the balanced rows per expert (avg): avg <= 4: 8 (the decode kernel,
+// 4 CTAs/SM); <= 32: 64 (the warp-specialized kernel, 256-row CTAs by the wave rule); else 128.
+// Measured on the H100 (2026-12-07, docs/GEMM.md v32; every tile on E=256 DSV3 and E=128 Qwen3
+// w13/w2 at 512-8192 rows, uniform and skewed): from 8 rows per expert up the warp-specialized
+// kernel at tile 64 beats the decode kernel at 16 and the cp.async wgmma kernel at 32 by 4-27%
+// (DSV3 w2 2048 rows skewed 1079 -> 793 us), at 4 rows it loses to tile 8 when uniform (DSV3
+// w13 1024 rows 1417 vs 1562 us). The layer: DeepSeek-V3 T = 256 2777-2831 -> 2524-2537 us.
+// Before (v8, H200, before the warp-specialized kernel): 16 up to 12 rows, 32 up to 16.
 struct GroupedTokStep {
   int64_t max_avg;  // up to this many rows per expert ...
   int tok;          // ... this token tile
 };
-// NVFP4MOE_GEMM_GROUPED_TOK="4:8,12:16,16:32,32:64" (the default): the steps as max_avg:tok
-// pairs, increasing, token tile 128 past the last; a tuning knob for the layer's A/Bs
-// (bench_gemm's --tok forces one tile for every call instead).
+// NVFP4MOE_GEMM_GROUPED_TOK="4:8,32:64" (the default): the steps as max_avg:tok pairs,
+// increasing, token tile 128 past the last; a tuning knob for the layer's A/Bs (bench_gemm's
+// --tok forces one tile for every call instead).
 std::vector<GroupedTokStep> grouped_tok_steps() {
-  std::vector<GroupedTokStep> steps{{4, 8}, {12, 16}, {16, 32}, {32, 64}};
+  std::vector<GroupedTokStep> steps{{4, 8}, {32, 64}};
   const char* v = std::getenv("NVFP4MOE_GEMM_GROUPED_TOK");
   if (v == nullptr) return steps;
   steps.clear();
@@ -858,7 +861,7 @@ std::vector<GroupedTokStep> grouped_tok_steps() {
     NVFP4MOE_CHECK(colon && end != t && (tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128) &&
                        (steps.empty() || avg > steps.back().max_avg) && (*end == ',' || *end == 0),
                    "NVFP4MOE_GEMM_GROUPED_TOK: expected increasing max_avg:tok pairs, tok in 8/16/32/64/128 "
-                   "(e.g. \"4:8,12:16,16:32,32:64\"), got \"", v, "\"");
+                   "(e.g. \"4:8,32:64\"), got \"", v, "\"");
     steps.push_back({avg, int(tok)});
     c = *end == ',' ? end + 1 : end;
   }

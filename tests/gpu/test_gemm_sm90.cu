@@ -1037,7 +1037,7 @@ TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
   std::mt19937 rng(5150);
   uint32_t seed = 1400;
   // The heuristics split calls of >= 100 GFLOP (DeepSeek-V3 w13 at 4096 rows), not small ones.
-  EXPECT_EQ(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).hot_rows, 32);
+  EXPECT_EQ(cuda::plan_grouped_gemm(4096, 4096, 7168, 256).hot_rows, 64);
   EXPECT_EQ(cuda::plan_grouped_gemm(8192, 4096, 7168, 256).hot_rows, 64);
   EXPECT_EQ(cuda::plan_grouped_gemm(2048, 1536, 2048, 128).hot_rows, 0);
   for (int64_t rows : {4096, 8192}) {
@@ -1274,7 +1274,9 @@ TEST(GemmSm90, GroupedDecodeWideCtas) {
   EXPECT_EQ(cuda::plan_grouped_gemm(8, 1536, 2048, 128).k_warps, 192 <= 2 * sms ? 4 : 2);
   EXPECT_EQ(cuda::plan_grouped_gemm(8, 4096, 7168, 256).k_warps, 2);  // 512 tiles: narrow
   EXPECT_EQ(cuda::plan_grouped_gemm(8, 520, 1088, 64).k_warps, 2);    // 9 K stages: narrow
-  EXPECT_EQ(cuda::plan_grouped_gemm(40, 520, 1024, 4).k_warps, 2);    // token tile 16: narrow
+  cuda::set_gemm_plan_override(16, 0, -1, 0);
+  EXPECT_EQ(cuda::plan_grouped_gemm(40, 520, 1024, 4).k_warps, 2);  // token tile 16: narrow
+  cuda::set_gemm_plan_override(0, 0, -1, 0);
 
   cuda::set_gemm_decode_k_warps(4);
   uint32_t seed = 9400;
