@@ -859,12 +859,13 @@ std::vector<GroupedTokStep> grouped_tok_steps() {
     const char* t = colon ? end + 1 : end;
     const long tok = colon ? std::strtol(t, &end, 10) : 0;
     NVFP4MOE_CHECK(colon && end != t && (tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128) &&
-                       (steps.empty() || avg > steps.back().max_avg) && (*end == ',' || *end == 0),
-                   "NVFP4MOE_GEMM_GROUPED_TOK: expected increasing max_avg:tok pairs, tok in 8/16/32/64/128 "
+                       avg >= 1 && (steps.empty() || avg > steps.back().max_avg) && (*end == ',' || *end == 0),
+                   "NVFP4MOE_GEMM_GROUPED_TOK: expected increasing max_avg:tok pairs, max_avg >= 1, tok in 8/16/32/64/128 "
                    "(e.g. \"4:8,32:64\"), got \"", v, "\"");
     steps.push_back({avg, int(tok)});
     c = *end == ',' ? end + 1 : end;
   }
+  NVFP4MOE_CHECK(!steps.empty(), "NVFP4MOE_GEMM_GROUPED_TOK: expected at least one max_avg:tok pair, got \"\"");
   return steps;
 }
 
