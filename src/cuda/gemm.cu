@@ -10,6 +10,7 @@
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/pdl_launch.h"
 #include "nvfp4moe/common/error.h"
+#include "nvfp4moe/cuda/gemm_token_tiles.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gather_rows_sm90.cuh"
@@ -832,58 +833,22 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   return plan;
 }
 
-// Grouped token tile from the balanced rows per expert (avg): avg <= 4: 8 (the decode kernel,
-// 4 CTAs/SM); <= 32: 64 (the warp-specialized kernel, 256-row CTAs by the wave rule); else 128.
-// Measured on the H100 (2026-12-07, docs/GEMM.md v32; every tile on E=256 DSV3 and E=128 Qwen3
-// w13/w2 at 512-8192 rows, uniform and skewed): from 8 rows per expert up the warp-specialized
-// kernel at tile 64 beats the decode kernel at 16 and the cp.async wgmma kernel at 32 by 4-27%
-// (DSV3 w2 2048 rows skewed 1079 -> 793 us), at 4 rows it loses to tile 8 when uniform (DSV3
-// w13 1024 rows 1417 vs 1562 us). The layer: DeepSeek-V3 T = 256 2777-2831 -> 2524-2537 us.
-// Before (v8, H200, before the warp-specialized kernel): 16 up to 12 rows, 32 up to 16.
-struct GroupedTokStep {
-  int64_t max_avg;  // up to this many rows per expert ...
-  int tok;          // ... this token tile
-};
-// NVFP4MOE_GEMM_GROUPED_TOK="4:8,32:64" (the default): the steps as max_avg:tok pairs,
-// increasing, token tile 128 past the last; a tuning knob for the layer's A/Bs (bench_gemm's
-// --tok forces one tile for every call instead).
-std::vector<GroupedTokStep> grouped_tok_steps() {
-  std::vector<GroupedTokStep> steps{{4, 8}, {32, 64}};
-  const char* v = std::getenv("NVFP4MOE_GEMM_GROUPED_TOK");
-  if (v == nullptr) return steps;
-  steps.clear();
-  for (const char* c = v; *c != 0;) {
-    char* end = nullptr;
-    const long long avg = std::strtoll(c, &end, 10);
-    const bool colon = end != c && *end == ':';
-    const char* t = colon ? end + 1 : end;
-    const long tok = colon ? std::strtol(t, &end, 10) : 0;
-    NVFP4MOE_CHECK(colon && end != t && (tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128) &&
-                       avg >= 1 && (steps.empty() || avg > steps.back().max_avg) && (*end == ',' || *end == 0),
-                   "NVFP4MOE_GEMM_GROUPED_TOK: expected increasing max_avg:tok pairs, max_avg >= 1, tok in 8/16/32/64/128 "
-                   "(e.g. \"4:8,32:64\"), got \"", v, "\"");
-    steps.push_back({avg, int(tok)});
-    c = *end == ',' ? end + 1 : end;
-  }
-  NVFP4MOE_CHECK(!steps.empty(), "NVFP4MOE_GEMM_GROUPED_TOK: expected at least one max_avg:tok pair, got \"\"");
-  return steps;
-}
-
-int grouped_tok_tile(int64_t rows, int num_experts) {
-  static const std::vector<GroupedTokStep> steps = grouped_tok_steps();
-  const int64_t avg = (rows + num_experts - 1) / num_experts;
-  for (const GroupedTokStep& st : steps) {
-    if (avg <= st.max_avg) return st.tok;
-  }
-  return 128;
-}
-
+// The token tile from the balanced rows per expert (cuda/gemm_token_tiles.h): tile 8 (the
+// decode kernel, 4 CTAs/SM) up to 4 rows per expert, 64 (the warp-specialized kernel, 256-row
+// CTAs by the wave rule) up to 32, else 128. Measured on the H100 (2026-12-07, docs/GEMM.md v32;
+// every tile on E=256 DSV3 and E=128 Qwen3 w13/w2 at 512-8192 rows, uniform and skewed): from 8
+// rows per expert up the warp-specialized kernel at tile 64 beats the decode kernel at 16 and the
+// cp.async wgmma kernel at 32 by 4-27% (DSV3 w2 2048 rows skewed 1079 -> 793 us); at 4 rows it
+// loses to tile 8 when uniform (DSV3 w13 1024 rows 1417 vs 1562 us). The layer: DeepSeek-V3
+// T = 256 2777-2831 -> 2524-2537 us. Before (v8, H200, before the warp-specialized kernel): 16 up
+// to 12 rows, 32 up to 16.
 GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) {
   check_shape(rows, n, k);
   NVFP4MOE_CHECK(num_experts >= 1 && num_experts <= kn::kMaxExperts, "num_experts: expected 1..",
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
-  plan.tok_tile = g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts);
+  plan.tok_tile =
+      g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts, grouped_tok_steps());
   const bool decode = is_decode(plan.tok_tile, true, rows);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, grouped_max_tok_tiles(rows, plan.tok_tile, num_experts));
   const int64_t blocks = tile_blocks_of(n, decode, plan.block_n);
