@@ -179,7 +179,7 @@ bool ws_single_persistent() {
 // (GemmW4A16Params::permute_in_kernel: TMA boxes of the natural-order input, rewritten in shared
 // memory by the producer warpgroup's idle warps) instead of an act_permute pass through the
 // workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=1 turns it on, else
-// off until a device run has timed it (docs/GEMM.md v27).
+// off (measured 1.3-1.9x slower on the H100: three producer warps starve the consumers, v27).
 int g_ws_permute_override = -1;
 bool ws_permute_in_kernel() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", false);
@@ -191,7 +191,7 @@ bool ws_permute_in_kernel() {
 // (GemmW4A16Params::dequant_in_kernel: the codes and scales staged by the producer, the values
 // written into each stage by its idle warps) instead of an act_dequant pass through the
 // workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=1 turns it on, else
-// off until a device run has timed it (docs/GEMM.md v28 single, v29 grouped).
+// off (measured 2.0-2.8x slower on the H100, docs/GEMM.md v28 single, v29 grouped).
 int g_ws_dequant_override = -1;
 bool ws_dequant_in_kernel() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", false);
@@ -202,7 +202,7 @@ bool ws_dequant_in_kernel() {
 // warp-specialized kernel load the gathered rows in the kernel (GemmW4A16Params::gather: warps 1-3
 // of the producer warpgroup copy each stage's rows by cp.async and permute them) instead of a
 // gather pass into the workspace: set_gemm_ws_gather_in_kernel, else NVFP4MOE_GEMM_WS_GATHER=1
-// turns it on, else off until a device run has timed it (docs/GEMM.md v31).
+// turns it on, else off (measured 1.4-1.8x slower in the layer on the H100, docs/GEMM.md v31).
 int g_ws_gather_override = -1;
 bool ws_gather_in_kernel() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_GATHER", false);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
@@ -755,6 +756,29 @@ TEST(GemmSm90, ActivationFrontEndChunkStores) {
   }
 }
 
+// Single GEMMs on the warp-specialized kernel with an activation front end moved into the kernel
+// (`select`: its switch) against the front end's pass, bit for bit, and both against the model,
+// at token tiles 128 and 64, each shape in both modes (fp32 output: the direct epilogue; bf16:
+// the staged one).
+void expect_ws_single_in_kernel_same(bool w4a4, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes,
+                                     void (*select)(int), const char* what, uint32_t seed) {
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  for (int tok : {128, 64}) {
+    cuda::set_gemm_plan_override(tok, 0, -1, 256);
+    for (const auto& [rows, n, k] : shapes) {
+      // The path under test exists only on the warp-specialized kernel without a K split.
+      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
+      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
+          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
+      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
+        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
+        EXPECT_TRUE(same_both_ways(Case{w4a4, false, rows, n, k, 1, {}, mode, out, seed++}, select, what));
+      }
+    }
+  }
+}
+
 // Single W4A16 GEMMs on the warp-specialized kernel with the activations permuted in the kernel
 // (natural-order TMA boxes rewritten in shared memory) against the act_permute pass, bit for bit,
 // and both against the model. K: 48 and 272 (a partial box, then one wholly past K), 96 and 336
@@ -765,25 +789,10 @@ TEST(GemmSm90, ActivationFrontEndChunkStores) {
 // compute-sanitizer (gpu-check runs *Small*).
 TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
   NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  uint32_t seed = 2700;
-  for (int tok : {128, 64}) {
-    cuda::set_gemm_plan_override(tok, 0, -1, 256);
-    for (const auto& [rows, n, k] :
-         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 272}, {300, 256, 48}, {200, 256, 96}, {131, 384, 336},
-          {1000, 520, 1024}, {259, 1536, 2048}, {17000, 256, 128}, {17000, 256, 1024}, {17000, 256, 640}}) {
-      // The path under test exists only on the warp-specialized kernel without a K split.
-      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
-      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
-          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
-      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
-        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
-        EXPECT_TRUE(same_both_ways(Case{false, false, rows, n, k, 1, {}, mode, out, seed++},
-                                   cuda::set_gemm_ws_permute_in_kernel, "in-kernel permute vs act_permute"));
-      }
-    }
-  }
+  expect_ws_single_in_kernel_same(false,
+                                  {{131, 384, 272}, {300, 256, 48}, {200, 256, 96}, {131, 384, 336}, {1000, 520, 1024},
+                                   {259, 1536, 2048}, {17000, 256, 128}, {17000, 256, 1024}, {17000, 256, 640}},
+                                  cuda::set_gemm_ws_permute_in_kernel, "in-kernel permute vs act_permute", 2700);
 }
 
 // Single W4A4 GEMMs on the warp-specialized kernel with the activations dequantized in the kernel
@@ -794,25 +803,24 @@ TEST(GemmSm90, WarpSpecializedInKernelPermuteSmall) {
 // boundaries; fp32 and bf16 output; token tiles 128 and 64. Small enough for compute-sanitizer.
 TEST(GemmSm90, WarpSpecializedInKernelDequantSmall) {
   NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  uint32_t seed = 2800;
-  for (int tok : {128, 64}) {
-    cuda::set_gemm_plan_override(tok, 0, -1, 256);
-    for (const auto& [rows, n, k] :
-         {std::tuple<int64_t, int64_t, int64_t>{131, 384, 32}, {300, 256, 160}, {259, 384, 352}, {1000, 520, 1024},
-          {17000, 256, 128}, {17000, 256, 640}}) {
-      const cuda::GemmPlan plan = cuda::plan_gemm(rows, n, k);
-      ASSERT_TRUE(plan.ws && plan.block_n == 256 && plan.splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128))
-          << "rows=" << rows << " N=" << n << " K=" << k << ": not a warp-specialized plan";
-      for (Mode mode : {Mode::kRandom, Mode::kExact}) {
-        const OutDType out = mode == Mode::kExact ? OutDType::kFP32 : OutDType::kBF16;
-        EXPECT_TRUE(same_both_ways(Case{true, false, rows, n, k, 1, {}, mode, out, seed++},
-                                   cuda::set_gemm_ws_dequant_in_kernel, "in-kernel dequantization vs act_dequant"));
-      }
-    }
-  }
+  expect_ws_single_in_kernel_same(true,
+                                  {{131, 384, 32}, {300, 256, 160}, {259, 384, 352}, {1000, 520, 1024},
+                                   {17000, 256, 128}, {17000, 256, 640}},
+                                  cuda::set_gemm_ws_dequant_in_kernel, "in-kernel dequantization vs act_dequant", 2800);
 }
+
+// Expert offsets for the grouped in-kernel front-end tests: experts of 1, 0, 127, 128, 0, 129,
+// 255, 256, 257, 17, 0 and 300 rows, so balanced tiles start at every place in a 128-row scale
+// block, straddle blocks and meet empty experts.
+std::vector<int32_t> ws_edge_expert_offsets() {
+  std::vector<int32_t> off{0};
+  for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) off.push_back(off.back() + r);
+  return off;
+}
+
+// (token tile, MMA width step) of the grouped warp-specialized kernels under test: tile 128 runs
+// the grouped token-tile-160 kernel, with widths in steps of 32 and of 16; then tile 64.
+constexpr std::pair<int, int> kWsGroupedTileSteps[] = {{128, 32}, {128, 16}, {64, 32}};
 
 // Grouped W4A4 GEMMs on the warp-specialized kernel with the activations dequantized in the
 // kernel against the act_dequant pass, bit for bit, and both against the model. Each expert's
@@ -832,8 +840,7 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
   cuda::set_gemm_hot_expert_rows(0);
   std::mt19937 rng(2900);
   uint32_t seed = 2900;
-  std::vector<int32_t> edges{0};
-  for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) edges.push_back(edges.back() + r);
+  const std::vector<int32_t> edges = ws_edge_expert_offsets();
   const std::vector<int32_t> one_expert{0, 0, 700, 700};
   // 900 rows: balanced tiles of 150 at token tile 160, the one at local row 750 touching three
   // scale blocks (5, 6, 7), the code slot's capacity.
@@ -851,8 +858,7 @@ TEST(GemmSm90, WarpSpecializedInKernelDequantGroupedSmall) {
     cuda::set_gemm_ws_dequant_in_kernel(1);
     return cuda::grouped_gemm_w4a4_dequantizes_in_kernel(g.rows, g.n, g.k, int(g.off.size()) - 1);
   };
-  // Token tile 128 (the grouped token-tile-160 kernel, MMA widths in steps of 32 and of 16) and 64.
-  for (const auto& [tok, step] : {std::pair{128, 32}, std::pair{128, 16}, std::pair{64, 32}}) {
+  for (const auto& [tok, step] : kWsGroupedTileSteps) {
     cuda::set_gemm_plan_override(tok, 0, -1, 256);
     cuda::set_gemm_ws_width_step(step);
     for (const Grouped& g : cases) {
@@ -891,8 +897,7 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
   cuda::set_gemm_hot_expert_rows(0);
   std::mt19937 rng(3100);
   uint32_t seed = 3100;
-  std::vector<int32_t> edges{0};
-  for (int32_t r : {1, 0, 127, 128, 0, 129, 255, 256, 257, 17, 0, 300}) edges.push_back(edges.back() + r);
+  const std::vector<int32_t> edges = ws_edge_expert_offsets();
   struct Grouped {
     int64_t rows, n, k;
     std::vector<int32_t> off;
@@ -957,7 +962,7 @@ TEST(GemmSm90, WarpSpecializedInKernelGatherGroupedSmall) {
     cuda::set_gemm_ws_gather_in_kernel(-1);
     return ::testing::AssertionSuccess();
   };
-  for (const auto& [tok, step] : {std::pair{128, 32}, std::pair{128, 16}, std::pair{64, 32}}) {
+  for (const auto& [tok, step] : kWsGroupedTileSteps) {
     cuda::set_gemm_plan_override(tok, 0, -1, 256);
     cuda::set_gemm_ws_width_step(step);
     for (const Grouped& g : cases) EXPECT_TRUE(check(g)) << "tok=" << tok << " step=" << step;

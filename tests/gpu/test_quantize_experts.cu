@@ -216,6 +216,27 @@ const std::vector<std::vector<int32_t>> kBadOffsets = {
     {0, 2000000000, 2000000000, 2000000000, 2000000000},  // huge
 };
 
+// One per-expert writer (quantize_experts, gather_experts_nvfp4) on each of kBadOffsets:
+// `write(off, codes, scales, err)` into outputs prefilled with 0xab must raise
+// kQuantErrorBadOffsets and leave every code and scale byte zero.
+void expect_bad_offsets_zero_everything(
+    int32_t rows_out, int64_t k, int64_t scale_rows,
+    const std::function<void(const int32_t*, uint8_t*, uint8_t*, uint32_t*)>& write) {
+  for (const auto& off : kBadOffsets) {
+    DeviceBuffer<int32_t> doff(off);
+    DeviceBuffer<uint8_t> codes(size_t(rows_out * k / 2)), scales(size_t(scale_rows * padded_scale_cols(k)));
+    DeviceBuffer<uint32_t> err(1);
+    codes.fill_bytes(0xab);
+    scales.fill_bytes(0xab);
+    err.fill_bytes(0);
+    write(doff.get(), codes.get(), scales.get(), err.get());
+    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(err.download()[0], cuda::kQuantErrorBadOffsets) << "off[1]=" << off[1];
+    EXPECT_TRUE(bytes_equal(codes.download(), std::vector<uint8_t>(codes.size(), 0), "codes zeroed"));
+    EXPECT_TRUE(bytes_equal(scales.download(), std::vector<uint8_t>(scales.size(), 0), "scales zeroed"));
+  }
+}
+
 // Malformed device offsets / gather entries: flags set, nothing out of bounds, outputs zero
 // (offsets) or the bad row quantized as zeros (gather).
 TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
@@ -227,20 +248,12 @@ TEST(QuantizeExpertsSm90, BadDeviceOffsetsSetErrorFlagSmall) {
   const auto x = random_activations(rows_out, k, ActDType::kBF16, test_seed(1200), false);
   DeviceBuffer<uint16_t> dx(x);
   DeviceBuffer<float> dg(std::vector<float>(experts, 1.0f));
-  for (const auto& off : kBadOffsets) {
-    DeviceBuffer<int32_t> doff(off);
-    DeviceBuffer<uint8_t> dcodes(size_t(rows_out * k / 2)), dscales(size_t(scale_rows * padded_scale_cols(k)));
-    DeviceBuffer<uint32_t> derr(1);
-    dcodes.fill_bytes(0xab);
-    dscales.fill_bytes(0xab);
-    derr.fill_bytes(0);
-    cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_out, k, doff.get(), experts, dg.get(), nullptr, rows_out,
-                           dcodes.get(), dscales.get(), scale_rows, derr.get(), nullptr);
-    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_EQ(derr.download()[0], cuda::kQuantErrorBadOffsets) << "off[1]=" << off[1];
-    EXPECT_TRUE(bytes_equal(dcodes.download(), std::vector<uint8_t>(dcodes.size(), 0), "codes zeroed"));
-    EXPECT_TRUE(bytes_equal(dscales.download(), std::vector<uint8_t>(dscales.size(), 0), "scales zeroed"));
-  }
+  expect_bad_offsets_zero_everything(rows_out, k, scale_rows,
+                                     [&](const int32_t* off, uint8_t* codes, uint8_t* scales, uint32_t* err) {
+                                       cuda::quantize_experts(dx.get(), ActDType::kBF16, rows_out, k, off, experts,
+                                                              dg.get(), nullptr, rows_out, codes, scales, scale_rows,
+                                                              err, nullptr);
+                                     });
   // A gather entry out of range: flag, that row's codes and scales are zero, others correct.
   const std::vector<int32_t> off = {0, 5, 8, 10, 19};
   std::vector<int32_t> gather(static_cast<size_t>(rows_out));
@@ -344,20 +357,12 @@ TEST(GatherExpertsNvfp4Sm90, BadDeviceOffsetsZeroEverythingSmall) {
   std::vector<int32_t> gather(static_cast<size_t>(rows_out));
   for (int32_t i = 0; i < rows_out; ++i) gather[size_t(i)] = i % int32_t(rows_in);
   DeviceBuffer<int32_t> dgather(gather);
-  for (const auto& off : kBadOffsets) {
-    DeviceBuffer<int32_t> doff(off);
-    DeviceBuffer<uint8_t> codes(size_t(rows_out * k / 2)), scales(size_t(scale_rows * padded_scale_cols(k)));
-    DeviceBuffer<uint32_t> err(1);
-    codes.fill_bytes(0xab);
-    scales.fill_bytes(0xab);
-    err.fill_bytes(0);
-    cuda::gather_experts_nvfp4(token_codes.get(), token_scales.get(), rows_in, k, doff.get(), experts, dgather.get(),
-                               rows_out, codes.get(), scales.get(), scale_rows, err.get(), nullptr);
-    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_EQ(err.download()[0], cuda::kQuantErrorBadOffsets) << "off[1]=" << off[1];
-    EXPECT_TRUE(bytes_equal(codes.download(), std::vector<uint8_t>(codes.size(), 0), "codes zeroed"));
-    EXPECT_TRUE(bytes_equal(scales.download(), std::vector<uint8_t>(scales.size(), 0), "scales zeroed"));
-  }
+  expect_bad_offsets_zero_everything(rows_out, k, scale_rows,
+                                     [&](const int32_t* off, uint8_t* codes, uint8_t* scales, uint32_t* err) {
+                                       cuda::gather_experts_nvfp4(token_codes.get(), token_scales.get(), rows_in, k,
+                                                                  off, experts, dgather.get(), rows_out, codes, scales,
+                                                                  scale_rows, err, nullptr);
+                                     });
 }
 
 // SiLU*Mul: GPU vs CPU within 1 ulp of the dtype (rate reported); fused == unfused GPU bit

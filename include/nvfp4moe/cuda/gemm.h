@@ -221,8 +221,8 @@ void set_gemm_act_chunk_stores(int mode);
 // Tuning and validation only: single W4A16 GEMMs on the warp-specialized kernel read the bf16
 // activations in their natural order and permute each landed tile into the kernel's K order in
 // shared memory (1), or take an act_permute pass through the workspace first (0); -1: the
-// default (the pass, or NVFP4MOE_GEMM_WS_PERMUTE=1 from the environment: the in-kernel permute is
-// written and tested but not yet timed on a GPU, docs/GEMM.md v27). Same results bit for bit.
+// default (the pass, or NVFP4MOE_GEMM_WS_PERMUTE=1 from the environment: the in-kernel permute
+// measured 1.3-1.9x slower on the H100, docs/GEMM.md v27). Same results bit for bit.
 // Process-wide, not thread-safe.
 void set_gemm_ws_permute_in_kernel(int mode);
 
@@ -230,7 +230,7 @@ void set_gemm_ws_permute_in_kernel(int mode);
 // launch of the call) loads the gathered rows in the kernel (1: warps 1-3 of the producer
 // warpgroup copy each stage's rows by cp.async and permute them into the kernel's K order) or
 // gathers them into the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_GATHER=1
-// from the environment: written and tested but not yet timed on a GPU, docs/GEMM.md v31). Same
+// from the environment: measured 1.4-1.8x slower in the layer on the H100, docs/GEMM.md v31). Same
 // results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_gather_in_kernel(int mode);
 
@@ -239,7 +239,7 @@ void set_gemm_ws_gather_in_kernel(int mode);
 // NVFP4 activations inside the kernel (1: the producer stages codes and scales, its idle warps
 // write the bf16 values into each stage in the kernel's K order) or take an act_dequant pass
 // through the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_DEQUANT=1 from
-// the environment: the in-kernel dequantization is written and tested but not yet timed on a GPU,
+// the environment: the in-kernel dequantization measured 2.0-2.8x slower on the H100,
 // docs/GEMM.md v28, v29). Same results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_dequant_in_kernel(int mode);
 
