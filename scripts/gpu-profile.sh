@@ -4,7 +4,7 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [gemm] [ws] [ws_single] [ws_mid] [ws_permute] [decode] [layer] [prefill]
+#   scripts/gpu-profile.sh [quant] [quant_small] [gemm] [ws] [ws_single] [ws_mid] [ws_permute] [decode] [layer] [prefill]
 #                                                                   (default: quant gemm decode)
 #
 #   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
@@ -12,6 +12,9 @@
 #           kernel) and silu_and_mul: memory tables (L1/L2 sectors per request, DRAM), warp
 #           states, issue and pipe utilisation side by side (why 75-85% of copy where
 #           silu_and_mul on the same walk reaches 93%; docs/results/quantize.md).
+#   quant_small  the per-expert quantizer and the fused SiLU*Mul+quantize at M = 16, K = 7168
+#           (E = 256): where their ~2.3 us over the one-matrix quantizer go (issue 3's under-5-us
+#           target: fused 5.07 us back to back).
 #   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
 #           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
 #           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
@@ -58,6 +61,10 @@ for w in "${what[@]}"; do
       prof quant_experts_rows 'quantize_nvfp4_rows_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 --bulk 0
       prof quant_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
       prof quant_silu 'silu_and_mul_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
+    quant_small)
+      prof quant_small_quantize 'quantize_tiles_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
+      prof quant_small_experts 'quantize_nvfp4_.*kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
+      prof quant_small_fused 'quantize_nvfp4_.*kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168 ;;
     gemm)
       prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
       prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1
@@ -104,6 +111,6 @@ for w in "${what[@]}"; do
           "$TOOL" bench --no-baseline --model $model --tokens 4096 --iters 3 > "$OUT/prefill_$model.csv" 2> "$OUT/prefill_$model.log"
         echo "prefill $model: rc=$? -> $OUT/prefill_$model.csv"
       done ;;
-    *) echo "gpu-profile: unknown part $w (quant, gemm, ws, ws_single, ws_mid, ws_permute, decode, layer, prefill)" >&2; exit 2 ;;
+    *) echo "gpu-profile: unknown part $w (quant, quant_small, gemm, ws, ws_single, ws_mid, ws_permute, decode, layer, prefill)" >&2; exit 2 ;;
   esac
 done

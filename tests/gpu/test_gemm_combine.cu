@@ -17,6 +17,7 @@
 #include "gpu/gpu_test_util.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/cuda/gemm.h"
+#include "nvfp4moe/cuda/gemm_token_tiles.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/cuda/weights.h"
 #include "nvfp4moe/format/halfs.h"
@@ -84,19 +85,25 @@ void check_fused(const Shape& s, const DeviceBuffer<uint8_t>& w, int64_t tokens,
                            std::to_string(k) + (shared ? " +shared" : "") + (hot ? " hot" : "") +
                            " seed=" + std::to_string(seed);
   SCOPED_TRACE(what);
+  const int64_t m = tokens * k;
+  // The combine is fused into the decode ring kernel only. Where the default token-tile steps
+  // leave the decode tiles (more than 4 rows per expert, e.g. T=16 k=8 over 16 experts), the ring
+  // case forces tile 16 so the fused kernel still meets that many rows per expert.
+  const bool force_decode = kern.fuses && cuda::grouped_tok_tile(m, s.experts, cuda::grouped_tok_steps()) > 16;
   struct Overrides {  // restored on every exit (an ASSERT returns early)
-    Overrides(const Kernel& k) {
+    Overrides(const Kernel& k, bool force_decode) {
       cuda::set_gemm_decode_ring(k.ring);
       cuda::set_gemm_decode_k_warps(k.k_warps);
       cuda::set_gemm_fused_combine(1);
+      if (force_decode) cuda::set_gemm_plan_override(16, 0);
     }
     ~Overrides() {
       cuda::set_gemm_decode_ring(-1);
       cuda::set_gemm_decode_k_warps(-1);
       cuda::set_gemm_fused_combine(-1);
+      cuda::set_gemm_plan_override(0, 0, -1, 0);
     }
-  } overrides(kern);
-  const int64_t m = tokens * k;
+  } overrides(kern, force_decode);
   ASSERT_EQ(cuda::grouped_gemm_fuses_combine(m, s.n, s.k, s.experts), kern.fuses) << "fused path expected: " << kern.fuses;
   std::mt19937 rng(seed);
   const cuda::PreparedWeights pw{w.get(), s.n, s.k, s.experts};
