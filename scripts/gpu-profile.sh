@@ -63,8 +63,8 @@ for w in "${what[@]}"; do
       prof quant_silu 'silu_and_mul_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
     quant_small)
       prof quant_small_quantize 'quantize_tiles_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
-      prof quant_small_experts 'quantize_nvfp4_.*kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
-      prof quant_small_fused 'quantize_nvfp4_.*kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168 ;;
+      prof quant_small_experts 'quantize_nvfp4_rows_kernel<__nv_bfloat16, .bool.0' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
+      prof quant_small_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, .bool.1' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168 ;;
     gemm)
       prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
       prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1

@@ -22,23 +22,25 @@ inline constexpr uint32_t kErrorBadGather = 2u;
 
 #if defined(__CUDACC__)
 
-// Block-wide exclusive sum of one int per thread (kQuantThreads threads, all must call);
-// *total receives the sum over the block (in every thread).
-__device__ __forceinline__ int32_t block_exclusive_sum(int32_t v, int32_t* s_warp /*[8]*/, int32_t* total) {
+// Block-wide exclusive sum of one value per thread (kQuantThreads threads, all must call);
+// *total receives the sum over the block (in every thread). T: int32_t, or int64_t for two
+// counters packed in one word (one scan, one pair of barriers).
+template <typename T>
+__device__ __forceinline__ T block_exclusive_sum(T v, T* s_warp /*[8]*/, T* total) {
   static_assert(kQuantThreads == 256, "the scan assumes 8 warps");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int32_t inc = v;
+  T inc = v;
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
-    int32_t o = __shfl_up_sync(0xffffffffu, inc, d);
+    T o = __shfl_up_sync(0xffffffffu, inc, d);
     if (lane >= d) inc += o;
   }
   if (lane == 31) s_warp[warp] = inc;
   __syncthreads();
-  int32_t before = 0, all = 0;
+  T before = 0, all = 0;
 #pragma unroll
   for (int w = 0; w < 8; ++w) {
-    before += (w < warp) ? s_warp[w] : 0;
+    before += (w < warp) ? s_warp[w] : T(0);
     all += s_warp[w];
   }
   *total = all;

@@ -82,20 +82,25 @@ struct ExpertTables {
   int32_t pad_list[kQuantMaxExperts]; // experts with padding rows in their last tile
   int32_t n_pad;
   int32_t bad;                        // offsets invalid: every output zero
-  int32_t scan[8];
+  int64_t scan[8];
 };
 
 // Builds the tables from off and g (all threads; synchronizes). Returns E.
+// Thread t takes experts t, t + 256, ... (one round of 256 experts per scan): for E <= 256, one
+// expert a thread and one scan of the tile and padding counts packed in one 64-bit word. Why:
+// at small M the tables are most of a call's dependent chain (M = 16, K = 7168: the per-expert
+// kernel issued 2.6x the tile kernel's instructions per warp, ncu); four experts a thread and two
+// scans cost ~100 more dependent instructions and two more barriers.
 __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, ExpertTables& t) {
-  constexpr int kPer = kQuantMaxExperts / kQuantThreads;  // experts per thread
+  constexpr int kRounds = kQuantMaxExperts / kQuantThreads;  // experts per thread at most
   const int E = p.num_experts;
-  const int e0 = int(threadIdx.x) * kPer;
-  int32_t cnt[kPer];
+  const int tid = int(threadIdx.x);
+  int32_t cnt[kRounds];
   bool bad = false;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int e = e0 + i;
-    cnt[i] = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    const int e = r * kQuantThreads + tid;
+    cnt[r] = 0;
     if (e < E) {
       // off == nullptr: one matrix of rows_out rows (E = 1), g from *g or from the finished *amax.
       const int32_t lo = p.off != nullptr ? __ldg(p.off + e) : 0;
@@ -105,7 +110,7 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
       bad |= hi < lo;
       if (e == 0) bad |= lo != 0;
       if (e == E - 1) bad |= hi > p.rows_out;
-      cnt[i] = hi - lo;  // only used when valid (then 0 <= cnt <= rows_out)
+      cnt[r] = hi - lo;  // only used when valid (then 0 <= cnt <= rows_out)
       t.off[e + 1] = hi;
       t.g[e] = g;
       t.g_inv[e] = reciprocal_rn(g);
@@ -126,30 +131,30 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
     __syncthreads();
     return E;
   }
-  int32_t tiles[kPer], mine = 0, my_pads = 0;
+  // Scale tiles (high word) and padded experts (low word) of the rounds before, then of the
+  // experts before this thread's in its round: expert order, so every block builds the same
+  // pad_list (zero_padding_tiles splits its items over the whole grid by index). The low word
+  // never carries (at most kQuantMaxExperts padded experts).
+  int64_t before_round = 0;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    tiles[i] = (cnt[i] >> 7) + ((cnt[i] & 127) != 0);
-    mine += tiles[i];
-    my_pads += (cnt[i] & 127) != 0;
-  }
-  int32_t total_tiles, n_pad;
-  int32_t run = block_exclusive_sum(mine, t.scan, &total_tiles);  // synchronizes
-  // pad_list in expert order: every block must build the same list (zero_padding_tiles
-  // splits its items over the whole grid by index).
-  int32_t pad_at = block_exclusive_sum(my_pads, t.scan, &n_pad);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int e = e0 + i;
-    if (e < E) t.sf[e] = run * 128;
-    run += tiles[i];
-    if (e == E - 1) t.sf[E] = run * 128;
-    if ((cnt[i] & 127) != 0) t.pad_list[pad_at++] = e;
+  for (int r = 0; r < kRounds; ++r) {
+    if (r * kQuantThreads >= E) break;  // uniform over the block
+    const int e = r * kQuantThreads + tid;
+    const int32_t tiles = (cnt[r] >> 7) + ((cnt[r] & 127) != 0);
+    const bool pads = (cnt[r] & 127) != 0;
+    int64_t round_total;
+    const int64_t before =
+        before_round + block_exclusive_sum<int64_t>((int64_t(tiles) << 32) | int64_t(pads), t.scan, &round_total);
+    const int32_t tiles_before = int32_t(before >> 32);
+    if (e < E) t.sf[e] = tiles_before * 128;
+    if (e == E - 1) t.sf[E] = (tiles_before + tiles) * 128;
+    if (pads) t.pad_list[int32_t(before & 0xffffffff)] = e;
+    before_round += round_total;
   }
   if (threadIdx.x == 0) {
     t.off[0] = 0;
     t.bad = 0;
-    t.n_pad = n_pad;
+    t.n_pad = int32_t(before_round & 0xffffffff);
   }
   __syncthreads();
   return E;
