@@ -71,7 +71,8 @@ struct BulkExpertCase {
 // Large enough for the bulk kernel on an H100 (one resident wave of full steps): 4 chunks per
 // step (2048, 7168), 2 chunks (512), rows past off[E] in the first steps.
 const BulkExpertCase kExpertCases[] = {
-    {4300, 40, 2048, 256, "skewed"}, {700, 0, 7168, 8, "one"}, {9000, 300, 512, 8, "random"}};
+    {4300, 40, 2048, 256, "skewed"}, {700, 0, 7168, 8, "one"}, {9000, 300, 512, 8, "random"},
+    {4300, 0, 2048, 1024, "random"}};  // 1024 experts: four rounds of the expert scan
 
 TEST(QuantizeBulkSm90, ExpertsSameBytesAsRegisterKernel) {
   NVFP4MOE_REQUIRE_GPU();

@@ -34,6 +34,9 @@ const ExpertCase kSmallCases[] = {
     {129, 7, 48, 3, "skewed"}, {129, 0, 16, 256, "random"}, {19, 1, 7168, 4, "random"},
     {3, 0, 7168, 256, "one"},  {19, 2, 64, 4, "random"}, {5, 0, 2048, 256, "random"},
     {3, 300, 64, 8, "skewed"},  // capacity far above off[E]: many zero code rows
+    // More experts than the tables' 256 threads: two rounds of the expert scan (300, the second
+    // partial) and all four (1024, the most the kernels take).
+    {300, 0, 48, 300, "random"}, {19, 3, 16, 1024, "one"}, {129, 0, 64, 1024, "random"},
 };
 // The kernel variants (src/cuda/quantize.cu, launch_quantize, 132 SMs; every other seed takes
 // the flat one-chunk kernel of the values output instead): one chunk per warp step
@@ -43,7 +46,7 @@ const ExpertCase kSmallCases[] = {
 const ExpertCase kLargeCases[] = {
     {1000, 24, 2048, 256, "skewed"}, {129, 0, 7168, 256, "random"}, {700, 0, 7168, 8, "one"},
     {4300, 40, 2048, 256, "skewed"}, {4500, 0, 512, 3, "random"},    {5000, 20, 1024, 256, "skewed"},
-    {9000, 0, 512, 8, "random"},     {6000, 0, 768, 8, "one"},
+    {9000, 0, 512, 8, "random"},     {6000, 0, 768, 8, "one"},       {1000, 24, 2048, 1024, "skewed"},
 };
 
 std::vector<float> expert_global_scales(int experts, uint32_t seed) {
@@ -483,6 +486,7 @@ TEST(QuantizeSiluSm90, FusedEqualsUnfusedSmall) {
       check_silu(1, 16, 1, "one", dt, limit, test_seed(++salt), false);
       check_silu(19, 48, 8, "random", dt, limit, test_seed(++salt), false);
       check_silu(129, 16, 256, "skewed", dt, limit, test_seed(++salt), false);
+      check_silu(129, 64, 600, "random", dt, limit, test_seed(++salt), false);  // three rounds of the expert scan
       check_silu(3, 7168, 4, "one", dt, limit, test_seed(++salt), false);
     }
   }
