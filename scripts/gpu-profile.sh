@@ -52,7 +52,12 @@ prof() {  # name kernel-regex (on the demangled name) count binary args...
   ncu --kernel-name-base demangled --kernel-name "regex:$regex" --launch-skip 2 --launch-count "$count" "${sections[@]}" -f -o "$OUT/$name" "$@" \
     > "$OUT/$name.log" 2>&1
   ncu -i "$OUT/$name.ncu-rep" --page details > "$OUT/$name.txt" 2>&1
-  echo "$name: rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/$name.txt") kernels) -> $OUT/$name.txt"
+  local rc=$?
+  # The stall reasons (cycles per issued instruction, by reason): the details page gives only
+  # their sum.
+  ncu -i "$OUT/$name.ncu-rep" --page raw 2>&1 | grep -E 'issue_stalled_[a-z_]+_per_issue_active\.ratio' \
+    | sort -k3 -g -r > "$OUT/$name.stalls.txt"
+  echo "$name: rc=$rc ($(grep -c 'Section: GPU Speed Of Light' "$OUT/$name.txt") kernels) -> $OUT/$name.txt"
 }
 for w in "${what[@]}"; do
   case "$w" in
