@@ -290,8 +290,6 @@ static int run_benchmark(int argc, char** argv) {
     // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
     // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
     if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));
-    // --ws-l2-hints 0|1: L2 cache hints on the warp-specialized kernel's copies (set_gemm_ws_l2_hints).
-    if (const char* h = nb::arg_value(argc, argv, "--ws-l2-hints")) nc::set_gemm_ws_l2_hints(std::atoi(h));
     // --act-store 0|1: the prefill kernels' activation front ends (act_permute, act_dequant) store
     // 4-byte pieces (0) or 16-byte chunks after lane transposes (1) (set_gemm_act_chunk_stores).
     if (const char* st = nb::arg_value(argc, argv, "--act-store")) nc::set_gemm_act_chunk_stores(std::atoi(st));

@@ -13,9 +13,6 @@
 #     tune    the grouped token-tile sweep (every tile, DeepSeek-V3 and Qwen3 shapes, 512-8192
 #             rows), as a table (scripts/tile_sweep_table.py); then the layer at T = 64-1024 under
 #             the default steps and under one other set, NVFP4MOE_GEMM_GROUPED_TOK=${STEPS:-2:8,32:64}
-#     hints   the warp-specialized kernel's L2 cache hints (docs/GEMM.md v33), off against on in
-#             one binary, two interleaved rounds: grouped DeepSeek-V3 and Qwen3 GEMMs at 2048-32768
-#             rows, then the layer (W4A4, graph replay) at T = 256-16384
 #     all     (default) tests, then layer
 #
 # Device call: command "scripts/gpu-quick.sh run [part]", carry [".gl"] (git-ignored). Each part
@@ -33,10 +30,10 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|hints|all]"
+usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|all]"
 [[ "${1:-}" == run ]] || { echo "$usage" >&2; exit 2; }
 part=${2:-all}
-[[ $part == all || $part == tests || $part == layer || $part == tune || $part == hints ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
+[[ $part == all || $part == tests || $part == layer || $part == tune ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -69,24 +66,6 @@ if [[ $part == all || $part == layer ]]; then
     grep -E '^(model|deepseek|qwen)' "$R/layer_$mode.txt"
   done
   save layer
-fi
-
-if [[ $part == hints ]]; then
-  for round in 1 2; do
-    for h in 0 1; do
-      timeout 90 $B --grouped --rows 2048,8192,32768 --ws-l2-hints $h > "$R/hints_gemm_${h}_$round.txt" 2>&1
-    done
-  done
-  grep -HE 'W4A16' "$R"/hints_gemm_*.txt | sed 's|.*/hints_gemm_||'
-  save hints_gemm
-  for round in 1 2; do
-    for h in 0 1; do
-      NVFP4MOE_GEMM_WS_L2_HINTS=$h timeout 90 build/nvfp4-moe bench --no-baseline --tokens 256,1024,4096,16384 --iters 10 \
-        > "$R/hints_layer_${h}_$round.txt" 2>&1
-    done
-  done
-  grep -HE '^(deepseek|qwen)' "$R"/hints_layer_*.txt | sed 's|.*/hints_layer_||'
-  save hints_layer
 fi
 
 if [[ $part == tune ]]; then

@@ -159,17 +159,6 @@ bool ws_staged_epilogue() {
   return switch_on(g_ws_staged_override, from_env);
 }
 
-// L2 cache hints on the warp-specialized kernel's copies (GemmW4A16Params::l2_hints): weights
-// evict_first, activation boxes evict_last. set_gemm_ws_l2_hints, else NVFP4MOE_GEMM_WS_L2_HINTS=1;
-// off by default until timed (docs/GEMM.md v33: grouped calls at 32 rows per expert stream their
-// weights at ~72% of copy against ~85% at 8; the question is whether the activation rows, 4x
-// more, are evicted by the weight stream between the 16-28 weight blocks that read them).
-int g_ws_l2_hints_override = -1;
-bool ws_l2_hints() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_L2_HINTS", false);
-  return switch_on(g_ws_l2_hints_override, from_env);
-}
-
 // Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
 // (GemmPlan::tile_rows, ws_single_fit_tiles) and one CTA per SM looping over its tiles.
 // set_gemm_ws_single_fit / set_gemm_ws_single_persistent, else NVFP4MOE_GEMM_WS_FIT=0 and
@@ -425,7 +414,6 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
-  p.l2_hints = ws_l2_hints() ? 1 : 0;
   NVFP4MOE_CHECK(int(p.permute_in_kernel != 0) + int(p.dequant_in_kernel != 0) + int(p.gather != nullptr) <= 1,
                  "internal: at most one in-kernel activation front end");
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
@@ -718,7 +706,6 @@ void set_gemm_ws_width_step(int step) {
 }
 
 void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }
-void set_gemm_ws_l2_hints(int mode) { set_switch(__func__, mode, "no hints", "hints", g_ws_l2_hints_override); }
 
 void set_gemm_act_chunk_stores(int mode) {
   set_switch(__func__, mode, "4-byte pieces", "16-byte chunks", g_act_chunks_override);

@@ -19,7 +19,6 @@ std::vector<std::pair<const char*, Setter>> switches() {
   return {{"set_gemm_decode_ring", c::set_gemm_decode_ring},
           {"set_gemm_ws_pipeline", c::set_gemm_ws_pipeline},
           {"set_gemm_ws_staged_epilogue", c::set_gemm_ws_staged_epilogue},
-          {"set_gemm_ws_l2_hints", c::set_gemm_ws_l2_hints},
           {"set_gemm_act_chunk_stores", c::set_gemm_act_chunk_stores},
           {"set_gemm_ws_single_fit", c::set_gemm_ws_single_fit},
           {"set_gemm_ws_single_persistent", c::set_gemm_ws_single_persistent},

@@ -462,7 +462,6 @@ struct ResetPlanOverrides {
     cuda::set_gemm_hot_expert_rows(-1);
     cuda::set_gemm_ws_width_step(0);
     cuda::set_gemm_ws_staged_epilogue(-1);
-    cuda::set_gemm_ws_l2_hints(-1);
     cuda::set_gemm_ws_single_fit(-1);
     cuda::set_gemm_ws_single_persistent(-1);
     cuda::set_gemm_act_chunk_stores(-1);
@@ -594,27 +593,6 @@ TEST(GemmSm90, WarpSpecializedStagedEpilogue) {
                                             seed++}));
   EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 4000, 1040, 1024, 40, random_offsets(rng, 4000, 40, 0),
                                             Mode::kRandom, OutDType::kBF16, seed++}));
-}
-
-// The L2 cache hints on the warp-specialized kernel's copies (set_gemm_ws_l2_hints) change no
-// byte: token tiles 64 and 128, W4A16 and W4A4, grouped calls with several tiles per CTA and a
-// single call.
-TEST(GemmSm90, WarpSpecializedL2HintsSmall) {
-  NVFP4MOE_REQUIRE_GPU();
-  ResetPlanOverrides reset;
-  cuda::set_gemm_ws_pipeline(1);
-  std::mt19937 rng(4848);
-  uint32_t seed = 1800;
-  for (int tok : {64, 128}) {
-    cuda::set_gemm_plan_override(tok, 0, -1, 256);
-    for (bool w4a4 : {false, true}) {
-      EXPECT_TRUE(same_both_ways(Case{w4a4, true, 2000, 520, 512, 40, random_offsets(rng, 1990, 40, 0),
-                                      Mode::kRandom, OutDType::kBF16, seed++},
-                                 cuda::set_gemm_ws_l2_hints, "L2 hints vs none"));
-    }
-    EXPECT_TRUE(same_both_ways(Case{false, false, 300, 384, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, seed++},
-                               cuda::set_gemm_ws_l2_hints, "L2 hints vs none"));
-  }
 }
 
 // The warp-specialized kernel (GemmPlan::ws) equals the model and the cp.async kernel bit for

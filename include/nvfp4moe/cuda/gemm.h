@@ -211,12 +211,6 @@ void set_gemm_ws_width_step(int step);
 // Process-wide, not thread-safe.
 void set_gemm_ws_staged_epilogue(int mode);
 
-// Tuning only: L2 cache hints on the warp-specialized kernel's copies, the weights evict_first and
-// the activation boxes evict_last (1), or none (0); -1: the default (none, or
-// NVFP4MOE_GEMM_WS_L2_HINTS=1 from the environment). Hints only: same results bit for bit.
-// Process-wide, not thread-safe.
-void set_gemm_ws_l2_hints(int mode);
-
 // Tuning and validation only: the activation front ends of the prefill (wgmma) kernels, which
 // write bf16 activations (act_permute, W4A16) or dequantized NVFP4 ones (act_dequant, W4A4) in the
 // GEMM's K order, store 16-byte chunks after 4 x 4 lane transposes (1) or each lane its 4-byte

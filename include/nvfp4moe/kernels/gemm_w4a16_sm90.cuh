@@ -68,9 +68,6 @@ struct GemmW4A16Params {
   int staged_epilogue;     // warp-specialized kernel: the output tile goes out through shared
                            // memory in 16-byte stores (bf16 out, n % 8 == 0; else 0: each
                            // thread stores its own 2-byte elements)
-  int l2_hints;            // warp-specialized kernel: the weights' copies evict_first and the
-                           // activation boxes evict_last in L2 (the activations are read once per
-                           // 256-row weight block, the weights once); 0: no cache hints
   int tile_rows;           // warp-specialized kernel, single GEMMs: balanced token tiles of at
                            // most this many rows (1..kTok; 0: kTok), so the host can fit the
                            // tile count to whole waves (GemmPlan::tile_rows)

@@ -416,11 +416,6 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     const int scale_col_blocks = int((padded_scale_cols(p.k) + 3) / 4);  // dequant: 512-byte blocks a row block
     const int scale_row_blocks = p.act_scale_rows / 128;
     int slot = 0, round = 0, hs = 0;
-    // GemmW4A16Params::l2_hints: each weight byte is read once, each activation row once per
-    // 256-row weight block (n_blocks times, by CTAs that may run far apart), so the weights'
-    // lines are the ones L2 should give up first.
-    const bool hints = p.l2_hints != 0;
-    const uint64_t w_policy = hints ? ptx::l2_policy_evict_first() : 0, a_policy = hints ? ptx::l2_policy_evict_last() : 0;
     ExpertScaleRowWalk scale_walk;  // dequant, grouped: the tile's expert's first scale row
     for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
       const GemmTile tile = tile_of(t);
@@ -458,18 +453,14 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
         const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
         ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
         const int x = ks * kWeightKPad;
-        if (!act_by_warps && hints) {
-          ptx::tma_load_2d_hint(st, act_map, x, tile.row0, full, a_policy);
-          ptx::tma_load_2d_hint(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full, a_policy);
-        } else if (!act_by_warps) {
+        if (!act_by_warps) {
           ptx::tma_load_2d(st, act_map, x, tile.row0, full);
           ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
         }
         for (int g = 0; g < w_blocks; ++g) {
-          const uint32_t dst = st + Cfg::kActBytes + g * Cfg::kBlockBytes;
-          const uint8_t* src = wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes;
-          if (hints) ptx::bulk_copy_g2s_hint(dst, src, Cfg::kBlockBytes, full, w_policy);
-          else ptx::bulk_copy_g2s(dst, src, Cfg::kBlockBytes, full);
+          ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * Cfg::kBlockBytes,
+                             wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes, Cfg::kBlockBytes,
+                             full);
         }
         // The two half-stages' codes and scales, each into the next free ring slot (its previous
         // occupant, half-stage hs - kCodeSlots, released by the dequantizing warps).
