@@ -23,24 +23,23 @@ inline constexpr uint32_t kErrorBadGather = 2u;
 #if defined(__CUDACC__)
 
 // Block-wide exclusive sum of one value per thread (kQuantThreads threads, all must call);
-// *total receives the sum over the block (in every thread). T: int32_t, or int64_t for two
+// *total receives the sum over the block (in every thread). 64 bits: the expert tables carry two
 // counters packed in one word (one scan, one pair of barriers).
-template <typename T>
-__device__ __forceinline__ T block_exclusive_sum(T v, T* s_warp /*[8]*/, T* total) {
+__device__ __forceinline__ int64_t block_exclusive_sum(int64_t v, int64_t* s_warp /*[8]*/, int64_t* total) {
   static_assert(kQuantThreads == 256, "the scan assumes 8 warps");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  T inc = v;
+  int64_t inc = v;
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
-    T o = __shfl_up_sync(0xffffffffu, inc, d);
+    int64_t o = __shfl_up_sync(0xffffffffu, inc, d);
     if (lane >= d) inc += o;
   }
   if (lane == 31) s_warp[warp] = inc;
   __syncthreads();
-  T before = 0, all = 0;
+  int64_t before = 0, all = 0;
 #pragma unroll
   for (int w = 0; w < 8; ++w) {
-    before += (w < warp) ? s_warp[w] : T(0);
+    before += (w < warp) ? s_warp[w] : int64_t(0);
     all += s_warp[w];
   }
   *total = all;

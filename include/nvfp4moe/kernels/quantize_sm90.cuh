@@ -144,7 +144,7 @@ __device__ __forceinline__ int build_expert_tables(const QuantizeParams& p, Expe
     const bool pads = (cnt[r] & 127) != 0;
     int64_t round_total;
     const int64_t before =
-        before_round + block_exclusive_sum<int64_t>((int64_t(tiles) << 32) | int64_t(pads), t.scan, &round_total);
+        before_round + block_exclusive_sum((int64_t(tiles) << 32) | int64_t(pads), t.scan, &round_total);
     const int32_t tiles_before = int32_t(before >> 32);
     if (e < E) t.sf[e] = tiles_before * 128;
     if (e == E - 1) t.sf[E] = (tiles_before + tiles) * 128;
