@@ -287,6 +287,9 @@ static int run_benchmark(int argc, char** argv) {
     if (const char* ws = nb::arg_value(argc, argv, "--ws")) nc::set_gemm_ws_pipeline(std::atoi(ws));
     // --ws-step 16|32: the warp-specialized kernel's MMA width step (set_gemm_ws_width_step).
     if (const char* step = nb::arg_value(argc, argv, "--ws-step")) nc::set_gemm_ws_width_step(std::atoi(step));
+    // --ws-consumers 2|4: consumer warpgroups of the warp-specialized kernel at token tile 64
+    // (set_gemm_ws_consumers).
+    if (const char* wc = nb::arg_value(argc, argv, "--ws-consumers")) nc::set_gemm_ws_consumers(std::atoi(wc));
     // --ws-epilogue 0|1: the warp-specialized kernel's output through shared memory in 16-byte
     // stores (1) or each thread's own elements (0) (set_gemm_ws_staged_epilogue).
     if (const char* e = nb::arg_value(argc, argv, "--ws-epilogue")) nc::set_gemm_ws_staged_epilogue(std::atoi(e));

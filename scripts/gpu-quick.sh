@@ -13,6 +13,9 @@
 #     tune    the grouped token-tile sweep (every tile, DeepSeek-V3 and Qwen3 shapes, 512-8192
 #             rows), as a table (scripts/tile_sweep_table.py); then the layer at T = 64-1024 under
 #             the default steps and under one other set, NVFP4MOE_GEMM_GROUPED_TOK=${STEPS:-2:8,32:64}
+#     cons    the token-tile-64 warp-specialized kernel on 2 vs 4 consumer warpgroups (v34):
+#             racecheck over its small cases, grouped GEMMs at 8-32 rows per expert, then the layer
+#             at T = 64-1024, each A/B interleaved in two rounds (NVFP4MOE_GEMM_WS_CONSUMERS)
 #     all     (default) tests, then layer
 #
 # Device call: command "scripts/gpu-quick.sh run [part]", carry [".gl"] (git-ignored). Each part
@@ -30,10 +33,10 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|all]"
+usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|cons|all]"
 [[ "${1:-}" == run ]] || { echo "$usage" >&2; exit 2; }
 part=${2:-all}
-[[ $part == all || $part == tests || $part == layer || $part == tune ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
+[[ $part == all || $part == tests || $part == layer || $part == tune || $part == cons ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -53,7 +56,7 @@ if [[ $part == all || $part == tests ]]; then
   wait
   for i in 0 1 2 3; do passed "$R/tests_$i.log"; done
   save tests
-  timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecialized*' \
+  timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecialized*:-GemmSm90.WarpSpecializedFourConsumers' \
     > "$R/sanitizer_memcheck.log" 2>&1
   grep -E 'ERROR SUMMARY' "$R/sanitizer_memcheck.log"
   save memcheck
@@ -89,4 +92,28 @@ if [[ $part == tune ]]; then
   done
   grep -HE '^(deepseek|qwen)' "$R"/layer_steps_*.txt | sed 's|.*/layer_steps_||'
   save layer_steps
+fi
+
+if [[ $part == cons ]]; then
+  timeout 100 compute-sanitizer --tool racecheck $T --gtest_filter='GemmSm90.WarpSpecializedSmall' \
+    > "$R/sanitizer_racecheck.log" 2>&1
+  grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$R/sanitizer_racecheck.log" | head -4
+  save racecheck
+  for round in 1 2; do
+    for wc in 2 4; do
+      # tile 64 from 5 to 32 rows per expert: DeepSeek-V3 (E = 256) at T = 256, 1024; Qwen3 at 128, 512
+      timeout 60 $B --grouped --rows 2048,8192 --match DSV3 --ws-consumers $wc > "$R/cons_gemm_${wc}_$round.txt" 2>&1
+      timeout 40 $B --grouped --rows 1024,4096 --match Qwen3 --ws-consumers $wc >> "$R/cons_gemm_${wc}_$round.txt" 2>&1
+      grep -E 'W4A' "$R/cons_gemm_${wc}_$round.txt" | sed "s|^|[c$wc r$round] |"
+    done
+  done
+  save cons_gemm
+  for round in 1 2; do
+    for wc in 2 4; do
+      NVFP4MOE_GEMM_WS_CONSUMERS=$wc timeout 70 build/nvfp4-moe bench --no-baseline --tokens 64,128,256,512,1024 \
+        --iters 10 > "$R/cons_layer_${wc}_$round.txt" 2>&1
+      grep -E '^(deepseek|qwen)' "$R/cons_layer_${wc}_$round.txt" | sed "s|^|[c$wc r$round] |"
+    done
+  done
+  save cons_layer
 fi

@@ -87,6 +87,7 @@ int g_ring_override = -1;
 int g_fused_combine_override = -1;
 int g_ws_override = -1;
 int g_ws_width_step_override = 0;
+int g_ws_consumers_override = 0;
 
 // A tuning switch read from the environment: "1" turns it on, "0" off, anything else (or unset)
 // leaves the default (callers read it once, into a static).
@@ -146,6 +147,19 @@ int ws_width_step() {
     return v != nullptr && std::strcmp(v, "16") == 0 ? 16 : 32;
   }();
   return g_ws_width_step_override > 0 ? g_ws_width_step_override : from_env;
+}
+
+// Consumer warpgroups of the warp-specialized kernel at token tile 64 (GemmWsConfig, v34): 2 of
+// two 64-row blocks each, or 4 of one block each (twice the warps to hide the latency of each k16
+// step where the MMAs are narrow). set_gemm_ws_consumers, else NVFP4MOE_GEMM_WS_CONSUMERS=2|4,
+// else 2 until a device run times 4. Same results bit for bit. Tiles 128 and 160 keep 2 (their
+// accumulators do not fit 4 consumers' registers).
+int ws_consumers_tile64() {
+  static const int from_env = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_WS_CONSUMERS");
+    return v != nullptr && std::strcmp(v, "4") == 0 ? 4 : 2;
+  }();
+  return g_ws_consumers_override > 0 ? g_ws_consumers_override : from_env;
 }
 
 // Whether the warp-specialized kernel stores its bf16 output tiles through shared memory in
@@ -402,11 +416,11 @@ void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
 
 // The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K), MMA widths
 // in steps of kStep tokens.
-template <int kTok, int kStep = 32>
+template <int kTok, int kStep = 32, int kConsumers = 2>
 void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
-  using Cfg = kn::GemmWsConfig<kTok, kStep>;
+  using Cfg = kn::GemmWsConfig<kTok, kStep, kConsumers>;
   static const bool attr_set = [] {
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>,
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kConsumers>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     return true;
   }();
@@ -427,7 +441,8 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
       maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
     }
   }
-  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p,
+  launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kConsumers>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
+             stream, p,
              maps);
 }
 
@@ -471,7 +486,8 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
                  "internal: natural-order activations need the warp-specialized kernel");
   if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
-      launch_ws<64>(p, grid, stream);
+      if (ws_consumers_tile64() == 4) launch_ws<64, 32, 4>(p, grid, stream);
+      else launch_ws<64>(p, grid, stream);
     } else if (p.off != nullptr && ws_tile_160()) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
@@ -703,6 +719,12 @@ void set_gemm_ws_pipeline(int mode) { set_switch(__func__, mode, "off", "warp-sp
 void set_gemm_ws_width_step(int step) {
   NVFP4MOE_CHECK(step == 0 || step == 16 || step == 32, "step: expected 0 (default), 16 or 32, got ", step);
   g_ws_width_step_override = step;
+}
+
+void set_gemm_ws_consumers(int warpgroups) {
+  NVFP4MOE_CHECK(warpgroups == 0 || warpgroups == 2 || warpgroups == 4,
+                 "warpgroups: expected 0 (default), 2 or 4, got ", warpgroups);
+  g_ws_consumers_override = warpgroups;
 }
 
 void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }

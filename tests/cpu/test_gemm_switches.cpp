@@ -47,3 +47,25 @@ TEST(GemmSwitches, TakeMinusOneZeroOneAndNameTheSetterOnBadModes) {
 }
 
 }  // namespace
+
+namespace {
+
+// The consumer-warpgroup count of the warp-specialized kernel at token tile 64 takes 0 (default),
+// 2 or 4; anything else throws naming the argument and the values it takes, the setting unchanged.
+TEST(GemmSwitches, WsConsumersTakeZeroTwoFour) {
+  namespace c = nvfp4moe::cuda;
+  for (int w : {0, 2, 4}) EXPECT_NO_THROW(c::set_gemm_ws_consumers(w)) << w;
+  for (int bad : {-1, 1, 3, 8}) {
+    try {
+      c::set_gemm_ws_consumers(bad);
+      ADD_FAILURE() << "took " << bad;
+    } catch (const nvfp4moe::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("warpgroups: expected 0 (default), 2 or 4, got " + std::to_string(bad)), std::string::npos)
+          << what;
+    }
+  }
+  c::set_gemm_ws_consumers(0);
+}
+
+}  // namespace

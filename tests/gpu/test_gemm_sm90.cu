@@ -468,11 +468,13 @@ struct ResetPlanOverrides {
     cuda::set_gemm_ws_permute_in_kernel(-1);
     cuda::set_gemm_ws_dequant_in_kernel(-1);
     cuda::set_gemm_ws_gather_in_kernel(-1);
+    cuda::set_gemm_ws_consumers(0);
   }
 };
 
 // A few small cases of the TMA pipeline for compute-sanitizer (gpu-check runs *Small* there):
-// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K.
+// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K; token
+// tile 64 on 2 and 4 consumer warpgroups.
 TEST(GemmSm90, TmaPipelineSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -546,6 +548,13 @@ TEST(GemmSm90, WarpSpecializedSmall) {
                                             Mode::kRandom, OutDType::kBF16, 1505}));
   cuda::set_gemm_ws_width_step(0);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1504}));
+  // Token tile 64 on 4 consumer warpgroups (set_gemm_ws_consumers): a CTA's last blocks past Np,
+  // and grouped one-stage tiles, several per CTA.
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  cuda::set_gemm_ws_consumers(4);
+  EXPECT_TRUE(same_with_and_without_ws(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1506}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 6400, 136, 128, 64, random_offsets(rng, 6400, 64, 5),
+                                            Mode::kRandom, OutDType::kBF16, 1507}));
 }
 
 // The staged epilogue of the warp-specialized kernel (stmatrix into the last stage's slot, 16-byte
@@ -668,6 +677,62 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
   ASSERT_EQ(cuda::plan_grouped_gemm(16384, 256, 512, 256).tok_tile, 128);
   EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 16384, 256, 512, 256, random_offsets(rng, 16300, 256, 7),
                                             Mode::kRandom, OutDType::kBF16, seed++}));
+}
+
+// Token tile 64 on 4 consumer warpgroups of one 64-row block each (set_gemm_ws_consumers(4)) writes
+// the same bytes as on 2 of two blocks each, and as the model: W4A16 and W4A4, N at and off the
+// 256-row block edge (Np = 128 mod 256: consumers 2 and 3 compute on stale stages, masked; N = 136:
+// the last consumer's chunks partly past N), K of one to 56 stages, every MMA width (32, 64) with
+// partial tiles, the staged epilogue (two passes of 32 tokens) and the direct one (fp32, N % 8),
+// grouped calls with empty experts, one expert taking every row, 256 experts, more tiles than SMs
+// (CTAs taking further tiles after a staged epilogue), and the in-kernel activation front ends.
+void select_ws_consumers(int four) { cuda::set_gemm_ws_consumers(four ? 4 : 2); }
+
+::testing::AssertionResult same_on_two_and_four_consumers(const Case& c) {
+  return same_both_ways(c, select_ws_consumers, "4 vs 2 consumer warpgroups at token tile 64");
+}
+
+TEST(GemmSm90, WarpSpecializedFourConsumers) {
+  NVFP4MOE_REQUIRE_GPU();
+  ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(1);
+  cuda::set_gemm_plan_override(64, 0, -1, 256);
+  EXPECT_THROW(cuda::set_gemm_ws_consumers(3), std::exception);
+  std::mt19937 rng(4848);
+  uint32_t seed = 1900;
+  for (bool w4a4 : {false, true}) {
+    for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}, {256, 7168}, {1040, 2048}}) {
+      EXPECT_TRUE(same_on_two_and_four_consumers(
+          Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
+      EXPECT_TRUE(same_on_two_and_four_consumers(
+          Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kFP32, seed++}));
+    }
+    EXPECT_TRUE(same_on_two_and_four_consumers(
+        Case{w4a4, false, 77, 132, 512, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));  // N % 8 != 0: direct
+    EXPECT_TRUE(same_on_two_and_four_consumers(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
+                                                    Mode::kExact, OutDType::kBF16, seed++}));
+    EXPECT_TRUE(same_on_two_and_four_consumers(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9),
+                                                    Mode::kRandom, OutDType::kFP32, seed++}));
+    // 32 rows per expert over 256 experts (DeepSeek-V3 at T = 1024), several tiles per CTA.
+    EXPECT_TRUE(same_on_two_and_four_consumers(Case{w4a4, true, 8192, 384, 512, 256,
+                                                    random_offsets(rng, 8192, 256, 11), Mode::kRandom,
+                                                    OutDType::kBF16, seed++}));
+  }
+  for (int experts : {8, 256}) {  // expert E/2 owns every row
+    std::vector<int32_t> off(size_t(experts + 1), 0);
+    for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 1500;
+    EXPECT_TRUE(same_on_two_and_four_consumers(
+        Case{false, true, 1500, 256, 512, experts, off, Mode::kRandom, OutDType::kBF16, seed++}));
+  }
+  EXPECT_TRUE(same_on_two_and_four_consumers(
+      Case{true, false, 17000, 256, 128, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
+  cuda::set_gemm_ws_permute_in_kernel(1);
+  EXPECT_TRUE(same_on_two_and_four_consumers(
+      Case{false, false, 300, 384, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, seed++}));
+  cuda::set_gemm_ws_permute_in_kernel(-1);
+  cuda::set_gemm_ws_dequant_in_kernel(1);
+  EXPECT_TRUE(same_on_two_and_four_consumers(Case{true, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
+                                                  Mode::kRandom, OutDType::kBF16, seed++}));
 }
 
 // Single GEMMs with token-tile counts fitted to whole waves (set_gemm_ws_single_fit: balanced tiles

@@ -205,6 +205,13 @@ void set_gemm_ws_pipeline(int mode);
 // from the environment). Same results bit for bit. Process-wide, not thread-safe.
 void set_gemm_ws_width_step(int step);
 
+// Tuning and validation only: the warp-specialized kernel at token tile 64 runs 2 consumer
+// warpgroups of 128 weight rows each, or 4 of 64 rows each (twice the warps per scheduler to hide
+// the latency of each k16 step's dequantize -> MMA chain). 0: the default (2, or
+// NVFP4MOE_GEMM_WS_CONSUMERS=4 from the environment); other values throw. Same results bit for
+// bit. Process-wide, not thread-safe.
+void set_gemm_ws_consumers(int warpgroups);
+
 // Tuning and validation only: the warp-specialized kernel stores bf16 output tiles through shared
 // memory in 16-byte chunks (1) or each thread its own 2-byte elements (0); -1: the default
 // (staged, or NVFP4MOE_GEMM_WS_EPILOGUE=direct from the environment). Same results bit for bit.

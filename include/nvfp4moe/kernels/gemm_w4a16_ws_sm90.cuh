@@ -62,12 +62,17 @@ struct WsActMaps {
   CUtensorMap codes[kWsWidths];
 };
 
-template <int kTok, int kStep = 32>
+// kConsumers: 2 consumer warpgroups of two 64-row blocks each (every token tile), or 4 of one block
+// each (token tile 64, v34): the same MMAs, twice the warps to hide the latency of each k16 step's
+// dequantize -> wgmma -> wait chain where the MMAs are narrow (32 tokens at 32 rows per expert).
+template <int kTok, int kStep = 32, int kConsumers = 2>
 struct GemmWsConfig {
   static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
+  static_assert(kConsumers == 2 || (kConsumers == 4 && kTok == 64),
+                "4 consumer warpgroups: token tile 64 only (their 104 registers hold 32 accumulators a block)");
   using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
-  static constexpr int kConsumerWarpGroups = 2;
-  static constexpr int kBlocksPerConsumer = 2;                // 64-row blocks (128 weight rows)
+  static constexpr int kConsumerWarpGroups = kConsumers;
+  static constexpr int kBlocksPerConsumer = 4 / kConsumers;   // 64-row blocks of the CTA's 256 rows
   static constexpr int kThreads = 128 * (1 + kConsumerWarpGroups);
   static constexpr int kBlockN = Stage::kBlockN;              // 256
   static constexpr int kStages = Stage::kStages;
@@ -90,15 +95,27 @@ struct GemmWsConfig {
   // C7512, every wgmma serialized for lack of registers); one m64n160k16 per warpgroup in flight
   // while the next fragment is dequantized still keeps two queued at the tensor core.
   static constexpr int kABuffers = kTok > 128 ? 2 : 4;
-  // 128 x 40 + 256 x 232 = 64512 of the SM's 65536 registers (one CTA per SM).
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = 232;
+  // setmaxnreg moves registers within the CTA's launch allocation (kThreads x kLaunchRegs, the
+  // most __launch_bounds__(kThreads, 1) allows in units of 8): 2 consumers: 128 x 40 + 256 x 232 =
+  // 64512 = 384 x 168; 4 consumers: 128 x 64 + 512 x 104 = 61440 = 640 x 96.
+  static constexpr int kLaunchRegs = 65536 / (128 * (1 + kConsumers)) / 8 * 8;
+  static constexpr int kProducerRegs = kConsumers == 2 ? 40 : 64;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 104;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 128 * (1 + kConsumers) * kLaunchRegs,
+                "the warpgroups' registers fit the launch allocation");
   static constexpr uint32_t kConsumerThreads = 128 * kConsumerWarpGroups;
   static_assert(kStep == 16 || kStep == 32, "MMA widths in steps of 16 or 32 tokens");
   static_assert(kStep == 32 || kTok == 160, "steps of 16: the token-tile-160 kernel only");
   static constexpr int kMaxWidthIndex = kTok / 16 - 1;  // ws_width(i) == kTok
   static_assert(ws_width(kMaxWidthIndex) == kTok, "the widest MMA is the token tile");
-  static_assert(kBlocksPerConsumer == 2 && kBlockN == 256, "the staged epilogue stores 2 x 64 columns per consumer");
+  static_assert(kConsumerWarpGroups * kBlocksPerConsumer * 64 == kBlockN, "the consumers cover the CTA's rows");
+  // The staged epilogue (ws_store_tile_staged): each consumer stages passes of kStagedPassTokens
+  // tokens x its 64 kBlocksPerConsumer columns, a token's row padded by 16 bytes so the 8 rows of a
+  // stmatrix land in distinct banks; all consumers' buffers share the last K stage's slot.
+  static constexpr int kStagedRowBytes = kBlocksPerConsumer * 64 * 2 + 16;
+  static constexpr int kStagedPassTokens = kBlocksPerConsumer == 2 ? 64 : 32;
+  static constexpr int kStagedConsumerBytes = kStagedPassTokens * kStagedRowBytes;  // 17408 or 4608
+  static_assert(kConsumerWarpGroups * kStagedConsumerBytes <= kStageBytes, "the staged epilogue fits one stage slot");
 };
 
 // The staged epilogue (GemmW4A16Params::staged_epilogue). The direct one has each thread store
@@ -109,27 +126,27 @@ struct GemmWsConfig {
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
 // slot only during the next tile's first stage, so the producer cannot be filling it (nor the
 // in-kernel permute or dequantization writing it: they wait for the refill's `full` or for that
-// release), and the
-// two consumers meet once (named barrier) before either overwrites the activations the other's
-// last wgmma read. Per consumer: 64 tokens x its 128 columns per pass (kTok 160: passes of 64,
-// 64, 32), a row of 256 bytes + 16 of padding so the 8 rows of a stmatrix land in distinct banks.
-inline constexpr int kWsStagedRowBytes = 128 * 2 + 16;
-inline constexpr int kWsStagedPassTokens = 64;
-inline constexpr int kWsStagedConsumerBytes = kWsStagedPassTokens * kWsStagedRowBytes;  // 17408
-
-// Consumer c's (0, 1) staged store of its 128 columns x the tile's valid tokens. acc[b][r]: block b
-// (64 columns), thread rows n0 + 8 ((r / 2) % 2) x tokens 8 (r / 4) + 2 (lane % 4) + (r % 2), as in
-// the direct epilogue; the same values (acc * kDequantRescale * alpha, rounded to bf16).
-template <int kTok>
-__device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], const GemmW4A16Params& p,
-                                                     const GemmTile& tile, int c, int tid_c, uint32_t staging,
-                                                     float a_lo, float a_hi) {
+// release), and the consumers meet once (named barrier) before any overwrites the activations
+// another's last wgmma read. Per consumer and pass: Cfg::kStagedPassTokens tokens x its columns
+// (two consumers: 64 tokens x 128 columns, kTok 160 in passes of 64, 64, 32; four: 32 x 64).
+//
+// Consumer c's staged store of its 64 kBlocksPerConsumer columns x the tile's valid tokens.
+// acc[b][r]: block b (64 columns), thread rows n0 + 8 ((r / 2) % 2) x tokens 8 (r / 4) + 2 (lane %
+// 4) + (r % 2), as in the direct epilogue; the same values (acc * kDequantRescale * alpha, rounded
+// to bf16).
+template <class Cfg, int kTok>
+__device__ __forceinline__ void ws_store_tile_staged(float (&acc)[Cfg::kBlocksPerConsumer][kTok / 2],
+                                                     const GemmW4A16Params& p, const GemmTile& tile, int c, int tid_c,
+                                                     uint32_t staging, float a_lo, float a_hi) {
+  constexpr int kB = Cfg::kBlocksPerConsumer;
+  constexpr int kRowBytes = Cfg::kStagedRowBytes;
+  constexpr int kChunks = kB * 8;  // 16-byte chunks (8 columns) of a token's row
   const int warp_c = tid_c / 32, lane = tid_c % 32;
-  const int col0 = tile.n_block * 256 + c * 128;  // this consumer's first output column
-  const uint32_t buf = staging + uint32_t(c * kWsStagedConsumerBytes);
-  float scale[2][2];  // alpha of the thread's rows: block b, half h (rows n0, n0 + 8)
+  const int col0 = tile.n_block * 256 + c * kB * 64;  // this consumer's first output column
+  const uint32_t buf = staging + uint32_t(c * Cfg::kStagedConsumerBytes);
+  float scale[kB][2];  // alpha of the thread's rows: block b, half h (rows n0, n0 + 8)
 #pragma unroll
-  for (int b = 0; b < 2; ++b)
+  for (int b = 0; b < kB; ++b)
 #pragma unroll
     for (int h = 0; h < 2; ++h) scale[b][h] = col0 + b * 64 + warp_c * 16 + lane / 4 + 8 * h < p.n / 2 ? a_lo : a_hi;
   // stmatrix.x4: matrix i = lane / 8 is (token group g + i / 2, row half i % 2); lane gives the
@@ -137,15 +154,15 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
   const int mi = lane / 8, mrow = lane % 8;
   auto* out = static_cast<__nv_bfloat16*>(p.out);
   constexpr int kGroups = kTok / 8;
-  constexpr int kPasses = (kTok + kWsStagedPassTokens - 1) / kWsStagedPassTokens;
+  constexpr int kPasses = (kTok + Cfg::kStagedPassTokens - 1) / Cfg::kStagedPassTokens;
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
-    constexpr int kPassGroups = kWsStagedPassTokens / 8;
+    constexpr int kPassGroups = Cfg::kStagedPassTokens / 8;
     const int g0 = pass * kPassGroups;
     const int groups = kGroups - g0 < kPassGroups ? kGroups - g0 : kPassGroups;
     if (pass > 0) ptx::named_barrier_sync(2 + c, 128);  // the previous pass's chunks are out
 #pragma unroll
-    for (int b = 0; b < 2; ++b) {
+    for (int b = 0; b < kB; ++b) {
 #pragma unroll
       for (int gg = 0; gg < groups; gg += 2) {
         uint32_t r[4];
@@ -158,16 +175,16 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[2][kTok / 2], 
           r[m] = *reinterpret_cast<const uint32_t*>(&v);
         }
         const int tok_l = (gg + mi / 2) * 8 + mrow, col_l = b * 64 + warp_c * 16 + 8 * (mi % 2);
-        ptx::stmatrix_x4_trans(buf + uint32_t(tok_l * kWsStagedRowBytes + col_l * 2), r[0], r[1], r[2], r[3]);
+        ptx::stmatrix_x4_trans(buf + uint32_t(tok_l * kRowBytes + col_l * 2), r[0], r[1], r[2], r[3]);
       }
     }
     ptx::named_barrier_sync(2 + c, 128);  // the pass is staged
-    for (int idx = tid_c; idx < groups * 8 * 16; idx += 128) {  // 16 chunks of 8 columns per token
-      const int tok_l = idx / 16, chunk = idx % 16;
+    for (int idx = tid_c; idx < groups * 8 * kChunks; idx += 128) {
+      const int tok_l = idx / kChunks, chunk = idx % kChunks;
       const int tok = g0 * 8 + tok_l, n = col0 + chunk * 8;
       if (tok < tile.rows_valid && n < p.n) {
         *reinterpret_cast<uint4*>(out + (int64_t(tile.row0) + tok) * p.n + n) =
-            ptx::ld_shared_v4(buf + uint32_t(tok_l * kWsStagedRowBytes + chunk * 16));
+            ptx::ld_shared_v4(buf + uint32_t(tok_l * kRowBytes + chunk * 16));
       }
     }
   }
@@ -295,17 +312,17 @@ struct ExpertScaleRowWalk {
 };
 
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
-// kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index).
-template <int kTok, int kStep = 32>
-__global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
+// kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index); kConsumers:
+// consumer warpgroups (GemmWsConfig).
+template <int kTok, int kStep = 32, int kConsumers = 2>
+__global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThreads, 1)
     gemm_w4a16_ws_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ WsActMaps act_maps) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
-  using Cfg = GemmWsConfig<kTok, kStep>;
+  using Cfg = GemmWsConfig<kTok, kStep, kConsumers>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kBufs = Cfg::kABuffers;
   constexpr int kSteps = Cfg::kAtomsK * 4 * Cfg::kBlocksPerConsumer;  // wgmma per stage
   static_assert(kSteps % kBufs == 0, "buffer rotation must repeat every stage");
-  static_assert(2 * kWsStagedConsumerBytes <= Cfg::kStageBytes, "the staged epilogue fits one stage slot");
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
@@ -487,7 +504,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     return;
   }
 
-  // ---- consumers: warpgroup c owns row blocks 2c, 2c+1 of the CTA's 256 rows ------------------------
+  // ---- consumers: warpgroup c owns row blocks kB c .. kB c + kB - 1 of the CTA's 256 rows -----------
   ptx::setmaxnreg_inc<Cfg::kConsumerRegs>();
   const int c = wg - 1, tid_c = tid % 128, warp_c = tid_c / 32, lane = tid % 32;
   float acc[Cfg::kBlocksPerConsumer][kTok / 2];
@@ -578,7 +595,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep>::kThreads, 1)
     if (p.staged_epilogue) {
       ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // both consumers' wgmma are done with the slot
       const uint32_t staging = smem_base + uint32_t((i - 1) % kStages) * Cfg::kStageBytes;
-      ws_store_tile_staged<kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
+      ws_store_tile_staged<Cfg, kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
     } else {
 #pragma unroll
       for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
