@@ -302,12 +302,6 @@ static int run_benchmark(int argc, char** argv) {
     // --ws-persist 0|1: those calls run one CTA per SM looping over tiles, or one CTA per tile
     // (set_gemm_ws_single_persistent; JSON `grid`).
     if (const char* pe = nb::arg_value(argc, argv, "--ws-persist")) nc::set_gemm_ws_single_persistent(std::atoi(pe));
-    // --ws-permute 0|1: single W4A16 calls on the warp-specialized kernel permute the activations
-    // in the kernel (1) or in an act_permute pass first (0) (set_gemm_ws_permute_in_kernel).
-    if (const char* pm = nb::arg_value(argc, argv, "--ws-permute")) nc::set_gemm_ws_permute_in_kernel(std::atoi(pm));
-    // --ws-dequant 0|1: single W4A4 calls on the warp-specialized kernel dequantize the activations
-    // in the kernel (1) or in an act_dequant pass first (0) (set_gemm_ws_dequant_in_kernel).
-    if (const char* dq = nb::arg_value(argc, argv, "--ws-dequant")) nc::set_gemm_ws_dequant_in_kernel(std::atoi(dq));
     // --hot R: grouped experts above R rows in a second launch at token tile 128 (-1 = the
     // heuristics, 0 = one launch); column `hot` shows the plan's threshold.
     if (const char* hot = nb::arg_value(argc, argv, "--hot")) nc::set_gemm_hot_expert_rows(std::atoi(hot));

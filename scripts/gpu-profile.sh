@@ -4,7 +4,7 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [quant_small] [gemm] [ws] [ws_single] [ws_mid] [ws_permute] [decode] [layer] [prefill]
+#   scripts/gpu-profile.sh [quant] [quant_small] [gemm] [ws] [ws_single] [ws_mid] [ws_mid4] [decode] [layer] [prefill]
 #                                                                   (default: quant gemm decode)
 #
 #   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
@@ -25,8 +25,7 @@
 #   ws_single  the two single GEMMs of ws only.
 #   ws_mid  the warp-specialized kernel at 32 rows per expert (grouped DeepSeek-V3 w13 and w2 at
 #           8192 rows: token tile 64, MMA width 32), which streams its weights at ~65% of copy.
-#   ws_permute  the single 4096 x 4096 x 7168 W4A16 GEMM with the in-kernel permute off and on
-#           (docs/GEMM.md v27: 383 -> 859 us; the producer warps' source-level stalls).
+#   ws_mid4 the same calls on 4 consumer warpgroups (docs/GEMM.md v34, --ws-consumers 4).
 #   decode  the grouped decode kernel, DeepSeek-V3 w13 / w2 at 8 rows and w13 at 512 (E = 256),
 #           and w13 at 8 rows with the L2 prefetch off and at 64 atoms: memory tables (why the
 #           ring's weight loads miss L2, what the loads wait for).
@@ -82,10 +81,9 @@ for w in "${what[@]}"; do
     ws_mid)  # 32 rows per expert (issue 6's DeepSeek-V3 T = 1024): why ~65% of copy
       prof ws_grouped8192_w13 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8192
       prof ws_grouped8192_w2 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w2' --rows 8192 ;;
-    ws_permute)  # the in-kernel permute (v27, off): where its producer warps' cycles go
-      for v in 0 1; do
-        prof ws_permute$v 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --ws-permute $v
-      done ;;
+    ws_mid4)  # ws_mid on 4 consumer warpgroups of one 64-row block each (v34)
+      prof ws4_grouped8192_w13 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w13' --rows 8192 --ws-consumers 4
+      prof ws4_grouped8192_w2 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --match 'DSV3 w2' --rows 8192 --ws-consumers 4 ;;
     ws_single)  # the two single GEMMs of "ws" only (a short device call)
       prof ws_w2_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,7168,2048
       prof ws_w13_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 ;;
@@ -116,6 +114,6 @@ for w in "${what[@]}"; do
           "$TOOL" bench --no-baseline --model $model --tokens 4096 --iters 3 > "$OUT/prefill_$model.csv" 2> "$OUT/prefill_$model.log"
         echo "prefill $model: rc=$? -> $OUT/prefill_$model.csv"
       done ;;
-    *) echo "gpu-profile: unknown part $w (quant, quant_small, gemm, ws, ws_single, ws_mid, ws_permute, decode, layer, prefill)" >&2; exit 2 ;;
+    *) echo "gpu-profile: unknown part $w (quant, quant_small, gemm, ws, ws_single, ws_mid, ws_mid4, decode, layer, prefill)" >&2; exit 2 ;;
   esac
 done

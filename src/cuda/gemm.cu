@@ -13,7 +13,6 @@
 #include "nvfp4moe/cuda/gemm_token_tiles.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/format/swizzle.h"
-#include "nvfp4moe/kernels/gather_rows_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_act_dequant_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_act_permute_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_decode_sm90.cuh"
@@ -187,40 +186,6 @@ bool ws_single_fit() {
 bool ws_single_persistent() {
   static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", true);
   return switch_on(g_ws_persist_override, from_env);
-}
-
-// Whether W4A16 calls on the warp-specialized kernel permute the activations in the kernel
-// (GemmW4A16Params::permute_in_kernel: TMA boxes of the natural-order input, rewritten in shared
-// memory by the producer warpgroup's idle warps) instead of an act_permute pass through the
-// workspace: set_gemm_ws_permute_in_kernel, else NVFP4MOE_GEMM_WS_PERMUTE=1 turns it on, else
-// off (measured 1.3-1.9x slower on the H100: three producer warps starve the consumers, v27).
-int g_ws_permute_override = -1;
-bool ws_permute_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERMUTE", false);
-  return switch_on(g_ws_permute_override, from_env);
-}
-
-// Whether W4A4 calls on the warp-specialized kernel (K % 32 == 0: the codes' row stride is a
-// multiple of 16 bytes, as TMA needs) dequantize their activations in the kernel
-// (GemmW4A16Params::dequant_in_kernel: the codes and scales staged by the producer, the values
-// written into each stage by its idle warps) instead of an act_dequant pass through the
-// workspace: set_gemm_ws_dequant_in_kernel, else NVFP4MOE_GEMM_WS_DEQUANT=1 turns it on, else
-// off (measured 2.0-2.8x slower on the H100, docs/GEMM.md v28 single, v29 grouped).
-int g_ws_dequant_override = -1;
-bool ws_dequant_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_DEQUANT", false);
-  return switch_on(g_ws_dequant_override, from_env);
-}
-
-// Whether grouped W4A16 calls with a row gather (grouped_gemm_w4a16_gather) on the
-// warp-specialized kernel load the gathered rows in the kernel (GemmW4A16Params::gather: warps 1-3
-// of the producer warpgroup copy each stage's rows by cp.async and permute them) instead of a
-// gather pass into the workspace: set_gemm_ws_gather_in_kernel, else NVFP4MOE_GEMM_WS_GATHER=1
-// turns it on, else off (measured 1.4-1.8x slower in the layer on the H100, docs/GEMM.md v31).
-int g_ws_gather_override = -1;
-bool ws_gather_in_kernel() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_GATHER", false);
-  return switch_on(g_ws_gather_override, from_env);
 }
 
 // Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
@@ -428,18 +393,11 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
   p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
-  NVFP4MOE_CHECK(int(p.permute_in_kernel != 0) + int(p.dequant_in_kernel != 0) + int(p.gather != nullptr) <= 1,
-                 "internal: at most one in-kernel activation front end");
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
-  // Natural order (in-kernel permute): [rows, K], the boxes past K zero-filled.
-  const int64_t cols = p.permute_in_kernel ? int64_t(p.k) : int64_t(p.k_stages) * kn::kWeightKPad;
-  for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok && p.gather == nullptr; ++i) {
+  const int64_t cols = int64_t(p.k_stages) * kn::kWeightKPad;
+  for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
     if (kn::ws_width(i) < 32 || kn::ws_width(i) % kStep != 0) continue;
-    if (p.dequant_in_kernel) {  // codes [rows, K/2] bytes, one 64-column sub-tile (32 bytes) a box
-      maps.codes[i] = u8_tile_map(p.act_codes, p.rows, int64_t(p.k) / 2, kn::kWeightKPad / 4, kn::ws_width(i));
-    } else {
-      maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
-    }
+    maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
   }
   launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kConsumers>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
              stream, p,
@@ -457,33 +415,9 @@ bool takes_ws_kernel(const GemmPlan& plan, int splits) {
   return plan.ws && plan.block_n == 256 && splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128);
 }
 
-// Whether every launch of a plan runs the warp-specialized kernel (a grouped call's hot-expert
-// launch too), which the in-kernel activation front ends need.
-bool every_launch_ws(const GemmPlan& plan) {
-  if (!takes_ws_kernel(plan, plan.splits)) return false;
-  if (plan.hot_rows == 0) return true;
-  GemmPlan hot = plan;
-  hot.tok_tile = 128;
-  hot.block_n = plan.hot_block_n;
-  return takes_ws_kernel(hot, plan.splits);
-}
-
-// Whether a W4A4 call of this plan dequantizes its activations in the warp-specialized kernel
-// (ws_dequant_in_kernel): every launch runs it and K % 32 == 0 (the codes' TMA rows are whole
-// 16-byte units).
-bool dequants_in_kernel(const GemmPlan& plan, int64_t k) {
-  return k % 32 == 0 && ws_dequant_in_kernel() && every_launch_ws(plan);
-}
-
-// Whether a grouped W4A16 call with a row gather loads the rows in the warp-specialized kernel
-// (ws_gather_in_kernel): every launch runs it (K % 8 == 0 always holds: K % 16 == 0).
-bool gathers_in_kernel(const GemmPlan& plan) { return ws_gather_in_kernel() && every_launch_ws(plan); }
-
 template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
-  NVFP4MOE_CHECK(!p.permute_in_kernel || takes_ws_kernel(plan, p.splits),
-                 "internal: natural-order activations need the warp-specialized kernel");
   if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
       if (ws_consumers_tile64() == 4) launch_ws<64, 32, 4>(p, grid, stream);
@@ -635,12 +569,11 @@ void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloa
              dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, act_chunk_stores());
 }
 
-// The bf16 activations the kernel reads: `a` itself for the decode kernel and for the
-// warp-specialized kernel's in-kernel permute (in_kernel), else `a` permuted into the prepared K
-// order at the start of the workspace (act_bytes_for bytes).
+// The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted into
+// the prepared K order at the start of the workspace (act_bytes_for bytes).
 const __nv_bfloat16* kernel_activations(const __nv_bfloat16* a, int64_t rows, int64_t k, bool decode, uint8_t* ws,
-                                        cudaStream_t stream, bool in_kernel = false) {
-  if (decode || in_kernel) return a;
+                                        cudaStream_t stream) {
+  if (decode) return a;
   auto* perm = reinterpret_cast<__nv_bfloat16*>(ws);
   run_act_permute(a, rows, k, perm, stream);
   return perm;
@@ -734,18 +667,6 @@ void set_gemm_act_chunk_stores(int mode) {
 }
 
 void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
-
-void set_gemm_ws_gather_in_kernel(int mode) {
-  set_switch(__func__, mode, "gather pass", "in-kernel gather", g_ws_gather_override);
-}
-
-void set_gemm_ws_dequant_in_kernel(int mode) {
-  set_switch(__func__, mode, "act_dequant pass", "in-kernel dequantization", g_ws_dequant_override);
-}
-
-void set_gemm_ws_permute_in_kernel(int mode) {
-  set_switch(__func__, mode, "act_permute pass", "in-kernel permute", g_ws_permute_override);
-}
 
 void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
 
@@ -932,9 +853,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
 
 namespace {
 
-// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums]. The
-// activation part is reserved even where a W4A16 call permutes in the kernel
-// (ws_permute_in_kernel): the bound does not depend on the switch.
+// Workspace of one single-GEMM call with m rows: [counters | activations | partial sums].
 size_t single_need(int64_t m, int64_t n, int64_t k, bool w4a4) {
   const GemmPlan plan = plan_gemm(m, n, k);
   const bool decode = is_decode(plan.tok_tile, false, m);
@@ -961,20 +880,10 @@ size_t single_bound(int64_t m, int64_t n, int64_t k, bool w4a4) {
   return best;
 }
 
-// permute_in_kernel: a_kernel is the natural-order bf16 input (ws_permute_in_kernel);
-// dequant_in_kernel: the NVFP4 input the kernel dequantizes itself (ws_dequant_in_kernel; a_kernel
-// unused), else null.
 void launch_single(const __nv_bfloat16* a_kernel, int64_t m, const PreparedWeights& w, const float* alpha,
                    void* out, OutDType out_dtype, const GemmPlan& plan, bool decode, const WorkspaceParts& ws,
-                   cudaStream_t stream, bool permute_in_kernel = false, const Nvfp4Act* dequant_in_kernel = nullptr) {
+                   cudaStream_t stream) {
   kn::GemmW4A16Params p = base_params(a_kernel, m, w, alpha, out, out_dtype);
-  p.permute_in_kernel = permute_in_kernel ? 1 : 0;
-  if (dequant_in_kernel != nullptr) {
-    p.dequant_in_kernel = 1;
-    p.act_codes = dequant_in_kernel->codes;
-    p.act_scales = dequant_in_kernel->scales;
-    p.act_scale_rows = int(padded_scale_rows(m));  // a single call's scales: roundup(M, 128) rows
-  }
   p.splits = plan.splits;
   p.tile_rows = plan.tile_rows;
   if (plan.splits > 1) {
@@ -1031,30 +940,12 @@ size_t grouped_bound(int64_t rows, int64_t n, int64_t k, int num_experts, ActBuf
 
 // combine: the fused combine (the caller checked grouped_gemm_fuses_combine), or null. Its
 // counters are the split-K counters of the workspace (a fused call has no split).
-// dequant_in_kernel: the NVFP4 input the kernel dequantizes itself (the caller checked
-// dequants_in_kernel; a_kernel unused), else null. gather_in_kernel: row i of the GEMM is row
-// map[i] of a_kernel ([rows_in, K], natural order; the caller checked gathers_in_kernel), else null.
-struct RowGather {
-  const int32_t* map;
-  int64_t rows_in;
-};
 void launch_grouped(const __nv_bfloat16* a_kernel, int64_t rows, const int32_t* off, const PreparedWeights& w,
                     const float* alpha, void* out, OutDType out_dtype, const GemmPlan& plan, bool decode,
                     const WorkspaceParts& ws, cudaStream_t stream, bool prefetch_before_wait = false,
-                    const GroupedCombine* combine = nullptr, const Nvfp4Act* dequant_in_kernel = nullptr,
-                    const RowGather* gather_in_kernel = nullptr) {
+                    const GroupedCombine* combine = nullptr) {
   kn::GemmW4A16Params p = base_params(a_kernel, rows, w, alpha, out, out_dtype);
   p.off = off;
-  if (gather_in_kernel != nullptr) {
-    p.gather = gather_in_kernel->map;
-    p.gather_rows_in = int(gather_in_kernel->rows_in);
-  }
-  if (dequant_in_kernel != nullptr) {
-    p.dequant_in_kernel = 1;
-    p.act_codes = dequant_in_kernel->codes;
-    p.act_scales = dequant_in_kernel->scales;
-    p.act_scale_rows = int(dequant_in_kernel->scale_rows);  // per expert from sf_off[e] (check_act)
-  }
   kn::DecodeCombineParams fused{};
   if (combine != nullptr) {
     fused.out = combine->out;
@@ -1109,9 +1000,8 @@ void gemm_w4a16(const __nv_bfloat16* a, int64_t m, const PreparedWeights& w, con
   const bool decode = is_decode(plan.tok_tile, false, m);
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, false), "gemm_w4a16_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, act_bytes_for(m, w.k, decode));
-  const bool in_kernel = !decode && takes_ws_kernel(plan, plan.splits) && ws_permute_in_kernel();
-  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream, in_kernel);
-  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream, in_kernel);
+  const __nv_bfloat16* a_kernel = kernel_activations(a, m, w.k, decode, ws.act, stream);
+  launch_single(a_kernel, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
 
 void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const float* alpha,
@@ -1125,10 +1015,6 @@ void gemm_w4a4(const Nvfp4Act& a, int64_t m, const PreparedWeights& w, const flo
   check_workspace(workspace, workspace_bytes, single_need(m, w.n, w.k, true), "gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(m, w.k, decode));
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
-  if (!decode && dequants_in_kernel(plan, w.k)) {
-    launch_single(nullptr, m, w, alpha, out, out_dtype, plan, decode, ws, stream, false, &a);
-    return;
-  }
   run_act_dequant(a, m, w.k, nullptr, 1, !decode, act, stream);
   launch_single(act, m, w, alpha, out, out_dtype, plan, decode, ws, stream);
 }
@@ -1234,70 +1120,9 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
   check_workspace(workspace, workspace_bytes, grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kDequantized),
                   "grouped_gemm_w4a4_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, dequant_act_bytes_for(rows, w.k, decode));
-  if (!decode && dequants_in_kernel(plan, w.k)) {
-    launch_grouped(nullptr, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, false, nullptr, &a);
-    return;
-  }
   auto* act = reinterpret_cast<__nv_bfloat16*>(ws.act);
   run_act_dequant(a, rows, w.k, off, w.num_experts, !decode, act, stream);
   launch_grouped(act, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
-}
-
-// The gather API's workspace: a grouped_gemm_w4a16 workspace for the rows, then the gathered
-// natural-order copy of the fallback (rows x K bf16).
-size_t gather_copy_offset(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  return align_up(grouped_need(rows, n, k, num_experts, ActBuffer::kPermuted));
-}
-
-size_t grouped_gemm_w4a16_gather_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  return align_up(grouped_bound(rows, n, k, num_experts, ActBuffer::kPermuted)) + align_up(size_t(rows * k) * 2);
-}
-
-bool grouped_gemm_w4a16_gathers_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  if (rows <= 0) return false;
-  const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
-  return !is_decode(plan.tok_tile, true, rows) && gathers_in_kernel(plan);
-}
-
-void grouped_gemm_w4a16_gather(const __nv_bfloat16* a, int64_t rows_in, const int32_t* gather, int64_t rows,
-                               const int32_t* off, const PreparedWeights& w, const float* alpha, void* out,
-                               OutDType out_dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  check_common(rows, w, alpha, out, out_dtype, true);
-  NVFP4MOE_CHECK(rows_in >= 0 && rows_in < (int64_t{1} << 31), "rows_in: expected 0 <= rows_in < 2^31, got ", rows_in);
-  if (rows == 0) return;
-  NVFP4MOE_CHECK(gather != nullptr && is_aligned(gather, 4), "gather: expected a 4-byte aligned device pointer");
-  NVFP4MOE_CHECK(off != nullptr && is_aligned(off, 4), "off: expected a 4-byte aligned device pointer");
-  if (rows_in > 0) check_ptr(a, "a");
-  const GemmPlan plan = plan_grouped_gemm(rows, w.n, w.k, w.num_experts);
-  const bool decode = is_decode(plan.tok_tile, true, rows);
-  const size_t copy_at = gather_copy_offset(rows, w.n, w.k, w.num_experts);
-  const bool in_kernel = !decode && gathers_in_kernel(plan) && rows_in > 0;
-  // In the kernel no copy is made: a grouped_gemm_w4a16 workspace is enough there (its own need,
-  // not copy_at, which rounds it up).
-  check_workspace(workspace, workspace_bytes,
-                  in_kernel ? grouped_need(rows, w.n, w.k, w.num_experts, ActBuffer::kPermuted)
-                            : copy_at + align_up(size_t(rows * w.k) * 2),
-                  in_kernel ? "grouped_gemm_w4a16_workspace_bytes" : "grouped_gemm_w4a16_gather_workspace_bytes");
-  const WorkspaceParts ws = carve(workspace, act_bytes_for(rows, w.k, decode));
-  if (in_kernel) {
-    const RowGather g{gather, rows_in};
-    launch_grouped(a, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream, false, nullptr, nullptr, &g);
-    return;
-  }
-  // The gather pass (entries outside [0, rows_in) give zero rows), then grouped_gemm_w4a16's path.
-  auto* copy = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(workspace) + copy_at);
-  const int64_t vec = w.k * 2 / 16;
-  kn::gather_rows_kernel<<<dim3(unsigned((rows + 7) / 8)), dim3(32, 8), 0, stream>>>(
-      reinterpret_cast<const uint4*>(rows_in > 0 ? a : copy), rows_in, vec, gather, rows, reinterpret_cast<uint4*>(copy));
-  NVFP4MOE_CUDA_CHECK_LAUNCH();
-  const __nv_bfloat16* a_kernel = kernel_activations(copy, rows, w.k, decode, ws.act, stream);
-  launch_grouped(a_kernel, rows, off, w, alpha, out, out_dtype, plan, decode, ws, stream);
-}
-
-bool grouped_gemm_w4a4_dequantizes_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts) {
-  if (rows <= 0) return false;
-  const GemmPlan plan = plan_grouped_gemm(rows, n, k, num_experts);
-  return !is_decode(plan.tok_tile, true, rows) && dequants_in_kernel(plan, k);
 }
 
 }  // namespace nvfp4moe::cuda

@@ -379,15 +379,8 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
         grouped_gemm_w4a16(a16, m, v.off, wt, alpha, out, OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
       }
     };
-    // MoeForwardPaths::gather_in_gemm: GEMM1 reads the hidden rows through the token map.
-    if (paths.gather_in_gemm && grouped_gemm_w4a16_gathers_in_kernel(m, 2 * inter, h, int(e))) {
-      grouped_gemm_w4a16_gather(static_cast<const __nv_bfloat16*>(hidden), t, v.sorted_to_token, m, v.off, w.w13(),
-                                w.alpha1(), v.gemm1, OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
-    } else {
-      gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream,
-                  order1b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
-      routed_gemm(order1b, v.a1_bf16, w.w13(), w.alpha1(), v.gemm1);
-    }
+    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream, order1b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
+    routed_gemm(order1b, v.a1_bf16, w.w13(), w.alpha1(), v.gemm1);
     silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream,
                  order2b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
     if (!fused_combine) routed_gemm(order2b, v.a2_bf16, w.w2(), w.alpha2(), v.gemm2);

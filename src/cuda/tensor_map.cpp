@@ -56,14 +56,4 @@ CUtensorMap bf16_tile_map_swizzle128(const void* base, int64_t rows, int64_t col
                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
 }
 
-CUtensorMap u8_tile_map(const void* base, int64_t rows, int64_t cols, int box_cols, int box_rows) {
-  NVFP4MOE_CHECK(rows >= 1 && cols >= 1 && cols % 16 == 0, "tensor map: expected rows >= 1 and cols a multiple of 16, "
-                 "got rows ", rows, ", cols ", cols);
-  NVFP4MOE_CHECK(box_cols >= 16 && box_cols <= 256 && box_cols % 16 == 0 && box_rows >= 1 && box_rows <= 256,
-                 "tensor map box: expected 16..256 bytes (a multiple of 16) x 1..256 rows, got ", box_cols, " x ",
-                 box_rows);
-  return encode_2d(base, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, rows, cols, box_cols, box_rows, CU_TENSOR_MAP_SWIZZLE_NONE,
-                   CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
-}
-
 }  // namespace nvfp4moe::cuda

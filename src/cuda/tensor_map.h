@@ -16,10 +16,4 @@ namespace nvfp4moe::cuda {
 // nvfp4moe::Error when the driver rejects the description.
 CUtensorMap bf16_tile_map_swizzle128(const void* base, int64_t rows, int64_t cols, int box_cols, int box_rows);
 
-// The map of a row-major byte matrix [rows, cols] at `base` (16-byte aligned, cols a multiple of
-// 16), read in boxes of box_cols x box_rows bytes (box_cols a multiple of 16) into shared memory
-// unswizzled (row-major, box_cols bytes a row). Bytes past the matrix read as zeros. Throws
-// nvfp4moe::Error when the driver rejects the description.
-CUtensorMap u8_tile_map(const void* base, int64_t rows, int64_t cols, int box_cols, int box_rows);
-
 }  // namespace nvfp4moe::cuda

@@ -638,14 +638,10 @@ TEST(MoeGpu, GemmOrderValuesGiveIdenticalResults) {
 
 // W4A4 prefill with one gA1 for every expert (MoeForwardPaths::quantize_once): the tokens
 // quantized once and copied into expert order give GEMM1 the same codes and scales as
-// quantize_experts, so the same GEMM rows and layer output, bit for bit, with GEMM1 on the
-// act_dequant pass and dequantizing in its kernel (set_gemm_ws_dequant_in_kernel), and in graph
+// quantize_experts, so the same GEMM rows and layer output, bit for bit, eagerly and in graph
 // replay.
 TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
   NVFP4MOE_REQUIRE_GPU();
-  struct DequantReset {
-    ~DequantReset() { cuda::set_gemm_ws_dequant_in_kernel(-1); }
-  } reset;
   const auto [wide, clamp_skewed, top8] = PrefillCases{};
   for (const Case& c : {wide, clamp_skewed, top8}) {
     SCOPED_TRACE(name(c));
@@ -672,53 +668,15 @@ TEST(MoeGpu, QuantizeOnceGivesIdenticalResults) {
     auto a1 = [&] {
       return std::make_pair(download<uint8_t>(v.a1_codes, code_bytes), download<uint8_t>(v.a1_scales, scale_bytes));
     };
-    cuda::set_gemm_ws_dequant_in_kernel(0);
     const PathProbe::Snapshot base = probe.run(cuda::MoeForwardPaths::all_intermediates());  // quantize_experts
     const auto base_a1 = a1();
     ASSERT_FALSE(ws.quantizes_tokens_once(dw, t));
-    for (int in_kernel : {0, 1}) {
-      cuda::set_gemm_ws_dequant_in_kernel(in_kernel);
-      const PathProbe::Snapshot got = probe.run(once);
-      const std::string how = in_kernel ? "GEMM1 dequantizing in its kernel" : "act_dequant pass";
-      const auto got_a1 = a1();
-      EXPECT_TRUE(test::bytes_equal(got_a1.first, base_a1.first, "GEMM1 input codes, " + how));
-      EXPECT_TRUE(test::bytes_equal(got_a1.second, base_a1.second, "GEMM1 input scales, " + how));
-      expect_same_run(got, base, how);
-    }
+    const PathProbe::Snapshot got = probe.run(once);
+    const auto got_a1 = a1();
+    EXPECT_TRUE(test::bytes_equal(got_a1.first, base_a1.first, "GEMM1 input codes"));
+    EXPECT_TRUE(test::bytes_equal(got_a1.second, base_a1.second, "GEMM1 input scales"));
+    expect_same_run(got, base, "tokens quantized once");
     expect_same_run(probe.run(once, /*graph=*/true), base, "eager run of the replayed graph");
-  }
-}
-
-// W4A16 prefill with GEMM1 gathering its rows in the kernel (MoeForwardPaths::gather_in_gemm,
-// cuda::set_gemm_ws_gather_in_kernel): the same GEMM rows and layer output, bit for bit, as the
-// gathered copy, eagerly and in graph replay.
-TEST(MoeGpu, GatherInGemmGivesIdenticalResults) {
-  NVFP4MOE_REQUIRE_GPU();
-  struct GatherReset {
-    ~GatherReset() {
-      cuda::set_gemm_ws_gather_in_kernel(-1);
-      cuda::set_gemm_plan_override(0, 0, -1, 0);
-    }
-  } reset;
-  // 256-row CTAs (the warp-specialized kernel) at these small widths too.
-  cuda::set_gemm_plan_override(0, 0, -1, 256);
-  auto [wide, clamp_skewed, top8] = PrefillCases{};
-  wide.mode = clamp_skewed.mode = MoeMode::kW4A16;
-  for (const Case& c : {wide, clamp_skewed}) {
-    SCOPED_TRACE(name(c));
-    Layer l = make_layer(c, 970 + uint64_t(c.tokens));
-    const MoeConfig& cfg = l.cfg;
-    const int64_t t = c.tokens, h = cfg.hidden, inter = cfg.intermediate, m = t * c.top_k;
-    cuda::set_gemm_ws_gather_in_kernel(1);
-    ASSERT_TRUE(cuda::grouped_gemm_w4a16_gathers_in_kernel(m, 2 * inter, h, c.experts)) << "GEMM1 must gather in the kernel";
-    cuda::MoeLayerWeights dw = cuda::MoeLayerWeights::upload(cfg, l.weights);
-    cuda::MoeWorkspace ws(cfg, t);
-    PathProbe probe(dw, ws, c, 37 + uint64_t(t));
-    const PathProbe::Snapshot base = probe.run(cuda::MoeForwardPaths{});  // the gathered copy
-    cuda::MoeForwardPaths gather;
-    gather.gather_in_gemm = true;
-    expect_same_run(probe.run(gather), base, "GEMM1 gathering in its kernel");
-    expect_same_run(probe.run(gather, /*graph=*/true), base, "eager run of the replayed graph");
   }
 }
 

@@ -51,7 +51,6 @@ void set_forward_path(cuda::MoeForwardPaths& p, const std::string& name, bool va
   else if (name == "gemm_order_values") p.gemm_order_values = value;
   else if (name == "gemm_order_bf16") p.gemm_order_bf16 = value;
   else if (name == "quantize_once") p.quantize_once = value;
-  else if (name == "gather_in_gemm") p.gather_in_gemm = value;
   else NVFP4MOE_CHECK(false, option, ": unknown forward path '", name, "'");
 }
 
@@ -125,9 +124,9 @@ int bench(const BenchOptions& o) {
               peak_tflops);
   const bool fused_combine = paths.fused_combine && cuda::gemm_fused_combine_on();
   std::printf("forward paths: values_only=%d tiny_front_end=%d shared_values=%d fused_combine=%d "
-              "gemm_order_values=%d gemm_order_bf16=%d quantize_once=%d gather_in_gemm=%d\n\n",
+              "gemm_order_values=%d gemm_order_bf16=%d quantize_once=%d\n\n",
               paths.values_only, paths.tiny_front_end, paths.shared_values, fused_combine, paths.gemm_order_values,
-              paths.gemm_order_bf16, paths.quantize_once, paths.gather_in_gemm);
+              paths.gemm_order_bf16, paths.quantize_once);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   ProgressBar progress("bench", int64_t(models.size() * o.tokens.size()));
@@ -240,7 +239,7 @@ int bench(const BenchOptions& o) {
          {{"values_only", paths.values_only}, {"tiny_front_end", paths.tiny_front_end},
           {"shared_values", paths.shared_values}, {"fused_combine", fused_combine},
           {"gemm_order_values", paths.gemm_order_values}, {"gemm_order_bf16", paths.gemm_order_bf16},
-          {"quantize_once", paths.quantize_once}, {"gather_in_gemm", paths.gather_in_gemm}}}}},
+          {"quantize_once", paths.quantize_once}}}}},
       {"rows", rows}};
   if (!o.json.empty()) {
     std::ofstream(o.json) << doc.dump(2) << "\n";
@@ -273,7 +272,7 @@ Action add_bench_command(CLI::App& app) {
   sub->add_flag("!--no-baseline", o->baseline, "skip the bf16 cuBLAS baseline");
   sub->add_option("--paths-off", o->paths_off,
                   "forward paths to turn off for an A/B (none, values_only, tiny_front_end, shared_values, "
-                  "fused_combine, gemm_order_values, gemm_order_bf16, quantize_once, gather_in_gemm)")
+                  "fused_combine, gemm_order_values, gemm_order_bf16, quantize_once)")
       ->delimiter(',');
   sub->add_option("--paths-on", o->paths_on, "forward paths to turn on (the same names)")->delimiter(',');
   return [o] { return bench(*o); };

@@ -82,20 +82,6 @@ void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const i
                                    OutDType out_dtype, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream);
 
-// ---- grouped W4A16 GEMM on gathered rows (the MoE layer's GEMM1 on its hidden states) ----
-// Row i of the GEMM is row gather[i] of a [rows_in, K] (natural K order): the same result, bit
-// for bit, as the rows gathered into a [rows, K] copy and handed to grouped_gemm_w4a16; gather
-// entries outside [0, rows_in) read as zero rows. Where grouped_gemm_w4a16_gathers_in_kernel
-// (set_gemm_ws_gather_in_kernel: the warp-specialized kernel's producer warps copy each stage's
-// rows themselves), no copy is made; otherwise the gather runs first into the workspace.
-// gather [rows]: a device array. Workspace: grouped_gemm_w4a16_gather_workspace_bytes (room for
-// the copy); a call that gathers in the kernel needs only grouped_gemm_w4a16_workspace_bytes.
-size_t grouped_gemm_w4a16_gather_workspace_bytes(int64_t rows, int64_t n, int64_t k, int num_experts);
-bool grouped_gemm_w4a16_gathers_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts);
-void grouped_gemm_w4a16_gather(const __nv_bfloat16* a, int64_t rows_in, const int32_t* gather, int64_t rows,
-                               const int32_t* off, const PreparedWeights& w, const float* alpha, void* out,
-                               OutDType out_dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream);
-
 // ---- grouped W4A16 GEMM followed by the MoE combine (the layer's GEMM2 at small batches) ----
 // out [rows, N] bf16 receives the GEMM rows as grouped_gemm_w4a16 writes them, and c.out [tokens,
 // N] bf16 the combine of cuda::combine (routing.h) over them: c.out[t] = sum_j c.weights[t, j] *
@@ -131,13 +117,6 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        const PreparedWeights& w, const float* alpha, void* out,
                        OutDType out_dtype, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream);
-// Whether grouped_gemm_w4a4 of this shape reads the NVFP4 codes and scales in its GEMM kernel
-// (set_gemm_ws_dequant_in_kernel: the warp-specialized kernel dequantizes each stage in shared
-// memory) rather than after a dequantization launch into its workspace. Where it does, codes and
-// scales are the cheaper operand to write (a quarter of the bytes of bf16 values in the GEMM's K
-// order); which of the two makes the faster MoE layer is still to be measured (docs/GEMM.md v29).
-bool grouped_gemm_w4a4_dequantizes_in_kernel(int64_t rows, int64_t n, int64_t k, int num_experts);
-
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
 // CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits, and whether the
 // wgmma kernel fills its pipeline by TMA + mbarriers (else cp.async + a CTA barrier per stage).
@@ -224,31 +203,6 @@ void set_gemm_ws_staged_epilogue(int mode);
 // pieces, 16 bytes apart (0); -1: the default (chunks, or NVFP4MOE_GEMM_ACT_STORE=strided from the
 // environment). Same bytes. Process-wide, not thread-safe.
 void set_gemm_act_chunk_stores(int mode);
-
-// Tuning and validation only: single W4A16 GEMMs on the warp-specialized kernel read the bf16
-// activations in their natural order and permute each landed tile into the kernel's K order in
-// shared memory (1), or take an act_permute pass through the workspace first (0); -1: the
-// default (the pass, or NVFP4MOE_GEMM_WS_PERMUTE=1 from the environment: the in-kernel permute
-// measured 1.3-1.9x slower on the H100, docs/GEMM.md v27). Same results bit for bit.
-// Process-wide, not thread-safe.
-void set_gemm_ws_permute_in_kernel(int mode);
-
-// Tuning and validation only: grouped_gemm_w4a16_gather on the warp-specialized kernel (every
-// launch of the call) loads the gathered rows in the kernel (1: warps 1-3 of the producer
-// warpgroup copy each stage's rows by cp.async and permute them into the kernel's K order) or
-// gathers them into the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_GATHER=1
-// from the environment: measured 1.4-1.8x slower in the layer on the H100, docs/GEMM.md v31). Same
-// results bit for bit. Process-wide, not thread-safe.
-void set_gemm_ws_gather_in_kernel(int mode);
-
-// Tuning and validation only: W4A4 GEMMs on the warp-specialized kernel with K % 32 == 0 (single,
-// and grouped where every launch of the call takes that kernel) dequantize the
-// NVFP4 activations inside the kernel (1: the producer stages codes and scales, its idle warps
-// write the bf16 values into each stage in the kernel's K order) or take an act_dequant pass
-// through the workspace first (0); -1: the default (the pass, or NVFP4MOE_GEMM_WS_DEQUANT=1 from
-// the environment: the in-kernel dequantization measured 2.0-2.8x slower on the H100,
-// docs/GEMM.md v28, v29). Same results bit for bit. Process-wide, not thread-safe.
-void set_gemm_ws_dequant_in_kernel(int mode);
 
 // Tuning and validation only: single GEMMs on the warp-specialized kernel (token tile 128)
 // (1) or not (0) take a token-tile count fitted to whole waves of CTAs (narrower balanced

@@ -72,7 +72,7 @@ class MoeLayerWeights {
 
 // Execution choices of the small-batch W4A4 forward that leave the layer output, the routing
 // and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). All on
-// by default but quantize_once and gather_in_gemm (measured slower, 2026-12-07): measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
+// by default but quantize_once (measured slower, 2026-12-07): measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
 // touches (DeepSeek-V3 T = 1: values_only -3 us, tiny_front_end -9 us, shared_values -5 us;
 // Qwen3-30B-A3B T = 1-16: values_only -3 to -6 us, tiny_front_end -6 to -9 us at T = 1-4).
 struct MoeForwardPaths {
@@ -104,19 +104,12 @@ struct MoeForwardPaths {
   // (MoeLayerWeights::uniform_gA1): the T tokens are quantized once (cuda::quantize) and their
   // codes and scales copied into expert order (cuda::gather_experts_nvfp4: the same bytes as
   // quantize_experts' gathering of each token top_k times), which GEMM1 reads as codes and
-  // scales (grouped_gemm_w4a4; in its kernel where grouped_gemm_w4a4_dequantizes_in_kernel),
-  // in place of gemm_order_values for GEMM1. Off: measured slower than gemm_order_values on the H100
+  // scales (grouped_gemm_w4a4), in place of gemm_order_values for GEMM1. Off: measured slower than gemm_order_values on the H100
   // (DeepSeek-V3 T = 4096 6270 -> 6377 us; docs/GEMM.md v30).
   bool quantize_once = false;
-  // W4A16 prefill, where GEMM1 gathers its rows in the kernel
-  // (cuda::grouped_gemm_w4a16_gathers_in_kernel, set_gemm_ws_gather_in_kernel): GEMM1 reads the
-  // hidden states through the expert-sorted token map (cuda::grouped_gemm_w4a16_gather) instead
-  // of a gathered copy (a1_bf16 is then not written). Off: measured 1.4-1.8x slower on the H100
-  // (docs/GEMM.md v31).
-  bool gather_in_gemm = false;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.
-  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false, false, false, false}; }
+  static MoeForwardPaths all_intermediates() { return {false, false, false, false, false, false, false}; }
 };
 
 // Buffers of one forward for up to max_tokens tokens, made once. Holds its own second stream
@@ -143,8 +136,7 @@ class MoeWorkspace {
     uint8_t* a1_codes; uint8_t* a1_scales;         // W4A4 GEMM1 input; up to direct_rows
                                                    // rows written only with the paths of
                                                    // MoeForwardPaths::all_intermediates()
-    void* a1_bf16;                                 // GEMM1 bf16 input [T k, H]: W4A16 (not
-                                                   // with gather_in_gemm); W4A4 at
+    void* a1_bf16;                                 // GEMM1 bf16 input [T k, H]: W4A16; W4A4 at
                                                    // small batches (the quantized values, see
                                                    // direct_rows), else null
     void* gemm1;                                   // [T k, 2I] bf16

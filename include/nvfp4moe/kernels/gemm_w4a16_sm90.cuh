@@ -71,23 +71,6 @@ struct GemmW4A16Params {
   int tile_rows;           // warp-specialized kernel, single GEMMs: balanced token tiles of at
                            // most this many rows (1..kTok; 0: kTok), so the host can fit the
                            // tile count to whole waves (GemmPlan::tile_rows)
-  int permute_in_kernel;   // warp-specialized kernel: `a` is [rows, k] in natural order (row
-                           // stride k) and the producer warpgroup's warps 1-3 permute each
-                           // landed activation tile into the prepared K order in shared memory
-                           // (no act_permute pass); 0: `a` is already in that order
-  int dequant_in_kernel;   // warp-specialized kernel, W4A4: `a` is unused;
-                           // the producer stages the NVFP4 activations (act_codes [rows, k/2],
-                           // act_scales swizzled, per expert from scale row sf_off[e] for grouped
-                           // calls, act_scale_rows rows in all) and warps 1-3 dequantize them
-                           // into each stage's activation tile in the prepared K order
-  const uint8_t* act_codes;
-  const uint8_t* act_scales;
-  int act_scale_rows;
-  const int32_t* gather;   // warp-specialized kernel, W4A16: GEMM row i is row gather[i] of `a`
-                           // ([gather_rows_in, k], natural order, row stride k; entries outside
-                           // [0, gather_rows_in) read as zeros), loaded by warps 1-3 of the
-                           // producer warpgroup (cp.async) and permuted in shared memory; null: none
-  int gather_rows_in;
 };
 
 // kWarpGroups = 2: 128 weight rows per CTA (one prepared row block). kWarpGroups = 4: 256 rows

@@ -5,16 +5,9 @@
 //   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
 //     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
 //     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
-//     with natural-order activations (GemmW4A16Params::permute_in_kernel) warps 1-3 then
-//     permute each landed activation tile in place and arrive on the slot's `ready` mbarrier,
-//     which the consumers wait for instead of `full`; with NVFP4 activations
-//     (GemmW4A16Params::dequant_in_kernel; single and grouped calls)
-//     thread 0 stages their codes and scales in a ring of half-stage slots instead of loading
-//     the tile, and warps 1-3 write the dequantized values into each stage once its slot is
-//     free, arriving on `ready` too; with gathered rows (GemmW4A16Params::gather) warps 1-3
-//     copy each stage's rows themselves (cp.async) and permute them, arriving on `ready`;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
-//     two accumulator sets) and waits only for its data: per k16 step it dequantizes and
+//     two accumulator sets; at token tile 64 optionally 4 consumers of one block each, v34) and
+//     waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
 //     the wgmma that read it have retired. At the end of a tile each stores its bf16 outputs
 //     through shared memory in 16-byte chunks (ws_store_tile_staged, the default) or element
@@ -38,28 +31,20 @@
 #include <cstdint>
 #include <utility>
 
-#include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
-#include "nvfp4moe/kernels/lane_transpose_sm90.cuh"
-#include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
 namespace nvfp4moe::kernels {
 
-// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order (or [rows, K] in natural
-// order with the in-kernel permute; columns past K are zero-filled), box 64 columns x
+// Tensor maps of the activations [rows, Kp] bf16 in the prepared K order, box 64 columns x
 // ws_width(i) rows, 128-byte swizzle: a tile's producer loads the box of its MMA width
 // (gemm_balanced_tiles.h), so a 100-row tile of a token-tile-160 kernel moves 128 rows, not
 // 160. Rows past `rows` are zero-filled by the TMA unit; rows of the next expert are loaded and
 // never stored. Entries wider than the kernel's kTok are unused.
 struct WsActMaps {
   CUtensorMap box[kWsWidths];
-  // W4A4 in-kernel dequantization: the NVFP4 codes [rows, K/2] bytes, box 32 bytes (one 64-column
-  // sub-tile) x ws_width(i) rows, unswizzled.
-  CUtensorMap codes[kWsWidths];
 };
 
 // kConsumers: 2 consumer warpgroups of two 64-row blocks each (every token tile), or 4 of one block
@@ -81,15 +66,7 @@ struct GemmWsConfig {
   static constexpr int kActBytes = Stage::kActBytes;
   static constexpr int kAtomsK = Stage::kAtomsK;
   static constexpr int kBlockBytes = kAtomsK * kAtomBytes;   // one 64-row block's run per stage
-  // W4A4 in-kernel dequantization (GemmW4A16Params::dequant_in_kernel): a ring of half-stage
-  // slots after the stages, each the codes of one 64-column sub-tile (kTok rows x 32 bytes) and
-  // the swizzled 512-byte scale blocks of its rows (kTok rows from any row0 span at most
-  // (kTok - 1) / 128 + 2 blocks of 128). Three slots fit next to the stages at every token tile.
-  static constexpr int kCodeSlots = 3;
-  static constexpr int kCodeScaleOffset = kTok * 32;
-  static constexpr int kCodeSlotBytes = kCodeScaleOffset + ((kTok - 1) / 128 + 2) * 512;
-  static constexpr int kSmemBytes = Stage::kSmemBytes + kCodeSlots * kCodeSlotBytes;
-  static_assert(kSmemBytes + 10 * 1024 <= 227 * 1024, "stages + code ring + static shared memory fit an SM");
+  static constexpr int kSmemBytes = Stage::kSmemBytes;
   // A-fragment buffers: wgmma in flight per warpgroup + 1. Each RS wgmma pins its 4 A
   // registers until it retires. Token tile 160: 160 accumulators leave room for 2 (ptxas with 4:
   // C7512, every wgmma serialized for lack of registers); one m64n160k16 per warpgroup in flight
@@ -124,9 +101,8 @@ struct GemmWsConfig {
 // accumulators go into shared memory by stmatrix (transposed: a token's columns contiguous), then
 // each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
-// slot only during the next tile's first stage, so the producer cannot be filling it (nor the
-// in-kernel permute or dequantization writing it: they wait for the refill's `full` or for that
-// release), and the consumers meet once (named barrier) before any overwrites the activations
+// slot only during the next tile's first stage, so the producer cannot be filling it, and the
+// consumers meet once (named barrier) before any overwrites the activations
 // another's last wgmma read. Per consumer and pass: Cfg::kStagedPassTokens tokens x its columns
 // (two consumers: 64 tokens x 128 columns, kTok 160 in passes of 64, 64, 32; four: 32 x 64).
 //
@@ -192,125 +168,6 @@ __device__ __forceinline__ void ws_store_tile_staged(float (&acc)[Cfg::kBlocksPe
   ptx::fence_proxy_async_smem();
 }
 
-// The in-kernel activation permute (GemmW4A16Params::permute_in_kernel): the TMA boxes bring
-// natural-order rows (64 columns, 128-byte swizzle: 16-byte chunk j of a row at chunk j ^ (row
-// address / 128 % 8)); the producer warpgroup's warps 1-3 rewrite each landed tile in place into
-// the prepared K order (gemm_act_permute_sm90.cuh) and arrive on the slot's `ready` mbarrier, on
-// which the consumers wait instead of `full`. Per row, 4 lanes: lane q holds natural group q
-// (chunks 2q, 2q+1: pairs 8q..8q+7), two 4 x 4 lane transposes give it logical chunks q and 4 + q
-// (store_group_prepared_order_chunks). A row's lanes load before any stores (the transposes'
-// shuffles order them), and rows are disjoint, so in place is safe.
-inline constexpr int kWsPermuteWarps = 3;  // warps 1-3 of the producer warpgroup
-inline constexpr uint32_t kWsPermuteThreads = 32 * kWsPermuteWarps;
-
-__device__ __forceinline__ void ws_permute_rows_in_place(uint32_t act, int rows, int lane, int warp) {
-  const int q = lane % 4;
-  // rows % 8 == 0 (MMA widths are multiples of 16): 8 rows per warp instruction, warp-uniform.
-  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
-    const uint32_t row = act + uint32_t(r0 + lane / 4) * 128u;
-    const uint32_t swz = (row >> 7) & 7u;
-    const uint4 c0 = ptx::ld_shared_v4(row + (((2u * q) ^ swz) << 4));
-    const uint4 c1 = ptx::ld_shared_v4(row + (((2u * q + 1u) ^ swz) << 4));
-    const uint4 lo = transpose4x4_lanes(c0, q, 1, 2), hi = transpose4x4_lanes(c1, q, 1, 2);
-    ptx::st_shared_v4(row + ((uint32_t(q) ^ swz) << 4), lo);
-    ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
-  }
-}
-
-// The W4A4 in-kernel dequantization (GemmW4A16Params::dequant_in_kernel) of one 64-column
-// sub-tile (columns col0 .. col0 + 63 of the tile's `rows` rows) from its staged codes and scales
-// (code_slot, GemmWsConfig::kCodeSlotBytes layout) into the activation sub-tile `act` in the
-// prepared K order: lane q of a row's 4 lanes takes 16-element block q (8 code bytes, one scale),
-// computes its 16 bf16 values as act_dequant does (block_values_bf16x8: e2m1 x e4m3, no global
-// scale) and stores them as v27's permute does (two 4 x 4 lane transposes, logical chunks q and
-// 4 + q at their swizzled places). Rows are counted from the first row of the tile's expert (a
-// single GEMM: of the matrix): the tile starts at row0 and the expert has m rows, whose scale
-// rows start at a multiple of 128 (format/swizzle.h), so a row's place in its staged scale block
-// depends on these local numbers alone. Rows >= m (past the expert: the next expert's, or past
-// the matrix) and blocks >= k / 16 are zeros: their staged codes may be another expert's or
-// zero-filled, their scale bytes stale.
-template <int kCodeScaleOffset>
-__device__ __forceinline__ void ws_dequant_rows(uint32_t act, uint32_t code_slot, int rows, int row0, int m, int k,
-                                                int col0, int lane, int warp) {
-  const int q = lane % 4;
-  const int block = col0 / 16 + q;  // the lane's 16-element block (scale column); block % 4 == q
-  const bool block_in = block < k / 16;
-  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
-    const int t = r0 + lane / 4, r = row0 + t;
-    uint4 v0 = make_uint4(0, 0, 0, 0), v1 = make_uint4(0, 0, 0, 0);  // natural pairs 0-3, 4-7
-    if (block_in && r < m) {
-      const uint2 codes = ptx::ld_shared_v2(code_slot + uint32_t(t * 32 + q * 8));
-      const int rb = r / 128 - row0 / 128;  // the staged scale block of the row
-      const uint32_t sc =
-          ptx::ld_shared_u8(code_slot + uint32_t(kCodeScaleOffset + rb * 512 + (r % 32) * 16 + ((r % 128) / 32) * 4 + q));
-      v0 = block_values_bf16x8(codes.x, sc);
-      v1 = block_values_bf16x8(codes.y, sc);
-    }
-    const uint32_t row = act + uint32_t(t) * 128u;
-    const uint32_t swz = (row >> 7) & 7u;
-    const uint4 lo = transpose4x4_lanes(v0, q, 1, 2), hi = transpose4x4_lanes(v1, q, 1, 2);
-    ptx::st_shared_v4(row + ((uint32_t(q) ^ swz) << 4), lo);
-    ptx::st_shared_v4(row + ((uint32_t(4 + q) ^ swz) << 4), hi);
-  }
-}
-
-// The in-kernel row gather (GemmW4A16Params::gather) of one stage: tile row t (< rows, the MMA
-// width) is row gather[row0 + t] of `a` ([rows_in, k], natural order) when t < valid_rows (the
-// tile's expert's rows from row0), else zeros. Lane q of a row's 4 lanes copies, for each of the
-// two 64-column sub-tiles, its natural chunks 2q and 2q + 1 (columns col0 + 64 h + 16 q ..
-// + 15) by cp.async into their 128-byte-swizzled places, zero-filled past k; once its own
-// copies have landed (cp.async.wait_group 0: each lane later reads only chunks it copied) it
-// permutes the rows as v27 does (ws_permute_rows_in_place, the same lane-row mapping).
-template <int kActSubBytes>
-__device__ __forceinline__ void ws_gather_rows(uint32_t act, const __nv_bfloat16* a, const int32_t* gather, int rows_in,
-                                               int k, int rows, int row0, int valid_rows, int col0, int lane,
-                                               int warp) {
-  const int q = lane % 4;
-  for (int r0 = warp * 8; r0 < rows; r0 += kWsPermuteWarps * 8) {
-    const int t = r0 + lane / 4;
-    int src = -1;
-    if (t < valid_rows) {
-      src = __ldg(gather + row0 + t);
-      if (src < 0 || src >= rows_in) src = -1;
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint32_t row = act + uint32_t(h * kActSubBytes + t * 128);
-      const uint32_t swz = (row >> 7) & 7u;
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int chunk = 2 * q + c, col = col0 + h * 64 + 8 * chunk;  // k % 8 == 0: a chunk is in or out
-        const bool in = src >= 0 && col < k;
-        ptx::cp_async_16(row + ((uint32_t(chunk) ^ swz) << 4), in ? a + int64_t(src) * k + col : a, in ? 16 : 0);
-      }
-    }
-  }
-  ptx::cp_async_commit();
-  ptx::cp_async_wait<0>();
-  // Each lane reads only chunks it copied, but stores into chunks another lane of its row copied
-  // (after that lane's own wait, load and the transposes' shuffles): the warp barrier makes that
-  // order formal.
-  __syncwarp();
-  ws_permute_rows_in_place(act, rows, lane, warp);
-  ws_permute_rows_in_place(act + kActSubBytes, rows, lane, warp);
-}
-
-// The first scale row of an expert in the per-expert swizzled layout: sf_off[e] = the sum of
-// roundup(rows, 128) over the experts before e (format/swizzle.h), from the clamped offsets in
-// shared memory. A CTA visits its tiles in order of t, so in non-decreasing expert order: the walk
-// adds each expert once per CTA instead of summing E of them per tile (it also counts the experts
-// a hot/cold launch skips, whose padded rows still sit in the layout). The sum saturates at
-// `limit` (the scale buffer's rows): offsets that are not monotone (clamped, not rejected, on the
-// device) could otherwise sum past the buffer and past 2^31; a tile there stages no scales.
-struct ExpertScaleRowWalk {
-  int expert = 0;
-  int row = 0;
-  __device__ __forceinline__ int first_row_of(int e, const int* s_off, int limit) {
-    for (; expert < e; ++expert) row = min(limit, row + (expert_rows(s_off, expert) + 127) / 128 * 128);
-    return row;
-  }
-};
-
 // p.n_blocks counts 256-row blocks; p.splits must be 1 (the launcher checks it).
 // kStep: MMA widths in steps of kStep tokens (gemm_balanced_tiles.h ws_width_index); kConsumers:
 // consumer warpgroups (GemmWsConfig).
@@ -326,27 +183,14 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
   extern __shared__ uint8_t smem_raw[];
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
-  // full[kStages], empty[kStages], spare, ready[kStages], code_full[3], code_empty[3]
-  __shared__ uint64_t s_bar[3 * kStages + 1 + 2 * Cfg::kCodeSlots];
+  // full[kStages], empty[kStages], spare
+  __shared__ uint64_t s_bar[2 * kStages + 1];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const uint32_t smem_base = ptx::smem_addr(smem);
   const uint32_t bar_base = ptx::smem_addr(s_bar);
   auto full_bar = [&](int slot) { return bar_base + uint32_t(slot) * 8u; };
   auto empty_bar = [&](int slot) { return bar_base + uint32_t(kStages + slot) * 8u; };
   const uint32_t spare_bar = bar_base + uint32_t(2 * kStages) * 8u;  // stage 0's release: nothing to free
-  // Permuted in place (p.permute_in_kernel): the consumers wait for this instead of `full`.
-  auto ready_bar = [&](int slot) { return bar_base + uint32_t(2 * kStages + 1 + slot) * 8u; };
-  const bool permute = p.permute_in_kernel != 0;
-  // Dequantized in the kernel (p.dequant_in_kernel): the half-stage code ring's barriers.
-  const bool dequant = p.dequant_in_kernel != 0;
-  // Rows gathered by the producer warpgroup's warps 1-3 (p.gather).
-  const bool gather = p.gather != nullptr;
-  // Warps 1-3 write each stage's activation tile (no TMA box): the consumers wait on `full`
-  // (weights) and `ready`.
-  const bool act_by_warps = dequant || gather;
-  auto code_full_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + cs) * 8u; };
-  auto code_empty_bar = [&](int cs) { return bar_base + uint32_t(3 * kStages + 1 + Cfg::kCodeSlots + cs) * 8u; };
-  const uint32_t code_base = smem_base + uint32_t(kStages * Cfg::kStageBytes);
 
   const int tid = threadIdx.x, wg = tid / 128;
   if (tid == 0) {
@@ -355,15 +199,10 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
       ptx::mbarrier_init(empty_bar(s), Cfg::kConsumerThreads);
     }
     ptx::mbarrier_init(spare_bar, Cfg::kConsumerThreads);
-    for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(ready_bar(s), kWsPermuteThreads);
-    for (int s = 0; s < Cfg::kCodeSlots; ++s) {
-      ptx::mbarrier_init(code_full_bar(s), 1);  // the producer's arrive.expect_tx
-      ptx::mbarrier_init(code_empty_bar(s), kWsPermuteThreads);
-    }
     ptx::fence_mbarrier_init();
 #pragma unroll
     for (int i = 0; i < kWsWidths; ++i)
-      if (ws_width(i) <= kTok && !gather) ptx::prefetch_tensor_map(dequant ? &act_maps.codes[i] : &act_maps.box[i]);
+      if (ws_width(i) <= kTok) ptx::prefetch_tensor_map(&act_maps.box[i]);
   }
   const bool grouped = p.off != nullptr;
   const int tile_rows = p.tile_rows > 0 && p.tile_rows < kTok ? p.tile_rows : kTok;  // single GEMMs
@@ -383,57 +222,9 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
 
   if (wg == 0) {  // ---- producer ----------------------------------------------------------------
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    // Warps 1-3 write each stage's activation tile in the kernel's K order: the permute of a
-    // TMA-loaded natural-order tile (once it has landed: `full`), or the row gather or the
-    // dequantization (once the slot is free: the producer's `empty` wait), then fence and
-    // arrive on `ready`.
-    if ((permute || act_by_warps) && tid >= 32) {
-      const int lane = tid % 32, warp = tid / 32 - 1;
-      int i = 0, hs = 0;  // stage and half-stage (code slot) counts
-      for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
-        const GemmTile tile = tile_of(t);
-        const int width = ws_width(min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex));
-        // The tile's expert's rows (single GEMMs: the matrix's), counted as the scales and the
-        // gather's bound count them; the tile's rows past them read zeros.
-        const int expert_row0 = grouped ? s_off[tile.expert] : 0;
-        const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
-        for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
-          const int slot = i % kStages, round = i / kStages;
-          const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
-          if (permute) {
-            ptx::mbarrier_wait(full_bar(slot), uint32_t(round) & 1u);
-            ws_permute_rows_in_place(act, width, lane, warp);
-            ws_permute_rows_in_place(act + Cfg::kActSubBytes, width, lane, warp);
-          } else {
-            if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
-            if (gather) {
-              ws_gather_rows<Cfg::kActSubBytes>(act, p.a, p.gather, p.gather_rows_in, p.k, width, tile.row0,
-                                                expert_row0 + expert_rows_n - tile.row0, ks * kWeightKPad, lane,
-                                                warp);
-            } else {  // dequant: half-stage by half-stage from the code ring
-              for (int h = 0; h < 2; ++h, ++hs) {
-                const int cs = hs % Cfg::kCodeSlots;
-                ptx::mbarrier_wait(code_full_bar(cs), uint32_t(hs / Cfg::kCodeSlots) & 1u);
-                ws_dequant_rows<Cfg::kCodeScaleOffset>(act + uint32_t(h * Cfg::kActSubBytes),
-                                                       code_base + uint32_t(cs * Cfg::kCodeSlotBytes), width,
-                                                       tile.row0 - expert_row0, expert_rows_n, p.k,
-                                                       ks * kWeightKPad + h * (kWeightKPad / 2), lane, warp);
-                ptx::mbarrier_arrive(code_empty_bar(cs));  // this thread's reads of the slot are done
-              }
-            }
-          }
-          ptx::fence_proxy_async_smem();  // the consumers' wgmma read these rows
-          ptx::mbarrier_arrive(ready_bar(slot));
-        }
-      }
-      return;
-    }
     if (tid != 0) return;
     const int row_blocks64 = int(prepared_rows(p.n) / kAtomRows);
-    const int scale_col_blocks = int((padded_scale_cols(p.k) + 3) / 4);  // dequant: 512-byte blocks a row block
-    const int scale_row_blocks = p.act_scale_rows / 128;
-    int slot = 0, round = 0, hs = 0;
-    ExpertScaleRowWalk scale_walk;  // dequant, grouped: the tile's expert's first scale row
+    int slot = 0, round = 0;
     for (int t = blockIdx.x; t < total_tiles; t += gridDim.x) {
       const GemmTile tile = tile_of(t);
       // Row blocks past Np (the second half of a CTA when Np = 128 mod 256) are not loaded:
@@ -442,27 +233,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
       // The activation box of the tile's MMA width (ws_width_index, as the consumers choose it).
       const int box = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
       const CUtensorMap* act_map = &act_maps.box[box];
-      // Where warps 1-3 write the activation tile (dequantization, gather) it is not loaded:
-      // `full` counts the weights.
-      const uint32_t tx_bytes =
-          (act_by_warps ? 0u : 2u * uint32_t(ws_width(box)) * 128u) + uint32_t(w_blocks) * Cfg::kBlockBytes;
+      const uint32_t tx_bytes = 2u * uint32_t(ws_width(box)) * 128u + uint32_t(w_blocks) * Cfg::kBlockBytes;
       const uint8_t* wsrc = p.w + tile.expert * p.w_expert_bytes + int64_t(tile.n_block) * 4 * k_atoms * kAtomBytes;
-      // In-kernel dequantization: the 128-row scale blocks of the tile's rows that belong to its
-      // expert (single GEMMs: the rows below M), counted from the expert's first scale row; the
-      // tile's other rows read none (ws_dequant_rows writes zeros there).
-      int rb0 = 0, row_scale_blocks = 0;
-      if (dequant) {
-        const int expert_row0 = grouped ? s_off[tile.expert] : 0;
-        const int expert_rows_n = grouped ? expert_rows(s_off, tile.expert) : p.rows;
-        const int scale_row0 = grouped ? scale_walk.first_row_of(tile.expert, s_off, p.act_scale_rows) : 0;
-        const int local0 = tile.row0 - expert_row0;
-        // In 64 bits: a saturated scale_row0 plus a local row may pass 2^31.
-        const int64_t first = int64_t(scale_row0) + local0;
-        const int64_t last = int64_t(scale_row0) + min(local0 + ws_width(box), expert_rows_n) - 1;
-        rb0 = first / 128 < scale_row_blocks ? int(first / 128) : scale_row_blocks;
-        const int rb1 = last / 128 < scale_row_blocks - 1 ? int(last / 128) : scale_row_blocks - 1;
-        row_scale_blocks = max(0, rb1 - rb0 + 1);
-      }
       for (int ks = 0; ks < p.k_stages; ++ks) {
         // Round r > 0 reuses the slot of stage i - kStages: wait for its (r-1)-th release.
         if (round > 0) ptx::mbarrier_wait(empty_bar(slot), uint32_t(round - 1) & 1u);
@@ -470,30 +242,12 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
         const uint32_t st = smem_base + uint32_t(slot) * Cfg::kStageBytes;
         ptx::mbarrier_arrive_expect_tx(full, tx_bytes);
         const int x = ks * kWeightKPad;
-        if (!act_by_warps) {
-          ptx::tma_load_2d(st, act_map, x, tile.row0, full);
-          ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
-        }
+        ptx::tma_load_2d(st, act_map, x, tile.row0, full);
+        ptx::tma_load_2d(st + Cfg::kActSubBytes, act_map, x + kWeightKPad / 2, tile.row0, full);
         for (int g = 0; g < w_blocks; ++g) {
           ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * Cfg::kBlockBytes,
                              wsrc + (int64_t(g) * k_atoms + int64_t(ks) * Cfg::kAtomsK) * kAtomBytes, Cfg::kBlockBytes,
                              full);
-        }
-        // The two half-stages' codes and scales, each into the next free ring slot (its previous
-        // occupant, half-stage hs - kCodeSlots, released by the dequantizing warps).
-        for (int h = 0; dequant && h < 2; ++h, ++hs) {
-          const int cs = hs % Cfg::kCodeSlots, cround = hs / Cfg::kCodeSlots;
-          if (cround > 0) ptx::mbarrier_wait(code_empty_bar(cs), uint32_t(cround - 1) & 1u);
-          const uint32_t dst = code_base + uint32_t(cs * Cfg::kCodeSlotBytes), bar = code_full_bar(cs);
-          const int width = ws_width(box);
-          const int cb = 2 * ks + h;  // the sub-tile's scale column block
-          const int scale_blocks = cb < scale_col_blocks ? row_scale_blocks : 0;  // none wholly past K
-          ptx::mbarrier_arrive_expect_tx(bar, uint32_t(width) * 32u + uint32_t(scale_blocks) * 512u);
-          ptx::tma_load_2d(dst, &act_maps.codes[box], x / 2 + h * (kWeightKPad / 4), tile.row0, bar);
-          for (int b = 0; b < scale_blocks; ++b) {
-            ptx::bulk_copy_g2s(dst + uint32_t(Cfg::kCodeScaleOffset + b * 512),
-                               p.act_scales + (int64_t(rb0 + b) * scale_col_blocks + cb) * 512, 512u, bar);
-          }
         }
         if (++slot == kStages) {
           slot = 0;
@@ -521,12 +275,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
     const int width_index = min(ws_width_index(tile.rows_valid, kStep), Cfg::kMaxWidthIndex);
     for (int ks = 0; ks < p.k_stages; ++ks, ++i) {
       const int slot = i % kStages;
-      // Stage i has landed (and, with the in-kernel permute, been permuted: the permuters'
-      // wait on `full` and arrive on `ready`, so the weights' copies are complete here too; the
-      // in-kernel dequantization and gather wait on the slot's release instead, so then both).
-      const uint32_t parity = uint32_t(i / kStages) & 1u;
-      if (act_by_warps) ptx::mbarrier_wait(full_bar(slot), parity);
-      ptx::mbarrier_wait(permute || act_by_warps ? ready_bar(slot) : full_bar(slot), parity);
+      ptx::mbarrier_wait(full_bar(slot), uint32_t(i / kStages) & 1u);  // stage i has landed
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
       // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
