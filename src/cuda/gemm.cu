@@ -150,13 +150,17 @@ int ws_width_step() {
 
 // Consumer warpgroups of the warp-specialized kernel at token tile 64 (GemmWsConfig, v34): 2 of
 // two 64-row blocks each, or 4 of one block each (twice the warps to hide the latency of each k16
-// step where the MMAs are narrow). set_gemm_ws_consumers, else NVFP4MOE_GEMM_WS_CONSUMERS=2|4,
-// else 2 until a device run times 4. Same results bit for bit. Tiles 128 and 160 keep 2 (their
-// accumulators do not fit 4 consumers' registers).
+// step where the MMAs are narrow). set_gemm_ws_consumers, else NVFP4MOE_GEMM_WS_CONSUMERS=2|4
+// (other values throw), else 2 until a device run times 4. Same results bit for bit. Tiles 128
+// and 160 keep 2 (their accumulators do not fit 4 consumers' registers: ptxas serializes the
+// wgmma, C7511).
 int ws_consumers_tile64() {
   static const int from_env = [] {
     const char* v = std::getenv("NVFP4MOE_GEMM_WS_CONSUMERS");
-    return v != nullptr && std::strcmp(v, "4") == 0 ? 4 : 2;
+    if (v == nullptr || *v == 0) return 2;
+    NVFP4MOE_CHECK(std::strcmp(v, "2") == 0 || std::strcmp(v, "4") == 0,
+                   "NVFP4MOE_GEMM_WS_CONSUMERS: expected 2 or 4, got '", v, "'");
+    return std::strcmp(v, "4") == 0 ? 4 : 2;
   }();
   return g_ws_consumers_override > 0 ? g_ws_consumers_override : from_env;
 }

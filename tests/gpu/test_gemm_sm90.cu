@@ -470,8 +470,7 @@ struct ResetPlanOverrides {
 };
 
 // A few small cases of the TMA pipeline for compute-sanitizer (gpu-check runs *Small* there):
-// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K; token
-// tile 64 on 2 and 4 consumer warpgroups.
+// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K.
 TEST(GemmSm90, TmaPipelineSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -527,7 +526,8 @@ TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
 // A few small cases of the warp-specialized kernel for compute-sanitizer (gpu-check runs
 // *Small* there): a CTA whose second 128 rows lie past Np; slots refilled (K longer than the
 // ring: 8 stages through 6 slots at token tile 64, 4 through 3 at 160); a grouped call with
-// empty experts whose CTAs run several tiles each (more tiles than SMs).
+// empty experts whose CTAs run several tiles each (more tiles than SMs); the same at token tile 64
+// on 4 consumer warpgroups (v34), and a grouped call there at <= 32 rows per expert (MMA width 32).
 TEST(GemmSm90, WarpSpecializedSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -545,13 +545,17 @@ TEST(GemmSm90, WarpSpecializedSmall) {
                                             Mode::kRandom, OutDType::kBF16, 1505}));
   cuda::set_gemm_ws_width_step(0);
   EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 300, 520, 384, 1, {}, Mode::kRandom, OutDType::kBF16, 1504}));
-  // Token tile 64 on 4 consumer warpgroups (set_gemm_ws_consumers): a CTA's last blocks past Np,
-  // and grouped one-stage tiles, several per CTA.
+  // Token tile 64 on 4 consumer warpgroups (set_gemm_ws_consumers): a CTA's last blocks past Np;
+  // 8 stages through 6 slots; grouped two-stage tiles, several per CTA (~256 tiles: staged
+  // outputs in slots the producer refills); 2000 rows over 128 experts (MMA width 32).
   cuda::set_gemm_plan_override(64, 0, -1, 256);
   cuda::set_gemm_ws_consumers(4);
   EXPECT_TRUE(same_with_and_without_ws(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1506}));
-  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 6400, 136, 128, 64, random_offsets(rng, 6400, 64, 5),
-                                            Mode::kRandom, OutDType::kBF16, 1507}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, false, 100, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, 1507}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{false, true, 6400, 512, 256, 64, random_offsets(rng, 6400, 64, 5),
+                                            Mode::kRandom, OutDType::kBF16, 1508}));
+  EXPECT_TRUE(same_with_and_without_ws(Case{true, true, 2000, 256, 512, 128, random_offsets(rng, 2000, 128, 9),
+                                            Mode::kRandom, OutDType::kBF16, 1509}));
 }
 
 // The staged epilogue of the warp-specialized kernel (stmatrix into the last stage's slot, 16-byte
@@ -679,13 +683,23 @@ TEST(GemmSm90, WarpSpecializedMatchesModelAndCpAsync) {
 // Token tile 64 on 4 consumer warpgroups of one 64-row block each (set_gemm_ws_consumers(4)) writes
 // the same bytes as on 2 of two blocks each, and as the model: W4A16 and W4A4, N at and off the
 // 256-row block edge (Np = 128 mod 256: consumers 2 and 3 compute on stale stages, masked; N = 136:
-// the last consumer's chunks partly past N), K of one to 56 stages, every MMA width (32, 64) with
+// consumer 2's chunks partly past N, consumer 3's all), K of one to 56 stages, every MMA width (32, 64) with
 // partial tiles, the staged epilogue (two passes of 32 tokens) and the direct one (fp32, N % 8),
 // grouped calls with empty experts, one expert taking every row, 256 experts, more tiles than SMs
 // (CTAs taking further tiles after a staged epilogue).
 void select_ws_consumers(int four) { cuda::set_gemm_ws_consumers(four ? 4 : 2); }
 
 ::testing::AssertionResult same_on_two_and_four_consumers(const Case& c) {
+  // Both sides must run the warp-specialized kernel at token tile 64 in one launch, else the
+  // comparison would compare a kernel with itself.
+  const cuda::GemmPlan plan = c.grouped ? cuda::plan_grouped_gemm(c.rows, c.n, c.k, c.experts)
+                                        : cuda::plan_gemm(c.rows, c.n, c.k);
+  if (!plan.ws || plan.tok_tile != 64 || plan.block_n != 256 || plan.splits != 1 || plan.hot_rows != 0) {
+    return ::testing::AssertionFailure() << describe(c) << ": the plan does not take the warp-specialized kernel at "
+                                         << "token tile 64 (ws " << plan.ws << ", tok " << plan.tok_tile << ", bn "
+                                         << plan.block_n << ", splits " << plan.splits << ", hot " << plan.hot_rows
+                                         << ")";
+  }
   return same_both_ways(c, select_ws_consumers, "4 vs 2 consumer warpgroups at token tile 64");
 }
 

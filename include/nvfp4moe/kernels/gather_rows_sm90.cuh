@@ -1,6 +1,5 @@
-// Row gathers (sm_90): the MoE layer's W4A16 front end and the gather fallback of
-// grouped_gemm_w4a16_gather. Templates (instantiated for uint4 / uint32_t words) so that more than
-// one translation unit may launch them.
+// Row gathers (sm_90): the MoE layer's W4A16 front end (moe_glue_sm90.cuh). Templates
+// (instantiated for uint4 / uint32_t words) so that more than one translation unit may launch them.
 #pragma once
 
 #include <cstdint>

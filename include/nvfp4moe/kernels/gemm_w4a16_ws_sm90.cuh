@@ -2,11 +2,13 @@
 // layout as the 256-row CTA of gemm_w4a16_sm90.cuh (token tiles 64, 128 and 160, no split of
 // K), with the loads taken out of the MMA warps:
 //
-//   warpgroup 0 (producer, 40 registers): one thread walks the CTA's (tile, K stage) sequence
-//     and fills each free slot with two TMA boxes of the activation tile (128-byte swizzle)
-//     and one bulk copy per 64-row weight block, completing on the slot's `full` mbarrier;
+//   warpgroup 0 (producer, 40 registers; 64 with 4 consumers): one thread walks the CTA's
+//     (tile, K stage) sequence and fills each free slot with two TMA boxes of the activation
+//     tile (128-byte swizzle) and one bulk copy per 64-row weight block, completing on the
+//     slot's `full` mbarrier;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
-//     two accumulator sets; at token tile 64 optionally 4 consumers of one block each, v34) and
+//     two accumulator sets; at token tile 64 optionally warpgroups 1-4 of one block each at 104
+//     registers, v34, GemmWsConfig) and
 //     waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
 //     the wgmma that read it have retired. At the end of a tile each stores its bf16 outputs
@@ -279,7 +281,8 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
       const uint32_t act = smem_base + uint32_t(slot) * Cfg::kStageBytes;
       const uint32_t wsm = act + Cfg::kActBytes + uint32_t(c * Cfg::kBlocksPerConsumer) * Cfg::kBlockBytes;
       // One stage at token width kN <= kTok (the first kN/2 accumulators of the kTok layout are
-      // the m64nkN accumulators). wgmma j of the stage: k16 step j / 2 of block j % 2.
+      // the m64nkN accumulators). wgmma j of the stage: k16 step j / kB of block j % kB
+      // (kB = Cfg::kBlocksPerConsumer).
       auto mma_stage = [&]<int kN>() {
 #pragma unroll
         for (int at = 0; at < Cfg::kAtomsK; ++at) {
@@ -342,7 +345,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
     const int q = lane % 4, half_n = p.n / 2;
     const float a_lo = p.alpha[2 * tile.expert], a_hi = p.alpha[2 * tile.expert + 1];
     if (p.staged_epilogue) {
-      ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // both consumers' wgmma are done with the slot
+      ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // every consumer's wgmma are done with the slot
       const uint32_t staging = smem_base + uint32_t((i - 1) % kStages) * Cfg::kStageBytes;
       ws_store_tile_staged<Cfg, kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
     } else {
