@@ -6,9 +6,9 @@
 // Inputs rotate through buffers larger than L2 (grouped: rotating routings), CUDA events,
 // median of many calls (bench_util.h). Flags: --quick (fewer shapes), --single M,N,K (one
 // single GEMM, for profilers), --decode (decode shapes only), --grouped [--rows a,b], --singles,
-// --tok/--splits/--prefetch/--block-n/--tma/--hot/--claim/--kwarps/--ring (tuning overrides, below), --json FILE.
+// --tok/--splits/--prefetch/--block-n/--hot/--claim/--kwarps/--ring (tuning overrides, below), --json FILE.
 // Column `pipe`: dec = decode kernel (dec4: wide CTAs; ring: the ring decode kernel; +c: tiles
-// claimed dynamically), cp / tma = wgmma kernel with the cp.async / TMA pipeline.
+// claimed dynamically), cp = the cp.async wgmma kernel, ws = its warp-specialized variant.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -279,9 +279,6 @@ static int run_benchmark(int argc, char** argv) {
     const char* block_n = nb::arg_value(argc, argv, "--block-n");    // wgmma weight rows per CTA
     nc::set_gemm_plan_override(tok ? std::atoi(tok) : 0, splits ? std::atoi(splits) : 0,
                                prefetch ? std::atoi(prefetch) : -1, block_n ? std::atoi(block_n) : 0);
-    // --tma 0|1: how the wgmma kernel fills its stages (cp.async / TMA + mbarriers; default:
-    // the library's, see cuda/gemm.h set_gemm_tma_pipeline). The `pipe` column says which ran.
-    if (const char* tma = nb::arg_value(argc, argv, "--tma")) nc::set_gemm_tma_pipeline(std::atoi(tma));
     // --ws 0|1: the 256-row CTAs on the warp-specialized kernel (cuda/gemm.h
     // set_gemm_ws_pipeline); the `pipe` column shows ws where it runs.
     if (const char* ws = nb::arg_value(argc, argv, "--ws")) nc::set_gemm_ws_pipeline(std::atoi(ws));
@@ -393,7 +390,7 @@ static int run_benchmark(int argc, char** argv) {
                    std::to_string(r.plan.tok_tile) + (r.plan.tile_rows > 0 ? "/" + std::to_string(r.plan.tile_rows) : ""),
                    std::to_string(r.plan.block_n),
                    r.plan.tok_tile <= 16 ? std::string(r.plan.ring ? "ring" : r.plan.k_warps == 4 ? "dec4" : "dec") + (r.plan.claim ? "+c" : "")
-                                         : std::string(r.plan.ws && r.plan.block_n == 256 ? "ws" : r.plan.tma ? "tma" : "cp"),
+                                         : std::string(r.plan.ws && r.plan.block_n == 256 ? "ws" : "cp"),
                    std::to_string(r.plan.splits),
                    std::to_string(r.plan.hot_rows), nb::fmt("%.1f", r.us),
                    nb::fmt("%.1f", tf), nb::fmt("%.0f", wgbs), nb::fmt("%.0f%%", 100 * frac_copy),
@@ -401,7 +398,7 @@ static int run_benchmark(int argc, char** argv) {
                    nb::fmt("%.2f", r.cublas_us / r.us)});
     nb::JsonObject o;
     o.add("shape", r.name).add("kind", r.kind).add("m", r.m).add("n", r.n).add("k", r.k).add("experts", r.experts)
-        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("tma_pipeline", r.plan.tma).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("ring", r.plan.ring).add("splits", r.plan.splits).add("tile_rows", r.plan.tile_rows).add("grid", r.plan.grid).add("us", r.us).add("tflops", tf)
+        .add("tok_tile", r.plan.tok_tile).add("block_n", r.plan.block_n).add("hot_rows", r.plan.hot_rows).add("claim", r.plan.claim).add("ring", r.plan.ring).add("splits", r.plan.splits).add("tile_rows", r.plan.tile_rows).add("grid", r.plan.grid).add("us", r.us).add("tflops", tf)
         .add("weight_gbs", wgbs).add("frac_copy_bw", frac_copy).add("cublas_us", r.cublas_us)
         .add("cublas_tflops", tfc).add("frac_cublas_tflops", tf / tfc).add("speedup_vs_cublas", r.cublas_us / r.us);
     json.add_result(o);

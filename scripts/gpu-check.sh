@@ -50,8 +50,6 @@ variant_tests() {
   record "$label" "$(grep -E '^\[  (PASSED|FAILED)  \]' "$log" | head -2 | tr '\n' ' ') rc=$rc"
 }
 if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
-  # The wgmma kernel's TMA pipeline for every call (cuda/gemm.h set_gemm_tma_pipeline).
-  variant_tests "GEMM+MoE tests, TMA pipeline" gpu-tests-tma.log 'GemmSm90.*:Moe*' NVFP4MOE_GEMM_TMA=1
   # The register decode kernel for every decode call (the ring kernel is the grouped default since
   # docs/GEMM.md v15; the register kernel keeps the single GEMMs and the wide CTA).
   variant_tests "GEMM+MoE tests, register decode" gpu-tests-register.log 'GemmSm90.*:Moe*' NVFP4MOE_GEMM_RING=0

@@ -15,9 +15,9 @@
 #   quant_small  the per-expert quantizer and the fused SiLU*Mul+quantize at M = 16, K = 7168
 #           (E = 256): where their ~2.3 us over the one-matrix quantizer go (issue 3's under-5-us
 #           target: fused 5.07 us back to back).
-#   gemm    the wgmma kernel, cp.async and TMA pipelines: DSV3 w13 M = 4096 (4 warpgroups,
-#           token tile 128) and grouped E = 256 at 4096 rows (token tile 32): tensor pipe,
-#           stall reasons (CTA barrier vs mbarrier waits), L2 traffic.
+#   gemm    the cp.async wgmma kernel (NVFP4MOE_GEMM_WS=0 for the 256-row CTAs): DSV3 w13
+#           M = 4096 (4 warpgroups, token tile 128) and grouped E = 256 at 4096 rows (token tile
+#           32): tensor pipe, stall reasons, L2 traffic.
 #   ws      the warp-specialized prefill kernel (the default for 256-row CTAs, docs/GEMM.md v18):
 #           DeepSeek-V3 w2 and w13 at M = 4096 (71% / 95% of cuBLAS: where does w2 lose, the
 #           epilogue or the short K?) and grouped w13 at 32768 rows: tensor pipe, stall reasons
@@ -70,10 +70,8 @@ for w in "${what[@]}"; do
       prof quant_small_experts 'quantize_nvfp4_rows_kernel<__nv_bfloat16, .bool.0' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
       prof quant_small_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, .bool.1' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168 ;;
     gemm)
-      prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 0
-      prof gemm_w13_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --tma 1
-      prof gemm_grouped4096_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 0
-      prof gemm_grouped4096_tma 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --tma 1 ;;
+      prof gemm_w13_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168 --ws 0
+      prof gemm_grouped4096_cp 'gemm_w4a16_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --grouped --rows 4096 --hot 0 --ws 0 ;;
     ws)
       prof ws_w2_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,7168,2048
       prof ws_w13_4096 'gemm_w4a16_ws_sm90_kernel' 1 $BIN/nvfp4moe_bench_gemm --single 4096,4096,7168

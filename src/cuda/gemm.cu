@@ -51,15 +51,15 @@ int tok_tile_for(int64_t rows_per_weight) {
   return 128;
 }
 
-template <int kTok, int kWarpGroups = 2, bool kTma = false>
+template <int kTok, int kWarpGroups = 2>
 int ctas_per_sm() {
   static int cached = [] {
     using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
-    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>,
+    NVFP4MOE_CUDA_CHECK(cudaFuncSetAttribute(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     int n = 0;
     NVFP4MOE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>, Cfg::kThreads, Cfg::kSmemBytes));
+        &n, kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, Cfg::kThreads, Cfg::kSmemBytes));
     return std::max(n, 1);
   }();
   return cached;
@@ -78,7 +78,6 @@ int g_token_tile_override = 0;
 int g_split_override = 0;
 int g_prefetch_override = -1;
 int g_block_n_override = 0;
-int g_tma_override = -1;
 int g_hot_override = -1;
 int g_claim_override = -1;
 int g_k_warps_override = -1;
@@ -107,15 +106,6 @@ bool env_on_unless(const char* name, const char* off_value) {
 // A tuning switch's state: its setter's mode when set (0 / 1), else the environment's (or the
 // default) read once by the caller (set_switch below stores the mode).
 bool switch_on(int mode, bool from_env) { return mode >= 0 ? mode == 1 : from_env; }
-
-// Whether the wgmma kernel fills its stages by TMA + mbarriers (kernels/gemm_w4a16_sm90.cuh):
-// set_gemm_tma_pipeline, else NVFP4MOE_GEMM_TMA=1 in the environment. Off by default: measured
-// 4-5% slower than the cp.async pipeline on single GEMMs and 15% on grouped 4096-8192 rows on
-// the H100 (docs/GEMM.md v9).
-bool tma_pipeline() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_TMA", false);
-  return switch_on(g_tma_override, from_env);
-}
 
 // Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
 // (kernels/gemm_w4a16_ws_sm90.cuh: a producer warpgroup filling the stages by TMA, two MMA
@@ -370,17 +360,13 @@ void check_weights(const PreparedWeights& w, bool grouped) {
   }
 }
 
-template <int kTok, int kWarpGroups = 2, bool kTma = false>
+template <int kTok, int kWarpGroups = 2>
 void launch(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   using Cfg = kn::GemmW4A16Config<kTok, kWarpGroups>;
-  ctas_per_sm<kTok, kWarpGroups, kTma>();  // sets the dynamic shared memory limit once
+  ctas_per_sm<kTok, kWarpGroups>();  // sets the dynamic shared memory limit once
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
-  // The activation tiles [rows, Kp] in the prepared K order, boxes of 64 columns x kTok rows.
-  const CUtensorMap act_map =
-      kTma ? bf16_tile_map_swizzle128(p.a, p.rows, int64_t(p.k_stages) * kn::kWeightKPad, kn::kWeightKPad / 2, kTok)
-           : CUtensorMap{};
-  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups, kTma>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
-             stream, p, act_map);
+  launch_pdl(kn::gemm_w4a16_sm90_kernel<kTok, kWarpGroups>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes, stream,
+             p);
 }
 
 // The warp-specialized 256-row kernel (token tiles 64, 128 and 160, no split of K), MMA widths
@@ -419,7 +405,6 @@ bool takes_ws_kernel(const GemmPlan& plan, int splits) {
   return plan.ws && plan.block_n == 256 && splits == 1 && (plan.tok_tile == 64 || plan.tok_tile == 128);
 }
 
-template <bool kTma>
 void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStream_t stream) {
   const int grid = plan.grid;
   if (takes_ws_kernel(plan, p.splits)) {
@@ -443,13 +428,11 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
     return;
   }
   switch (plan.tok_tile) {
-    case 8: launch<8, 2, kTma>(p, grid, stream); break;
-    case 16: launch<16, 2, kTma>(p, grid, stream); break;
-    case 32: launch<32, 2, kTma>(p, grid, stream); break;
-    case 64: plan.block_n == 256 ? launch<64, 4, kTma>(p, grid, stream) : launch<64, 2, kTma>(p, grid, stream); break;
-    default:
-      plan.block_n == 256 ? launch<128, 4, kTma>(p, grid, stream) : launch<128, 2, kTma>(p, grid, stream);
-      break;
+    case 8: launch<8>(p, grid, stream); break;
+    case 16: launch<16>(p, grid, stream); break;
+    case 32: launch<32>(p, grid, stream); break;
+    case 64: plan.block_n == 256 ? launch<64, 4>(p, grid, stream) : launch<64>(p, grid, stream); break;
+    default: plan.block_n == 256 ? launch<128, 4>(p, grid, stream) : launch<128>(p, grid, stream); break;
   }
 }
 
@@ -507,8 +490,7 @@ void dispatch(const GemmPlan& plan, bool decode, const kn::GemmW4A16Params& p, c
     else launch_decode<8, kDecode8CtasSingle, false>(p, grid, prefetch_before_wait, stream);
     return;
   }
-  if (plan.tma) dispatch_wgmma<true>(plan, p, stream);
-  else dispatch_wgmma<false>(plan, p, stream);
+  dispatch_wgmma(plan, p, stream);
 }
 
 kn::GemmW4A16Params base_params(const __nv_bfloat16* a, int64_t rows, const PreparedWeights& w,
@@ -674,7 +656,6 @@ void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tile
 
 void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
 
-void set_gemm_tma_pipeline(int mode) { set_switch(__func__, mode, "cp.async", "TMA", g_tma_override); }
 
 namespace {
 
@@ -772,7 +753,6 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
-  plan.tma = !decode && tma_pipeline();
   plan.ws = !decode && ws_pipeline();
   // The warp-specialized kernel (256 rows, no split) loops over tiles: one CTA per SM, if chosen.
   if (plan.ws && plan.block_n == 256 && plan.splits == 1 && ws_single_persistent())
@@ -820,7 +800,6 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   }
   if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
-  plan.tma = !decode && tma_pipeline();
   plan.ws = !decode && ws_pipeline();
   plan.claim = decode && decode_claiming(bound, plan.grid, plan.ring);
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed

@@ -22,7 +22,6 @@ std::vector<std::pair<const char*, Setter>> switches() {
           {"set_gemm_act_chunk_stores", c::set_gemm_act_chunk_stores},
           {"set_gemm_ws_single_fit", c::set_gemm_ws_single_fit},
           {"set_gemm_ws_single_persistent", c::set_gemm_ws_single_persistent},
-          {"set_gemm_tma_pipeline", c::set_gemm_tma_pipeline},
           {"set_gemm_fused_combine", c::set_gemm_fused_combine}};
 }
 

@@ -417,13 +417,8 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
   }
 }
 
-// The TMA + mbarrier pipeline of the wgmma kernel (set_gemm_tma_pipeline(1)) against the golden
-// model, and bit for bit against the cp.async pipeline on the same inputs (same MMAs in the
-// same order): every token tile and CTA width, N with Np = 128 mod 256 (a 256-row CTA's second
-// half not loaded), K of one stage and of many (persistent CTAs crossing tile boundaries with
-// the ring full), split-K, grouped with empty experts and one expert taking every row.
-// Runs c with select(0), then select(1) (two ways to fill the wgmma kernel's stages); checks the
-// second against the model and both outputs equal byte for byte.
+// Runs c with select(0), then select(1) (two ways to run the same MMAs in the same order); checks
+// the second against the model and both outputs equal byte for byte.
 ::testing::AssertionResult same_both_ways(const Case& c, void (*select)(int), const std::string& what) {
   Prepared p = prepare(c);
   const size_t esz = c.out_dtype == OutDType::kFP32 ? 4 : 2;
@@ -445,10 +440,6 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
   return bytes_equal(results[1], results[0], describe(c) + ": " + what);
 }
 
-::testing::AssertionResult same_on_both_pipelines(const Case& c) {
-  return same_both_ways(c, cuda::set_gemm_tma_pipeline, "TMA vs cp.async pipeline");
-}
-
 // The warp-specialized 256-row kernel against the 4-warpgroup cp.async kernel.
 ::testing::AssertionResult same_with_and_without_ws(const Case& c) {
   return same_both_ways(c, cuda::set_gemm_ws_pipeline, "warp-specialized vs cp.async kernel");
@@ -457,7 +448,6 @@ TEST(GemmSm90, WideTilesTwoHundredFiftySixRows) {
 struct ResetPlanOverrides {
   ~ResetPlanOverrides() {
     cuda::set_gemm_plan_override(0, 0, -1, 0);
-    cuda::set_gemm_tma_pipeline(-1);
     cuda::set_gemm_ws_pipeline(-1);
     cuda::set_gemm_hot_expert_rows(-1);
     cuda::set_gemm_ws_width_step(0);
@@ -469,27 +459,32 @@ struct ResetPlanOverrides {
   }
 };
 
-// A few small cases of the TMA pipeline for compute-sanitizer (gpu-check runs *Small* there):
-// a 256-row CTA with its second half past Np, a grouped call of one-stage tiles, split-K.
-TEST(GemmSm90, TmaPipelineSmall) {
+// A few small cases of the cp.async wgmma kernel for compute-sanitizer (gpu-check runs *Small*
+// there): a 256-row CTA with its second half past Np (the warp-specialized kernel off), a grouped
+// call of one-stage tiles, split-K.
+TEST(GemmSm90, CpAsyncKernelSmall) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
+  cuda::set_gemm_ws_pipeline(0);
   std::mt19937 rng(4343);
   cuda::set_gemm_plan_override(64, 0, -1, 256);
-  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1300}));
+  EXPECT_TRUE(run_case(Case{true, false, 70, 384, 272, 1, {}, Mode::kExact, OutDType::kBF16, 1300}));
   cuda::set_gemm_plan_override(32, 0, -1, 0);
-  EXPECT_TRUE(same_on_both_pipelines(Case{false, true, 200, 256, 144, 8, random_offsets(rng, 190, 8, 3),
-                                          Mode::kRandom, OutDType::kFP32, 1301}));
+  EXPECT_TRUE(run_case(Case{false, true, 200, 256, 144, 8, random_offsets(rng, 190, 8, 3), Mode::kRandom,
+                            OutDType::kFP32, 1301}));
   cuda::set_gemm_plan_override(0, 0, -1, 0);
-  EXPECT_TRUE(same_on_both_pipelines(Case{false, false, 20, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, 1302}));
+  EXPECT_TRUE(run_case(Case{false, false, 20, 256, 1024, 1, {}, Mode::kRandom, OutDType::kBF16, 1302}));
 }
 
-TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
+// The cp.async wgmma kernel against the golden model (the warp-specialized kernel off, so the
+// 256-row CTAs run it too): every token tile and CTA width, N with Np = 128 mod 256 (a 256-row
+// CTA's second half zero-filled), K of one stage and of many (persistent CTAs crossing tile
+// boundaries with the ring full), split-K, grouped with empty experts and one expert taking
+// every row. (Until v36 these cases compared it with its TMA variant, removed.)
+TEST(GemmSm90, CpAsyncKernelMatchesModel) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
-  cuda::set_gemm_tma_pipeline(1);
-  ASSERT_TRUE(cuda::plan_gemm(300, 384, 256).tma);
-  ASSERT_FALSE(cuda::plan_gemm(1, 384, 256).tma) << "the decode kernel has no TMA pipeline";
+  cuda::set_gemm_ws_pipeline(0);
   std::mt19937 rng(4242);
   uint32_t seed = 1200;
   struct Tiles { int tok, block_n; };
@@ -497,30 +492,27 @@ TEST(GemmSm90, TmaPipelineMatchesModelAndCpAsync) {
     cuda::set_gemm_plan_override(t.tok, 0, -1, t.block_n);
     for (bool w4a4 : {false, true}) {
       for (auto nk : {std::pair<int64_t, int64_t>{384, 256}, {136, 1024}, {520, 144}}) {
-        EXPECT_TRUE(same_on_both_pipelines(
-            Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
-        EXPECT_TRUE(same_on_both_pipelines(
-            Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, false, 300, nk.first, nk.second, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
+        EXPECT_TRUE(run_case(Case{w4a4, false, 131, nk.first, nk.second, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
       }
-      EXPECT_TRUE(same_on_both_pipelines(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3),
-                                              Mode::kExact, OutDType::kBF16, seed++}));
-      EXPECT_TRUE(same_on_both_pipelines(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9),
-                                              Mode::kRandom, OutDType::kFP32, seed++}));
+      EXPECT_TRUE(run_case(Case{w4a4, true, 1005, 384, 512, 8, random_offsets(rng, 1000, 8, 3), Mode::kExact,
+                                OutDType::kBF16, seed++}));
+      EXPECT_TRUE(run_case(Case{w4a4, true, 700, 136, 16, 64, random_offsets(rng, 690, 64, 9), Mode::kRandom,
+                                OutDType::kFP32, seed++}));
     }
   }
   cuda::set_gemm_plan_override(0, 0, -1, 0);
   // Split-K of the 128-row CTA (few tiles, long K), and the heuristics' own grouped tiles.
   ASSERT_GT(cuda::plan_gemm(40, 512, 7168).splits, 1);
-  EXPECT_TRUE(same_on_both_pipelines(Case{false, false, 40, 512, 7168, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
-  EXPECT_TRUE(same_on_both_pipelines(Case{true, false, 100, 520, 4112, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
+  EXPECT_TRUE(run_case(Case{false, false, 40, 512, 7168, 1, {}, Mode::kRandom, OutDType::kFP32, seed++}));
+  EXPECT_TRUE(run_case(Case{true, false, 100, 520, 4112, 1, {}, Mode::kExact, OutDType::kBF16, seed++}));
   for (int experts : {8, 256}) {
     std::vector<int32_t> off(size_t(experts + 1), 0);
     for (int e = experts / 2 + 1; e <= experts; ++e) off[size_t(e)] = 700;  // expert E/2 owns all
-    EXPECT_TRUE(same_on_both_pipelines(Case{false, true, 700, 256, 512, experts, off, Mode::kRandom,
-                                            OutDType::kBF16, seed++}));
+    EXPECT_TRUE(run_case(Case{false, true, 700, 256, 512, experts, off, Mode::kRandom, OutDType::kBF16, seed++}));
   }
-  EXPECT_TRUE(same_on_both_pipelines(Case{true, true, 8192, 256, 1024, 256, random_offsets(rng, 8000, 256, 7),
-                                          Mode::kRandom, OutDType::kBF16, seed++}));
+  EXPECT_TRUE(run_case(Case{true, true, 8192, 256, 1024, 256, random_offsets(rng, 8000, 256, 7), Mode::kRandom,
+                            OutDType::kBF16, seed++}));
 }
 
 // A few small cases of the warp-specialized kernel for compute-sanitizer (gpu-check runs
@@ -868,7 +860,7 @@ std::vector<int32_t> zipf_offsets(std::mt19937& rng, int64_t rows, int experts) 
 // Large grouped calls whose token tile is 32 or 64 take a second launch for the hot experts
 // (more rows than GemmPlan::hot_rows: token tile 128, 256-row CTAs), decided on the device
 // from the offsets: skewed routings with hot experts, a balanced one with none (the second launch finds
-// no tiles), one expert taking every row (the first finds none), on both pipelines.
+// no tiles), one expert taking every row (the first finds none), on both 256-row kernels.
 TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
   NVFP4MOE_REQUIRE_GPU();
   ResetPlanOverrides reset;
@@ -885,9 +877,8 @@ TEST(GemmSm90, GroupedHotExpertsSecondLaunch) {
     ASSERT_EQ(cuda::plan_grouped_gemm(rows, 256, 512, 256).hot_rows, tok) << "rows " << rows;
     std::vector<int32_t> all_to_one(257, 0);
     for (int e = 101; e <= 256; ++e) all_to_one[size_t(e)] = int32_t(rows);  // expert 100 owns all
-    for (int pipe : {0, 1, 2}) {  // cp.async, TMA, warp-specialized (the hot launch's 256-row CTAs)
-      cuda::set_gemm_tma_pipeline(pipe == 1 ? 1 : 0);
-      cuda::set_gemm_ws_pipeline(pipe == 2 ? 1 : 0);
+    for (int pipe : {0, 1}) {  // cp.async, warp-specialized (the hot launch's 256-row CTAs)
+      cuda::set_gemm_ws_pipeline(pipe);
       for (bool w4a4 : {false, true}) {
         EXPECT_TRUE(run_case(Case{w4a4, true, rows, 256, 512, 256, zipf_offsets(rng, rows, 256), Mode::kRandom,
                                   OutDType::kFP32, seed++}));

@@ -118,8 +118,7 @@ void grouped_gemm_w4a4(const Nvfp4Act& a, int64_t rows, const int32_t* off,
                        OutDType out_dtype, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream);
 // The tile shape the heuristics pick (for benchmarks and docs): token tile, weight rows per
-// CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits, and whether the
-// wgmma kernel fills its pipeline by TMA + mbarriers (else cp.async + a CTA barrier per stage).
+// CTA of the wgmma kernel (128 or 256; 0 for the decode kernel), K splits.
 // Grouped calls with hot_rows > 0 run two launches, each finding its experts on the device
 // from the offsets: experts with <= hot_rows rows at tok_tile, the others (hot experts of a
 // skewed routing) at token tile 128 with hot_block_n weight rows per CTA and grid hot_grid.
@@ -128,7 +127,6 @@ struct GemmPlan {
   int block_n = 0;
   int splits = 1;
   int grid = 0;
-  bool tma = false;
   int hot_rows = 0;
   int hot_block_n = 0;
   int hot_grid = 0;
@@ -138,7 +136,7 @@ struct GemmPlan {
                        // copies (kernels/gemm_w4a16_decode_ring_sm90.cuh), not in registers
   bool ws = false;     // wgmma kernel: its 256-row CTAs (block_n or hot_block_n 256, token
                        // tiles 64 and 128) take the warp-specialized variant
-                       // (kernels/gemm_w4a16_ws_sm90.cuh); `tma` then does not apply to them
+                       // (kernels/gemm_w4a16_ws_sm90.cuh)
   int tile_rows = 0;   // warp-specialized single GEMMs: balanced token tiles of at most this
                        // many rows (< tok_tile where a tile count fitted to whole waves runs
                        // narrower MMAs; 0: tok_tile)
@@ -161,14 +159,6 @@ void set_gemm_plan_override(int tok, int splits, int prefetch_atoms = -1, int bl
 // environment); 0: one launch; > 0: that threshold for every grouped call on the wgmma
 // kernel. Process-wide, not thread-safe.
 void set_gemm_hot_expert_rows(int rows);
-
-// Tuning and validation only: how the wgmma kernel (token tiles 32..128, and 8/16 when forced)
-// fills its shared-memory stages. 1: TMA for the activation tile and bulk copies for the
-// weights, full/empty mbarriers per stage, no CTA-wide barrier in the mainloop; 0: cp.async by
-// every thread and one __syncthreads per stage; -1: the default (cp.async, or TMA when the
-// environment sets NVFP4MOE_GEMM_TMA=1). Same results bit for bit; measured 4-15% slower on
-// the H100 (docs/GEMM.md v9), hence off. Process-wide, not thread-safe.
-void set_gemm_tma_pipeline(int mode);
 
 // Tuning and validation only: whether the wgmma kernel's 256-row CTAs (token tiles 64 and 128)
 // take the warp-specialized variant (GemmPlan::ws: one producer warpgroup fills the stages by

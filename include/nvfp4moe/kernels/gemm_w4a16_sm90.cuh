@@ -30,9 +30,7 @@
 #include "nvfp4moe/kernels/gemm_scheduler_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_split_reduce_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/async_copy_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/wgmma_rs_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/wgmma_sync_sm90.cuh"
 
@@ -159,27 +157,15 @@ struct StageCursor {
 
 // p.n_blocks counts CTA row blocks of Cfg::kBlockN rows (the launcher sets it).
 //
-// Two ways to fill the stages (kTma):
-//   false: every thread issues its share of a stage's 16-byte cp.async, and all warps meet at
-//     one __syncthreads per stage (the stage has landed for everyone, and everyone is done with
-//     the slot about to be refilled);
-//   true: thread 0 fills a stage with two TMA boxes (the activation tile, swizzled by the
-//     tensor map act_map: [rows, Kp] bf16, box 64 x kTok, 128-byte swizzle) and one bulk copy
-//     per warpgroup (its contiguous 2-atom weight run), completing on the slot's `full`
-//     mbarrier; each warp arrives on the slot's `empty` mbarrier once its wgmma of the stage
-//     have retired. No CTA-wide barrier in the mainloop: warpgroups wait only for their data
-//     and drift up to kStages-1 stages apart. In the middle of each of its stages thread 0
-//     refills every slot that all warps have freed (without blocking), and it blocks only
-//     when the stage it is about to compute has not been issued yet.
-//   Exact (bit-identical to the cp.async path) but measured 4-15% slower on the H100: thread 0
-//   issues inside its own warpgroup's MMA stream, and the boxes load all kTok rows where the
-//   cp.async path loads the valid ones. Off by default; cuda::set_gemm_tma_pipeline(1) or
-//   NVFP4MOE_GEMM_TMA=1 selects it (docs/GEMM.md v9).
-// act_map is used only when kTma.
-template <int kTok, int kWarpGroups = 2, bool kTma = false>
+// Every thread issues its share of a stage's 16-byte cp.async, and all warps meet at one
+// __syncthreads per stage (the stage has landed for everyone, and everyone is done with the slot
+// about to be refilled). (v9 filled the stages by TMA from thread 0 instead: exact but 4-15%
+// slower on the H100, removed in v36; the warp-specialized kernel, gemm_w4a16_ws_sm90.cuh, gives
+// the TMA copies a warpgroup of their own.)
+template <int kTok, int kWarpGroups = 2>
 __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
                                   GemmW4A16Config<kTok, kWarpGroups>::kMinCtasPerSm)
-    gemm_w4a16_sm90_kernel(const GemmW4A16Params p, const __grid_constant__ CUtensorMap act_map) {
+    gemm_w4a16_sm90_kernel(const GemmW4A16Params p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h)
   using Cfg = GemmW4A16Config<kTok, kWarpGroups>;
   constexpr int kStages = Cfg::kStages;
@@ -190,27 +176,11 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
   __shared__ int s_off[kMaxExperts + 1];
   __shared__ int s_prefix[kMaxExperts + 1];
   __shared__ int s_is_last;
-  __shared__ uint64_t s_bar[2 * kStages];  // kTma: full[kStages], then empty[kStages]
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const uint32_t smem_base = ptx::smem_addr(smem);
 
   const int tid = threadIdx.x, wg = tid / 128, tid_wg = tid % 128;
   const int warp_wg = tid_wg / 32, lane = tid % 32;
-  const uint32_t bar_base = ptx::smem_addr(s_bar);
-  auto full_bar = [&](int slot) { return bar_base + uint32_t(slot) * 8u; };
-  auto empty_bar = [&](int slot) { return bar_base + uint32_t(kStages + slot) * 8u; };
-  constexpr uint32_t kConsumerWarps = Cfg::kThreads / 32;
-  if constexpr (kTma) {
-    if (tid == 0) {
-      for (int s = 0; s < kStages; ++s) {
-        ptx::mbarrier_init(full_bar(s), 1);  // the producer's arrive.expect_tx
-        ptx::mbarrier_init(empty_bar(s), kConsumerWarps);
-      }
-      ptx::fence_mbarrier_init();
-      ptx::prefetch_tensor_map(&act_map);
-    }
-    __syncthreads();
-  }
   const bool grouped = p.off != nullptr;
   const int tok_tiles_single = (p.rows + kTok - 1) / kTok;
   int total_tiles;
@@ -307,84 +277,30 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
   seek(ld, blockIdx.x);
   cp = ld;
 
-  // kTma producer state (meaningful in thread 0 only): stages issued, the slot of the next one
-  // and the parity of its `empty` phase to wait for (1 in the first round: a fresh barrier's
-  // previous phase counts as complete, so every slot starts free).
-  int tma_issued = 0, tma_slot = 0;
-  uint32_t tma_empty_parity = 1;
-  constexpr uint32_t kWgWeightBytes = Cfg::kAtomsK * kAtomBytes;  // one warpgroup's run per stage
-  // Issues the stage under the loader cursor into its (free) slot and advances the cursor.
-  auto tma_issue = [&]() {
-    const uint32_t full = full_bar(tma_slot);
-    const uint32_t st = smem_base + uint32_t(tma_slot) * Cfg::kStageBytes;
-    const int w_blocks = Cfg::kBlockN == kWeightRowPad
-                             ? Cfg::kWarpGroups
-                             : min(Cfg::kWarpGroups, row_blocks64 - ld.tile.n_block * Cfg::kWarpGroups);
-    ptx::mbarrier_arrive_expect_tx(full, uint32_t(Cfg::kActBytes) + uint32_t(w_blocks) * kWgWeightBytes);
-    const int x = ld.ks * kWeightKPad;
-    ptx::tma_load_2d(st, &act_map, x, ld.tile.row0, full);
-    ptx::tma_load_2d(st + Cfg::kActSubBytes, &act_map, x + kWeightKPad / 2, ld.tile.row0, full);
-    const uint8_t* wsrc = p.w + ld.tile.expert * p.w_expert_bytes +
-                          (int64_t(ld.tile.n_block) * Cfg::kWarpGroups * k_atoms + int64_t(ld.ks) * Cfg::kAtomsK) *
-                              kAtomBytes;
-    // Row blocks past Np (second half of a 256-row CTA) are not loaded: their warpgroup computes
-    // on stale shared memory, rows the epilogue masks.
-    for (int g = 0; g < w_blocks; ++g) {
-      ptx::bulk_copy_g2s(st + Cfg::kActBytes + g * kWgWeightBytes, wsrc + int64_t(g) * k_atoms * kAtomBytes,
-                         kWgWeightBytes, full);
-    }
-    advance(ld);
-    ++tma_issued;
-    if (++tma_slot == kStages) {
-      tma_slot = 0;
-      tma_empty_parity ^= 1u;
-    }
-  };
-  if constexpr (kTma) {
-    if (tid == 0) {
-      for (int s = 0; s < kStages && ld.valid; ++s) tma_issue();  // every slot starts free
-    }
-  } else {
 #pragma unroll
-    for (int s = 0; s < kDist; ++s) {
-      if (ld.valid) {
-        load_stage(s, ld);
-        advance(ld);
-      }
-      ptx::cp_async_commit();
+  for (int s = 0; s < kDist; ++s) {
+    if (ld.valid) {
+      load_stage(s, ld);
+      advance(ld);
     }
+    ptx::cp_async_commit();
   }
-  int cp_slot = 0;  // kTma: slot of stage i and the parity of its `full` phase
-  uint32_t cp_full_parity = 0;
   float acc[kTok / 2];
   uint32_t buf[kBufs][4];
   zero_fragment_buffers(buf);
   zero_accumulators(acc);
 
   for (int i = 0; cp.valid; ++i) {
-    if constexpr (kTma) {
-      if (tid == 0) {
-        // Stage i must have been issued before anyone waits for it (normally it was, by the
-        // mid-stage refills below); if not, thread 0 blocks for its slot, which frees once
-        // every warp is past stage i-kStages+1 <= i-1: that needs only stages already issued.
-        while (ld.valid && tma_issued <= i) {
-          ptx::mbarrier_wait(empty_bar(tma_slot), tma_empty_parity);
-          tma_issue();
-        }
-      }
-      ptx::mbarrier_wait(full_bar(cp_slot), cp_full_parity);  // stage i has landed
-    } else {
-      ptx::cp_async_wait<kDist - 1>();
-      ptx::fence_proxy_async_smem();  // cp.async wrote the tile through the generic proxy
-      __syncthreads();  // stage i visible to all; every warpgroup finished the wgmma of stage i-2
-      if (ld.valid) {
-        load_stage((i + kDist) % kStages, ld);
-        advance(ld);
-      }
-      ptx::cp_async_commit();
+    ptx::cp_async_wait<kDist - 1>();
+    ptx::fence_proxy_async_smem();  // cp.async wrote the tile through the generic proxy
+    __syncthreads();  // stage i visible to all; every warpgroup finished the wgmma of stage i-2
+    if (ld.valid) {
+      load_stage((i + kDist) % kStages, ld);
+      advance(ld);
     }
+    ptx::cp_async_commit();
 
-    const uint32_t act = smem_base + (kTma ? cp_slot : i % kStages) * Cfg::kStageBytes;
+    const uint32_t act = smem_base + (i % kStages) * Cfg::kStageBytes;
     const uint32_t wsm = act + Cfg::kActBytes + wg * Cfg::kAtomsK * kAtomBytes;
     // One stage of MMAs at token width kN <= kTok: the first kN/2 accumulators of the kTok
     // layout are exactly the m64nkN accumulators (same fragment order, tokens 0..kN-1).
@@ -400,22 +316,6 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
           ptx::WgmmaRS<kN>::mma(acc, a, ptx::smem_desc_k128b(act + at * Cfg::kActSubBytes + s * 32), 1);
           ptx::wgmma_commit();
           ptx::wgmma_wait<kBufs - 1>();
-          if constexpr (kTma) {
-            // After the wait that follows wgmma kBufs-2 of stage i, at most kBufs-1 wgmma of
-            // stage i are pending: every wgmma of stage i-1 has retired, and this warp's reads
-            // of its slot are done.
-            if (at * 4 + s == kBufs - 2 && i > 0) {
-              __syncwarp();
-              if (lane == 0) ptx::mbarrier_arrive(empty_bar(cp_slot == 0 ? kStages - 1 : cp_slot - 1));
-            }
-            // Mid-stage, thread 0 refills every slot that all warps have freed (this warp freed
-            // stage i-1's above), so the distance ahead recovers after a slow warp. Here and not at the stage start: with the issue code
-            // only between stages, ptxas serializes every wgmma (C7513; checked by ctest
-            // GemmWgmmaNotSerialized), and here the slot of stage i-1 is usually free already.
-            if (at == 1 && s == 0 && tid == 0) {
-              while (ld.valid && ptx::mbarrier_test_wait(empty_bar(tma_slot), tma_empty_parity)) tma_issue();
-            }
-          }
         }
       }
     };
@@ -472,13 +372,9 @@ __global__ void __launch_bounds__(GemmW4A16Config<kTok, kWarpGroups>::kThreads,
       zero_accumulators(acc);
     }
     advance(cp);
-    if (++cp_slot == kStages) {
-      cp_slot = 0;
-      cp_full_parity ^= 1u;
-    }
   }
   ptx::wgmma_wait<0>();
-  if constexpr (!kTma) ptx::cp_async_wait<0>();
+  ptx::cp_async_wait<0>();
 }
 
 }  // namespace nvfp4moe::kernels

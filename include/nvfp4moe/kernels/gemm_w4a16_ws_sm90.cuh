@@ -34,6 +34,8 @@
 #include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
