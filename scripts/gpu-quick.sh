@@ -51,12 +51,12 @@ passed() { grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$1" | head -4; }
 
 if [[ $part == all || $part == tests ]]; then
   for i in 0 1 2 3; do
-    GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 200 $T > "$R/tests_$i.log" 2>&1 &
+    GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 240 $T > "$R/tests_$i.log" 2>&1 &
   done
   wait
   for i in 0 1 2 3; do passed "$R/tests_$i.log"; done
   save tests
-  timeout 150 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecialized*:-GemmSm90.WarpSpecializedFourConsumers' \
+  timeout 200 compute-sanitizer --tool memcheck $T --gtest_filter='GemmSm90.WarpSpecialized*:-GemmSm90.WarpSpecializedFourConsumers' \
     > "$R/sanitizer_memcheck.log" 2>&1
   grep -E 'ERROR SUMMARY' "$R/sanitizer_memcheck.log"
   save memcheck
