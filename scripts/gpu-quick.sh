@@ -95,7 +95,7 @@ if [[ $part == tune ]]; then
 fi
 
 if [[ $part == cons ]]; then
-  timeout 100 compute-sanitizer --tool racecheck $T --gtest_filter='GemmSm90.WarpSpecializedSmall' \
+  timeout 150 compute-sanitizer --tool racecheck $T --gtest_filter='GemmSm90.WarpSpecializedFourConsumersSmall' \
     > "$R/sanitizer_racecheck.log" 2>&1
   grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$R/sanitizer_racecheck.log" | head -4
   save racecheck
