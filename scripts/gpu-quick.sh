@@ -14,8 +14,9 @@
 #             rows), as a table (scripts/tile_sweep_table.py); then the layer at T = 64-1024 under
 #             the default steps and under one other set, NVFP4MOE_GEMM_GROUPED_TOK=${STEPS:-2:8,32:64}
 #     cons    the token-tile-64 warp-specialized kernel on 2 vs 4 consumer warpgroups (v34):
-#             racecheck over its small cases, grouped GEMMs at 8-32 rows per expert, then the layer
-#             at T = 64-1024, each A/B interleaved in two rounds (NVFP4MOE_GEMM_WS_CONSUMERS)
+#             racecheck over its small cases, grouped GEMMs at 8-32 rows per expert, the skewed
+#             32768-row call with its thin experts split off to tile 64, then the layer at
+#             T = 64-1024, each A/B interleaved in two rounds (NVFP4MOE_GEMM_WS_CONSUMERS)
 #     all     (default) tests, then layer
 #
 # Device call: command "scripts/gpu-quick.sh run [part]", carry [".gl"] (git-ignored). Each part
@@ -108,6 +109,13 @@ if [[ $part == cons ]]; then
     done
   done
   save cons_gemm
+  # The skewed 32768-row call (issue 4: 1.21x of balanced) with its experts of <= 32 rows split
+  # off to a token-tile-64 launch (--hot 32: the rest at tile 160), on 2 and on 4 consumers.
+  for knob in "" "--tok 64 --block-n 256 --hot 32 --ws-consumers 2" "--tok 64 --block-n 256 --hot 32 --ws-consumers 4"; do
+    timeout 60 $B --grouped --rows 32768 --match 'DSV3 w13' $knob > "$R/cons_skew.tmp" 2>&1
+    grep -E 'W4A' "$R/cons_skew.tmp" | sed "s|^|[$knob] |" | tee -a "$R/cons_skew.txt"
+  done
+  save cons_skew
   for round in 1 2; do
     for wc in 2 4; do
       NVFP4MOE_GEMM_WS_CONSUMERS=$wc timeout 70 build/nvfp4-moe bench --no-baseline --tokens 64,128,256,512,1024 \
