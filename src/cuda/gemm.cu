@@ -390,8 +390,7 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
     maps.box[i] = bf16_tile_map_swizzle128(p.a, p.rows, cols, kn::kWeightKPad / 2, kn::ws_width(i));
   }
   launch_pdl(kn::gemm_w4a16_ws_sm90_kernel<kTok, kStep, kConsumers>, dim3(grid), dim3(Cfg::kThreads), Cfg::kSmemBytes,
-             stream, p,
-             maps);
+             stream, p, maps);
 }
 
 // Token tile 160 (grouped calls) with the MMA width step in force.
@@ -655,7 +654,6 @@ void set_gemm_act_chunk_stores(int mode) {
 void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
 
 void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
-
 
 namespace {
 

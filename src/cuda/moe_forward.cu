@@ -379,7 +379,8 @@ void moe_forward(const MoeLayerWeights& w, MoeWorkspace& ws, const void* hidden,
         grouped_gemm_w4a16(a16, m, v.off, wt, alpha, out, OutDType::kBF16, ws.gemm_ws_, ws.gemm_ws_bytes_, stream);
       }
     };
-    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream, order1b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
+    gather_rows(hidden, t, h, v.sorted_to_token, m, v.a1_bf16, stream,
+                order1b ? ValuesOrder::kGemm : ValuesOrder::kNatural);
     routed_gemm(order1b, v.a1_bf16, w.w13(), w.alpha1(), v.gemm1);
     silu_and_mul(v.gemm1, ActDType::kBF16, m, inter, cfg.swiglu_limit, v.a2_bf16, stream,
                  order2b ? ValuesOrder::kGemm : ValuesOrder::kNatural);

@@ -72,8 +72,8 @@ class MoeLayerWeights {
 
 // Execution choices of the small-batch W4A4 forward that leave the layer output, the routing
 // and the permutation bit for bit unchanged (MoeGpu.ForwardPathsGiveIdenticalResults). All on
-// by default but quantize_once (measured slower, 2026-12-07): measured on the H100 (2026-12-06, docs/RESULTS.md) each gains at the batches it
-// touches (DeepSeek-V3 T = 1: values_only -3 us, tiny_front_end -9 us, shared_values -5 us;
+// by default but quantize_once (measured slower, 2026-12-07): measured on the H100 (2026-12-06,
+// docs/RESULTS.md) each gains at the batches it touches (DeepSeek-V3 T = 1: values_only -3 us, tiny_front_end -9 us, shared_values -5 us;
 // Qwen3-30B-A3B T = 1-16: values_only -3 to -6 us, tiny_front_end -6 to -9 us at T = 1-4).
 struct MoeForwardPaths {
   // Where the GEMMs read the quantizers' bf16 values (direct_rows): the quantizers write only
@@ -104,8 +104,8 @@ struct MoeForwardPaths {
   // (MoeLayerWeights::uniform_gA1): the T tokens are quantized once (cuda::quantize) and their
   // codes and scales copied into expert order (cuda::gather_experts_nvfp4: the same bytes as
   // quantize_experts' gathering of each token top_k times), which GEMM1 reads as codes and
-  // scales (grouped_gemm_w4a4), in place of gemm_order_values for GEMM1. Off: measured slower than gemm_order_values on the H100
-  // (DeepSeek-V3 T = 4096 6270 -> 6377 us; docs/GEMM.md v30).
+  // scales (grouped_gemm_w4a4), in place of gemm_order_values for GEMM1. Off: measured slower
+  // than gemm_order_values on the H100 (DeepSeek-V3 T = 4096 6270 -> 6377 us; docs/GEMM.md v30).
   bool quantize_once = false;
   // Every path off: the quantizers write codes and scales at every batch (for tests and
   // debugging that read them through MoeWorkspace::views()). Same output bits.

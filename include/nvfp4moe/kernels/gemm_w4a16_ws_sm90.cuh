@@ -8,8 +8,7 @@
 //     slot's `full` mbarrier;
 //   warpgroups 1, 2 (consumers, 232 registers): each owns 128 weight rows (two 64-row blocks,
 //     two accumulator sets; at token tile 64 optionally warpgroups 1-4 of one block each at 104
-//     registers, v34, GemmWsConfig) and
-//     waits only for its data: per k16 step it dequantizes and
+//     registers, v34, GemmWsConfig) and waits only for its data: per k16 step it dequantizes and
 //     issues one wgmma per block, and each thread arrives on the slot's `empty` mbarrier once
 //     the wgmma that read it have retired. At the end of a tile each stores its bf16 outputs
 //     through shared memory in 16-byte chunks (ws_store_tile_staged, the default) or element
@@ -31,12 +30,11 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <utility>
 
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/bulk_copy_sm90.cuh"
-#include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/epilogue_sm90.cuh"
+#include "nvfp4moe/kernels/ptx/mbarrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/named_barrier_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/setmaxnreg_sm90.cuh"
 
@@ -57,6 +55,7 @@ struct WsActMaps {
 template <int kTok, int kStep = 32, int kConsumers = 2>
 struct GemmWsConfig {
   static_assert(kTok == 64 || kTok == 128 || kTok == 160, "the warp-specialized kernel takes token tiles 64, 128, 160");
+  static constexpr int kTokTile = kTok;
   static_assert(kConsumers == 2 || (kConsumers == 4 && kTok == 64),
                 "4 consumer warpgroups: token tile 64 only (their 104 registers hold 32 accumulators a block)");
   using Stage = GemmW4A16Config<kTok, 4>;  // stage = the activation tile, then 4 row blocks x 2 atoms
@@ -106,18 +105,19 @@ struct GemmWsConfig {
 // each thread copies whole 16-byte chunks of token rows to global memory, 8x fewer and full-sector
 // stores. The staging buffer is the slot of the tile's last K stage: the consumers release that
 // slot only during the next tile's first stage, so the producer cannot be filling it, and the
-// consumers meet once (named barrier) before any overwrites the activations
-// another's last wgmma read. Per consumer and pass: Cfg::kStagedPassTokens tokens x its columns
+// consumers meet once (named barrier) before any overwrites the activations another's last wgmma
+// read. Per consumer and pass: Cfg::kStagedPassTokens tokens x its columns
 // (two consumers: 64 tokens x 128 columns, kTok 160 in passes of 64, 64, 32; four: 32 x 64).
 //
 // Consumer c's staged store of its 64 kBlocksPerConsumer columns x the tile's valid tokens.
 // acc[b][r]: block b (64 columns), thread rows n0 + 8 ((r / 2) % 2) x tokens 8 (r / 4) + 2 (lane %
 // 4) + (r % 2), as in the direct epilogue; the same values (acc * kDequantRescale * alpha, rounded
 // to bf16).
-template <class Cfg, int kTok>
-__device__ __forceinline__ void ws_store_tile_staged(float (&acc)[Cfg::kBlocksPerConsumer][kTok / 2],
+template <class Cfg>
+__device__ __forceinline__ void ws_store_tile_staged(float (&acc)[Cfg::kBlocksPerConsumer][Cfg::kTokTile / 2],
                                                      const GemmW4A16Params& p, const GemmTile& tile, int c, int tid_c,
                                                      uint32_t staging, float a_lo, float a_hi) {
+  constexpr int kTok = Cfg::kTokTile;
   constexpr int kB = Cfg::kBlocksPerConsumer;
   constexpr int kRowBytes = Cfg::kStagedRowBytes;
   constexpr int kChunks = kB * 8;  // 16-byte chunks (8 columns) of a token's row
@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(GemmWsConfig<kTok, kStep, kConsumers>::kThread
     if (p.staged_epilogue) {
       ptx::named_barrier_sync(1, Cfg::kConsumerThreads);  // every consumer's wgmma are done with the slot
       const uint32_t staging = smem_base + uint32_t((i - 1) % kStages) * Cfg::kStageBytes;
-      ws_store_tile_staged<Cfg, kTok>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
+      ws_store_tile_staged<Cfg>(acc, p, tile, c, tid_c, staging, a_lo, a_hi);
     } else {
 #pragma unroll
       for (int b = 0; b < Cfg::kBlocksPerConsumer; ++b) {
