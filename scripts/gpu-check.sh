@@ -69,10 +69,6 @@ if [[ -x build/tests/nvfp4moe_gpu_tests ]]; then
   # chunks are the default since docs/GEMM.md v24).
   variant_tests "GEMM tests, front ends' 4-byte stores" gpu-tests-act-strided.log 'GemmSm90.*' \
     NVFP4MOE_GEMM_ACT_STORE=strided
-  # The quantizers' GEMM-order values in 16-byte chunks (cuda/quantize.h
-  # set_quantize_gemm_values_store; an A/B knob, off by default: measured slower, v22).
-  variant_tests "quantize+MoE tests, GEMM-order chunk stores" gpu-tests-chunks.log 'Quantize*:Moe*' \
-    NVFP4MOE_QUANT_GEMM_STORE=chunks
 fi
 
 if ((run_sanitizer)) && [[ -x build/tests/nvfp4moe_gpu_tests ]]; then

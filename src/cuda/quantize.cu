@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -74,7 +73,6 @@ void check_ptr(const void* p, const char* name, size_t align = kQuantAlignment) 
 }
 
 int g_bulk_override = -1;  // set_quantize_bulk
-int g_gemm_store_override = 0;  // set_quantize_gemm_values_store
 
 int env_or(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -141,7 +139,7 @@ QuantPlan plan_quantize(const k::QuantizeParams& p, bool gemm_values = false) {
 // Launches the bulk-copy kernel with kChunks chunks per step and kStages buffers per warp: its
 // ring in dynamic shared memory, the grid one resident wave (blocks per SM as the occupancy
 // calculator gives them).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages, int kGemmValues = 0>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages, bool kGemmValues = false>
 void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
   constexpr auto kernel = k::quantize_nvfp4_bulk_kernel<T, kSilu, kLimit, kChunks, kStages, kGemmValues>;
   constexpr int kSmem = k::kBulkRingBytes<T, kSilu, kChunks, kStages>;
@@ -159,7 +157,7 @@ void launch_bulk_staged(const k::QuantizeParams& p, cudaStream_t stream) {
 
 // Buffers per warp: kBulkStages, or NVFP4MOE_QUANT_BULK_STAGES=2|5 for A/B runs (bf16 without
 // the clamp and without GEMM-order values only; other calls keep kBulkStages).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kGemmValues>
+template <typename T, bool kSilu, bool kLimit, int kChunks, bool kGemmValues>
 void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
   if constexpr (kGemmValues) {
     return launch_bulk_staged<T, kSilu, kLimit, kChunks, k::kBulkStages, kGemmValues>(p, stream);
@@ -173,13 +171,13 @@ void launch_bulk(const k::QuantizeParams& p, cudaStream_t stream) {
 
 // kGemmValues: p.values alone, in the GEMM's K order (ValuesOrder::kGemm; K % 256 == 0, so the
 // plan is a row step and the flat kernels are never taken).
-template <typename T, bool kSilu, bool kLimit, int kGemmValues>
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues>
 void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
   k::QuantizeParams p = params;
   constexpr int kChunks = kSilu ? k::kSiluChunks : k::kQuantChunks;
   constexpr int kPerSm = k::kBlocksPerSm<kSilu>;
   constexpr int kAlt = kSilu ? 3 : 2;
-  const QuantPlan plan = plan_quantize<kSilu>(p, kGemmValues != 0);
+  const QuantPlan plan = plan_quantize<kSilu>(p, kGemmValues);
   if (plan.bulk) {  // even steps only: kChunks, or kAlt where it is even
     if constexpr (kAlt % 2 == 0) {
       if (plan.row_step == kAlt) launch_bulk<T, kSilu, kLimit, kAlt, kGemmValues>(p, stream);
@@ -210,7 +208,7 @@ void launch_quantize(const k::QuantizeParams& params, cudaStream_t stream) {
 }
 
 // silu: the SiLU input (with the clamp when has_limit).
-template <typename T, int kGemmValues>
+template <typename T, bool kGemmValues>
 void launch_quantize_kind(bool silu, bool has_limit, const k::QuantizeParams& p, cudaStream_t stream) {
   if (!silu) {
     launch_quantize<T, false, false, kGemmValues>(p, stream);
@@ -221,7 +219,7 @@ void launch_quantize_kind(bool silu, bool has_limit, const k::QuantizeParams& p,
   }
 }
 
-template <int kGemmValues = 0>
+template <bool kGemmValues = false>
 void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::QuantizeParams& p,
                            cudaStream_t stream) {
   if (dtype == ActDType::kBF16) {
@@ -231,27 +229,13 @@ void launch_quantize_dtype(ActDType dtype, bool silu, bool has_limit, const k::Q
   }
 }
 
-// How the kernels store values in the GEMM's K order (quantize_rows_sm90.cuh): 4-byte pieces
-// from each lane (kGemmValuesStrided, the default, measured), or whole 16-byte chunks after a
-// transpose across the four lanes of a 64-column block (kGemmValuesChunks; an A/B knob,
-// NVFP4MOE_QUANT_GEMM_STORE=chunks, until a device run times it: docs/results/quantize.md).
-int gemm_values_store() {
-  static const int mode = [] {
-    const char* v = std::getenv("NVFP4MOE_QUANT_GEMM_STORE");
-    return v != nullptr && std::strcmp(v, "chunks") == 0 ? k::kGemmValuesChunks : k::kGemmValuesStrided;
-  }();
-  return g_gemm_store_override > 0 ? g_gemm_store_override : mode;
-}
-
 // The per-expert entry points' launch by the values' order.
 void launch_expert_quantize(ActDType dtype, bool silu, bool has_limit, const k::QuantizeParams& p,
                             ValuesOrder values_order, cudaStream_t stream) {
-  if (values_order != ValuesOrder::kGemm) {
-    launch_quantize_dtype<0>(dtype, silu, has_limit, p, stream);
-  } else if (gemm_values_store() == k::kGemmValuesChunks) {
-    launch_quantize_dtype<k::kGemmValuesChunks>(dtype, silu, has_limit, p, stream);
+  if (values_order == ValuesOrder::kGemm) {
+    launch_quantize_dtype<true>(dtype, silu, has_limit, p, stream);
   } else {
-    launch_quantize_dtype<k::kGemmValuesStrided>(dtype, silu, has_limit, p, stream);
+    launch_quantize_dtype<false>(dtype, silu, has_limit, p, stream);
   }
 }
 
@@ -363,12 +347,6 @@ k::QuantizeParams expert_params(const void* x, int64_t rows_in, int64_t k, const
 }  // namespace
 
 void set_quantize_bulk(int mode) { g_bulk_override = mode; }
-
-void set_quantize_gemm_values_store(int mode) {
-  NVFP4MOE_CHECK(mode >= 0 && mode <= 2, "mode: expected 0 (default), 1 (4-byte pieces) or 2 (16-byte chunks), got ",
-                 mode);
-  g_gemm_store_override = mode;
-}
 
 void quantize(const void* x, ActDType dtype, int64_t rows, int64_t k, const float* g, uint8_t* codes,
               uint8_t* scales, cudaStream_t stream) {

@@ -103,19 +103,15 @@ TEST(QuantizeBulkSm90, ExpertsSameBytesAsRegisterKernel) {
                                  use_gather ? dgather.get() : nullptr, rows_out, o.codes.get(), o.scales.get(),
                                  scale_rows, o.err.get(), nullptr);
         });
-        // Values only, in the GEMM's K order (the MoE layer's prefill operand), both stores.
-        for (int store : {1, 2}) {
-          cuda::set_quantize_gemm_values_store(store);
-          expect_same_bytes(
-              what + (use_gather ? " gather" : "") + " GEMM-order values, store " + std::to_string(store), 1, 1,
-              [&](Outputs& o) {
-                cuda::quantize_experts(dx.get(), dt, use_gather ? rows_in : rows_out, c.k, doff.get(), c.experts,
-                                       dg.get(), use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0,
-                                       o.err.get(), nullptr, o.values.get(), cuda::ValuesOrder::kGemm);
-              },
-              size_t(rows_out * c.k));
-          cuda::set_quantize_gemm_values_store(0);
-        }
+        // Values only, in the GEMM's K order (the MoE layer's prefill operand).
+        expect_same_bytes(
+            what + (use_gather ? " gather" : "") + " GEMM-order values", 1, 1,
+            [&](Outputs& o) {
+              cuda::quantize_experts(dx.get(), dt, use_gather ? rows_in : rows_out, c.k, doff.get(), c.experts,
+                                     dg.get(), use_gather ? dgather.get() : nullptr, rows_out, nullptr, nullptr, 0,
+                                     o.err.get(), nullptr, o.values.get(), cuda::ValuesOrder::kGemm);
+            },
+            size_t(rows_out * c.k));
       }
     }
   }
@@ -146,18 +142,14 @@ TEST(QuantizeBulkSm90, FusedSameBytesAsRegisterKernel) {
                                                                 dg.get(), o.codes.get(), o.scales.get(), scale_rows,
                                                                 o.err.get(), nullptr);
                           });
-        for (int store : {1, 2}) {
-          cuda::set_quantize_gemm_values_store(store);
-          expect_same_bytes(
-              what + " GEMM-order values, store " + std::to_string(store), 1, 1,
-              [&](Outputs& o) {
-                cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
-                                                    nullptr, nullptr, 0, o.err.get(), nullptr, o.values.get(),
-                                                    cuda::ValuesOrder::kGemm);
-              },
-              size_t(rows * inter));
-          cuda::set_quantize_gemm_values_store(0);
-        }
+        expect_same_bytes(
+            what + " GEMM-order values", 1, 1,
+            [&](Outputs& o) {
+              cuda::silu_and_mul_quantize_experts(dx.get(), dt, rows, inter, limit, doff.get(), experts, dg.get(),
+                                                  nullptr, nullptr, 0, o.err.get(), nullptr, o.values.get(),
+                                                  cuda::ValuesOrder::kGemm);
+            },
+            size_t(rows * inter));
       }
     }
   }

@@ -98,23 +98,19 @@ std::string label(const ExpertCase& c, ActDType dt, uint32_t seed, bool gather) 
 // The values in the GEMM's K order (ValuesOrder::kGemm, K % 256 == 0): `quantize(values)` writes
 // them; they must be `natural` (the natural-order values of the same call, [rows, k], checked
 // elsewhere) rearranged, with the rows past off[E] untouched (`natural` holds the 0xab poison
-// there too), with either store (4-byte pieces, 16-byte chunks), and no error flag.
+// there too), and no error flag.
 void expect_gemm_order_values(const std::function<void(void* values)>& quantize, const std::vector<uint16_t>& natural,
                               int64_t rows, int64_t k, size_t capacity, const DeviceBuffer<uint32_t>& err,
                               const std::string& what) {
-  for (int store : {1, 2}) {
-    cuda::set_quantize_gemm_values_store(store);
-    DeviceBuffer<uint16_t> ordered(capacity);
-    ordered.fill_bytes(0xab);
-    quantize(ordered.get());
-    NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    cuda::set_quantize_gemm_values_store(0);
-    const std::string how = what + " values in GEMM order, store " + std::to_string(store);
-    EXPECT_EQ(err.download()[0], 0u) << how << ": error flags";
-    std::vector<uint16_t> got = ordered.download();
-    got.resize(natural.size());
-    EXPECT_TRUE(values_equal(got, to_gemm_k_order(natural, rows, k), k, how));
-  }
+  DeviceBuffer<uint16_t> ordered(capacity);
+  ordered.fill_bytes(0xab);
+  quantize(ordered.get());
+  NVFP4MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::string how = what + " values in GEMM order";
+  EXPECT_EQ(err.download()[0], 0u) << how << ": error flags";
+  std::vector<uint16_t> got = ordered.download();
+  got.resize(natural.size());
+  EXPECT_TRUE(values_equal(got, to_gemm_k_order(natural, rows, k), k, how));
 }
 
 void check_experts(const ExpertCase& c, ActDType dt, uint32_t seed, bool use_gather) {

@@ -146,11 +146,4 @@ void dequantize_bf16(const uint8_t* codes, const uint8_t* scales, int64_t rows, 
 // docs/results/quantize.md). Same bytes either way. Process-wide, not thread-safe.
 void set_quantize_bulk(int mode);
 
-// Tuning and validation only: how the per-expert quantizers store values in the GEMM's K order
-// (ValuesOrder::kGemm). 1: each lane its own 4-byte pieces, 16 bytes apart; 2: whole 16-byte
-// chunks, after a transpose of the pieces across the four lanes of each 64-column block; 0: the
-// default (1, or 2 with NVFP4MOE_QUANT_GEMM_STORE=chunks in the environment). Same bytes either
-// way. Process-wide, not thread-safe.
-void set_quantize_gemm_values_store(int mode);
-
 }  // namespace nvfp4moe::cuda

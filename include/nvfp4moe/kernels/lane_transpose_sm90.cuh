@@ -1,7 +1,7 @@
 // A 4 x 4 transpose of 32-bit words across 4 lanes of a warp, by shuffles: what turns four lanes'
 // scattered 4-byte stores into whole 16-byte ones where a K permutation of the GEMM's operand
-// spreads each lane's values over several chunks (the quantizers' GEMM-order values,
-// quantize_rows_sm90.cuh; the GEMM's activation front ends, gemm_act_permute_sm90.cuh).
+// spreads each lane's values over several chunks (the GEMM's activation front ends,
+// gemm_act_permute_sm90.cuh).
 #pragma once
 
 #include <cstdint>

@@ -79,7 +79,7 @@ __device__ __forceinline__ bool issue_step(const QuantizeParams& p, const RowSte
 // lane 4k. Zero codes for a row without data. All 32 lanes call it.
 // kGemmValues: the block's 16 quantized values in the GEMM's K order instead (data rows only;
 // quantize_rows_sm90.cuh gemm_values_lane_offset: block i of the lane starts 256 pairs further).
-template <typename T, bool kSilu, bool kLimit, int kGemmValues = 0>
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues = false>
 __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
                                                     int i, uint32_t buf, uint32_t up_offset, bool load, int lane) {
   uint2* codes = kGemmValues ? nullptr : reinterpret_cast<uint2*>(o.codes) + 32 * i;
@@ -104,13 +104,8 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
   if constexpr (kGemmValues) {
     const uint2 c = quantize_block16<T>(w0, w1, ec.g, ec.g_inv, &s);
     uint32_t* dst = o.value_pairs + 256 * i;
-    if constexpr (kGemmValues == kGemmValuesChunks) {  // lanes 4b + q: q bit 0 ^ 1, bit 1 ^ 2
-      *reinterpret_cast<uint4*>(dst) = transpose4x4_lanes(block_values_bf16x8(c.x, s), lane % 4, 1, 2);
-      *reinterpret_cast<uint4*>(dst + 16) = transpose4x4_lanes(block_values_bf16x8(c.y, s), lane % 4, 1, 2);
-    } else {
-      store_value_pairs_strided(dst, block_values_bf16x8(c.x, s));       // natural pairs 0-3
-      store_value_pairs_strided(dst + 16, block_values_bf16x8(c.y, s));  // natural pairs 4-7
-    }
+    store_value_pairs_strided(dst, block_values_bf16x8(c.x, s));       // natural pairs 0-3
+    store_value_pairs_strided(dst + 16, block_values_bf16x8(c.y, s));  // natural pairs 4-7
     return;
   }
   *codes = quantize_block16<T>(w0, w1, ec.g, ec.g_inv, &s);
@@ -121,7 +116,7 @@ __device__ __forceinline__ void quantize_lane_block(const QuantizeParams& p, con
 // kChunks: chunks per warp step, even ((K / 256) % kChunks == 0): a step is kChunks / 2 lane
 // blocks per lane. kStages: step buffers per warp (kBulkStages; 2 or 5 for A/B runs).
 // kGemmValues: the output is p.values alone, in the GEMM's K order (data rows only).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages, int kGemmValues = 0>
+template <typename T, bool kSilu, bool kLimit, int kChunks, int kStages = kBulkStages, bool kGemmValues = false>
 __global__ void __launch_bounds__(kQuantThreads, kBulkBlocksPerSm) quantize_nvfp4_bulk_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h), as the row-step kernel
   constexpr int kWarps = kQuantThreads / 32;

@@ -19,7 +19,6 @@
 
 #include "nvfp4moe/format/swizzle.h"
 #include "nvfp4moe/kernels/expert_tiles_sm90.cuh"
-#include "nvfp4moe/kernels/lane_transpose_sm90.cuh"
 #include "nvfp4moe/kernels/matrix_walk_quant_sm90.cuh"
 #include "nvfp4moe/kernels/nvfp4_block_sm90.cuh"
 #include "nvfp4moe/kernels/ptx/grid_dependency_sm90.cuh"
@@ -120,23 +119,18 @@ struct StepOut {
 // The values output in the wgmma GEMM's prepared K order (QuantizeParams::values, kGemmValues
 // kernels; gemm_act_permute_sm90.cuh): within each 64-column block, natural bf16 pair 8q + i
 // (q: the 16-element block, i: its pair) sits at pair q + 4i, so the block's 16-byte chunk c
-// holds natural pair c of blocks q = 0..3. Two ways to store (kGemmValues):
-//   kGemmValuesStrided (1): each lane stores its own pairs, 4 bytes each, 16 bytes apart;
-//   kGemmValuesChunks (2): the 4 lanes of a 64-column block first exchange their pairs
-//     (transpose4x4_lanes), so each lane stores whole 16-byte chunks.
+// holds natural pair c of blocks q = 0..3. Each lane stores its own pairs, 4 bytes each, 16
+// bytes apart. (Whole 16-byte chunks after a transpose across the four lanes of a 64-column
+// block measured slower on an H100, the shuffles queueing in the same pipe as the stores they
+// replace, and were removed: docs/results/quantize.md, fifteenth and twenty-third sessions.)
 // Offset, in pairs from the step's first pair, of this lane's first store:
 //   lane pairs (lanes 2j, 2j + 1 hold elements 0-7 / 8-15 of block j of a 256-element chunk):
 //     block j = lane / 2 is q = j % 4 of 64-column block j / 4; half h = lane % 2 holds natural
-//     pairs 4h + i: strided, pairs q + 16h + 4i; chunks, chunk 4h + q;
+//     pairs 4h + i, at pairs q + 16h + 4i;
 //   lane blocks (lane l holds block l of 32 per two chunks): q = l % 4 of 64-column block l / 4,
-//     natural pairs i = 0..7: strided, pairs q + 4i; chunks, chunks q and q + 4.
-inline constexpr int kGemmValuesStrided = 1;
-inline constexpr int kGemmValuesChunks = 2;
-template <bool kLaneBlocks, int kGemmValues>
+//     natural pairs i = 0..7 at pairs q + 4i.
+template <bool kLaneBlocks>
 __device__ __forceinline__ int32_t gemm_values_lane_offset(int lane) {
-  if constexpr (kGemmValues == kGemmValuesChunks) {
-    return kLaneBlocks ? (lane / 4) * 32 + 4 * (lane % 4) : (lane / 8) * 32 + 4 * (4 * (lane % 2) + (lane / 2) % 4);
-  }
   return kLaneBlocks ? (lane / 4) * 32 + lane % 4 : (lane / 8) * 32 + (lane / 2) % 4 + 16 * (lane % 2);
 }
 
@@ -151,7 +145,7 @@ __device__ __forceinline__ void store_value_pairs_strided(uint32_t* dst, const u
 
 // kLaneBlocks: the lane-block layout of the bulk kernel (quantize_bulk_sm90.cuh: lane l owns
 // blocks l, l + 32, ...; its code words at 2 l, its scale byte in column l of the step).
-template <bool kLaneBlocks = false, int kGemmValues = 0>
+template <bool kLaneBlocks = false, bool kGemmValues = false>
 __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const ExpertTables& t, int E, ExpertCache& ec,
                                               int32_t row, int32_t col0, int32_t total, int32_t nq, bool bad_src,
                                               int lane) {
@@ -162,7 +156,7 @@ __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const Exp
   o.value_pairs = nullptr;
   if constexpr (kGemmValues) {
     o.value_pairs = reinterpret_cast<uint32_t*>(p.values) + (int64_t(row) * p.k + col0) / 2 +
-                    gemm_values_lane_offset<kLaneBlocks, kGemmValues>(lane);
+                    gemm_values_lane_offset<kLaneBlocks>(lane);
   } else {
     o.codes = reinterpret_cast<uint32_t*>(p.codes + int64_t(row) * (p.k / 2) + col0 / 2) + (kLaneBlocks ? 2 * lane : lane);
   }
@@ -182,7 +176,7 @@ __device__ __forceinline__ StepOut begin_step(const QuantizeParams& p, const Exp
 // row without data. All 32 lanes call it (the scale word is assembled with shuffles).
 // kGemmValues: stores the lane's 8 quantized values in the GEMM's K order instead (data rows
 // only; nothing else is written).
-template <typename T, bool kSilu, bool kLimit, int kGemmValues = 0>
+template <typename T, bool kSilu, bool kLimit, bool kGemmValues = false>
 __device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, const StepOut& o, const ExpertCache& ec,
                                                     int u, const uint4& a, const uint4& up, int lane) {
   if (o.data) {
@@ -192,12 +186,7 @@ __device__ __forceinline__ void quantize_step_chunk(const QuantizeParams& p, con
     if constexpr (kGemmValues) {
       const uint32_t codes = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
       const uint4 values = block_values_bf16x8(codes, s);
-      uint32_t* dst = o.value_pairs + u * (kWalkChunkElems / 2);
-      if constexpr (kGemmValues == kGemmValuesChunks) {  // lanes 8b + 2q + h: q bit 0 ^ 2, bit 1 ^ 4
-        *reinterpret_cast<uint4*>(dst) = transpose4x4_lanes(values, (lane / 2) % 4, 2, 4);
-      } else {
-        store_value_pairs_strided(dst, values);
-      }
+      store_value_pairs_strided(o.value_pairs + u * (kWalkChunkElems / 2), values);
       return;
     }
     o.codes[u * (kWalkChunkElems / 8)] = quantize_pair8<T>(w, ec.g, ec.g_inv, &s);
@@ -220,7 +209,7 @@ __device__ __forceinline__ void load_step_chunk(const QuantizeParams& p, const T
 // small tensors (as for quantize_nvfp4_kernel), else 4 or 2 (plain input) or 2 or 3 (SiLU
 // input), the first that divides K / 256; other widths take the flat walk.
 // kGemmValues: the output is p.values alone, in the GEMM's K order (data rows only).
-template <typename T, bool kSilu, bool kLimit, int kChunks, int kGemmValues = 0>
+template <typename T, bool kSilu, bool kLimit, int kChunks, bool kGemmValues = false>
 __global__ void __launch_bounds__(kQuantThreads, kBlocksPerSm<kSilu>) quantize_nvfp4_rows_kernel(QuantizeParams p) {
   ptx::pdl_prologue();  // launched with PDL (common/pdl_launch.h): the MoE chain's GEMMs around it
   __shared__ ExpertTables t;
