@@ -3,9 +3,6 @@
 #include "nvfp4moe/cuda/gemm.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <vector>
 
 #include "nvfp4moe/common/cuda_check.h"
 #include "nvfp4moe/common/pdl_launch.h"
@@ -19,12 +16,14 @@
 #include "nvfp4moe/kernels/gemm_w4a16_sm90.cuh"
 #include "nvfp4moe/kernels/gemm_w4a16_ws_sm90.cuh"
 #include "gemm_decode_ring.h"
+#include "gemm_switches.h"
 #include "tensor_map.h"
 
 namespace nvfp4moe::cuda {
 namespace {
 
 namespace kn = nvfp4moe::kernels;
+namespace sw = gemm_switches;
 
 constexpr size_t kAlign = 256;
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
@@ -74,161 +73,6 @@ bool is_decode(int tok, bool grouped, int64_t m) {
   return tok <= 16;
 }
 
-int g_token_tile_override = 0;
-int g_split_override = 0;
-int g_prefetch_override = -1;
-int g_block_n_override = 0;
-int g_hot_override = -1;
-int g_claim_override = -1;
-int g_k_warps_override = -1;
-int g_ring_override = -1;
-int g_fused_combine_override = -1;
-int g_ws_override = -1;
-int g_ws_width_step_override = 0;
-int g_ws_consumers_override = 0;
-
-// A tuning switch read from the environment: "1" turns it on, "0" off, anything else (or unset)
-// leaves the default (callers read it once, into a static).
-bool env_switch(const char* name, bool default_on) {
-  const char* v = std::getenv(name);
-  if (v != nullptr && std::strcmp(v, "1") == 0) return true;
-  if (v != nullptr && std::strcmp(v, "0") == 0) return false;
-  return default_on;
-}
-
-// A tuning switch that is on unless the environment variable `name` equals `off_value` (the
-// switches named by their two ways, e.g. NVFP4MOE_GEMM_WS_EPILOGUE=direct|staged).
-bool env_on_unless(const char* name, const char* off_value) {
-  const char* v = std::getenv(name);
-  return v == nullptr || std::strcmp(v, off_value) != 0;
-}
-
-// A tuning switch's state: its setter's mode when set (0 / 1), else the environment's (or the
-// default) read once by the caller (set_switch below stores the mode).
-bool switch_on(int mode, bool from_env) { return mode >= 0 ? mode == 1 : from_env; }
-
-// Whether the 256-row CTAs of the wgmma kernel take its warp-specialized variant
-// (kernels/gemm_w4a16_ws_sm90.cuh: a producer warpgroup filling the stages by TMA, two MMA
-// warpgroups): set_gemm_ws_pipeline, else NVFP4MOE_GEMM_WS=0/1 in the environment. On by
-// default: H100, 2026-12-07 (docs/GEMM.md v18), against the cp.async kernel: DeepSeek-V3 w13
-// M = 4096 470 -> 354 us (66% -> 95% of cuBLAS), w2 267 -> 229 us, grouped w13 32768 rows
-// 5210 -> 3630 us, the DeepSeek-V3 layer at T = 4096 9045 -> 6664 us.
-bool ws_pipeline() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS", true);
-  return switch_on(g_ws_override, from_env);
-}
-
-// Whether the warp-specialized kernel's grouped calls at token tile 128 take token tile 160
-// (see dispatch_wgmma): NVFP4MOE_GEMM_WS_TILE160=0 keeps them at 128, an A/B knob (the 160-row
-// kernel holds 2 A buffers instead of 4 and spills outside its mainloop).
-bool ws_tile_160() {
-  static const bool on = env_switch("NVFP4MOE_GEMM_WS_TILE160", true);
-  return on;
-}
-
-// The warp-specialized token-tile-160 kernel's MMA widths come in steps of 16 or 32 tokens
-// (kernels/gemm_balanced_tiles.h): set_gemm_ws_width_step, else NVFP4MOE_GEMM_WS_WIDTH_STEP=16|32,
-// else 32, the widths measured in v18, until a device run times 16 (docs/GEMM.md v20). Tiles
-// 64 and 128 keep steps of 32 (with more widths ptxas serializes the 128 kernel's wgmma).
-int ws_width_step() {
-  static const int from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_WS_WIDTH_STEP");
-    return v != nullptr && std::strcmp(v, "16") == 0 ? 16 : 32;
-  }();
-  return g_ws_width_step_override > 0 ? g_ws_width_step_override : from_env;
-}
-
-// Consumer warpgroups of the warp-specialized kernel at token tile 64 (GemmWsConfig, v34): 2 of
-// two 64-row blocks each, or 4 of one block each (twice the warps to hide the latency of each k16
-// step where the MMAs are narrow). set_gemm_ws_consumers, else NVFP4MOE_GEMM_WS_CONSUMERS=2|4
-// (other values throw), else 2 until a device run times 4. Same results bit for bit. Tiles 128
-// and 160 keep 2 (their accumulators do not fit 4 consumers' registers: ptxas serializes the
-// wgmma, C7511).
-int ws_consumers_tile64() {
-  static const int from_env = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_WS_CONSUMERS");
-    if (v == nullptr || *v == 0) return 2;
-    NVFP4MOE_CHECK(std::strcmp(v, "2") == 0 || std::strcmp(v, "4") == 0,
-                   "NVFP4MOE_GEMM_WS_CONSUMERS: expected 2 or 4, got '", v, "'");
-    return std::strcmp(v, "4") == 0 ? 4 : 2;
-  }();
-  return g_ws_consumers_override > 0 ? g_ws_consumers_override : from_env;
-}
-
-// Whether the warp-specialized kernel stores its bf16 output tiles through shared memory in
-// 16-byte chunks (GemmW4A16Params::staged_epilogue): set_gemm_ws_staged_epilogue, else
-// NVFP4MOE_GEMM_WS_EPILOGUE=direct|staged, else staged (docs/GEMM.md v22; H100: DeepSeek-V3 w2
-// at M = 4096 244 -> 183 us, the layer at T = 4096 -11%). Calls with fp32 output or n % 8 != 0
-// always store directly.
-int g_ws_staged_override = -1;
-bool ws_staged_epilogue() {
-  static const bool from_env = env_on_unless("NVFP4MOE_GEMM_WS_EPILOGUE", "direct");
-  return switch_on(g_ws_staged_override, from_env);
-}
-
-// Single GEMMs on the warp-specialized kernel: token-tile counts fitted to whole waves
-// (GemmPlan::tile_rows, ws_single_fit_tiles) and one CTA per SM looping over its tiles.
-// set_gemm_ws_single_fit / set_gemm_ws_single_persistent, else NVFP4MOE_GEMM_WS_FIT=0 and
-// NVFP4MOE_GEMM_WS_PERSIST=0 turn them off; both on by default (docs/GEMM.md v23; H100: Qwen3 w13
-// at M = 4096 78.5 -> 64.1 us, DeepSeek-V3 w2 181.7 -> 173.8, Qwen3 w2 33.7 -> 32.3).
-int g_ws_fit_override = -1;
-int g_ws_persist_override = -1;
-bool ws_single_fit() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_FIT", true);
-  return switch_on(g_ws_fit_override, from_env);
-}
-bool ws_single_persistent() {
-  static const bool from_env = env_switch("NVFP4MOE_GEMM_WS_PERSIST", true);
-  return switch_on(g_ws_persist_override, from_env);
-}
-
-// Weight atoms per CTA the decode kernel prefetches into L2 ahead of its register ring
-// (docs/GEMM.md v7, v13): off by default. The H200 measured grouped calls 4-6% faster at 16
-// (v7), but the H100 (2026-12-06, same binary, interleaved) measured 16 slower everywhere:
-// grouped DeepSeek-V3 w13 8 / 64 rows 63.5 -> 55.8 us / 369 -> 344 us at 0, the MoE layer
-// DeepSeek-V3 T = 1 / 64 119.6 -> 113.8 us / 2287 -> 2194 us, Qwen3 T = 64 199 -> 189 us.
-// 4 was between (1-4% better than 0 at T = 4-32, 3% worse at DeepSeek-V3 T = 1).
-// NVFP4MOE_GEMM_PREFETCH_ATOMS overrides the grouped distance (layer A/Bs; bench_gemm --prefetch
-// for one GEMM).
-constexpr int kDecodePrefetchAtomsGrouped = 0;
-constexpr int kDecodePrefetchAtomsSingle = 0;
-
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != 0 ? std::atoi(v) : fallback;
-}
-int decode_prefetch_atoms_grouped() {
-  static const int atoms = std::clamp(env_int("NVFP4MOE_GEMM_PREFETCH_ATOMS", kDecodePrefetchAtomsGrouped), 0, 1024);
-  return atoms;
-}
-// Grouped decode calls: bytes of weights (all CTAs together) prefetched into L2 before the
-// wait on the previous kernel, i.e. while it finishes (each CTA the start of its first tile;
-// docs/GEMM.md v10). NVFP4MOE_GEMM_PREWAIT_MB overrides it (A/B measurements; 0: off).
-int64_t decode_prewait_bytes() {
-  static const int64_t mb = env_int("NVFP4MOE_GEMM_PREWAIT_MB", 32);
-  return std::max<int64_t>(mb, 0) << 20;
-}
-
-// Whether a grouped decode call hands out its tiles after each CTA's first from a counter
-// (dynamic balance, kernels/gemm_w4a16_decode_sm90.cuh), from the host-known bound on its tiles:
-// set_gemm_decode_claiming, else from kClaimTilesPerCta (register kernel) or
-// kClaimTilesPerCtaRing (ring kernel) tiles per CTA up; NVFP4MOE_GEMM_CLAIM_TILES overrides both
-// thresholds for A/B measurements. Measured on the H100: register kernel (docs/GEMM.md v12)
-// DeepSeek-V3 T = 16 / 64 (>= 15 tiles per CTA) -2.1% / -3.6% on the layer, at T = 1-4 (1-4 per
-// CTA) no gain, Qwen3 T = 4 / 16 (1.5 / 6 per CTA) +2-4%. Ring kernel (v15, grouped W4A16, us
-// static -> claimed): gains from 3.4 tiles per CTA (DeepSeek-V3 w2 16 rows 54.9 -> 53.9, w13 32
-// rows (3.9) 181.1 -> 171.6, Qwen3 w13 128 rows (5.8) 61.2 -> 56.9), losses below 3 (Qwen3 w13
-// 32 rows (1.5) 29.5 -> 32.2, 64 rows (2.9) 40.6 -> 42.6): the ring's producer runs ahead into
-// its next tile, so a claimed tile costs less idle time there than in the register kernel.
-constexpr int kClaimTilesPerCta = 8;
-constexpr int kClaimTilesPerCtaRing = 3;
-bool decode_claiming(int64_t max_tiles, int64_t grid, bool ring) {
-  if (g_claim_override >= 0) return g_claim_override == 1;
-  static const int env = env_int("NVFP4MOE_GEMM_CLAIM_TILES", -1);
-  const int per_cta = env >= 0 ? env : ring ? kClaimTilesPerCtaRing : kClaimTilesPerCta;
-  return max_tiles >= per_cta * grid;
-}
-
 // CTAs per SM of the token-tile-8 decode kernel (register budget 65536 / 256 / CTAs). Measured
 // on the H200 (docs/GEMM.md v6): grouped calls stream 12-14% faster at 4 (64 registers, a
 // 16-byte spill), single M = 1 GEMMs 1-12% faster at 3 (80 registers).
@@ -259,26 +103,11 @@ int decode_ctas_per_sm() {
 // memory, which measured no gain at Qwen3 T = 1, v7).
 constexpr int kDecodeWideCtas = 2;
 int decode_k_warps(int tok, int splits, int64_t k, int64_t tiles_bound) {
-  static const int env = env_int("NVFP4MOE_GEMM_KWARPS", -1);
-  const int want = g_k_warps_override >= 0 ? g_k_warps_override : env;
+  const int want = sw::decode_k_warps_setting();
   const bool possible = tok == 8 && splits == 1 && (kn::prepared_cols(k) / kn::kWeightKPad) % 2 == 0;
   if (!possible) return 2;
   if (want == 2 || want == 4) return want;
   return tiles_bound <= int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>() ? 4 : 2;
-}
-
-// Whether a decode call takes the ring kernel (kernels/gemm_w4a16_decode_ring_sm90.cuh):
-// set_gemm_decode_ring, else NVFP4MOE_GEMM_RING=0|1, else grouped calls do unless the register
-// kernel's wide CTA is chosen for them. Measured on the H100 (docs/GEMM.md v15): grouped
-// DeepSeek-V3 w13 / w2 at 64 rows 358 -> 325 / 190 -> 167 us (98% / 95% of copy), the layer at
-// DeepSeek-V3 T = 16 / 64 960 -> 865 / 2197 -> 1940 us; at Qwen3 T = 1 the wide CTA stays ahead
-// (36.4 against 37.5 us). Single GEMMs keep the register kernel: the ring measured slower there
-// (DeepSeek-V3 w13 M = 1 15.6 against 15.4 us, Qwen3 w13 M = 1 12.4 against 10.1 us).
-bool decode_ring(bool grouped, bool wide) {
-  static const int env = env_int("NVFP4MOE_GEMM_RING", -1);
-  const int want = g_ring_override >= 0 ? g_ring_override : env;
-  if (want == 0 || want == 1) return want == 1;
-  return grouped && !wide;
 }
 
 int ctas_per_sm_for(int tok, bool decode, bool grouped, int block_n) {
@@ -382,7 +211,7 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
   (void)attr_set;
   NVFP4MOE_CHECK(p.splits == 1, "internal: the warp-specialized GEMM kernel does not split K");
   p.n_blocks = int(tile_blocks_of(p.n, false, Cfg::kBlockN));
-  p.staged_epilogue = ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
+  p.staged_epilogue = sw::ws_staged_epilogue() && !p.out_f32 && p.n % 8 == 0;
   kn::WsActMaps maps{};  // the boxes of the widths the kernel can take
   const int64_t cols = int64_t(p.k_stages) * kn::kWeightKPad;
   for (int i = 0; i < kn::kWsWidths && kn::ws_width(i) <= kTok; ++i) {
@@ -395,7 +224,7 @@ void launch_ws(kn::GemmW4A16Params p, int grid, cudaStream_t stream) {
 
 // Token tile 160 (grouped calls) with the MMA width step in force.
 void launch_ws160(const kn::GemmW4A16Params& p, int grid, cudaStream_t stream) {
-  if (ws_width_step() == 16) launch_ws<160, 16>(p, grid, stream);
+  if (sw::ws_width_step() == 16) launch_ws<160, 16>(p, grid, stream);
   else launch_ws<160, 32>(p, grid, stream);
 }
 
@@ -408,9 +237,9 @@ void dispatch_wgmma(const GemmPlan& plan, const kn::GemmW4A16Params& p, cudaStre
   const int grid = plan.grid;
   if (takes_ws_kernel(plan, p.splits)) {
     if (plan.tok_tile == 64) {
-      if (ws_consumers_tile64() == 4) launch_ws<64, 32, 4>(p, grid, stream);
+      if (sw::ws_consumers_tile64() == 4) launch_ws<64, 32, 4>(p, grid, stream);
       else launch_ws<64>(p, grid, stream);
-    } else if (p.off != nullptr && ws_tile_160()) {
+    } else if (p.off != nullptr && sw::ws_tile_160()) {
       // Grouped calls at token tile 128 take balanced tiles of up to 160 rows: an expert of
       // 129-160 rows (half the experts at 128 rows on average, DeepSeek-V3 T = 4096) is then one
       // tile instead of 128 + a thin remainder that dequantizes the whole weight block again.
@@ -442,12 +271,13 @@ void launch_decode(kn::GemmW4A16Params p, int grid, bool prefetch_before_wait, c
   constexpr int kDepth = kn::GemmDecodeConfig<kTok>::kDepth;
   const dim3 block(kn::GemmDecodeConfig<kTok, kDepth, kMinCtas, kKWarps>::kThreads);
   p.n_blocks = int(kn::prepared_rows(p.n) / kn::kAtomRows);
-  p.prefetch_atoms = g_prefetch_override >= 0 ? g_prefetch_override
-                     : kGrouped              ? decode_prefetch_atoms_grouped()
-                                             : kDecodePrefetchAtomsSingle;
+  const int prefetch_set = sw::prefetch_atoms_override();
+  p.prefetch_atoms = prefetch_set >= 0 ? prefetch_set
+                     : kGrouped        ? sw::decode_prefetch_atoms_grouped()
+                                       : sw::kDecodePrefetchAtomsSingle;
   if constexpr (kGrouped) {
     p.prewait_atoms =
-        prefetch_before_wait ? int(std::min<int64_t>(decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20))
+        prefetch_before_wait ? int(std::min<int64_t>(sw::decode_prewait_bytes() / (int64_t(grid) * kn::kAtomBytes), 1 << 20))
                              : 0;
     // Four instantiations: the early prefetch and the claimed tiles each cost the other calls
     // registers (kernels/gemm_w4a16_decode_sm90.cuh).
@@ -539,19 +369,9 @@ size_t dequant_act_bytes_for(int64_t rows, int64_t k, bool decode) {
   return align_up(size_t(rows) * size_t(decode ? k : kn::prepared_cols(k)) * 2);
 }
 
-// Whether act_permute and act_dequant write the prepared K order as 16-byte chunks after lane
-// transposes (1) or as 4-byte pieces (0) (kernels/gemm_act_permute_sm90.cuh):
-// set_gemm_act_chunk_stores, else NVFP4MOE_GEMM_ACT_STORE=strided|chunks, else chunks
-// (docs/GEMM.md v24).
-int g_act_chunks_override = -1;
-int act_chunk_stores() {
-  static const bool from_env = env_on_unless("NVFP4MOE_GEMM_ACT_STORE", "strided");
-  return switch_on(g_act_chunks_override, from_env) ? 1 : 0;
-}
-
 void run_act_permute(const __nv_bfloat16* a, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream) {
   launch_pdl(kn::act_permute_bf16_sm90_kernel, dim3(grid_for(rows * (kn::prepared_cols(k) / 16), kn::kActPermuteThreads)),
-             dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, act_chunk_stores());
+             dim3(kn::kActPermuteThreads), 0, stream, a, int(rows), int(k), out, sw::act_chunk_stores());
 }
 
 // The bf16 activations the kernel reads: `a` itself for the decode kernel, else `a` permuted into
@@ -569,7 +389,7 @@ void run_act_dequant(const Nvfp4Act& a, int64_t rows, int64_t k, const int32_t* 
   const int64_t work = rows * ((prepared_order ? kn::prepared_cols(k) : k) / 16);
   launch_pdl(kn::act_dequant_bf16_sm90_kernel, dim3(grid_for(work, kn::kActDequantThreads)), dim3(kn::kActDequantThreads), 0,
              stream, a.codes, a.scales, int(rows), int(k), off, num_experts, int(a.scale_rows), prepared_order ? 1 : 0,
-             out, act_chunk_stores());
+             out, sw::act_chunk_stores());
 }
 
 void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num_experts) {
@@ -586,75 +406,6 @@ void check_act(const Nvfp4Act& a, int64_t rows, int64_t k, bool grouped, int num
 
 }  // namespace
 
-void set_gemm_plan_override(int tok, int splits, int prefetch_atoms, int block_n) {
-  NVFP4MOE_CHECK(tok == 0 || tok == 8 || tok == 16 || tok == 32 || tok == 64 || tok == 128,
-                 "tok: expected 0 (heuristics) or 8, 16, 32, 64, 128, got ", tok);
-  NVFP4MOE_CHECK(splits >= 0 && splits <= 64, "splits: expected 0 (heuristics) .. 64, got ", splits);
-  NVFP4MOE_CHECK(prefetch_atoms >= -1 && prefetch_atoms <= 1024,
-                 "prefetch_atoms: expected -1 (default) .. 1024, got ", prefetch_atoms);
-  NVFP4MOE_CHECK(block_n == 0 || block_n == 128 || block_n == 256,
-                 "block_n: expected 0 (heuristics), 128 or 256, got ", block_n);
-  g_token_tile_override = tok;
-  g_block_n_override = block_n;
-  g_split_override = splits;
-  g_prefetch_override = prefetch_atoms;
-}
-
-void set_gemm_hot_expert_rows(int rows) {
-  NVFP4MOE_CHECK(rows >= -1, "rows: expected -1 (heuristics), 0 (off) or a row count, got ", rows);
-  g_hot_override = rows;
-}
-
-void set_gemm_decode_claiming(int mode) {
-  NVFP4MOE_CHECK(mode >= -1 && mode <= 1, "mode: expected -1 (heuristics), 0 (static) or 1 (claimed), got ", mode);
-  g_claim_override = mode;
-}
-
-void set_gemm_decode_k_warps(int k_warps) {
-  NVFP4MOE_CHECK(k_warps == -1 || k_warps == 2 || k_warps == 4,
-                 "k_warps: expected -1 (heuristics), 2 or 4, got ", k_warps);
-  g_k_warps_override = k_warps;
-}
-
-namespace {
-
-// A tuning switch's setter `name`: mode -1 (the default), 0 or 1 (`off` / `on` name them); the
-// error names the public setter, as NVFP4MOE_CHECK in it would.
-void set_switch(const char* name, int mode, const char* off, const char* on, int& slot) {
-  if (mode < -1 || mode > 1) {
-    throw ::nvfp4moe::Error(::nvfp4moe::detail::concat(name, ": mode: expected -1 (default), 0 (", off, ") or 1 (", on,
-                                                       "), got ", mode));
-  }
-  slot = mode;
-}
-
-}  // namespace
-
-void set_gemm_decode_ring(int mode) { set_switch(__func__, mode, "register kernel", "ring kernel", g_ring_override); }
-
-void set_gemm_ws_pipeline(int mode) { set_switch(__func__, mode, "off", "warp-specialized", g_ws_override); }
-
-void set_gemm_ws_width_step(int step) {
-  NVFP4MOE_CHECK(step == 0 || step == 16 || step == 32, "step: expected 0 (default), 16 or 32, got ", step);
-  g_ws_width_step_override = step;
-}
-
-void set_gemm_ws_consumers(int warpgroups) {
-  NVFP4MOE_CHECK(warpgroups == 0 || warpgroups == 2 || warpgroups == 4,
-                 "warpgroups: expected 0 (default), 2 or 4, got ", warpgroups);
-  g_ws_consumers_override = warpgroups;
-}
-
-void set_gemm_ws_staged_epilogue(int mode) { set_switch(__func__, mode, "direct", "staged", g_ws_staged_override); }
-
-void set_gemm_act_chunk_stores(int mode) {
-  set_switch(__func__, mode, "4-byte pieces", "16-byte chunks", g_act_chunks_override);
-}
-
-void set_gemm_ws_single_fit(int mode) { set_switch(__func__, mode, "128-row tiles", "fitted to waves", g_ws_fit_override); }
-
-void set_gemm_ws_single_persistent(int mode) { set_switch(__func__, mode, "a CTA per tile", "a CTA per SM", g_ws_persist_override); }
-
 namespace {
 
 // Weight rows per CTA of the wgmma kernel (docs/GEMM.md v8). 256 rows (4 warpgroups) reuse each
@@ -668,7 +419,7 @@ constexpr double kWideTileTimeRatio = 1.67;
 
 int wgmma_block_n(int tok, bool decode, int64_t n, int64_t tok_tiles) {
   if (decode) return 0;
-  if (g_block_n_override != 0) return tok >= 64 ? g_block_n_override : 128;
+  if (sw::block_n_override() != 0) return tok >= 64 ? sw::block_n_override() : 128;
   if (tok < 64) return 128;
   const int64_t sms = sm_count();
   const int64_t waves128 = (tile_blocks_of(n, false, 128) * tok_tiles + sms - 1) / sms;
@@ -721,24 +472,24 @@ constexpr double kWsWideTileTimeRatio = 1.1;
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   check_shape(m, n, k);
   GemmPlan plan;
-  plan.tok_tile = g_token_tile_override ? g_token_tile_override : tok_tile_for(m);
+  plan.tok_tile = sw::token_tile_override() ? sw::token_tile_override() : tok_tile_for(m);
   const bool decode = is_decode(plan.tok_tile, false, m);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, (m + plan.tok_tile - 1) / plan.tok_tile);
   // Fitted only past one wave of 256-row tiles: below it the 128-row kernel splits K over the
   // idle SMs, which the tile cost model does not weigh.
-  const bool ws_fit = !decode && ws_pipeline() && ws_single_fit() && plan.tok_tile == 128 &&
+  const bool ws_fit = !decode && sw::ws_pipeline() && sw::ws_single_fit() && plan.tok_tile == 128 &&
                       tile_blocks_of(n, false, 256) * ((m + 127) / 128) > sm_count();
   if (ws_fit) {
     const WsFit fit = ws_single_fit_tiles(m, tile_blocks_of(n, false, 256));
     const int64_t sms = sm_count();
     const int64_t waves128 = (tile_blocks_of(n, false, 128) * ((m + 127) / 128) + sms - 1) / sms;
-    if (g_block_n_override == 0)
+    if (sw::block_n_override() == 0)
       plan.block_n = double(fit.cost()) * kWsWideTileTimeRatio < double(waves128 * (kWsTileFixedColumns + 128)) ? 256 : 128;
     if (plan.block_n == 256) plan.tile_rows = fit.tile_rows;
   }
   const int tok_rows = plan.tile_rows > 0 ? plan.tile_rows : plan.tok_tile;  // rows per token tile
   int64_t tiles = tile_blocks_of(n, decode, plan.block_n) * ((m + tok_rows - 1) / tok_rows);
-  plan.ring = decode && decode_ring(false, false);
+  plan.ring = decode && sw::decode_ring(false, false);
   int64_t ctas = int64_t(sm_count()) * (plan.ring ? decode_ring_ctas_per_sm(plan.tok_tile)
                                                   : ctas_per_sm_for(plan.tok_tile, decode, false, plan.block_n));
   // wgmma kernel: >= 2 stages per split (its pipeline runs kStages-2 ahead); decode kernel:
@@ -746,14 +497,14 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k) {
   int64_t max_splits = std::max<int64_t>(1, decode ? k_stages_of(k) : k_stages_of(k) / 2);
   if (tiles > 0 && tiles < ctas && tiles <= kMaxSplitCounters && plan.block_n != 256)  // 256: never split
     plan.splits = int(std::clamp<int64_t>(ctas / tiles, 1, max_splits));
-  if (g_split_override > 0 && plan.block_n != 256 && tiles <= kMaxSplitCounters)  // tuning
-    plan.splits = int(std::clamp<int64_t>(g_split_override, 1, max_splits));
+  if (sw::split_override() > 0 && plan.block_n != 256 && tiles <= kMaxSplitCounters)  // tuning
+    plan.splits = int(std::clamp<int64_t>(sw::split_override(), 1, max_splits));
   int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
   plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
   plan.grid = int(decode ? std::max<int64_t>(1, std::min(tiles * plan.splits, ctas)) : tiles * plan.splits);
-  plan.ws = !decode && ws_pipeline();
+  plan.ws = !decode && sw::ws_pipeline();
   // The warp-specialized kernel (256 rows, no split) loops over tiles: one CTA per SM, if chosen.
-  if (plan.ws && plan.block_n == 256 && plan.splits == 1 && ws_single_persistent())
+  if (plan.ws && plan.block_n == 256 && plan.splits == 1 && sw::ws_single_persistent())
     plan.grid = int(std::max<int64_t>(1, std::min<int64_t>(tiles, sm_count())));
   return plan;
 }
@@ -773,33 +524,33 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
   plan.tok_tile =
-      g_token_tile_override ? g_token_tile_override : grouped_tok_tile(rows, num_experts, grouped_tok_steps());
+      sw::token_tile_override() ? sw::token_tile_override() : grouped_tok_tile(rows, num_experts, grouped_tok_steps());
   const bool decode = is_decode(plan.tok_tile, true, rows);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, grouped_max_tok_tiles(rows, plan.tok_tile, num_experts));
   const int64_t blocks = tile_blocks_of(n, decode, plan.block_n);
   int64_t ctas = int64_t(sm_count()) * ctas_per_sm_for(plan.tok_tile, decode, true, plan.block_n);
   const int64_t max_tiles = blocks * grouped_max_tok_tiles(rows, plan.tok_tile, num_experts);
   int64_t bound = max_tiles;  // persistent grid: no more CTAs than work items
-  if (decode && g_split_override > 1 && max_tiles <= kMaxSplitCounters) {
+  if (decode && sw::split_override() > 1 && max_tiles <= kMaxSplitCounters) {
     // Grouped split-K is supported (partial sums + last-CTA reduction as for single GEMMs) but
     // not chosen by the heuristics: measured, the per-tile cost of a split outweighed the fuller
     // last wave at DeepSeek-V3 shapes (docs/GEMM.md v6) and gained nothing where the routing
     // leaves half the CTAs idle (Qwen3 at T = 1, v7); the tuning override can still select it.
-    plan.splits = int(std::min<int64_t>(g_split_override, k_stages_of(k)));
+    plan.splits = int(std::min<int64_t>(sw::split_override(), k_stages_of(k)));
     const int64_t per = (k_stages_of(k) + plan.splits - 1) / plan.splits;
     plan.splits = int((k_stages_of(k) + per - 1) / per);  // no empty split
     bound *= plan.splits;
   }
   if (decode) plan.k_warps = decode_k_warps(plan.tok_tile, plan.splits, k, bound);
-  plan.ring = decode && decode_ring(true, plan.k_warps == 4);
+  plan.ring = decode && sw::decode_ring(true, plan.k_warps == 4);
   if (plan.ring) {
     plan.k_warps = 2;
     ctas = int64_t(sm_count()) * decode_ring_ctas_per_sm(plan.tok_tile);
   }
   if (plan.k_warps == 4) ctas = int64_t(sm_count()) * decode_ctas_per_sm<8, kDecodeWideCtas, 4>();
   plan.grid = int(std::max<int64_t>(1, std::min(bound, ctas)));
-  plan.ws = !decode && ws_pipeline();
-  plan.claim = decode && decode_claiming(bound, plan.grid, plan.ring);
+  plan.ws = !decode && sw::ws_pipeline();
+  plan.claim = decode && sw::decode_claiming(bound, plan.grid, plan.ring);
   // Hot experts (docs/GEMM.md v9): the token tile fits the average expert; under a skewed
   // routing a few experts hold hundreds of rows, and every token tile of theirs dequantizes the
   // expert's weights again (Zipf over 256 experts at 4096 rows: 322 token tiles per weight
@@ -807,11 +558,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
   // second launch at token tile 128 (6 tiles instead of 21 for a 670-row expert); which
   // experts those are is decided on the device from the offsets, so a balanced routing's
   // second launch finds no tiles and returns.
-  static const int hot_env = [] {  // NVFP4MOE_GEMM_HOT=R: the threshold for every call (tuning)
-    const char* v = std::getenv("NVFP4MOE_GEMM_HOT");
-    return v != nullptr ? std::max(0, std::atoi(v)) : -1;
-  }();
-  const int hot_set = g_hot_override >= 0 ? g_hot_override : hot_env;
+  const int hot_set = sw::hot_rows_setting();  // NVFP4MOE_GEMM_HOT=R: every call's threshold (tuning)
   // Threshold = the token tile: measured at 1, 1.5, 2 and 3 tiles on the H100 (skewed E=256,
   // DSV3 w13): 4096 rows 2201 / 2229 / 2283 / 2263 us, 8192 rows 2587 / 2599 / 2686 / 2659 us
   // (one launch: 2425 and 2682 us). By default only for calls of >= 100 GFLOP (>= ~200 us): the second launch costs 5-10 us
@@ -1038,13 +785,6 @@ void grouped_gemm_w4a16_gemm_order(const __nv_bfloat16* a, int64_t rows, const i
                   "grouped_gemm_w4a16_gemm_order_workspace_bytes");
   const WorkspaceParts ws = carve(workspace, 0);
   launch_grouped(a, rows, off, w, alpha, out, out_dtype, plan, false, ws, stream);
-}
-
-void set_gemm_fused_combine(int mode) { set_switch(__func__, mode, "off", "on", g_fused_combine_override); }
-
-bool gemm_fused_combine_on() {
-  static const bool env_on = env_switch("NVFP4MOE_FUSED_COMBINE", false);
-  return switch_on(g_fused_combine_override, env_on);
 }
 
 bool grouped_gemm_fuses_combine(int64_t rows, int64_t n, int64_t k, int num_experts) {
