@@ -17,6 +17,9 @@
 #             racecheck over its small cases, grouped GEMMs at 8-32 rows per expert, the skewed
 #             32768-row call with its thin experts split off to tile 64, then the layer at
 #             T = 64-1024, each A/B interleaved in two rounds (NVFP4MOE_GEMM_WS_CONSUMERS)
+#     step    the token-tile-160 kernel's MMA widths in steps of 16 against 32 (v20: -1.4% on an
+#             H200, never timed on an H100): grouped DeepSeek-V3 w13 / w2 at 32768 rows and Qwen3
+#             w13 at 16384, uniform and skewed, two interleaved rounds (bench_gemm --ws-step)
 #     all     (default) tests, then layer
 #
 # Device call: command "scripts/gpu-quick.sh run [part]", carry [".gl"] (git-ignored). Each part
@@ -34,10 +37,10 @@ if [[ "${1:-}" == stage ]]; then
   echo "gpu-quick: .gl/bin.tgz ($(du -h .gl/bin.tgz | cut -f1)); run with carry [\".gl\"]"
   exit 0
 fi
-usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|cons|all]"
+usage="usage: scripts/gpu-quick.sh stage | run [tests|layer|tune|cons|step|all]"
 [[ "${1:-}" == run ]] || { echo "$usage" >&2; exit 2; }
 part=${2:-all}
-[[ $part == all || $part == tests || $part == layer || $part == tune || $part == cons ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
+[[ $part == all || $part == tests || $part == layer || $part == tune || $part == cons || $part == step ]] || { echo "gpu-quick: unknown part '$part'; $usage" >&2; exit 2; }
 
 OUT=${OUT:-$PWD/out}
 R=$(mktemp -d)
@@ -124,4 +127,18 @@ if [[ $part == cons ]]; then
     done
   done
   save cons_layer
+fi
+
+if [[ $part == step ]]; then
+  for round in 1 2; do
+    for step in 32 16; do
+      for m in "DSV3 w13" "DSV3 w2"; do
+        timeout 60 $B --grouped --rows 32768 --match "$m" --ws-step $step > "$R/step.tmp" 2>&1
+        grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
+      done
+      timeout 40 $B --grouped --rows 16384 --match 'Qwen3 w13' --ws-step $step > "$R/step.tmp" 2>&1
+      grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
+    done
+  done
+  save step
 fi

@@ -108,8 +108,10 @@ bool ws_tile_160() {
 
 // The warp-specialized token-tile-160 kernel's MMA widths come in steps of 16 or 32 tokens
 // (kernels/gemm_balanced_tiles.h): set_gemm_ws_width_step, else NVFP4MOE_GEMM_WS_WIDTH_STEP=16|32,
-// else 32, the widths measured in v18, until a device run times 16 (docs/GEMM.md v20). Tiles
-// 64 and 128 keep steps of 32 (with more widths ptxas serializes the 128 kernel's wgmma).
+// else 32. Steps of 16 measured -1.4% on the grouped DeepSeek-V3 w13 call at 32768 rows (H200,
+// docs/GEMM.md v20; skewed unchanged), within what one run moves, and have not been timed on an
+// H100 (`scripts/gpu-quick.sh run step`), so 32 stays. Tiles 64 and 128 keep steps of 32 (with
+// more widths ptxas serializes the 128 kernel's wgmma).
 int ws_width_step() {
   static const int from_env = [] {
     const char* v = std::getenv("NVFP4MOE_GEMM_WS_WIDTH_STEP");
