@@ -133,12 +133,12 @@ if [[ $part == step ]]; then
   for round in 1 2; do
     for step in 32 16; do
       for m in "DSV3 w13" "DSV3 w2"; do
-        timeout 60 $B --grouped --rows 32768 --match "$m" --ws-step $step > "$R/step.tmp" 2>&1
+        timeout 50 $B --grouped --rows 32768 --match "$m" --ws-step $step > "$R/step.tmp" 2>&1
         grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
       done
-      timeout 40 $B --grouped --rows 16384 --match 'Qwen3 w13' --ws-step $step > "$R/step.tmp" 2>&1
+      timeout 30 $B --grouped --rows 16384 --match 'Qwen3 w13' --ws-step $step > "$R/step.tmp" 2>&1
       grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
     done
+    save "step round $round"
   done
-  save step
 fi

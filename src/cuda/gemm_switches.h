@@ -1,7 +1,7 @@
 // The GEMM launchers' tuning switches (the set_gemm_* setters of cuda/gemm.h): the state of each,
 // read by the plan and the launchers in gemm.cu. A switch's value is its setter's when set, else
-// its environment variable's (read once), else the default that the measurements chose (each
-// accessor's comment in gemm_switches.cpp gives them). Host code only, no device reads; like the
+// its environment variable's (read once), else the default that the measurements chose, for the
+// sources a switch has (a few have only one; each accessor's comment in gemm_switches.cpp says). Host code only, no device reads; like the
 // setters, process-wide and not thread-safe.
 #pragma once
 
