@@ -4,7 +4,8 @@
 # benchmark binaries in build/bench/ (scripts/gpu-check.sh builds them) or in $BIN. Reports
 # (.ncu-rep) and their text pages go to $OUT (default ./out/profile).
 #
-#   scripts/gpu-profile.sh [quant] [quant_small] [gemm] [ws] [ws_single] [ws_mid] [ws_mid4] [decode] [layer] [prefill]
+#   scripts/gpu-profile.sh [quant] [quant_small] [quant_order] [gemm] [ws] [ws_single] [ws_mid] [ws_mid4]
+#                          [decode] [layer] [prefill]
 #                                                                   (default: quant gemm decode)
 #
 #   quant   the large-call quantizers at M = 65536, K = 7168 (bf16): quantize_experts on the bulk
@@ -15,6 +16,10 @@
 #   quant_small  the per-expert quantizer and the fused SiLU*Mul+quantize at M = 16, K = 7168
 #           (E = 256): where their ~2.3 us over the one-matrix quantizer go (issue 3's under-5-us
 #           target: fused 5.07 us back to back).
+#   quant_order  the MoE layer's two quantizers that write GEMM-order bf16 values (DeepSeek-V3
+#           T = 4096, W4A4: quantize_experts on the bulk kernel, the fused SiLU*Mul on the row-step
+#           kernel; 525 and 226 us there): MIO stalls against L2 store sectors per request, before
+#           any store-side change (docs/results/quantize.md, twenty-third session).
 #   gemm    the cp.async wgmma kernel (NVFP4MOE_GEMM_WS=0 for the 256-row CTAs): DSV3 w13
 #           M = 4096 (4 warpgroups, token tile 128) and grouped E = 256 at 4096 rows (token tile
 #           32): tensor pipe, stall reasons, L2 traffic.
@@ -61,9 +66,9 @@ prof() {  # name kernel-regex (on the demangled name) count binary args...
 for w in "${what[@]}"; do
   case "$w" in
     quant)
-      prof quant_experts_bulk 'quantize_nvfp4_bulk_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
-      prof quant_experts_rows 'quantize_nvfp4_rows_kernel<__nv_bfloat16, false' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 --bulk 0
-      prof quant_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, true' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_experts_bulk 'quantize_nvfp4_bulk_kernel<__nv_bfloat16, (false|.bool.0)' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
+      prof quant_experts_rows 'quantize_nvfp4_rows_kernel<__nv_bfloat16, (false|.bool.0)' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 --bulk 0
+      prof quant_fused 'quantize_nvfp4_rows_kernel<__nv_bfloat16, (true|.bool.1)' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168
       prof quant_silu 'silu_and_mul_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 65536 --k 7168 ;;
     quant_small)
       prof quant_small_quantize 'quantize_tiles_kernel' 1 $BIN/nvfp4moe_bench_quantize --m 16 --k 7168
@@ -112,6 +117,12 @@ for w in "${what[@]}"; do
           "$TOOL" bench --no-baseline --model $model --tokens 4096 --iters 3 > "$OUT/prefill_$model.csv" 2> "$OUT/prefill_$model.log"
         echo "prefill $model: rc=$? -> $OUT/prefill_$model.csv"
       done ;;
-    *) echo "gpu-profile: unknown part $w (quant, quant_small, gemm, ws, ws_single, ws_mid, ws_mid4, decode, layer, prefill)" >&2; exit 2 ;;
+    quant_order)  # the layer's GEMM-order quantizers (the W4A4 prefill operands), full sections
+      TOOL=${TOOL:-build/nvfp4-moe}
+      prof quant_order_experts 'quantize_nvfp4_bulk_kernel<__nv_bfloat16, (false|.bool.0).*(true|.bool.1)>' 1 \
+        "$TOOL" bench --no-baseline --model deepseek-v3 --tokens 4096 --iters 3
+      prof quant_order_silu 'quantize_nvfp4_rows_kernel<__nv_bfloat16, (true|.bool.1).*(true|.bool.1)>' 1 \
+        "$TOOL" bench --no-baseline --model deepseek-v3 --tokens 4096 --iters 3 ;;
+    *) echo "gpu-profile: unknown part $w (quant, quant_small, quant_order, gemm, ws, ws_single, ws_mid, ws_mid4, decode, layer, prefill)" >&2; exit 2 ;;
   esac
 done
