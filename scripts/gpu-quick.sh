@@ -52,6 +52,14 @@ T=build/tests/nvfp4moe_gpu_tests
 B=build/bench/nvfp4moe_bench_gemm
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 passed() { grep -E '^\[  (PASSED|FAILED)  \]|FAILED  \]' "$1" | head -4; }
+# gemm_tagged TAG NAME SECONDS ARGS...: one bench_gemm run; its whole output appended to
+# $R/NAME.log, its W4A16 / W4A4 rows prefixed with [TAG] to $R/NAME.txt and to stdout.
+gemm_tagged() {
+  local tag=$1 name=$2 secs=$3; shift 3
+  timeout "$secs" $B "$@" > "$R/gemm_tagged.tmp" 2>&1
+  cat "$R/gemm_tagged.tmp" >> "$R/$name.log"
+  grep -E 'W4A' "$R/gemm_tagged.tmp" | sed "s|^|[$tag] |" | tee -a "$R/$name.txt"
+}
 
 if [[ $part == all || $part == tests ]]; then
   for i in 0 1 2 3; do
@@ -106,17 +114,15 @@ if [[ $part == cons ]]; then
   for round in 1 2; do
     for wc in 2 4; do
       # tile 64 from 5 to 32 rows per expert: DeepSeek-V3 (E = 256) at T = 256, 1024; Qwen3 at 128, 512
-      timeout 60 $B --grouped --rows 2048,8192 --match DSV3 --ws-consumers $wc > "$R/cons_gemm_${wc}_$round.txt" 2>&1
-      timeout 40 $B --grouped --rows 1024,4096 --match Qwen3 --ws-consumers $wc >> "$R/cons_gemm_${wc}_$round.txt" 2>&1
-      grep -E 'W4A' "$R/cons_gemm_${wc}_$round.txt" | sed "s|^|[c$wc r$round] |"
+      gemm_tagged "c$wc r$round" cons_gemm 60 --grouped --rows 2048,8192 --match DSV3 --ws-consumers $wc
+      gemm_tagged "c$wc r$round" cons_gemm 40 --grouped --rows 1024,4096 --match Qwen3 --ws-consumers $wc
     done
   done
   save cons_gemm
   # The skewed 32768-row call (issue 4: 1.21x of balanced) with its experts of <= 32 rows split
   # off to a token-tile-64 launch (--hot 32: the rest at tile 160), on 2 and on 4 consumers.
   for knob in "" "--tok 64 --block-n 256 --hot 32 --ws-consumers 2" "--tok 64 --block-n 256 --hot 32 --ws-consumers 4"; do
-    timeout 60 $B --grouped --rows 32768 --match 'DSV3 w13' $knob > "$R/cons_skew.tmp" 2>&1
-    grep -E 'W4A' "$R/cons_skew.tmp" | sed "s|^|[$knob] |" | tee -a "$R/cons_skew.txt"
+    gemm_tagged "$knob" cons_skew 60 --grouped --rows 32768 --match 'DSV3 w13' $knob
   done
   save cons_skew
   for round in 1 2; do
@@ -133,11 +139,9 @@ if [[ $part == step ]]; then
   for round in 1 2; do
     for step in 32 16; do
       for m in "DSV3 w13" "DSV3 w2"; do
-        timeout 50 $B --grouped --rows 32768 --match "$m" --ws-step $step > "$R/step.tmp" 2>&1
-        grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
+        gemm_tagged "s$step r$round" step 50 --grouped --rows 32768 --match "$m" --ws-step $step
       done
-      timeout 30 $B --grouped --rows 16384 --match 'Qwen3 w13' --ws-step $step > "$R/step.tmp" 2>&1
-      grep -E 'W4A' "$R/step.tmp" | sed "s|^|[s$step r$round] |" | tee -a "$R/step.txt"
+      gemm_tagged "s$step r$round" step 30 --grouped --rows 16384 --match 'Qwen3 w13' --ws-step $step
     done
     save "step round $round"
   done
