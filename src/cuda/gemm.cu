@@ -524,7 +524,7 @@ GemmPlan plan_grouped_gemm(int64_t rows, int64_t n, int64_t k, int num_experts) 
                  kn::kMaxExperts, ", got ", num_experts);
   GemmPlan plan;
   plan.tok_tile =
-      sw::token_tile_override() ? sw::token_tile_override() : grouped_tok_tile(rows, num_experts, grouped_tok_steps());
+      sw::token_tile_override() ? sw::token_tile_override() : grouped_tok_tile(rows, num_experts, sw::grouped_tok_steps());
   const bool decode = is_decode(plan.tok_tile, true, rows);
   plan.block_n = wgmma_block_n(plan.tok_tile, decode, n, grouped_max_tok_tiles(rows, plan.tok_tile, num_experts));
   const int64_t blocks = tile_blocks_of(n, decode, plan.block_n);

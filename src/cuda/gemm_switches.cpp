@@ -74,6 +74,14 @@ int split_override() { return g_split_override; }
 int prefetch_atoms_override() { return g_prefetch_override; }
 int block_n_override() { return g_block_n_override; }
 
+const std::vector<GroupedTokStep>& grouped_tok_steps() {
+  static const std::vector<GroupedTokStep> steps = [] {
+    const char* v = std::getenv("NVFP4MOE_GEMM_GROUPED_TOK");
+    return v != nullptr ? parse_grouped_tok_steps(v) : default_grouped_tok_steps();
+  }();
+  return steps;
+}
+
 int hot_rows_setting() {
   static const int hot_env = [] {  // NVFP4MOE_GEMM_HOT=R: the threshold for every call (tuning)
     const char* v = std::getenv("NVFP4MOE_GEMM_HOT");

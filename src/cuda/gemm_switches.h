@@ -6,11 +6,18 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "nvfp4moe/cuda/gemm_token_tiles.h"
 
 namespace nvfp4moe::cuda::gemm_switches {
 
 // set_gemm_plan_override: 0 (or -1 for prefetch_atoms) leaves the heuristics' choice.
 int token_tile_override();
+
+// The grouped token-tile steps (cuda/gemm_token_tiles.h): NVFP4MOE_GEMM_GROUPED_TOK when set
+// (read once), else the default.
+const std::vector<GroupedTokStep>& grouped_tok_steps();
 int split_override();
 int prefetch_atoms_override();
 int block_n_override();

@@ -29,14 +29,6 @@ std::vector<GroupedTokStep> parse_grouped_tok_steps(const char* spelling) {
   return steps;
 }
 
-const std::vector<GroupedTokStep>& grouped_tok_steps() {
-  static const std::vector<GroupedTokStep> steps = [] {
-    const char* v = std::getenv("NVFP4MOE_GEMM_GROUPED_TOK");
-    return v != nullptr ? parse_grouped_tok_steps(v) : default_grouped_tok_steps();
-  }();
-  return steps;
-}
-
 int grouped_tok_tile(int64_t rows, int num_experts, const std::vector<GroupedTokStep>& steps) {
   const int64_t avg = (rows + num_experts - 1) / num_experts;
   for (const GroupedTokStep& st : steps) {

@@ -17,7 +17,6 @@
 #include "gpu/gpu_test_util.h"
 #include "nvfp4moe/common/error.h"
 #include "nvfp4moe/cuda/gemm.h"
-#include "nvfp4moe/cuda/gemm_token_tiles.h"
 #include "nvfp4moe/cuda/routing.h"
 #include "nvfp4moe/cuda/weights.h"
 #include "nvfp4moe/format/halfs.h"
@@ -89,7 +88,7 @@ void check_fused(const Shape& s, const DeviceBuffer<uint8_t>& w, int64_t tokens,
   // The combine is fused into the decode ring kernel only. Where the default token-tile steps
   // leave the decode tiles (more than 4 rows per expert, e.g. T=16 k=8 over 16 experts), the ring
   // case forces tile 16 so the fused kernel still meets that many rows per expert.
-  const bool force_decode = kern.fuses && cuda::grouped_tok_tile(m, s.experts, cuda::grouped_tok_steps()) > 16;
+  const bool force_decode = kern.fuses && cuda::plan_grouped_gemm(m, s.n, s.k, s.experts).tok_tile > 16;
   struct Overrides {  // restored on every exit (an ASSERT returns early)
     Overrides(const Kernel& k, bool force_decode) {
       cuda::set_gemm_decode_ring(k.ring);

@@ -22,10 +22,6 @@ std::vector<GroupedTokStep> default_grouped_tok_steps();
 // variable and quoting the value.
 std::vector<GroupedTokStep> parse_grouped_tok_steps(const char* spelling);
 
-// The steps every grouped plan uses: NVFP4MOE_GEMM_GROUPED_TOK when set (read once), else the
-// default.
-const std::vector<GroupedTokStep>& grouped_tok_steps();
-
 // The token tile of a grouped call of `rows` rows over `num_experts` experts under `steps`.
 int grouped_tok_tile(int64_t rows, int num_experts, const std::vector<GroupedTokStep>& steps);
 
